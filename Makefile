@@ -1,0 +1,31 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Both create .venv on first use and install what is missing. torch is pinned and installed
+# first: this machine has a local CPU wheel of torch 2.13.0, any other spec pulls GBs of CUDA.
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.vecq_hw-installed
+TORCH   = torch==2.13.0
+
+.PHONY: demo test install clean bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[test]"
+	@command -v g++ >/dev/null || { echo "g++ is required for C simulation (apt-get install g++)"; exit 1; }
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vecq-hw demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/sim_throughput.py
+
+clean:
+	rm -rf build runs .pytest_cache
