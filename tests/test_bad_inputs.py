@@ -1,0 +1,383 @@
+"""A corpus of broken model folders, made by mutating one valid saved model.
+
+Every case must be refused by ``load_model`` with one FormatError line that names
+model.yaml and the offending field; failed saves must leave nothing half-written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from vecq_hw import ir
+from vecq_hw.errors import FormatError
+from vecq_hw.export import model_io
+from vecq_hw.export.model_io import load_model, save_model
+from vecq_hw.fixed import FixedType
+
+F = FixedType.parse
+_L = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_D = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _load(text: str):
+    return yaml.load(text, Loader=_L)
+
+
+def _dump(doc) -> str:
+    return yaml.dump(doc, Dumper=_D, sort_keys=False)
+
+
+C, FC = "layers[1] (c1)", "layers[5] (fc)"  # the weighted layers of the good model
+
+
+def good_model() -> ir.Model:
+    rng = np.random.default_rng(7)
+    t_in, act = F("ap_ufixed<8,0,AP_RND,AP_SAT>"), F("ap_ufixed<8,3,AP_RND,AP_SAT>")
+    st, bt = F("ap_fixed<8,1>"), F("ap_fixed<12,4>")
+
+    def weighted(cls, name, in_type, shape, bits, **kw):
+        lo, hi = ir.code_range(bits)
+        codes = rng.integers(lo, hi + 1, shape).astype(np.int8)
+        n = shape[-1]
+        return cls(name=name, out_type=act, bits=bits, encoding="odd", codes=codes,
+                   scale=rng.integers(st.min_mantissa, st.max_mantissa + 1, n), scale_type=st,
+                   bias=rng.integers(bt.min_mantissa, bt.max_mantissa + 1, n), bias_type=bt,
+                   accum_type=ir.accumulator_type(in_type, ir.multipliers(codes, "odd")), **kw)
+
+    return ir.Model("good", [
+        ir.Input("x", t_in, shape=(6, 6, 2)),
+        weighted(ir.Conv2D, "c1", t_in, (3, 3, 2, 4), 2),
+        ir.ReLU("r1", act),
+        ir.MaxPool2D("p1", act),
+        ir.Flatten("f", act),
+        weighted(ir.Dense, "fc", act, (16, 3), 3),
+    ]).check()
+
+
+@pytest.fixture(scope="module")
+def good_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("good") / "model"
+    save_model(good_model(), d)
+    return d
+
+
+@pytest.fixture
+def case_dir(good_dir, tmp_path) -> Path:
+    d = tmp_path / "m"
+    shutil.copytree(good_dir, d)
+    return d
+
+
+# --------------------------------------------------------------------------- mutation helpers
+
+def edit(fn):
+    """Mutate the parsed YAML document and write it back."""
+    def mutate(d: Path):
+        p = d / "model.yaml"
+        doc = _load(p.read_text())
+        fn(doc)
+        p.write_text(_dump(doc))
+    return mutate
+
+
+def text(old: str, new: str):
+    def mutate(d: Path):
+        p = d / "model.yaml"
+        t = p.read_text()
+        assert old in t, old
+        p.write_text(t.replace(old, new, 1))
+    return mutate
+
+
+def raw(data: bytes):
+    def mutate(d: Path):
+        (d / "model.yaml").write_bytes(data)
+    return mutate
+
+
+def _rec(doc, i):
+    return doc["layers"][i]
+
+
+def set_key(i, key, value):
+    def fn(doc):
+        _rec(doc, i)[key] = value
+    return edit(fn)
+
+
+def set_table(i, table, key, value):
+    def fn(doc):
+        _rec(doc, i)[table][key] = value
+    return edit(fn)
+
+
+def _fix_sha(d: Path, i: int, table: str, data: bytes, **extra):
+    import hashlib
+    doc = _load((d / "model.yaml").read_text())
+    spec = _rec(doc, i)[table]
+    (d / spec["file"]).write_bytes(data)
+    spec["sha256"] = hashlib.sha256(data).hexdigest()
+    spec.update(extra)
+    (d / "model.yaml").write_text(_dump(doc))
+
+
+def table_bytes(i, table, make):
+    """Replace a table file by ``make(original_bytes)`` and update its checksum (so the
+    deeper check, not the checksum, must catch it)."""
+    def mutate(d: Path):
+        doc = _load((d / "model.yaml").read_text())
+        data = (d / _rec(doc, i)[table]["file"]).read_bytes()
+        _fix_sha(d, i, table, make(data))
+    return mutate
+
+
+def table_array(i, table, make, **kw):
+    def mutate(d: Path):
+        import io
+        doc = _load((d / "model.yaml").read_text())
+        arr = np.load(d / _rec(doc, i)[table]["file"])
+        buf = io.BytesIO()
+        np.save(buf, make(arr), allow_pickle=kw.get("allow_pickle", False))
+        _fix_sha(d, i, table, buf.getvalue())
+    return mutate
+
+
+def symlink_outside(d: Path):
+    outside = d.parent / "outside.npy"
+    doc = _load((d / "model.yaml").read_text())
+    shutil.copy(d / _rec(doc, 5)["codes"]["file"], outside)
+    os.symlink(outside, d / "link.npy")
+    _rec(doc, 5)["codes"]["file"] = "link.npy"
+    (d / "model.yaml").write_text(_dump(doc))
+
+
+def flip_image_bit(d: Path):
+    def make(data):
+        b = bytearray(data)
+        b[0] ^= 1
+        return bytes(b)
+    table_bytes(5, "weights_image", make)(d)
+
+
+def dup_layer_name(doc):
+    _rec(doc, 2)["name"] = "c1"
+
+
+def swap_first_layers(doc):
+    doc["layers"][0], doc["layers"][1] = doc["layers"][1], doc["layers"][0]
+
+
+# (id, mutation, expected field; None where the whole file is at fault)
+CASES = [
+    # --- whole file
+    ("empty_yaml", raw(b""), None),
+    ("blank_yaml", raw(b"\n# nothing\n"), None),
+    ("not_a_mapping", raw(b"- 1\n- 2\n"), None),
+    ("scalar_document", raw(b"just a string\n"), None),
+    ("unparseable", raw(b"format_version: 1\nlayers: [\n  {kind: input\n"), None),
+    ("not_utf8", raw(b"name: \xff\xfe\n"), None),
+    ("python_tag", text("name: good", 'name: !!python/object/apply:os.system ["touch pwned"]'), None),
+    ("explicit_str_tag", text("format_version: 1", "format_version: !!int '1'"), None),
+    ("anchor_alias", text("name: good", "name: &n good\nalias: *n"), None),
+    ("duplicate_key", text("name: good", "name: good\nname: other"), None),
+    ("two_documents", text("format_version: 1", "format_version: 1\n---\nx: 1\n"), None),
+    # --- top level keys
+    ("wrong_format_version", edit(lambda d: d.update(format_version=2)), "format_version"),
+    ("format_version_string", edit(lambda d: d.update(format_version="1")), "format_version"),
+    ("format_version_float", edit(lambda d: d.update(format_version=1.0)), "format_version"),
+    ("format_version_bool", edit(lambda d: d.update(format_version=True)), "format_version"),
+    ("missing_format_version", edit(lambda d: d.pop("format_version")), "format_version"),
+    ("unknown_top_key", edit(lambda d: d.update(extra=1)), "extra"),
+    ("missing_name", edit(lambda d: d.pop("name")), "name"),
+    ("name_not_string", edit(lambda d: d.update(name=12)), "name"),
+    ("layers_not_list", edit(lambda d: d.update(layers={"a": 1})), "layers"),
+    ("layers_empty", edit(lambda d: d.update(layers=[])), "layers"),
+    # --- layer keys and scalar types
+    ("layer_not_mapping", edit(lambda d: d["layers"].__setitem__(2, "relu")), "layers[2]"),
+    ("unknown_layer_kind", set_key(2, "kind", "lstm"), "layers[2].kind"),
+    ("missing_layer_key", edit(lambda d: _rec(d, 1).pop("bits")), f"{C}.bits"),
+    ("unknown_layer_key", set_key(1, "dilation", [1, 1]), f"{C}.dilation"),
+    ("bool_as_int", set_key(1, "bits", True), f"{C}.bits"),
+    ("float_as_int", set_key(1, "bits", 2.0), f"{C}.bits"),
+    ("string_as_int", set_key(1, "bits", "2"), f"{C}.bits"),
+    ("bits_out_of_range", set_key(1, "bits", 9), f"{C}.bits"),
+    ("nan_in_stride", set_key(1, "stride", [float("nan"), 1]), f"{C}.stride[0]"),
+    ("inf_in_shape", set_key(2, "in_shape", [float("inf"), 4, 4]), "layers[2] (r1).in_shape[0]"),
+    ("float_in_shape", set_key(2, "in_shape", [4.0, 4, 4]), "layers[2] (r1).in_shape[0]"),
+    ("negative_padding", set_key(1, "padding", [0, -1, 0, 0]), f"{C}.padding[1]"),
+    ("padding_too_short", set_key(1, "padding", [0, 0]), f"{C}.padding"),
+    ("bad_encoding", set_key(1, "encoding", "even"), f"{C}.encoding"),
+    ("bad_multiplier", set_key(5, "multiplier", "gpu"), f"{FC}.multiplier"),
+    ("empty_layer_name", set_key(2, "name", ""), "layers[2].name"),
+    ("duplicate_layer_name", edit(dup_layer_name), "layers[2] (c1).name"),
+    ("first_layer_not_input", edit(swap_first_layers), "layers[0] (c1).kind"),
+    # --- ap_types spellings
+    ("bad_spelling", set_key(1, "out_type", "ap_fixd<8,3>"), f"{C}.out_type"),
+    ("bad_spelling_mode", set_key(1, "scale_type", "ap_fixed<8,1,AP_ROUND>"), f"{C}.scale_type"),
+    ("type_not_string", set_key(5, "bias_type", 12), f"{FC}.bias_type"),
+    # --- shapes
+    ("in_shape_does_not_chain", set_key(2, "in_shape", [4, 4, 5]), "layers[2] (r1).in_shape"),
+    ("out_shape_wrong", set_key(1, "out_shape", [4, 4, 5]), f"{C}.out_shape"),
+    ("huge_input_shape", set_key(0, "out_shape", [65536, 65536, 1]), "layers[0] (x).out_shape"),
+    ("huge_table_shape", set_table(5, "codes", "shape", [16, 1 << 25]), f"{FC}.codes.shape"),
+    ("table_shape_vs_chain", set_table(5, "codes", "shape", [15, 3]), f"{FC}.codes.shape"),
+    ("zero_dim", set_key(0, "out_shape", [6, 0, 2]), "layers[0] (x).out_shape[1]"),
+    # --- tables
+    ("sha_mismatch", set_table(1, "codes", "sha256", "0" * 64), f"{C}.codes.sha256"),
+    ("sha_malformed", set_table(1, "bias", "sha256", "xyz"), f"{C}.bias.sha256"),
+    ("table_byte_flipped", lambda d: (d / "c1.scale.npy").write_bytes(
+        (d / "c1.scale.npy").read_bytes()[:-1] + b"\x01"), f"{C}.scale.sha256"),
+    ("wrong_dtype_stated", set_table(1, "codes", "dtype", "int16"), f"{C}.codes.dtype"),
+    ("missing_table_key", edit(lambda d: _rec(d, 1)["codes"].pop("sha256")), f"{C}.codes.sha256"),
+    ("table_not_mapping", set_key(1, "scale", "c1.scale.npy"), f"{C}.scale"),
+    ("header_shape_differs", table_array(5, "codes", lambda a: a[:, :2].copy()), f"{FC}.codes.shape"),
+    ("header_dtype_differs", table_array(5, "codes", lambda a: a.astype(np.int16)), f"{FC}.codes.dtype"),
+    ("big_endian_table", table_array(5, "scale", lambda a: a.astype(">i8")), f"{FC}.scale.dtype"),
+    ("fortran_order", table_array(1, "codes", lambda a: np.asfortranarray(a)), f"{C}.codes.file"),
+    ("pickled_object_array", table_array(5, "codes", lambda a: a.astype(object), allow_pickle=True),
+     f"{FC}.codes.dtype"),
+    ("codes_outside_k_bits", table_array(1, "codes", lambda a: np.where(a == 0, 5, a).astype(np.int8)),
+     f"{C}.codes"),
+    ("mantissa_outside_type", table_array(5, "scale", lambda a: a + 10**6), f"{FC}.scale"),
+    ("truncated_npy", table_bytes(5, "codes", lambda b: b[:-5]), f"{FC}.codes.file"),
+    ("trailing_bytes_npy", table_bytes(5, "codes", lambda b: b + b"\0"), f"{FC}.codes.file"),
+    ("empty_npy", lambda d: (d / "fc.codes.npy").write_bytes(b""), f"{FC}.codes.file"),
+    ("not_npy", table_bytes(5, "bias", lambda b: b"hello world" * 20), f"{FC}.bias.file"),
+    # --- file references
+    ("absolute_path", set_table(1, "codes", "file", "/etc/passwd"), f"{C}.codes.file"),
+    ("dotdot_path", set_table(1, "codes", "file", "../m/c1.codes.npy"), f"{C}.codes.file"),
+    ("hidden_dotdot", set_table(1, "codes", "file", "sub/../../x.npy"), f"{C}.codes.file"),
+    ("symlink_outside", symlink_outside, f"{FC}.codes.file"),
+    ("missing_file", set_table(1, "bias", "file", "nope.npy"), f"{C}.bias.file"),
+    ("path_is_folder", set_table(1, "bias", "file", "."), f"{C}.bias.file"),
+    ("backslash_path", set_table(1, "bias", "file", "..\\c1.bias.npy"), f"{C}.bias.file"),
+    # --- weight memory image
+    ("image_bit_flipped", flip_image_bit, f"{FC}.weights_image.file"),
+    ("image_truncated", table_bytes(5, "weights_image", lambda b: b[:-1]), f"{FC}.weights_image.file"),
+    ("image_wrong_bytes", set_table(5, "weights_image", "bytes", 7), f"{FC}.weights_image.bytes"),
+    ("image_wrong_bits", set_table(5, "weights_image", "bits", 2), f"{FC}.weights_image.bits"),
+    ("image_wrong_layout", set_table(5, "weights_image", "layout", "msb-first"), f"{FC}.weights_image.layout"),
+    ("image_missing", edit(lambda d: _rec(d, 5).pop("weights_image")), f"{FC}.weights_image"),
+    # --- arithmetic checks from ir.Model.check
+    ("accumulator_too_narrow", set_key(1, "accum_type", "ap_fixed<9,1>"), f"{C}.accum_type"),
+    ("accumulator_wrong_frac", set_key(1, "accum_type", "ap_fixed<20,13>"), f"{C}.accum_type"),
+    ("maxpool_changes_type", set_key(3, "out_type", "ap_ufixed<9,3>"), "layers[3] (p1).out_type"),
+]
+
+
+def test_corpus_is_big_and_distinct():
+    assert len(CASES) >= 30
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("mutate,field", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_refused_with_one_line(case_dir, mutate, field):
+    mutate(case_dir)
+    yaml_path = case_dir / "model.yaml"
+    for arg in (case_dir, yaml_path):
+        with pytest.raises(FormatError) as info:
+            load_model(arg)
+        e = info.value
+        msg = str(e)
+        assert "\n" not in msg and len(msg) < 400, msg
+        assert e.file == str(yaml_path) and msg.startswith(str(yaml_path) + ": "), msg
+        assert e.field == field, msg
+        if field is not None:
+            assert f"field '{field}'" in msg
+    assert not (case_dir / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_good_model_loads(good_dir):
+    assert load_model(good_dir) == good_model()
+
+
+def test_missing_folder_and_missing_yaml(tmp_path):
+    with pytest.raises(FormatError, match="no such model file"):
+        load_model(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FormatError, match=r"model\.yaml: no such model file"):
+        load_model(tmp_path / "empty")
+
+
+# --------------------------------------------------------------------------- the save path
+
+def _listing(root: Path):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_save_invalid_model_writes_nothing(tmp_path):
+    m = good_model()
+    m.layers[1].accum_type = F("ap_fixed<9,1>")  # can overflow
+    with pytest.raises(FormatError) as info:
+        save_model(m, tmp_path / "out" / "m")
+    assert "accum_type" in str(info.value) and "\n" not in str(info.value)
+    assert _listing(tmp_path) == []
+
+
+def test_save_failing_midway_leaves_nothing(tmp_path, monkeypatch):
+    calls = []
+    real = model_io._write
+
+    def flaky(path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(model_io, "_write", flaky)
+    with pytest.raises(FormatError, match="No space left") as info:
+        save_model(good_model(), tmp_path / "new" / "m")
+    assert "\n" not in str(info.value)
+    assert _listing(tmp_path) == []  # not even the parent folder it created
+
+
+def test_failed_overwrite_keeps_the_old_folder(tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    save_model(good_model(), out)
+    before = {p: (out / p).read_bytes() for p in os.listdir(out)}
+
+    def broken(path, data):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(model_io, "_write", broken)
+    other = good_model()
+    other.name = "other"
+    with pytest.raises(FormatError):
+        save_model(other, out, overwrite=True)
+    assert {p: (out / p).read_bytes() for p in os.listdir(out)} == before
+    assert os.listdir(tmp_path) == ["m"]
+
+
+# --------------------------------------------------------------------------- CLI contract
+
+CLI_CASES = ["python_tag", "sha_mismatch", "dotdot_path", "accumulator_too_narrow"]
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / "vecq_hw" / "cli.py").exists(), reason="no CLI yet")
+@pytest.mark.parametrize("name", CLI_CASES)
+def test_cli_check_exits_2_with_one_line(case_dir, name):
+    mutate, field = {c[0]: c[1:] for c in CASES}[name]
+    mutate(case_dir)
+    r = subprocess.run([sys.executable, "-m", "vecq_hw.cli", "check", str(case_dir)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert str(case_dir / "model.yaml") in lines[0]
+    if field:
+        assert f"field '{field}'" in lines[0]
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / "vecq_hw" / "cli.py").exists(), reason="no CLI yet")
+def test_cli_check_accepts_the_good_model(good_dir):
+    r = subprocess.run([sys.executable, "-m", "vecq_hw.cli", "check", str(good_dir)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -1,0 +1,310 @@
+"""Xilinx ap_types fixed-point formats, converted exactly in numpy.
+
+A value of a type ``T`` is held as its integer mantissa ``m`` (numpy int64):
+value = m * 2**-T.frac.  Mantissas live in int64, so signed types go up to 64 bits
+and unsigned ones up to 63.
+
+The conversions reproduce the ap_types headers shipped with hls4ml (the tests
+compare them with g++ builds of those headers), including two of their quirks:
+
+* ``ap_int<W>``/``ap_uint<W>`` from a double truncate toward zero, except that a
+  double in (-0.5, 0) becomes +1 (the header's tiny-magnitude branch returns -1 and
+  then negates it);
+* ``ap_int`` from a signed ``ap_fixed`` with no integer bits (I <= 0) holding a
+  negative value gives -1 instead of 0 (see ``quantize_mantissa(src_width=...)``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FixedTypeError
+
+ROUNDING_MODES = ("AP_TRN", "AP_RND", "AP_RND_ZERO", "AP_RND_MIN_INF", "AP_RND_INF",
+                  "AP_RND_CONV", "AP_TRN_ZERO")
+OVERFLOW_MODES = ("AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM", "AP_WRAP_SM")
+MAX_WIDTH = 64          # int64 mantissas
+INTEGER_BOUND = 512     # sanity bound on I; keeps frac far from double's denormals
+
+_U64 = np.uint64
+_SPELLING = re.compile(r"\s*(ap_fixed|ap_ufixed|ap_int|ap_uint)\s*<(.*)>\s*")
+_INT = re.compile(r"[+-]?\d+")
+_EXPECTED = ("expected ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<W,I[,Q[,O[,N]]]>, "
+             "ap_int<W> or ap_uint<W>")
+
+
+@dataclass(frozen=True)
+class FixedType:
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "AP_TRN"
+    overflow: str = "AP_WRAP"
+    sat_bits: int = 0
+    kind: str = "fixed"
+
+    def __post_init__(self):
+        name = self._name()
+        if self.kind not in ("fixed", "int"):
+            raise FixedTypeError(f"{name}: kind must be 'fixed' or 'int', got {self.kind!r}")
+        if not isinstance(self.width, int) or not 1 <= self.width <= MAX_WIDTH:
+            raise FixedTypeError(f"{name}: width must be an integer in 1..{MAX_WIDTH} "
+                                 f"(mantissas are held in int64), got {self.width!r}")
+        if not self.signed and self.width > MAX_WIDTH - 1:
+            raise FixedTypeError(f"{name}: unsigned width must be at most {MAX_WIDTH - 1} "
+                                 "(mantissas are held in int64)")
+        if not isinstance(self.integer, int) or abs(self.integer) > INTEGER_BOUND:
+            raise FixedTypeError(f"{name}: integer bits must be an integer in "
+                                 f"-{INTEGER_BOUND}..{INTEGER_BOUND}, got {self.integer!r}")
+        if self.rounding not in ROUNDING_MODES:
+            raise FixedTypeError(f"{name}: unknown rounding mode {self.rounding!r} "
+                                 f"(expected one of {', '.join(ROUNDING_MODES)})")
+        if self.overflow not in OVERFLOW_MODES:
+            raise FixedTypeError(f"{name}: unknown overflow mode {self.overflow!r} "
+                                 f"(expected one of {', '.join(OVERFLOW_MODES)})")
+        if not isinstance(self.sat_bits, int) or not 0 <= self.sat_bits <= self.width:
+            raise FixedTypeError(f"{name}: saturation bits N must be in 0..W={self.width}, "
+                                 f"got {self.sat_bits!r}")
+        if self.kind == "int" and (self.integer != self.width or self.rounding != "AP_TRN"
+                                   or self.overflow != "AP_WRAP" or self.sat_bits):
+            raise FixedTypeError(f"{name}: ap_int/ap_uint have I == W and no modes")
+        if not self.signed and self.overflow == "AP_WRAP_SM":
+            # the header itself exits: "ap_ufxied<...> cannot support AP_WRAP_SM"
+            raise FixedTypeError(f"{name}: AP_WRAP_SM needs a signed type (ap_fixed)")
+
+    # -- spelling -------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, text: str) -> "FixedType":
+        if isinstance(text, FixedType):
+            return text
+        if not isinstance(text, str):
+            raise FixedTypeError(f"bad fixed-point type {text!r}: {_EXPECTED}")
+        match = _SPELLING.fullmatch(text)
+        if not match:
+            raise FixedTypeError(f"bad fixed-point type {text!r}: {_EXPECTED}")
+        base, args = match.group(1), [a.strip() for a in match.group(2).split(",")]
+        is_int = base in ("ap_int", "ap_uint")
+        nmax = 1 if is_int else 5
+        if not (1 if is_int else 2) <= len(args) <= nmax:
+            raise FixedTypeError(f"bad fixed-point type {text!r}: {base} takes "
+                                 + ("exactly one parameter <W>" if is_int
+                                    else "2 to 5 parameters <W,I[,Q[,O[,N]]]>"))
+        for pos in (0, 1, 4):
+            if pos < len(args) and not _INT.fullmatch(args[pos]):
+                what = ("width W", "integer bits I", "", "", "saturation bits N")[pos]
+                raise FixedTypeError(f"bad fixed-point type {text!r}: {what} must be an "
+                                     f"integer, got {args[pos]!r}")
+        width = int(args[0])
+        kw = dict(width=width, integer=width if is_int else int(args[1]),
+                  signed=base in ("ap_fixed", "ap_int"), kind="int" if is_int else "fixed")
+        if len(args) > 2:
+            kw["rounding"] = args[2]
+        if len(args) > 3:
+            kw["overflow"] = args[3]
+        if len(args) > 4:
+            kw["sat_bits"] = int(args[4])
+        try:
+            return cls(**kw)
+        except FixedTypeError as exc:
+            raise FixedTypeError(f"bad fixed-point type {text!r}: {exc.detail}") from None
+
+    def _name(self) -> str:
+        try:
+            return str(self)
+        except Exception:  # noqa: BLE001 - only used while reporting a bad type
+            return repr((self.width, self.integer, self.signed))
+
+    def __str__(self) -> str:
+        u = "" if self.signed else "u"
+        if self.kind == "int":
+            return f"ap_{u}int<{self.width}>"
+        params = [str(self.width), str(self.integer), self.rounding, self.overflow,
+                  str(self.sat_bits)]
+        defaults = [None, None, "AP_TRN", "AP_WRAP", "0"]
+        while len(params) > 2 and params[-1] == defaults[len(params) - 1]:
+            params.pop()
+        return f"ap_{u}fixed<{','.join(params)}>"
+
+    # -- range ----------------------------------------------------------------------------
+    @property
+    def frac(self) -> int:
+        return self.width - self.integer
+
+    @property
+    def min_mantissa(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_mantissa(self) -> int:
+        return (1 << (self.width - self.signed)) - 1
+
+    @property
+    def min_value(self) -> float:
+        return float(self.to_float(np.int64(self.min_mantissa)))
+
+    @property
+    def max_value(self) -> float:
+        return float(self.to_float(np.int64(self.max_mantissa)))
+
+    @property
+    def resolution(self) -> float:
+        return float(np.ldexp(1.0, -self.frac))
+
+    # -- conversions ----------------------------------------------------------------------
+    def to_float(self, m) -> np.ndarray:
+        """Mantissas -> float64 values (exact while |m| < 2**53)."""
+        return np.ldexp(np.asarray(m, dtype=np.int64).astype(np.float64), -self.frac)
+
+    def quantize(self, x) -> np.ndarray:
+        return self.to_float(self.from_float(x))
+
+    def from_float(self, x) -> np.ndarray:
+        """float64 -> mantissas, as ap_types' constructor from double does it."""
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise FixedTypeError(f"{self}: cannot convert NaN or infinity to fixed point")
+        f, e = np.frexp(x)                                 # x = f * 2**e, |f| in [0.5, 1)
+        man = np.ldexp(f, 53).astype(np.int64)             # exact: 53-bit integer
+        src_frac = 53 - e.astype(np.int64)
+        if self.kind == "int":
+            out = self._to_int(man, src_frac - self.frac)
+            # header quirk: a double in (-0.5, 0) converts to the integer +1
+            return np.where((x < 0) & (x > -0.5), self._wrap(np.ones_like(out)), out)
+        return self._convert(man, src_frac - self.frac)
+
+    def quantize_mantissa(self, m, frac: int, src_width: int | None = None) -> np.ndarray:
+        """Mantissas with ``frac`` fractional bits -> this type's mantissas.
+
+        Rounding first, then overflow, as assignment between ap_fixed types does it.
+        ``src_width`` matters only for an ap_int target fed by a signed source with no
+        integer bits (src_width <= frac): ap_types then maps negatives to -1.
+        """
+        m = np.asarray(m, dtype=np.int64)
+        if self.kind == "int":
+            out = self._to_int(m, np.int64(frac - self.frac))
+            if src_width is not None and src_width <= frac:
+                out = np.where(m < 0, self._wrap(np.full_like(out, -1)), out)
+            return out
+        return self._convert(m, np.int64(frac - self.frac))
+
+    # -- the arithmetic -------------------------------------------------------------------
+    def _wrap(self, v) -> np.ndarray:
+        """Low W bits of int64 ``v`` as this type's (sign-extended) mantissa."""
+        s = _U64(64 - self.width)
+        u = np.asarray(v, dtype=np.int64).view(_U64) << s
+        return (u.view(np.int64) >> s.astype(np.int64)) if self.signed else (u >> s).view(np.int64)
+
+    def _to_int(self, m, sh) -> np.ndarray:
+        """ap_int target: truncate toward zero, then wrap (C-like conversion)."""
+        m, sh = np.broadcast_arrays(m, np.asarray(sh, dtype=np.int64))
+        fl, qb, sticky = _split(m, sh)
+        r = fl + ((m < 0) & (qb | sticky))
+        left = _shl(m, -sh)
+        return self._wrap(np.where(sh > 0, r, left))
+
+    def _convert(self, m, sh) -> np.ndarray:
+        """Value m * 2**-sh (in units of this type's LSB) -> rounded, overflow-handled."""
+        m, sh = np.broadcast_arrays(m, np.asarray(sh, dtype=np.int64))
+        right = sh > 0
+        fl, qb, sticky = _split(m, sh)
+        neg, q = m < 0, self.rounding
+        if q == "AP_TRN":
+            inc = np.zeros_like(qb)
+        elif q == "AP_RND":
+            inc = qb
+        elif q == "AP_RND_ZERO":
+            inc = qb & (neg | sticky)
+        elif q == "AP_RND_MIN_INF":
+            inc = qb & sticky
+        elif q == "AP_RND_INF":
+            inc = qb & (~neg | sticky)
+        elif q == "AP_RND_CONV":
+            inc = qb & ((fl & 1).astype(bool) | sticky)
+        else:  # AP_TRN_ZERO
+            inc = neg & (qb | sticky)
+        r = fl + inc                                      # cannot overflow: fl <= m >> 1
+
+        lo, hi = self.min_mantissa, self.max_mantissa
+        if self.overflow == "AP_SAT_SYM" and self.signed:
+            lo = -hi                                      # the minimum itself saturates
+        k = np.clip(-sh, 0, 63)                          # left shift (target has more frac)
+        over = np.where(right, r > hi, m > (np.int64(hi) >> k))
+        ceil_lo = (np.int64(lo) >> k) + ((np.int64(lo) & ((_U64(1) << k.astype(_U64)) - _U64(1))
+                                           .view(np.int64)) != 0)
+        ceil_lo = np.where(-sh >= 64, 0, ceil_lo)
+        under = np.where(right, r < lo, m < ceil_lo)
+        v = self._wrap(np.where(right, r, _shl(m, -sh)))
+
+        o, n, w = self.overflow, self.sat_bits, self.width
+        if o == "AP_WRAP" and n == 0:
+            return v
+        if o in ("AP_SAT", "AP_SAT_SYM"):
+            return np.where(over, hi, np.where(under, lo, v))
+        if o == "AP_SAT_ZERO":
+            return np.where(over | under, 0, v)
+        # AP_WRAP with N saturated top bits, AP_WRAP_SM: bit surgery on the wrapped word
+        u = v.view(_U64)
+        msb = _U64(1 << (w - 1))
+        sign = np.where(under, msb, _U64(0))              # the source's sign, on the MSB
+        top = _U64(((1 << max(n - 1, 0)) - 1) << (w - n)) if n else _U64(0)  # bits W-N..W-2
+        if o == "AP_WRAP":
+            if not self.signed:
+                adj = u | _U64(((1 << n) - 1) << (w - n))  # over- and underflow both: ones
+            else:
+                adj = (u & ~(msb | top)) | sign | np.where(under, _U64(0), top)
+        else:  # AP_WRAP_SM (signed only)
+            ro = u & msb
+            if n == 0:
+                pos1 = sh + w                             # source bit just above the target
+                ld = (pos1 >= 0) & (pos1 < 64) & (((m >> np.clip(pos1, 0, 63)) & 1) == 1)
+                ld = np.where(ld, msb, _U64(0))
+                adj = np.where(ld != ro, (~u & ~msb) | ld, u)
+            elif n == 1:
+                adj = (np.where(sign != ro, ~u, u) & ~msb) | sign
+            else:
+                lno = np.where((u >> _U64(w - n)) & _U64(1) == 1, msb, _U64(0))
+                adj = np.where(lno == sign, ~u, u)
+                adj = (adj & ~(msb | top)) | sign | np.where(under, _U64(0), top)
+        return np.where(over | under, self._wrap(adj.view(np.int64)), v)
+
+
+def _split(m, sh):
+    """floor(m * 2**-sh), the bit just below that LSB, and 'any lower bit set'.
+
+    Valid where sh > 0 (any size); shifts of 64 or more see only sign bits."""
+    fl = m >> np.clip(sh, 0, 63)
+    qb = ((m >> np.clip(sh - 1, 0, 63)) & 1).astype(bool)
+    nlow = np.clip(sh - 1, 1, 64)                       # bits 0..sh-2; >= 64: all of m
+    sticky = (m.view(_U64) << (64 - nlow).astype(_U64)) != 0
+    sticky &= sh >= 2
+    return fl, qb & (sh > 0), sticky & (sh > 0)
+
+
+def _shl(m, k):
+    """m * 2**k modulo 2**64 for k >= 0 (0 once k >= 64)."""
+    kk = np.clip(k, 0, 63).astype(_U64)
+    return np.where(k >= 64, 0, (m.view(_U64) << kk).view(np.int64))
+
+
+def _result(w: int, i: int, s: bool, a: FixedType, b: FixedType) -> FixedType:
+    kind = "int" if a.kind == b.kind == "int" else "fixed"
+    try:
+        return FixedType(w, w if kind == "int" else i, s, kind=kind)
+    except FixedTypeError as exc:
+        raise FixedTypeError(f"result of {a} and {b} is {w} bits wide: {exc.detail}") from None
+
+
+def add_type(a: FixedType, b: FixedType) -> FixedType:
+    """Type of exact a + b (ap_fixed_base RType::plus)."""
+    a, b = FixedType.parse(a), FixedType.parse(b)
+    i = max(a.integer + (b.signed and not a.signed), b.integer + (a.signed and not b.signed)) + 1
+    return _result(i + max(a.frac, b.frac), i, a.signed or b.signed, a, b)
+
+
+def mul_type(a: FixedType, b: FixedType) -> FixedType:
+    """Type of exact a * b (ap_fixed_base RType::mult)."""
+    a, b = FixedType.parse(a), FixedType.parse(b)
+    return _result(a.width + b.width, a.integer + b.integer, a.signed or b.signed, a, b)

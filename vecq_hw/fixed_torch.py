@@ -1,0 +1,134 @@
+"""vecq_hw.fixed's conversion from floats, on torch tensors (for QAT).
+
+``quantize_tensor(x, t)`` equals ``t.quantize(x.numpy())`` element for element, using
+only torch ops (float64 for the scaling, int64 for the bit work), so it runs inside
+autograd and torch.compile.  Types up to 24 bits wide: a float32 activation cannot
+hold a wider mantissa exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import FixedTypeError
+from .fixed import FixedType
+
+MAX_TORCH_WIDTH = 24
+_TINY = 2.0 ** -1074            # stands in for products that underflowed to zero
+
+
+def _check(t: FixedType) -> FixedType:
+    t = FixedType.parse(t)
+    if t.width > MAX_TORCH_WIDTH:
+        raise FixedTypeError(f"{t}: the torch path supports widths up to {MAX_TORCH_WIDTH} "
+                             "(float32 cannot hold more bits exactly); use vecq_hw.fixed on "
+                             "float64 numpy arrays instead")
+    return t
+
+
+def _wrap(v: torch.Tensor, t: FixedType) -> torch.Tensor:
+    v = v & ((1 << t.width) - 1)
+    if t.signed:
+        v = v - ((v >> (t.width - 1)) << t.width)
+    return v
+
+
+def quantize_mantissa_tensor(x: torch.Tensor, t: FixedType) -> torch.Tensor:
+    """Float tensor -> int64 mantissas of ``t`` (FixedType.from_float on torch)."""
+    t = _check(t)
+    xd = x.detach().to(torch.float64)
+    if not bool(torch.isfinite(xd).all()):
+        raise FixedTypeError(f"{t}: cannot convert NaN or infinity to fixed point")
+    # Beyond 2**(I+2) a value is out of range anyway; reduce it exactly (fmod) so the
+    # low bits the wrap modes keep survive the scaling without float overflow.
+    big = xd.abs() >= 2.0 ** (t.integer + 2)
+    xr = torch.where(big, torch.fmod(xd, 2.0 ** (t.integer + 2)), xd)
+    y = xr * 2.0 ** t.frac                                 # exact: power-of-two scaling
+    y = torch.where((y == 0) & (xr != 0), torch.copysign(torch.full_like(y, _TINY), xr), y)
+    fl = torch.floor(y)
+    d = y - fl                                             # exact, or right in its flags
+    qb = d >= 0.5
+    sticky = torch.where(qb, d > 0.5, d > 0)
+    neg = xd < 0
+    fl = fl.to(torch.int64)
+    if t.kind == "int":                                    # C-like: truncate toward zero
+        r = _wrap(fl + (neg & (qb | sticky)), t)
+        return torch.where(neg & (xd > -0.5), _wrap(torch.ones_like(r), t), r)  # header quirk
+
+    q = t.rounding
+    if q == "AP_TRN":
+        inc = torch.zeros_like(qb)
+    elif q == "AP_RND":
+        inc = qb
+    elif q == "AP_RND_ZERO":
+        inc = qb & (neg | sticky)
+    elif q == "AP_RND_MIN_INF":
+        inc = qb & sticky
+    elif q == "AP_RND_INF":
+        inc = qb & (~neg | sticky)
+    elif q == "AP_RND_CONV":
+        inc = qb & (((fl & 1) == 1) | sticky)
+    else:  # AP_TRN_ZERO
+        inc = neg & (qb | sticky)
+    r = fl + inc.to(torch.int64)
+
+    lo, hi, w, n = t.min_mantissa, t.max_mantissa, t.width, t.sat_bits
+    if t.overflow == "AP_SAT_SYM" and t.signed:
+        lo = -hi
+    over = (big & ~neg) | (~big & (r > hi))
+    under = (big & neg) | (~big & (r < lo))
+    v = _wrap(r, t)
+    o = t.overflow
+    if o == "AP_WRAP" and n == 0:
+        return v
+    if o in ("AP_SAT", "AP_SAT_SYM"):
+        return torch.where(over, hi, torch.where(under, lo, v))
+    if o == "AP_SAT_ZERO":
+        return torch.where(over | under, 0, v)
+    # same bit surgery as vecq_hw.fixed, on the W-bit word
+    u = v & ((1 << w) - 1)
+    msb = 1 << (w - 1)
+    sign = torch.where(under, msb, 0)
+    top = ((1 << max(n - 1, 0)) - 1) << (w - n) if n else 0
+    notop = torch.where(under, 0, top)
+    if o == "AP_WRAP":
+        adj = u | (((1 << n) - 1) << (w - n)) if not t.signed else (u & ~(msb | top)) | sign | notop
+    else:  # AP_WRAP_SM
+        ro = u & msb
+        if n == 0:
+            ld = torch.where(((fl >> w) & 1) == 1, msb, 0)     # bit above the target, pre-rounding
+            adj = torch.where(ld != ro, (~u & ~msb) | ld, u)
+        elif n == 1:
+            adj = (torch.where(sign != ro, ~u, u) & ~msb) | sign
+        else:
+            lno = torch.where(((u >> (w - n)) & 1) == 1, msb, 0)
+            adj = (torch.where(lno == sign, ~u, u) & ~(msb | top)) | sign | notop
+    return torch.where(over | under, _wrap(adj, t), v)
+
+
+def quantize_tensor(x: torch.Tensor, t: FixedType) -> torch.Tensor:
+    """The quantised values of ``x`` in type ``t``, in x's dtype (no gradient)."""
+    t = _check(t)
+    m = quantize_mantissa_tensor(x, t)
+    return (m.to(torch.float64) * 2.0 ** -t.frac).to(x.dtype)
+
+
+class FixedQuantizeSTE(torch.autograd.Function):
+    """Forward: quantize_tensor.  Backward: straight through inside [min, max] of the
+    type, zero outside, where the output no longer follows the input."""
+
+    @staticmethod
+    def forward(ctx, x, t):
+        t = _check(t)
+        ctx.save_for_backward((x >= t.min_value) & (x <= t.max_value))
+        return quantize_tensor(x, t)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inside,) = ctx.saved_tensors
+        return grad * inside.to(grad.dtype), None
+
+
+def fixed_quantize(x: torch.Tensor, t) -> torch.Tensor:
+    """Quantise with a straight-through gradient (see FixedQuantizeSTE)."""
+    return FixedQuantizeSTE.apply(x, FixedType.parse(t))

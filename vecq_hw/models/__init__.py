@@ -1,0 +1,54 @@
+"""Reference networks built from :mod:`vecq_hw.nn` layers, as flat ``nn.Sequential`` chains.
+
+``build_model(name, **options)`` with ``name`` one of :data:`MODELS` (``lenet5``, ``vgg_small``,
+``mlp``; aliases ``lenet``, ``vgg``). Options common to all: ``bits`` (None = float weights),
+``quantizer`` ('vecq' | 'ul2q'), ``per_channel``, ``act_type`` (ReLU output quantiser),
+``in_type`` (input quantiser, first module), ``out_type`` (logit quantiser, last module),
+``num_classes``, ``batch_norm``. Each model carries plain attributes ``input_shape`` (without the
+batch dimension: (C, H, W) for CNNs, (features,) for MLPs), ``num_classes`` and ``arch``.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from torch import nn
+
+from ._common import DEFAULT_ACT_TYPE, DEFAULT_IN_TYPE, DEFAULT_OUT_TYPE
+from .lenet import lenet5
+from .mlp import mlp
+from .vgg import vgg_small
+
+MODELS = {"lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp}
+ALIASES = {"lenet": "lenet5", "lenet-5": "lenet5", "vgg": "vgg_small"}
+
+#: options every builder takes that a training recipe sets from its ``quant`` section
+QUANT_OPTIONS = ("bits", "quantizer", "per_channel", "act_type", "in_type", "out_type")
+
+__all__ = ["MODELS", "build_model", "model_options", "canonical_name", "lenet5", "vgg_small",
+           "mlp", "DEFAULT_ACT_TYPE", "DEFAULT_IN_TYPE", "DEFAULT_OUT_TYPE", "QUANT_OPTIONS"]
+
+
+def canonical_name(name: str) -> str:
+    key = str(name).lower()
+    key = ALIASES.get(key, key)
+    if key not in MODELS:
+        raise KeyError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
+    return key
+
+
+def model_options(name: str) -> dict:
+    """Option name -> default value of a model builder."""
+    fn = MODELS[canonical_name(name)]
+    return {p.name: p.default for p in inspect.signature(fn).parameters.values()}
+
+
+def build_model(name: str, **options) -> nn.Sequential:
+    """Build a registered reference network."""
+    fn = MODELS[canonical_name(name)]
+    allowed = model_options(name)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise TypeError(f"model {name!r} has no option(s) {', '.join(unknown)}; "
+                        f"expected some of {', '.join(allowed)}")
+    return fn(**options)

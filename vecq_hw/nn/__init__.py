@@ -1,0 +1,9 @@
+"""PyTorch layers for VecQ networks: quantised-weight Linear/Conv2d and the
+fixed-point activation quantiser."""
+
+from __future__ import annotations
+
+from vecq_hw.nn.activation import FixedQuant
+from vecq_hw.nn.layers import MAX_LAYER_BITS, VecQConv2d, VecQLinear
+
+__all__ = ["MAX_LAYER_BITS", "FixedQuant", "VecQConv2d", "VecQLinear"]

@@ -1,0 +1,303 @@
+"""Per-layer kernels of the bit-accurate simulator: numpy, vectorised over the batch.
+
+Every kernel maps int64 mantissas of its input type to int64 mantissas of its ``out_type``
+exactly as the arithmetic contract (``shared/DESIGN.md``) defines it:
+
+* Dense / Conv2D: ``acc = sum_i x_i * d_i`` (exact, frac = input frac), then
+  ``y = acc * s + b`` (exact, frac = ``layer.product_frac(in_type)``), then the ONE
+  requantisation ``out_type.quantize_mantissa(y, product_frac)``.
+* ReLU: ``max(0, x)`` shifted onto the output frac (exact by ``Model.check``).
+* MaxPool2D: window maximum (type unchanged). AvgPool2D: window sum shifted onto the
+  output frac, which ``Model.check`` guarantees is at least ``in_frac + log2(area)``.
+* Flatten: C-order reshape of (H, W, C).
+
+Why the accumulation may run in float BLAS and stay exact
+-----------------------------------------------------------
+``Model.check`` guarantees ``layer.accum_type.width >= ir.accumulator_type(in_type, d).width``,
+whose bound is, per output channel j, ``[sum_i min(x_i d_ij), sum_i max(x_i d_ij)]`` over all
+mantissas x_i the input type can hold. Every input type's mantissa range contains 0, so each
+term's range ``[min(x_i d_ij), max(x_i d_ij)]`` contains 0, and therefore *any* partial sum
+(any subset of the terms, in any order or blocking a BLAS library picks, with or without FMA)
+also lies inside the same bound ``[-2**(w-1), 2**(w-1) - 1]`` with ``w = accum_type.width``.
+Each single product is such a partial sum too. So when ``w <= 24`` every product and every
+partial sum is an integer of magnitude <= 2**23 < 2**24, which float32 represents exactly:
+no float32 operation in the GEMM ever rounds. Likewise ``w <= 53`` for float64 (2**52 < 2**53).
+The operands themselves are exact: |d| <= 255, and an input mantissa x_i that meets a nonzero
+d_ij has |x_i| <= |x_i d_ij| <= 2**(w-1); an x_i whose whole weight row is zero may be
+rounded when cast, but it is only ever multiplied by 0 (and int64 -> float32 never reaches
+inf). Wider accumulators use an int64 matmul (exact: the bound is below 2**62 by check).
+The simulator validates user-supplied input mantissas against the input type, and every
+later layer's input is the output of a requantisation or an exact op, hence in range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import ir
+from ..fixed import FixedType
+
+#: Largest accumulator width accumulated in float32 / float64 BLAS (see module docstring).
+F32_MAX_ACC_WIDTH = 24
+F64_MAX_ACC_WIDTH = 53
+#: Upper bound on the im2col matrix (elements) built at once: bounds memory per conv call.
+IM2COL_MAX_ELEMENTS = 1 << 23
+#: Elements of y = acc*s + b requantised per block (cache-sized temporaries).
+POST_BLOCK_ELEMENTS = 1 << 15
+
+_SATURATING = ("AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM")
+
+
+def accumulation_dtype(acc_width: int, force: str | None = None):
+    """The dtype the GEMM runs in for an accumulator ``acc_width`` bits wide."""
+    if force is not None:
+        return {"float32": np.float32, "float64": np.float64, "int64": np.int64}[force]
+    if acc_width <= F32_MAX_ACC_WIDTH:
+        return np.float32
+    if acc_width <= F64_MAX_ACC_WIDTH:
+        return np.float64
+    return np.int64
+
+
+class Kernel:
+    """A compiled layer: ``run(x_m) -> out_m`` on a chunk; optional overflow counting."""
+
+    requantises = False
+
+    def __init__(self, layer: ir.Layer, in_shape, in_type: FixedType, out_shape):
+        self.layer, self.in_shape, self.in_type, self.out_shape = layer, in_shape, in_type, out_shape
+        self.out_type = layer.out_type
+
+    def run(self, x: np.ndarray, counts: dict | None = None) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+
+class WeightedKernel(Kernel):
+    requantises = True
+
+    def __init__(self, layer: ir.Weighted, in_shape, in_type, out_shape, force_dtype=None):
+        super().__init__(layer, in_shape, in_type, out_shape)
+        self.dtype = accumulation_dtype(layer.accum_type.width, force_dtype)
+        d = layer.multipliers()  # int64, (..., n_out)
+        if isinstance(layer, ir.Conv2D):
+            # im2col columns are ordered (kh, kw, cin): the codes' own order, flattened
+            d = d.reshape(-1, d.shape[-1])
+        self.weights = np.ascontiguousarray(d.astype(self.dtype))
+        pf = layer.product_frac(in_type)
+        self.product_frac = pf
+        sh_s = pf - (in_type.frac + layer.scale_type.frac)
+        sh_b = pf - layer.bias_type.frac
+        # both shifts are >= 0 by the definition of product_frac; check() bounds the result
+        self.scale = layer.scale.astype(np.int64) << np.int64(sh_s)
+        self.bias = layer.bias.astype(np.int64) << np.int64(sh_b)
+        self._round_type = _rounding_only_type(self.out_type)
+
+    def accumulate(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def run(self, x, counts=None):
+        acc = self.accumulate(x)
+        shape = acc.shape
+        acc = acc.reshape(-1, shape[-1])
+        out = np.empty(acc.shape, dtype=np.int64)
+        # y = acc*s + b and its requantisation, in row blocks that stay in cache
+        rows = max(1, POST_BLOCK_ELEMENTS // shape[-1])
+        for r in range(0, acc.shape[0], rows):
+            y = out[r:r + rows]
+            np.multiply(acc[r:r + rows], self.scale, out=y, casting="unsafe")  # exact: < 2**53
+            y += self.bias
+            if counts is not None:
+                _count_overflow(counts, y, self.product_frac, self.out_type, self._round_type)
+            requantize(y, self.product_frac, self.out_type, out=y)
+        return out.reshape(shape)
+
+
+class DenseKernel(WeightedKernel):
+    def accumulate(self, x):
+        return x.astype(self.dtype, copy=False) @ self.weights
+
+
+class Conv2DKernel(WeightedKernel):
+    def accumulate(self, x):
+        layer = self.layer
+        n = x.shape[0]
+        kh, kw = layer.kernel
+        sh, sw = layer.stride
+        pt, pb, pl, pr = layer.padding
+        oh, ow, cout = self.out_shape
+        cin = self.in_shape[2]
+        xf = x.astype(self.dtype, copy=False)
+        if any(layer.padding):
+            xf = np.pad(xf, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        acc = np.empty((n, oh, ow, cout), dtype=self.dtype)
+        k = kh * kw * cin
+        per_sample = max(1, oh * ow * k)
+        step = max(1, IM2COL_MAX_ELEMENTS // per_sample)
+        for s in range(0, n, step):
+            xs = xf[s:s + step]
+            if kh == 1 and kw == 1:
+                cols = xs[:, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw, :]
+            else:
+                # (b, H', W', cin, kh, kw) -> strided -> (b, oh, ow, kh, kw, cin)
+                win = np.lib.stride_tricks.sliding_window_view(xs, (kh, kw), axis=(1, 2))
+                win = win[:, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw]
+                cols = win.transpose(0, 1, 2, 4, 5, 3)
+            cols = cols.reshape(-1, k)  # the im2col copy
+            np.matmul(cols, self.weights, out=acc[s:s + step].reshape(-1, cout))
+        return acc
+
+
+class ReLUKernel(Kernel):
+    def run(self, x, counts=None):
+        out = np.maximum(x, 0)
+        k = self.out_type.frac - self.in_type.frac
+        if k:
+            out <<= np.int64(k)
+        return out
+
+
+def _window_slices(layer: ir.Pool2D, out_shape):
+    oh, ow, _ = out_shape
+    (ph, pw), (sh, sw) = layer.pool, layer.stride
+    for dy in range(ph):
+        for dx in range(pw):
+            yield (slice(None), slice(dy, dy + sh * (oh - 1) + 1, sh),
+                   slice(dx, dx + sw * (ow - 1) + 1, sw), slice(None))
+
+
+class MaxPoolKernel(Kernel):
+    def run(self, x, counts=None):
+        it = _window_slices(self.layer, self.out_shape)
+        out = x[next(it)].copy()
+        for sl in it:
+            np.maximum(out, x[sl], out=out)
+        return out
+
+
+class AvgPoolKernel(Kernel):
+    def run(self, x, counts=None):
+        it = _window_slices(self.layer, self.out_shape)
+        out = x[next(it)].copy()
+        for sl in it:
+            out += x[sl]
+        ph, pw = self.layer.pool
+        log2_area = (ph * pw).bit_length() - 1
+        k = self.out_type.frac - self.in_type.frac - log2_area  # >= 0 by Model.check
+        if k:
+            out <<= np.int64(k)
+        return out
+
+
+class FlattenKernel(Kernel):
+    def run(self, x, counts=None):
+        return x.reshape(x.shape[0], -1)
+
+
+def make_kernel(layer, in_shape, in_type, out_shape, force_dtype=None) -> Kernel:
+    if isinstance(layer, ir.Dense):
+        return DenseKernel(layer, in_shape, in_type, out_shape, force_dtype)
+    if isinstance(layer, ir.Conv2D):
+        return Conv2DKernel(layer, in_shape, in_type, out_shape, force_dtype)
+    cls = {ir.ReLU: ReLUKernel, ir.MaxPool2D: MaxPoolKernel, ir.AvgPool2D: AvgPoolKernel,
+           ir.Flatten: FlattenKernel}.get(type(layer))
+    if cls is None:
+        raise TypeError(f"the simulator has no kernel for layer kind {layer.kind!r}")
+    return cls(layer, in_shape, in_type, out_shape)
+
+
+# -- the requantisation ----------------------------------------------------------------------
+
+def requantize(y: np.ndarray, frac: int, t: FixedType, out: np.ndarray | None = None) -> np.ndarray:
+    """``t.quantize_mantissa(y, frac)``, with a few-pass fast path for the common cases.
+
+    The fast path covers ap_fixed/ap_ufixed targets with 0 <= frac - t.frac <= 62 (a right
+    shift), every rounding mode, and AP_WRAP (N = 0), AP_SAT, AP_SAT_ZERO, AP_SAT_SYM; it is
+    tested equal to ``FixedType.quantize_mantissa`` (tests/test_sim.py), which remains the
+    definition and handles everything else. ``y`` must satisfy |y| < 2**62 (Model.check).
+    Rounding by sh bits as floor((y + c) / 2**sh) with a per-mode offset c:
+    AP_RND c = h (h = 2**(sh-1), ties up); AP_RND_MIN_INF c = h - 1 (ties down);
+    AP_RND_ZERO c = h - [y >= 0] (ties toward 0); AP_RND_INF c = h - [y < 0] (ties away);
+    AP_RND_CONV c = h - 1 + (floor(y / 2**sh) & 1) (ties to even);
+    AP_TRN_ZERO c = [y < 0] * (2**sh - 1) (toward 0); AP_TRN c = 0.
+    """
+    sh = frac - t.frac
+    fast = (t.kind == "fixed" and 0 <= sh <= 62 and (t.overflow in _SATURATING
+                                                    or (t.overflow == "AP_WRAP" and t.sat_bits == 0)))
+    if not fast:
+        r = t.quantize_mantissa(y, frac)
+        if out is None:
+            return r
+        out[...] = r
+        return out
+    r = np.array(y, dtype=np.int64, copy=True) if out is None else out
+    if out is not None and out is not y:
+        r[...] = y
+    if sh:
+        q = t.rounding
+        h = np.int64(1) << np.int64(sh - 1)
+        if q == "AP_RND":
+            r += h
+        elif q == "AP_RND_MIN_INF":
+            r += h - 1
+        elif q == "AP_RND_ZERO":
+            r += h - (r >= 0)
+        elif q == "AP_RND_INF":
+            r += h - (r < 0)
+        elif q == "AP_RND_CONV":
+            r += (h - 1) + ((r >> np.int64(sh)) & 1)
+        elif q == "AP_TRN_ZERO":
+            r += (r < 0) * ((np.int64(1) << np.int64(sh)) - 1)
+        r >>= np.int64(sh)
+    lo, hi = effective_range(t)
+    if t.overflow == "AP_WRAP":
+        if t.width < 64:
+            if t.signed:
+                k = 64 - t.width
+                ru = r.view(np.uint64)
+                ru <<= np.uint64(k)  # unsigned: well-defined modular shift
+                r >>= np.int64(k)    # arithmetic: sign-extends bit W-1
+            else:
+                r &= np.int64(hi)
+    elif t.overflow == "AP_SAT_ZERO":
+        r[(r < lo) | (r > hi)] = 0
+    else:
+        np.clip(r, lo, hi, out=r)
+    return r
+
+
+# -- overflow accounting --------------------------------------------------------------------
+
+def _rounding_only_type(t: FixedType) -> FixedType:
+    """Same frac and rounding as ``t``, 64 bits wide and wrapping: rounding without overflow."""
+    return dataclasses.replace(t, width=64, integer=64 - t.frac, signed=True, overflow="AP_WRAP",
+                               sat_bits=0)
+
+
+def effective_range(t: FixedType) -> tuple[int, int]:
+    """Mantissas the overflow step leaves untouched (AP_SAT_SYM also moves the signed min)."""
+    lo, hi = t.min_mantissa, t.max_mantissa
+    if t.signed and t.overflow == "AP_SAT_SYM":
+        lo = -hi
+    return lo, hi
+
+
+def out_of_range(y: np.ndarray, frac: int, t: FixedType, round_type: FixedType | None = None):
+    """Boolean mask: y (``frac`` fractional bits) rounded to ``t.frac`` falls outside t's range."""
+    lo, hi = effective_range(t)
+    k = t.frac - frac
+    if k <= 0:
+        r = (round_type or _rounding_only_type(t)).quantize_mantissa(y, frac)  # |r| < 2**62
+        return (r > hi) | (r < lo)
+    if k >= 63:
+        return y != 0
+    # y * 2**k outside [lo, hi]  <=>  y > floor(hi / 2**k)  or  y < ceil(lo / 2**k)
+    return (y > (hi >> k)) | (y < -((-lo) >> k))
+
+
+def _count_overflow(counts, y, frac, t, round_type):
+    n = int(np.count_nonzero(out_of_range(y, frac, t, round_type)))
+    key = "saturated" if t.overflow in _SATURATING else "wrapped"
+    counts[key] += n
+    counts["total"] += int(y.size)

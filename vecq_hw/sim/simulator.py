@@ -1,0 +1,120 @@
+"""The bit-accurate simulator over the integer model (``vecq_hw.ir``).
+
+``simulate(model, x)`` runs a batch through the chain in fixed-size chunks, so peak memory
+depends on ``chunk_size``, not on the number of samples (the output, and the trace when
+asked for, are the only arrays that grow with N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import ir
+from ..errors import VecQError
+from ..fixed import FixedType
+from .kernels import Kernel, make_kernel
+
+
+@dataclass
+class SimResult:
+    """What :func:`simulate` returns.
+
+    ``output``: int64 mantissas of ``out_type``, shape (N,) + the model's output shape.
+    ``trace``: layer name -> int64 mantissas of that layer's output (``trace=True`` only;
+    the input layer's entry is the converted input).
+    ``overflow``: weighted-layer name -> {'saturated', 'wrapped', 'total'} (``count_overflow``
+    only): how many values of y, after rounding and before the overflow step, fell outside
+    the out_type's range (classified by its overflow mode: AP_SAT/AP_SAT_ZERO/AP_SAT_SYM
+    count as saturated, AP_WRAP/AP_WRAP_SM as wrapped), and how many were requantised.
+    """
+
+    output: np.ndarray
+    out_type: FixedType
+    trace: dict[str, np.ndarray] | None = None
+    overflow: dict[str, dict[str, int]] | None = field(default=None)
+
+    def values(self) -> np.ndarray:
+        return self.out_type.to_float(self.output)
+
+
+class Simulator:
+    """A model compiled into kernels; reusable across calls."""
+
+    def __init__(self, model: ir.Model, *, force_dtype: str | None = None):
+        model.check()
+        self.model = model
+        self.in_type: FixedType = model.input.out_type
+        self.in_shape = tuple(int(s) for s in model.input.shape)
+        self.kernels: list[Kernel] = [
+            make_kernel(layer, in_shape, in_type, out_shape, force_dtype)
+            for layer, in_shape, in_type, out_shape in model.walk()
+            if not isinstance(layer, ir.Input)]
+        self.out_shape = tuple(model.output_shape)
+        self.out_type = model.output_type
+
+    def _input_source(self, x, x_mantissa):
+        """The input array and a per-chunk conversion to int64 mantissas of the input type.
+
+        Conversion happens chunk by chunk, so no N-sized int64 copy of the input is made."""
+        if (x is None) == (x_mantissa is None):
+            raise VecQError("simulate needs exactly one of x (float values) or x_mantissa")
+        if x is not None:
+            arr = np.asarray(x)
+            self._check_shape(arr.shape, "x")
+            return arr, lambda c: self.in_type.from_float(c)
+        arr = np.asarray(x_mantissa)
+        if arr.dtype.kind not in "iu":
+            raise VecQError(f"x_mantissa must hold integers, got dtype {arr.dtype}", field="x_mantissa")
+        self._check_shape(arr.shape, "x_mantissa")
+        t = self.in_type
+        if arr.size and (int(arr.min()) < t.min_mantissa or int(arr.max()) > t.max_mantissa):
+            raise VecQError(f"input mantissas outside the input type {t} "
+                            f"[{t.min_mantissa}, {t.max_mantissa}]", field="x_mantissa")
+        return arr, lambda c: c.astype(np.int64)
+
+    def _check_shape(self, shape, name):
+        if tuple(shape[1:]) != self.in_shape or len(shape) != len(self.in_shape) + 1:
+            raise VecQError(f"expected an array of shape (N,)+{self.in_shape}, got {tuple(shape)}",
+                            field=name)
+
+    def run(self, x=None, *, x_mantissa=None, trace=False, count_overflow=False,
+            chunk_size=4096) -> SimResult:
+        if int(chunk_size) < 1:
+            raise VecQError(f"chunk_size must be positive, got {chunk_size}", field="chunk_size")
+        chunk_size = int(chunk_size)
+        src, convert = self._input_source(x, x_mantissa)
+        n = src.shape[0]
+        output = np.empty((n,) + self.out_shape, dtype=np.int64)
+        traces = None
+        if trace:
+            traces = {}
+            for k in [None] + self.kernels:
+                layer, shape = (self.model.input, self.in_shape) if k is None else (k.layer, k.out_shape)
+                traces[layer.name] = np.empty((n,) + tuple(shape), dtype=np.int64)
+        counts = None
+        if count_overflow:
+            counts = {k.layer.name: {"saturated": 0, "wrapped": 0, "total": 0}
+                      for k in self.kernels if k.requantises}
+        for start in range(0, n, chunk_size):
+            h = convert(src[start:start + chunk_size])
+            if traces is not None:
+                traces[self.model.input.name][start:start + chunk_size] = h
+            for k in self.kernels:
+                h = k.run(h, None if counts is None else counts.get(k.layer.name))
+                if traces is not None:
+                    traces[k.layer.name][start:start + chunk_size] = h
+            output[start:start + chunk_size] = h
+        return SimResult(output=output, out_type=self.out_type, trace=traces, overflow=counts)
+
+
+def simulate(model: ir.Model, x=None, *, x_mantissa=None, trace: bool = False,
+             count_overflow: bool = False, chunk_size: int = 4096) -> SimResult:
+    """Run ``model`` bit-accurately on a batch.
+
+    ``x``: float array of shape (N,) + input shape (channels-last), converted to the input
+    type with ``from_float``; or ``x_mantissa``: int mantissas already in the input type.
+    """
+    return Simulator(model).run(x, x_mantissa=x_mantissa, trace=trace,
+                                count_overflow=count_overflow, chunk_size=chunk_size)
