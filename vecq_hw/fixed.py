@@ -199,7 +199,7 @@ class FixedType:
 
     def _to_int(self, m, sh) -> np.ndarray:
         """ap_int target: truncate toward zero, then wrap (C-like conversion)."""
-        m, sh = np.broadcast_arrays(m, np.asarray(sh, dtype=np.int64))
+        m, sh = np.asarray(m, dtype=np.int64), np.asarray(sh, dtype=np.int64)
         fl, qb, sticky = _split(m, sh)
         r = fl + ((m < 0) & (qb | sticky))
         left = _shl(m, -sh)
@@ -207,7 +207,7 @@ class FixedType:
 
     def _convert(self, m, sh) -> np.ndarray:
         """Value m * 2**-sh (in units of this type's LSB) -> rounded, overflow-handled."""
-        m, sh = np.broadcast_arrays(m, np.asarray(sh, dtype=np.int64))
+        m, sh = np.asarray(m, dtype=np.int64), np.asarray(sh, dtype=np.int64)
         right = sh > 0
         fl, qb, sticky = _split(m, sh)
         neg, q = m < 0, self.rounding

@@ -37,7 +37,7 @@ def quantize_mantissa_tensor(x: torch.Tensor, t: FixedType) -> torch.Tensor:
     """Float tensor -> int64 mantissas of ``t`` (FixedType.from_float on torch)."""
     t = _check(t)
     xd = x.detach().to(torch.float64)
-    if not bool(torch.isfinite(xd).all()):
+    if not torch.compiler.is_compiling() and not bool(torch.isfinite(xd).all()):
         raise FixedTypeError(f"{t}: cannot convert NaN or infinity to fixed point")
     # Beyond 2**(I+2) a value is out of range anyway; reduce it exactly (fmod) so the
     # low bits the wrap modes keep survive the scaling without float overflow.

@@ -339,8 +339,9 @@ def _check_weighted(layer: Weighted, shape, typ, where, loc):
     y_bits = max(acc_bits + sb, bb) + 2
     if y_bits > MAX_EXACT_WIDTH:
         _fail(where, loc + ".scale_type", f"acc*s+b needs {y_bits} bits, more than the {MAX_EXACT_WIDTH} computed exactly")
-    if layer.out_type.width > 64:
-        _fail(where, loc + ".out_type", "output types wider than 64 bits are not supported")
+    if layer.out_type.kind != "fixed":
+        # ap_types converts a signed ap_fixed into ap_int with quirks (-1 for small negatives)
+        _fail(where, loc + ".out_type", f"expected an ap_fixed/ap_ufixed output type, got {layer.out_type}")
 
 
 def fan_in(layer: Weighted) -> int:

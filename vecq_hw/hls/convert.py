@@ -73,12 +73,14 @@ def pool_accum_type(in_type: FixedType, out_type: FixedType, area: int) -> Fixed
     return FixedType(width=integer + frac, integer=integer, signed=True)
 
 
-def layer_list(model: ir.Model, *, strategy: str = "Latency", reuse_factor: int = 1):
+def layer_list(model: ir.Model, *, strategy: str = "Latency", reuse_factor: int = 1, check: bool = True):
     """The hls4ml layer list and per-layer precision config for an integer model.
 
     Returns (layers, layer_config, names) where names maps IR layer name -> hls4ml name.
+    ``check=False`` skips :meth:`Model.check` (only for tests that break a model on purpose).
     """
-    model.check()
+    if check:
+        model.check()
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     prev = None
@@ -99,9 +101,8 @@ def layer_list(model: ir.Model, *, strategy: str = "Latency", reuse_factor: int 
                 codes_data=np.asarray(layer.codes, dtype=np.int64),
                 scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac,
                 bias_mantissas=layer.bias, bias_frac=layer.bias_type.frac,
-                weight_precision=IntegerPrecisionType(width=int(layer.bits), signed=True),
-                scale_precision=precision_of(layer.scale_type), bias_precision=precision_of(layer.bias_type),
-                out_precision=precision_of(layer.out_type),
+                vecq_types={"weight": FixedType(width=int(layer.bits), integer=int(layer.bits), kind="int"),
+                            "scale": layer.scale_type, "bias": layer.bias_type, "out": layer.out_type},
                 accum_t=NamedType(f"{name}_accum_t", precision_of(acc)),
                 term_t=NamedType(f"{name}_term_t", precision_of(term)),
                 strategy=strategy, reuse_factor=int(reuse_factor),
@@ -146,7 +147,7 @@ def layer_list(model: ir.Model, *, strategy: str = "Latency", reuse_factor: int 
 
 def hls_config(model: ir.Model, *, backend="Vivado", io_type="io_parallel", reuse_factor=1, strategy="Latency",
                part="xcu250-figd2104-2L-e", clock_period=5, project_name="myproject", output_dir="hls_prj",
-               trace=False):
+               trace=False, check=True):
     """(config dict for ModelGraph.from_layer_list, layer list, name map)."""
     from hls4ml.backends import get_backend
 
@@ -159,7 +160,7 @@ def hls_config(model: ir.Model, *, backend="Vivado", io_type="io_parallel", reus
     if not isinstance(reuse_factor, int) or reuse_factor < 1:
         raise VecQError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
     register()
-    layers, layer_cfg, names = layer_list(model, strategy=strategy, reuse_factor=reuse_factor)
+    layers, layer_cfg, names = layer_list(model, strategy=strategy, reuse_factor=reuse_factor, check=check)
     config = get_backend(backend).create_initial_config(part=part, clock_period=clock_period, io_type=io_type)
     config.update(Backend=backend, OutputDir=str(output_dir), ProjectName=project_name, InputData=None,
                   OutputPredictions=None)

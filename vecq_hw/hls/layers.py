@@ -78,15 +78,23 @@ class _VecQWeighted(Layer):
         TypeAttribute("term"),
     ]
 
+    def _out_precision(self):
+        from .convert import precision_of
+
+        return precision_of(self.get_attr("vecq_types")["out"])
+
     def _add_tables(self):
+        from .convert import precision_of
+
+        types = self.get_attr("vecq_types")
         codes = np.asarray(self.get_attr("codes_data"), dtype=np.int64)
-        self._add_exact("weight", "w{index}", self.get_attr("weight_precision"), codes.astype(np.float64),
+        self._add_exact("weight", "w{index}", precision_of(types["weight"]), codes.astype(np.float64),
                         [str(int(c)) for c in codes.ravel()])
         for name, var in (("scale", "s{index}"), ("bias", "b{index}")):
             mant = [int(m) for m in np.asarray(self.get_attr(name + "_mantissas")).ravel()]
             frac = int(self.get_attr(name + "_frac"))
             values = np.array([m * 2.0**-frac for m in mant], dtype=np.float64)
-            self._add_exact(name, var, self.get_attr(name + "_precision"), values,
+            self._add_exact(name, var, precision_of(types[name]), values,
                             [exact_decimal(m, frac) for m in mant])
 
     def _add_exact(self, name, var_name, precision, data, strings):
@@ -100,7 +108,7 @@ class VecQDense(_VecQWeighted):
     _expected_attributes = [Attribute("n_in"), Attribute("n_out")]
 
     def initialize(self):
-        self.add_output_variable([self.get_attr("n_out")], precision=self.get_attr("out_precision"))
+        self.add_output_variable([self.get_attr("n_out")], precision=self._out_precision())
         self._add_tables()
 
 
@@ -113,7 +121,7 @@ class VecQConv2D(_VecQWeighted):
 
     def initialize(self):
         shape = [self.get_attr("out_height"), self.get_attr("out_width"), self.get_attr("n_filt")]
-        self.add_output_variable(shape, precision=self.get_attr("out_precision"))
+        self.add_output_variable(shape, precision=self._out_precision())
         self._add_tables()
 
 

@@ -117,12 +117,13 @@ def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, i
 
 def write_project(model: ir.Model, out_dir, *, backend="Vivado", io_type="io_parallel", reuse_factor=1,
                   strategy="Latency", part="xcu250-figd2104-2L-e", clock_period=5, project_name="myproject",
-                  test_inputs=None) -> Path:
+                  test_inputs=None, reference: ir.Model | None = None, check: bool = True) -> Path:
     """Write the HLS project for ``model`` to ``out_dir`` (atomically) and return its path.
 
     ``test_inputs``: (N,) + input shape, integer mantissas of the input type or floats (converted
     with the input type's ``from_float``); default: 64 random inputs. The expected outputs are the
-    simulator's.
+    simulator's on ``reference`` (default: ``model`` itself; tests pass a deliberately broken
+    ``model`` with ``check=False`` and the intact model as ``reference``).
     """
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -130,10 +131,10 @@ def write_project(model: ir.Model, out_dir, *, backend="Vivado", io_type="io_par
     try:
         graph, names = build_graph(model, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                                    strategy=strategy, part=part, clock_period=clock_period,
-                                   project_name=project_name, output_dir=str(tmp))
+                                   project_name=project_name, output_dir=str(tmp), check=check)
         graph.write()
         info = _write_testbench(graph, model, tmp, project_name, io_type)
-        n = write_test_data(model, tmp, test_inputs)
+        n = write_test_data(reference if reference is not None else model, tmp, test_inputs)
         render_scripts(hls_description(project_name=project_name, part=part, clock_period=clock_period,
                                        backend=backend), tmp)
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,

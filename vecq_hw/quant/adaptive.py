@@ -29,7 +29,7 @@ How (per tensor, or per output channel = per row, vectorised over rows):
 * Larger tensors: a log-spaced coarse grid of steps over a bracket that holds every sensible
   step (``[min(table, median|w|/(m-1))/16, 1.05*max(table, max|w|/(m-1))]``, at most 6%
   apart), then ``REFINE_ROUNDS`` zooms (9 points over the two neighbouring spacings, 4x
-  finer each round: 6% -> 0.006%) around the ``REFINE_MINIMA`` best local minima.  The table step itself
+  finer each round: 10% -> 0.01%) around the ``REFINE_MINIMA`` best local minima.  The table step itself
   is always a candidate, so the result is never worse than VecQ's (up to float rounding of
   weights lying exactly on a threshold).
 * The codes and ``alpha`` of the chosen step are then computed exactly like VecQ
@@ -51,17 +51,22 @@ import torch
 from vecq_hw.errors import VecQError
 
 #: small tensors (rows * n * (2**(k-1) - 1) breakpoints at most) are solved exactly
-EXACT_EVENTS = 200_000
-#: coarse grid: at most this ratio between neighbouring candidate steps ...
-COARSE_RATIO = 1.06
+EXACT_EVENTS = 1_000_000
+#: coarse grid: at most this ratio between neighbouring candidate steps (rows of fewer
+#: than SMALL_ROW weights, whose loss curve is jagged: the finer ratio and more minima) ...
+COARSE_RATIO, COARSE_RATIO_SMALL, SMALL_ROW = 1.1, 1.03, 2**16
 #: ... and this many candidates per row, at least / at most
 COARSE_MIN, COARSE_MAX = 32, 192
 #: zoom rounds, points per zoom, local minima refined per row
-REFINE_ROUNDS, REFINE_POINTS, REFINE_MINIMA = 6, 9, 2
+REFINE_ROUNDS, REFINE_POINTS, REFINE_MINIMA, REFINE_MINIMA_SMALL = 5, 9, 2, 6
 #: large tensors: the search sorts at most max(SAMPLE_N // rows, SAMPLE_ROW_MIN) fixed
-#: pseudo-random columns per row; the result is then checked against the table step on all
-#: the weights (exact loss), so it is still never worse than VecQ
-SAMPLE_N, SAMPLE_ROW_MIN = 2**18, 4096
+#: pseudo-random columns per row for the bulk of the weights ...
+SAMPLE_N, SAMPLE_ROW_MIN, SAMPLE_BULK = 2**18, 4096, 2**18
+#: ... plus, exactly, every weight above the sample's (1 - TAIL_FRAC) quantile of |w|
+TAIL_FRAC = 0.01
+#: on a sample, the searched step replaces the table step only if its estimated loss is
+#: lower by this fraction (exact tensors: any gain)
+SAMPLE_MARGIN = 5e-3
 
 
 def check_refresh_every(value) -> int:
@@ -76,18 +81,24 @@ def check_refresh_every(value) -> int:
 class _Sorted:
     """|w| sorted per row with prefix sums: exact vector loss of any candidate step."""
 
-    def __init__(self, w2d: np.ndarray, bits: int):
-        a = np.sort(np.abs(w2d), axis=1)  # in the weights' own dtype (float32 sorts faster)
-        ta = torch.from_numpy(a).to(torch.float64)
-        self.rows, self.n = a.shape
+    def __init__(self, a: np.ndarray, bits: int):
+        ta = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+        self.rows, self.n = ta.shape
         self.a = ta.numpy()
         self.C = np.zeros((self.rows, self.n + 1))
         torch.cumsum(ta, dim=1, out=torch.from_numpy(self.C)[:, 1:])
         self.S = self.C[:, -1]
         self.Sww = (ta * ta).sum(dim=1).numpy()
+        self.amax = self.a[:, -1]
+        self.med = self.a[:, self.n // 2]
         self.m1 = 2 ** (bits - 1) - 1
         self.j = np.arange(1, self.m1 + 1, dtype=np.float64)
         self._ta = ta
+
+    @classmethod
+    def full(cls, w2d: np.ndarray, bits: int) -> "_Sorted":
+        # sorted in the weights' own dtype (float32 sorts faster), summed in float64
+        return cls(np.sort(np.abs(w2d), axis=1), bits)
 
     def loss(self, s: np.ndarray) -> np.ndarray:
         """Loss <w,w> - <w,q>^2/<q,q> for steps s of shape (rows, G) -> (rows, G).
@@ -98,10 +109,92 @@ class _Sorted:
         rows, g = s.shape
         t = (self.j[None, :, None] * s[:, None, :]).reshape(rows, -1)  # (rows, J*G)
         idx = torch.searchsorted(self._ta, torch.from_numpy(t), right=False).numpy()
-        csum = np.take_along_axis(self.C, idx, axis=1).reshape(rows, self.m1, g)
+        csum = _gather(self.C, idx).reshape(rows, self.m1, g)
         above = (self.n - idx).reshape(rows, self.m1, g)  # elements with |w| >= j*s
         swq = self.S[:, None] * (self.m1 + 0.5) - csum.sum(axis=1)
         sqq = self.n * 0.25 + np.einsum("rjg,j->rg", above, 2.0 * self.j)
+        return self.Sww[:, None] - swq * swq / sqq
+
+
+def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    return x[0, idx[0]][None] if x.shape[0] == 1 else np.take_along_axis(x, idx, axis=1)
+
+
+class _Stratified:
+    """Large rows: the loss of a step from a strided sample of the bulk, smoothed, plus
+    every weight in the tail exactly.
+
+    The tail (|w| above the sample's (1 - TAIL_FRAC) quantile tau: where the best step is
+    decided at high k) is kept exactly, as sorted point masses.  The bulk (|w| <= tau) is
+    represented by its sorted sample as a *piecewise-linear CDF* (knots at the sample
+    values, each carrying the weight bulk count / sample count), so the counts and sums
+    below a threshold are integrals of a smooth density: the sampled loss curve is smooth
+    in s (point masses would give it sampling jitter of a few 1e-3 at high k).
+    """
+
+    def __init__(self, w2d: np.ndarray, bits: int, size: int):
+        rows, n = w2d.shape
+        ab = np.abs(w2d)
+        smp = np.sort(ab[:, :: _sample_stride(n, size)], axis=1).astype(np.float64)
+        ns = smp.shape[1]
+        tau = smp[:, min(ns - 1, int(ns * (1.0 - TAIL_FRAC)))]
+        self.rows, self.m1 = rows, 2 ** (bits - 1) - 1
+        self.j = np.arange(1, self.m1 + 1, dtype=np.float64)
+        self.amax = ab.max(axis=1).astype(np.float64)
+        self.med = smp[:, ns // 2]
+        tails = [np.sort(ab[r][ab[r] > tau[r]]).astype(np.float64) for r in range(rows)]
+        nb = (smp <= tau[:, None]).sum(axis=1)
+        nbmax, ntmax = int(nb.max()), max(1, max(t.size for t in tails))
+        self.ntail = np.array([t.size for t in tails], dtype=np.float64)
+        wb = (n - self.ntail) / np.maximum(nb, 1)
+        # bulk knots x = [0, sample..., last sample again], F(x) = [0, wb*(i - 1/2)..., wb*nb]:
+        # midpoint rule, the last half weight is a point mass at the last sample; rows with
+        # fewer bulk samples are padded with their last sample (zero weight)
+        col = np.arange(nbmax + 2)[None, :]
+        x = np.zeros((rows, nbmax + 2))
+        x[:, 1:] = np.take_along_axis(smp, np.minimum(col[:, :-1], nb[:, None] - 1).clip(0), axis=1)
+        x[nb == 0] = 0.0
+        K = wb[:, None] * np.clip(col - 0.5, 0.0, nb[:, None].astype(np.float64))
+        K[:, 0] = 0.0
+        self.x, self.K = x, K
+        dk = np.diff(K, axis=1)
+        x0, x1 = x[:, :-1], x[:, 1:]
+        self.SI = np.zeros((rows, nbmax + 2))
+        np.cumsum(dk * 0.5 * (x0 + x1), axis=1, out=self.SI[:, 1:])
+        sww_b = (dk * (x1 * x1 + x1 * x0 + x0 * x0)).sum(axis=1) / 3.0
+        self.Wb, self.Sb = K[:, -1], self.SI[:, -1]
+        tpad = np.full((rows, ntmax), np.inf)
+        for r, t in enumerate(tails):
+            tpad[r, : t.size] = t
+        self.TC = np.zeros((rows, ntmax + 1))
+        self.TC[:, 1:] = np.cumsum(np.where(np.isfinite(tpad), tpad, 0.0), axis=1)
+        self.Wtot = self.Wb + self.ntail
+        self.S = self.Sb + self.TC[:, -1]
+        self.Sww = sww_b + np.array([float(t @ t) for t in tails])
+        self._tx, self._tt = torch.from_numpy(x), torch.from_numpy(tpad)
+
+    def loss(self, s: np.ndarray) -> np.ndarray:
+        rows, g = s.shape
+        t = (self.j[None, :, None] * s[:, None, :]).reshape(rows, -1)
+        # bulk: F and the partial first moment at t, linear inside the knot segment
+        i = torch.searchsorted(self._tx, torch.from_numpy(t), right=False).numpy()
+        i = np.clip(i, 1, self.x.shape[1] - 1)
+        x0, x1 = _gather(self.x, i - 1), _gather(self.x, i)
+        k0, k1 = _gather(self.K, i - 1), _gather(self.K, i)
+        tt = np.clip(t, x0, x1)
+        dx = x1 - x0
+        slope = np.where(dx > 0, (k1 - k0) / np.where(dx > 0, dx, 1.0), 0.0)
+        below_w = np.where(t >= self.x[:, -1:], self.Wb[:, None], k0 + slope * (tt - x0))
+        below_s = np.where(t >= self.x[:, -1:], self.Sb[:, None],
+                           _gather(self.SI, i - 1) + 0.5 * slope * (tt * tt - x0 * x0))
+        # tail: exact point masses
+        it = torch.searchsorted(self._tt, torch.from_numpy(t), right=False).numpy()
+        below_w = below_w + it
+        below_s = below_s + _gather(self.TC, it)
+        above = (self.Wtot[:, None] - below_w).reshape(rows, self.m1, g)
+        csum = below_s.reshape(rows, self.m1, g)
+        swq = self.S[:, None] * (self.m1 + 0.5) - csum.sum(axis=1)
+        sqq = self.Wtot[:, None] * 0.25 + np.einsum("rjg,j->rg", above, 2.0 * self.j)
         return self.Sww[:, None] - swq * swq / sqq
 
 
@@ -132,12 +225,14 @@ def _exact_steps(srt: _Sorted) -> np.ndarray:
 def _grid_steps(srt: _Sorted, s_table: np.ndarray) -> np.ndarray:
     """Coarse log grid + zooms around the best local minima; the table step is a candidate."""
     rows, m1 = srt.rows, srt.m1
-    amax = srt.a[:, -1]
-    med = srt.a[:, srt.n // 2]
+    amax, med = srt.amax, srt.med
     hi = np.maximum(s_table, amax / m1) * 1.05
     lo = np.minimum(s_table, np.where(med > 0, med, amax) / m1) / 16.0
     lo = np.maximum(lo, hi * 1e-7)
-    g = int(np.clip(math.ceil(np.log(np.max(hi / lo)) / math.log(COARSE_RATIO)) + 1, COARSE_MIN, COARSE_MAX))
+    small = srt.n < SMALL_ROW
+    ratio, n_min = (COARSE_RATIO_SMALL, REFINE_MINIMA_SMALL) if small else (COARSE_RATIO, REFINE_MINIMA)
+    cmax = COARSE_MAX * (4 if small else 1)
+    g = int(np.clip(math.ceil(np.log(np.max(hi / lo)) / math.log(ratio)) + 1, COARSE_MIN, cmax))
     u = np.linspace(0.0, 1.0, g)
     steps = lo[:, None] * (hi / lo)[:, None] ** u[None, :]  # (rows, g), log-spaced
     loss = srt.loss(steps)
@@ -154,10 +249,10 @@ def _grid_steps(srt: _Sorted, s_table: np.ndarray) -> np.ndarray:
         best_l = np.where(better, ls[r, i], best_l)
 
     take(steps, loss)
-    # brackets around the REFINE_MINIMA best local minima of the coarse grid
+    # brackets around the n_min best local minima of the coarse grid
     pad = np.concatenate([np.full((rows, 1), np.inf), loss, np.full((rows, 1), np.inf)], axis=1)
     is_min = (pad[:, 1:-1] <= pad[:, :-2]) & (pad[:, 1:-1] <= pad[:, 2:])
-    ranked = np.argsort(np.where(is_min, loss, np.inf), axis=1, kind="stable")[:, :REFINE_MINIMA]
+    ranked = np.argsort(np.where(is_min, loss, np.inf), axis=1, kind="stable")[:, :n_min]
     logs = np.log(steps)
     left = logs[r[:, None], np.maximum(ranked - 1, 0)]
     right = logs[r[:, None], np.minimum(ranked + 1, g - 1)]
@@ -167,28 +262,23 @@ def _grid_steps(srt: _Sorted, s_table: np.ndarray) -> np.ndarray:
         cand = np.exp(cand_log).reshape(rows, -1)
         cl = srt.loss(cand)
         take(cand, cl)
-        cl = cl.reshape(rows, REFINE_MINIMA, REFINE_POINTS)
+        cl = cl.reshape(rows, -1, REFINE_POINTS)
         i = np.argmin(cl, axis=2)
-        k = np.arange(REFINE_MINIMA)[None, :]
+        k = np.arange(cl.shape[1])[None, :]
         new_left = cand_log[r[:, None], k, np.maximum(i - 1, 0)]
         new_right = cand_log[r[:, None], k, np.minimum(i + 1, REFINE_POINTS - 1)]
         left, right = new_left, new_right
     return best_s
 
 
-def _sample_columns(n: int, size: int) -> np.ndarray:
-    """A fixed pseudo-random subset of ``size`` column indices out of ``n`` (sorted)."""
-    key = (n, size)
-    idx = _SAMPLE_CACHE.get(key)
-    if idx is None:
-        idx = np.sort(np.random.default_rng(0x5EC0).choice(n, size=size, replace=False))
-        if len(_SAMPLE_CACHE) > 64:
-            _SAMPLE_CACHE.clear()
-        _SAMPLE_CACHE[key] = idx
-    return idx
-
-
-_SAMPLE_CACHE: dict = {}
+def _sample_stride(n: int, size: int) -> int:
+    """The smallest stride >= n/size that shares no factor with 3*5*7: a strided sample
+    then walks through every position of the usual kernel (3x3, 5x5, 7x7) and channel
+    (powers of two) layouts instead of one fixed position."""
+    stride = max(1, -(-n // size))
+    while math.gcd(stride, 105) != 1:
+        stride += 1
+    return stride
 
 
 def optimal_steps(w2d, bits: int, s_table, *, sample: int | None = SAMPLE_N):
@@ -196,8 +286,7 @@ def optimal_steps(w2d, bits: int, s_table, *, sample: int | None = SAMPLE_N):
 
     ``s_table`` (rows,) is VecQ's step (a candidate; returned for k = 1, where every step
     gives the same codes).  Rows longer than ``max(sample // rows, SAMPLE_ROW_MIN)`` are
-    searched on that many fixed pseudo-random columns (``sample=None``: never).  Returns
-    (steps float64 numpy (rows,), sampled: bool).
+    searched on a stratified sample (``sample=None``: never).  Returns float64 numpy (rows,).
     """
     if isinstance(w2d, torch.Tensor):
         w2d = w2d.detach().cpu().numpy()
@@ -205,79 +294,55 @@ def optimal_steps(w2d, bits: int, s_table, *, sample: int | None = SAMPLE_N):
         s_table = s_table.detach().cpu().numpy()
     s_table = np.asarray(s_table, dtype=np.float64).reshape(-1)
     if bits == 1:
-        return s_table, False
+        return s_table
     w2d = np.asarray(w2d)
     rows, n = w2d.shape
-    sampled = False
-    if sample is not None:
-        size = max(sample // rows, SAMPLE_ROW_MIN)
-        if n > size:
-            w2d = w2d[:, _sample_columns(n, size)]
-            sampled = True
-    srt = _Sorted(w2d, bits)
-    if srt.rows * srt.n * srt.m1 <= EXACT_EVENTS:
+    size = n if sample is None else max(sample // rows, SAMPLE_ROW_MIN)
+    sampled = n > size
+    srt = _Stratified(w2d, bits, min(size, SAMPLE_BULK)) if sampled else _Sorted.full(w2d, bits)
+    if not sampled and srt.rows * srt.n * srt.m1 <= EXACT_EVENTS:
         steps = _exact_steps(srt)
-        # never worse than the table step (ties of rounding aside, equal on a plateau)
-        lt = srt.loss(s_table[:, None])[:, 0]
-        ls = srt.loss(steps[:, None])[:, 0]
-        steps = np.where(ls <= lt, steps, s_table)
     else:
         steps = _grid_steps(srt, s_table)
-    zero = srt.a[:, -1] == 0  # an all-zero row: any step; keep the table's
-    return np.where(zero | ~np.isfinite(steps) | (steps <= 0), s_table, steps), sampled
+    # the table step wins ties (exact) and, on a sample, unless beaten by SAMPLE_MARGIN
+    lt = srt.loss(s_table[:, None])[:, 0]
+    ls = srt.loss(steps[:, None])[:, 0]
+    gain = lt - ls
+    need = SAMPLE_MARGIN * np.maximum(lt, 0.0) if sampled else 0.0
+    steps = np.where(gain > need, steps, s_table)
+    zero = srt.amax == 0  # an all-zero row: any step; keep the table's
+    return np.where(zero | ~np.isfinite(steps) | (steps <= 0), s_table, steps)
 
 
 # ----------------------------------------------------------------------------------------
 # the quantiser hook (VecQ(adaptive=True) calls this from _quantize_rows)
 # ----------------------------------------------------------------------------------------
-def _codes_alpha(w, step, q_lo, q_hi, ops, eps):
-    codes = ops.round_clip(w / step - 0.5, q_lo, q_hi)
-    q = codes + 0.5
-    swq, sqq = ops.sum(w * q), ops.sum(q * q)
-    return codes, swq / (sqq + eps), swq, sqq
-
-
 def adaptive_rows(quantizer, w, ops, eps: float):
-    """codes, alpha, None for the rows of ``w`` with the searched step (see VecQ)."""
+    """codes, alpha, None for the rows of ``w`` with the searched step: VecQ's formulas
+    with ``sigma*lambda_k + eps`` replaced by the step (the same code as the table method,
+    so a row whose best step is the table step gets exactly the table result)."""
     sigma = ops.std(w)
     s_table = sigma * quantizer.lam + eps  # exactly the table method's divisor
     if isinstance(w, torch.Tensor):
-        return _torch_rows(quantizer, w, s_table, ops, eps)
-    steps, sampled = optimal_steps(w, quantizer.bits, s_table)
-    step, _ = _choose(w, steps.reshape(-1, 1), s_table, sampled, quantizer, ops, eps, np.where)
-    return step
+        step = _torch_step(quantizer, w, s_table)
+    else:
+        step = optimal_steps(w, quantizer.bits, s_table).reshape(-1, 1)
+    codes = ops.round_clip(w / step - 0.5, quantizer.cmin, quantizer.cmax)
+    q = codes + 0.5
+    alpha = ops.sum(w * q) / (ops.sum(q * q) + eps)
+    return codes, alpha, None
 
 
-def _choose(w, step, s_table, sampled, quantizer, ops, eps, where):
-    """Codes/alpha of ``step``; when the step was searched on a sample, also of the table
-    step, keeping per row whichever has the lower exact loss.  Returns ((codes, alpha,
-    None), effective step)."""
-    lo, hi = quantizer.cmin, quantizer.cmax
-    codes, alpha, swq, sqq = _codes_alpha(w, step, lo, hi, ops, eps)
-    if sampled:
-        codes_t, alpha_t, swq_t, sqq_t = _codes_alpha(w, s_table, lo, hi, ops, eps)
-        # |w - alpha q|^2 = <w,w> - 2 alpha <w,q> + alpha^2 <q,q>; <w,w> is common
-        loss = alpha * (alpha * sqq - 2 * swq)
-        loss_t = alpha_t * (alpha_t * sqq_t - 2 * swq_t)
-        keep = loss_t < loss
-        codes = where(keep, codes_t, codes)
-        alpha = where(keep, alpha_t, alpha)
-        step = where(keep, s_table, step)
-    return (codes, alpha, None), step
-
-
-def _torch_rows(quantizer, w: torch.Tensor, s_table: torch.Tensor, ops, eps):
-    """The torch path, with ``refresh_every`` caching of the (effective) step."""
+def _torch_step(quantizer, w: torch.Tensor, s_table: torch.Tensor) -> torch.Tensor:
+    """The step for the torch path, with ``refresh_every`` caching."""
     key = (tuple(w.shape), w.dtype, w.device, w.data_ptr())
     cache = quantizer._step_cache
     calls = quantizer._calls
     quantizer._calls = calls + 1
     if cache is not None and cache[0] == key and calls % quantizer.refresh_every != 0:
-        out, _ = _choose(w, cache[1], s_table, False, quantizer, ops, eps, torch.where)
-        return out
-    steps, sampled = optimal_steps(w, quantizer.bits, s_table)
-    step = torch.from_numpy(steps).to(dtype=w.dtype, device=w.device).reshape(-1, 1)
-    out, step = _choose(w, step, s_table, sampled, quantizer, ops, eps, torch.where)
+        return cache[1]
+    steps = torch.from_numpy(optimal_steps(w, quantizer.bits, s_table))
+    step = steps.to(dtype=w.dtype, device=w.device).reshape(-1, 1)  # the table step: exact
     if quantizer.refresh_every > 1:
         quantizer._step_cache = (key, step)
-    return out
+    return step

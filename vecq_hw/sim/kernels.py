@@ -106,7 +106,8 @@ class WeightedKernel(Kernel):
         rows = max(1, POST_BLOCK_ELEMENTS // shape[-1])
         for r in range(0, acc.shape[0], rows):
             y = out[r:r + rows]
-            np.multiply(acc[r:r + rows], self.scale, out=y, casting="unsafe")  # exact: < 2**53
+            y[...] = acc[r:r + rows]  # float -> int64: exact, integers below 2**53
+            y *= self.scale
             y += self.bias
             if counts is not None:
                 _count_overflow(counts, y, self.product_frac, self.out_type, self._round_type)

@@ -80,7 +80,7 @@ class Simulator:
                             field=name)
 
     def run(self, x=None, *, x_mantissa=None, trace=False, count_overflow=False,
-            chunk_size=4096) -> SimResult:
+            chunk_size=1024) -> SimResult:
         if int(chunk_size) < 1:
             raise VecQError(f"chunk_size must be positive, got {chunk_size}", field="chunk_size")
         chunk_size = int(chunk_size)
@@ -110,7 +110,7 @@ class Simulator:
 
 
 def simulate(model: ir.Model, x=None, *, x_mantissa=None, trace: bool = False,
-             count_overflow: bool = False, chunk_size: int = 4096) -> SimResult:
+             count_overflow: bool = False, chunk_size: int = 1024) -> SimResult:
     """Run ``model`` bit-accurately on a batch.
 
     ``x``: float array of shape (N,) + input shape (channels-last), converted to the input
