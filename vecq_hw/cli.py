@@ -138,7 +138,7 @@ def report(run_dir, data_root, limit):
 @cli.command()
 @click.option("--out", "out_dir", default="demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", "data_root", type=click.Path(file_okay=False), envvar="VECQ_HW_DATA")
-@click.option("--recipe", default=None, type=click.Path(dir_okay=False), help="default: configs/lenet5_mnist_w2a8.yaml")
+@click.option("--recipe", default=None, type=click.Path(dir_okay=False), help="default: configs/demo_lenet5_mnist_w2a8.yaml")
 @click.option("--csim-images", default=1000, show_default=True)
 @_clean_errors
 def demo(out_dir, data_root, recipe, csim_images):

@@ -16,7 +16,7 @@ import numpy as np
 from . import ir
 from .errors import VecQError
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "lenet5_mnist_w2a8.yaml"
+DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "demo_lenet5_mnist_w2a8.yaml"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -157,12 +157,12 @@ def _atomic_save(path, arr):
 
 def random_inputs(model: ir.Model, n: int, seed: int = 0) -> np.ndarray:
     """n inputs spread over the whole input type, extremes included (values, float64)."""
+    from .hls.examples import random_inputs as random_mantissas
+    m = random_mantissas(model, n, seed=seed)
     t = model.input.out_type
-    rng = np.random.default_rng(seed)
-    m = rng.integers(t.min_mantissa, t.max_mantissa, size=(n,) + tuple(model.input.shape), endpoint=True)
     if n >= 2:
         m[0], m[1] = t.min_mantissa, t.max_mantissa
-    return t.to_float(m.astype(np.int64))
+    return t.to_float(m)
 
 
 def generate_hls(model_dir, out_dir, *, backend="Vitis", io_type="io_parallel", reuse_factor=1,

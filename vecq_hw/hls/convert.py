@@ -195,7 +195,6 @@ def _same(prec, t: FixedType) -> bool:
 
 def check_pinned(graph, model: ir.Model, names: dict[str, str]) -> None:
     """Every type in the hls4ml graph is the one the integer model says (no default, no 'auto')."""
-    by_name = {layer.name: layer for layer in model.layers}
     types = {}
     for layer, _, in_type, _ in model.walk():
         types[names[layer.name]] = (layer, in_type)
@@ -225,4 +224,3 @@ def check_pinned(graph, model: ir.Model, names: dict[str, str]) -> None:
             if not _same(value.precision, expected[key]):
                 raise VecQError(f"layer '{layer.name}': hls4ml type '{key}' = {value.precision}, "
                                 f"expected {expected[key]}")
-    del by_name

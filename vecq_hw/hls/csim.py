@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import VecQError
 
 STD = "-std=c++11"
@@ -51,10 +53,24 @@ class CsimResult:
     log: str
     cached: bool = False
     synthesis_checked: bool = False
+    #: the C simulation's output mantissas, (n, n_out) int64
+    outputs: np.ndarray | None = None
+    n_out: int = 0
 
     @property
     def ok(self) -> bool:
         return self.mismatches == 0 and self.n > 0
+
+    @property
+    def n_values(self) -> int:
+        return self.n * self.n_out
+
+    def summary(self) -> str:
+        verdict = "bit-exact" if self.ok else "MISMATCH"
+        return (f"C simulation: {self.mismatches} mismatching samples of {self.n} "
+                f"({self.value_mismatches} of {self.n_values} output values): {verdict}; "
+                f"build {self.build_seconds:.1f} s{' (cached)' if self.cached else ''}, run {self.run_seconds:.1f} s"
+                f"{'; synthesis path type-checked' if self.synthesis_checked else ''}")
 
 
 def _compiler_id(cxx: str) -> str:
@@ -189,21 +205,55 @@ def csim(prj_dir, *, jobs: int = 2, opt: str = "-O1", cxx: str = "g++", check_sy
             raise CsimError(f"{prj}: link failed: {_first_error(out)}", log="\n".join(log))
     build_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
+    n_samples, n_out = _data_shape(prj)
+    shards = _shards(n_samples, max(1, jobs))
+    procs = []
+    for i, (first, count) in enumerate(shards):
+        out_file = bdir / f"output-{i}.dat"
+        procs.append((out_file, subprocess.Popen([str(exe), "tb_data", str(first), str(count), str(out_file)], cwd=prj,
+                                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+    mismatches = value_mismatches = n = 0
+    outputs = []
     try:
-        p = subprocess.run([str(exe), "tb_data"], cwd=prj, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise CsimError(f"{prj}: testbench timed out after {timeout} s", log="\n".join(log)) from None
+        for out_file, proc in procs:
+            try:
+                out, _ = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise CsimError(f"{prj}: testbench timed out after {timeout} s", log="\n".join(log)) from None
+            log.append(out)
+            m = _MISMATCH.search(out)
+            if m is None or proc.returncode not in (0, 1):
+                raise CsimError(f"{prj}: testbench failed (exit {proc.returncode}): "
+                                f"{_first_error(out) or 'no MISMATCHES line'}", log="\n".join(log))
+            v = _VALUE_MISMATCH.search(out)
+            mismatches += int(m.group(1))
+            n += int(m.group(2))
+            value_mismatches += int(v.group(1)) if v else 0
+            text = out_file.read_text()
+            outputs.append(np.array(text.split(), dtype=np.int64).reshape(-1, n_out) if text.strip()
+                           else np.zeros((0, n_out), dtype=np.int64))
+    finally:
+        for _, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
     run_seconds = time.perf_counter() - t1
-    out = p.stdout + p.stderr
-    log.append(out)
-    m = _MISMATCH.search(p.stdout)
-    if m is None or p.returncode not in (0, 1):
-        raise CsimError(f"{prj}: testbench failed (exit {p.returncode}): {_first_error(out) or 'no MISMATCHES line'}",
-                        log="\n".join(log))
-    v = _VALUE_MISMATCH.search(p.stdout)
-    return CsimResult(mismatches=int(m.group(1)), n=int(m.group(2)), value_mismatches=int(v.group(1)) if v else -1,
+    return CsimResult(mismatches=mismatches, n=n, value_mismatches=value_mismatches,
                       build_seconds=build_seconds, run_seconds=run_seconds, log="\n".join(log), cached=cached,
-                      synthesis_checked=check_synthesis)
+                      synthesis_checked=check_synthesis, outputs=np.concatenate(outputs), n_out=n_out)
+
+
+def _data_shape(prj: Path) -> tuple[int, int]:
+    """(samples, outputs per sample) from the first line of the expected-output file."""
+    with open(prj / "tb_data" / "vecq_expected.dat") as f:
+        n, n_out = (int(v) for v in f.readline().split())
+    return n, n_out
+
+
+def _shards(n: int, jobs: int) -> list[tuple[int, int]]:
+    """Split n samples into at most `jobs` contiguous (first, count) runs."""
+    k = max(1, min(jobs, n))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(k)]
 
 
 def _first_error(out: str) -> str:

@@ -26,19 +26,26 @@ How (per tensor, or per output channel = per row, vectorised over rows):
 * Small tensors (rows * n * (m-1) <= ``EXACT_EVENTS``): exact global optimum.  ``loss(s)`` is
   piecewise constant in ``s``, changing only where ``s`` crosses a breakpoint ``|w_i|/j``; a
   sweep over the sorted breakpoints (one cumulative sum) scores every piece.
-* Larger tensors: a log-spaced coarse grid of steps over a bracket that holds every sensible
-  step (``[min(table, median|w|/(m-1))/16, 1.05*max(table, max|w|/(m-1))]``, at most 6%
-  apart), then ``REFINE_ROUNDS`` zooms (9 points over the two neighbouring spacings, 4x
-  finer each round: 10% -> 0.01%) around the ``REFINE_MINIMA`` best local minima.  The table step itself
-  is always a candidate, so the result is never worse than VecQ's (up to float rounding of
-  weights lying exactly on a threshold).
+* Larger rows: a log-spaced coarse grid of steps over a bracket that holds every sensible
+  step (``[min(table, median|w|/(m-1))/16, 1.05*max(table, max|w|/(m-1))]``, 10% apart; 3%
+  and more minima for rows under ``SMALL_ROW``), then ``REFINE_ROUNDS`` zooms (9 points over
+  the two neighbouring spacings, 4x finer each round) around the best local minima, then
+  the exact breakpoint sweep restricted to +-``LOCAL_WIDTH`` of the result (the loss curve
+  of a mid-size row is jagged).  The table step is a candidate throughout, so the result
+  is never worse than VecQ's (up to float rounding of weights exactly on a threshold).
+* Rows longer than ``SAMPLE_N`` (per tensor: 262k weights): the sort would dominate, so the
+  loss is estimated from every weight above the 99th percentile (the tail, exact: it sets
+  the best step at high k) plus a strided sample of the bulk, read as a piecewise-linear
+  CDF (smooth in s).  The estimate is good to a few 1e-3, so there the searched step
+  replaces the table step only if it is estimated better by ``SAMPLE_MARGIN`` (0.5%): the
+  "never worse than the table" guarantee is statistical for such rows, exact below.
 * The codes and ``alpha`` of the chosen step are then computed exactly like VecQ
   (``round_clip(w/s - 1/2)``, ``alpha = <w,q>/(<q,q> + eps)``): same output, same STE.
 
-Cost: one sort of ``|w|`` plus a few thousand binary searches, then the same code/alpha pass
-as the table method (benchmarks/dql.py measures it).  For training, ``refresh_every = N``
-runs the search on every N-th torch call only; the other calls re-derive the codes from the
-cached step and re-solve alpha (a table-method pass).
+Cost: benchmarks/dql.py measures it against the table method.  For training,
+``refresh_every = N`` runs the search on every N-th torch call only; the other calls
+re-derive the codes from the cached step and re-solve alpha (a table-method pass).
+The search runs on the CPU (numpy); a CUDA weight is copied to the host for it.
 """
 
 from __future__ import annotations
@@ -59,8 +66,11 @@ COARSE_RATIO, COARSE_RATIO_SMALL, SMALL_ROW = 1.1, 1.03, 2**16
 COARSE_MIN, COARSE_MAX = 32, 192
 #: zoom rounds, points per zoom, local minima refined per row
 REFINE_ROUNDS, REFINE_POINTS, REFINE_MINIMA, REFINE_MINIMA_SMALL = 5, 9, 2, 6
-#: large tensors: the search sorts at most max(SAMPLE_N // rows, SAMPLE_ROW_MIN) fixed
-#: pseudo-random columns per row for the bulk of the weights ...
+#: exact rows too large for the full sweep: an exact sweep within +-LOCAL_WIDTH of the
+#: grid's best step
+LOCAL_WIDTH = 0.03
+#: rows longer than max(SAMPLE_N // rows, SAMPLE_ROW_MIN) are searched on a strided sample
+#: of at most SAMPLE_BULK of their weights for the bulk ...
 SAMPLE_N, SAMPLE_ROW_MIN, SAMPLE_BULK = 2**18, 4096, 2**18
 #: ... plus, exactly, every weight above the sample's (1 - TAIL_FRAC) quantile of |w|
 TAIL_FRAC = 0.01
@@ -113,7 +123,43 @@ class _Sorted:
         above = (self.n - idx).reshape(rows, self.m1, g)  # elements with |w| >= j*s
         swq = self.S[:, None] * (self.m1 + 0.5) - csum.sum(axis=1)
         sqq = self.n * 0.25 + np.einsum("rjg,j->rg", above, 2.0 * self.j)
+        self.last = (swq, sqq)
         return self.Sww[:, None] - swq * swq / sqq
+
+
+def _local_sweep(srt: "_Sorted", steps: np.ndarray, width: float = LOCAL_WIDTH) -> np.ndarray:
+    """Exact optimum inside [s/(1+width), s*(1+width)] around each row's step: the sweep of
+    _exact_steps over the breakpoints |w_i|/j that fall in the window only."""
+    out = steps.copy()
+    for r in range(srt.rows):
+        s_hi, s_lo = steps[r] * (1 + width), steps[r] / (1 + width)
+        a = srt.a[r]
+        lo_i = np.searchsorted(a, srt.j * s_lo, side="right")
+        hi_i = np.searchsorted(a, srt.j * s_hi, side="left")
+        cnt = np.maximum(hi_i - lo_i, 0)
+        if cnt.sum() == 0 or cnt.sum() > 4 * EXACT_EVENTS:
+            continue
+        jj = np.repeat(srt.j, cnt)
+        ii = np.concatenate([np.arange(l, h) for l, h in zip(lo_i, hi_i) if h > l])
+        av = a[ii]
+        ev = av / jj
+        order = np.argsort(-ev, kind="stable")
+        ev, av, jj = ev[order], av[order], jj[order]
+        srt.loss(np.array([[s_hi]]) if srt.rows == 1 else np.full((srt.rows, 1), s_hi))
+        swq0, sqq0 = srt.last[0][r, 0], srt.last[1][r, 0]
+        swq = swq0 + np.cumsum(av)
+        sqq = sqq0 + np.cumsum(2.0 * jj)
+        loss = srt.Sww[r] - swq * swq / sqq
+        nxt = np.concatenate([ev[1:], [s_lo]])
+        loss = np.where(nxt < ev, loss, np.inf)
+        b = int(np.argmin(loss))
+        l0 = srt.Sww[r] - swq0 * swq0 / sqq0
+        cur = srt.loss(np.full((srt.rows, 1), steps[r]))[r, 0]
+        if loss[b] < min(l0, cur):
+            out[r] = np.sqrt(ev[b] * max(nxt[b], 1e-300))
+        elif l0 < cur:
+            out[r] = s_hi
+    return out
 
 
 def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -138,7 +184,7 @@ class _Stratified:
         smp = np.sort(ab[:, :: _sample_stride(n, size)], axis=1).astype(np.float64)
         ns = smp.shape[1]
         tau = smp[:, min(ns - 1, int(ns * (1.0 - TAIL_FRAC)))]
-        self.rows, self.m1 = rows, 2 ** (bits - 1) - 1
+        self.rows, self.n, self.m1 = rows, n, 2 ** (bits - 1) - 1
         self.j = np.arange(1, self.m1 + 1, dtype=np.float64)
         self.amax = ab.max(axis=1).astype(np.float64)
         self.med = smp[:, ns // 2]
@@ -304,6 +350,8 @@ def optimal_steps(w2d, bits: int, s_table, *, sample: int | None = SAMPLE_N):
         steps = _exact_steps(srt)
     else:
         steps = _grid_steps(srt, s_table)
+        if not sampled:  # jagged loss curves of mid-size rows: exact within +-3%
+            steps = _local_sweep(srt, steps)
     # the table step wins ties (exact) and, on a sample, unless beaten by SAMPLE_MARGIN
     lt = srt.loss(s_table[:, None])[:, 0]
     ls = srt.loss(steps[:, None])[:, 0]
