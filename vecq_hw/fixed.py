@@ -166,6 +166,11 @@ class FixedType:
         x = np.asarray(x, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise FixedTypeError(f"{self}: cannot convert NaN or infinity to fixed point")
+        if self.kind == "fixed" and self.overflow != "AP_WRAP_SM" and self.frac >= 0:
+            with np.errstate(over="ignore"):              # huge |x| -> inf -> the exact path
+                t = np.ldexp(x, self.frac)                 # exact: power-of-two scaling up
+            if t.size == 0 or float(np.max(np.abs(t))) < 2.0 ** 52:
+                return self._round_scaled(t)
         f, e = np.frexp(x)                                 # x = f * 2**e, |f| in [0.5, 1)
         man = np.ldexp(f, 53).astype(np.int64)             # exact: 53-bit integer
         src_frac = 53 - e.astype(np.int64)
@@ -174,6 +179,32 @@ class FixedType:
             # header quirk: a double in (-0.5, 0) converts to the integer +1
             return np.where((x < 0) & (x > -0.5), self._wrap(np.ones_like(out)), out)
         return self._convert(man, src_frac - self.frac)
+
+    def _round_scaled(self, t: np.ndarray) -> np.ndarray:
+        """The common case of from_float, in a few float64 passes: t = x * 2**frac, |t| < 2**52.
+
+        floor(t) and fl + 1/2 are exact there, so comparing t with them gives the exact
+        rounding decisions (no remainder t - fl, which can round for tiny negative t); the
+        overflow step then runs on the rounded integers, as it does after any rounding.
+        """
+        fl = np.floor(t)
+        half = fl + 0.5
+        q = self.rounding
+        if q == "AP_TRN":
+            inc = np.zeros(t.shape, dtype=bool)
+        elif q == "AP_RND":
+            inc = t >= half
+        elif q == "AP_RND_ZERO":
+            inc = (t > half) | ((t == half) & (t < 0))
+        elif q == "AP_RND_MIN_INF":
+            inc = t > half
+        elif q == "AP_RND_INF":
+            inc = (t > half) | ((t == half) & (t > 0))
+        elif q == "AP_RND_CONV":
+            inc = (t > half) | ((t == half) & (np.fmod(fl, 2.0) != 0))
+        else:  # AP_TRN_ZERO
+            inc = (t > fl) & (t < 0)
+        return self._convert((fl + inc).astype(np.int64), np.int64(0))
 
     def quantize_mantissa(self, m, frac: int, src_width: int | None = None) -> np.ndarray:
         """Mantissas with ``frac`` fractional bits -> this type's mantissas.

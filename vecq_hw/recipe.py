@@ -16,6 +16,8 @@ quant:
   method: vecq                     # vecq | ul2q
   bits: 2                          # 1..8
   per_channel: false
+  adaptive: false                  # optional, vecq only: searched step instead of the table (issue #6)
+  refresh_every: 1                 # optional, vecq only: adaptive search on every N-th forward
   act_type: ap_ufixed<8,3,AP_RND,AP_SAT>       # ReLU outputs
   in_type: ap_ufixed<8,0,AP_RND,AP_SAT>        # optional, input quantiser
   out_type: ap_fixed<16,6,AP_RND_CONV,AP_SAT>  # logits
@@ -104,6 +106,8 @@ _SCHEMA: dict[str, Any] = {
         "method": _Spec("str", choices=("vecq", "ul2q")),
         "bits": _Spec("int", lo=1, hi=8),
         "per_channel": _Spec("bool", False),
+        "adaptive": _Spec("bool", False),
+        "refresh_every": _Spec("int", 1, lo=1),
         "act_type": _Spec("str", "ap_ufixed<8,3,AP_RND,AP_SAT>", check=_fixed_spelling),
         "in_type": _Spec("str", "ap_ufixed<8,0,AP_RND,AP_SAT>", check=_fixed_spelling),
         "out_type": _Spec("str", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", check=_fixed_spelling),
@@ -211,7 +215,7 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
         where = f"model.options.{k}"
         if k in QUANT_OPTIONS:
             fail(where, "set this in the quant section (as quant.method/bits/per_channel/"
-                        "act_type/in_type/out_type), not as a model option")
+                        "adaptive/refresh_every/act_type/in_type/out_type), not as a model option")
         if k not in allowed:
             fail(where, f"unknown option for model {rec['model']['name']!r}; expected some of "
                         f"{', '.join(o for o in allowed if o not in QUANT_OPTIONS)}")
@@ -230,6 +234,13 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
             ok = True
         if not ok:
             fail(where, f"expected a value like the default {default!r}, got {v!r}")
+    if rec["quant"]["method"] != "vecq":
+        if rec["quant"]["adaptive"]:
+            fail("quant.adaptive", f"adaptive only applies to method 'vecq', got method "
+                                   f"{rec['quant']['method']!r}")
+        if rec["quant"]["refresh_every"] != 1:
+            fail("quant.refresh_every", f"refresh_every only applies to method 'vecq', got method "
+                                        f"{rec['quant']['method']!r}")
     if rec["data"]["root"] is not None and not rec["data"]["root"].strip():
         fail("data.root", "expected a folder path, got an empty string")
     if rec["train"]["qat_lr"] is None:
@@ -270,5 +281,5 @@ def recipe_model_options(rec: dict, *, bits="recipe") -> dict:
             opts[k] = tuple(tuple(e) if isinstance(e, list) else e for e in v)
     opts.update(bits=q["bits"] if bits == "recipe" else bits, quantizer=q["method"],
                 per_channel=q["per_channel"], act_type=q["act_type"], in_type=q["in_type"],
-                out_type=q["out_type"])
+                out_type=q["out_type"], adaptive=q["adaptive"], refresh_every=q["refresh_every"])
     return opts

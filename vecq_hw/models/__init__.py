@@ -4,7 +4,8 @@
 ``mlp``; aliases ``lenet``, ``vgg``). Options common to all: ``bits`` (None = float weights),
 ``quantizer`` ('vecq' | 'ul2q'), ``per_channel``, ``act_type`` (ReLU output quantiser),
 ``in_type`` (input quantiser, first module), ``out_type`` (logit quantiser, last module),
-``num_classes``, ``batch_norm``. Each model carries plain attributes ``input_shape`` (without the
+``num_classes``, ``batch_norm``; ``adaptive`` and ``refresh_every`` (VecQ only: the searched
+step of issue #6, see :class:`vecq_hw.quant.VecQ`). Each model carries plain attributes ``input_shape`` (without the
 batch dimension: (C, H, W) for CNNs, (features,) for MLPs), ``num_classes`` and ``arch``.
 """
 
@@ -23,7 +24,8 @@ MODELS = {"lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp}
 ALIASES = {"lenet": "lenet5", "lenet-5": "lenet5", "vgg": "vgg_small"}
 
 #: options every builder takes that a training recipe sets from its ``quant`` section
-QUANT_OPTIONS = ("bits", "quantizer", "per_channel", "act_type", "in_type", "out_type")
+QUANT_OPTIONS = ("bits", "quantizer", "per_channel", "act_type", "in_type", "out_type", "adaptive",
+                 "refresh_every")
 
 __all__ = ["MODELS", "build_model", "model_options", "canonical_name", "lenet5", "vgg_small",
            "mlp", "DEFAULT_ACT_TYPE", "DEFAULT_IN_TYPE", "DEFAULT_OUT_TYPE", "QUANT_OPTIONS"]

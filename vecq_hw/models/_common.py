@@ -27,8 +27,11 @@ def conv(c_in: int, c_out: int, k: int, q: dict, padding: int) -> nn.Module:
     return VecQConv2d(c_in, c_out, k, stride=1, padding=padding, bias=True, **q)
 
 
-def quant_args(bits, quantizer, per_channel) -> dict:
-    return {"bits": bits, "quantizer": quantizer, "per_channel": per_channel}
+def quant_args(bits, quantizer, per_channel, adaptive=False, refresh_every=1) -> dict:
+    q = {"bits": bits, "quantizer": quantizer, "per_channel": per_channel}
+    if adaptive or refresh_every != 1:  # vecq only; the layer refuses them for ul2q
+        q.update(adaptive=adaptive, refresh_every=refresh_every)
+    return q
 
 
 def block_tail(layers: list, bn: nn.Module | None, act_type: str) -> None:

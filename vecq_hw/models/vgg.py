@@ -9,13 +9,14 @@ from ._common import (DEFAULT_ACT_TYPE, DEFAULT_IN_TYPE, DEFAULT_OUT_TYPE, block
 
 
 def vgg_small(*, bits: int | None = 2, quantizer: str = "vecq", per_channel: bool = False,
+              adaptive: bool = False, refresh_every: int = 1,
               act_type: str = DEFAULT_ACT_TYPE, in_type: str = DEFAULT_IN_TYPE,
               out_type: str = DEFAULT_OUT_TYPE, num_classes: int = 10, in_channels: int = 1,
               image_size: int = 28, stages=((32, 32), (64, 64)), hidden: int = 256,
               batch_norm: bool = True) -> nn.Sequential:
     """in quant -> per stage: [conv3x3 'same' -> BN -> ReLU -> act quant]* -> maxpool2 ->
     flatten -> dense hidden -> BN -> ReLU -> act quant -> dense num_classes -> out quant."""
-    q = quant_args(bits, quantizer, per_channel)
+    q = quant_args(bits, quantizer, per_channel, adaptive, refresh_every)
     layers: list[nn.Module] = [fixed_quant(in_type)]
     c_in, side = in_channels, image_size
     for stage in stages:

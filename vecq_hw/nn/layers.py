@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from vecq_hw.errors import ExportError, VecQError
 from vecq_hw.quant import QuantResult, check_bits, get_quantizer
+from vecq_hw.quant.adaptive import check_refresh_every
 
 #: the widest weight code a layer may use (codes are int8)
 MAX_LAYER_BITS = 8
@@ -27,7 +28,8 @@ MAX_LAYER_BITS = 8
 class _VecQWeight:
     """Mixin: the quantisation state and helpers shared by the VecQ layers."""
 
-    def _setup_quant(self, bits: int | None, quantizer: str, per_channel: bool, offset: bool) -> None:
+    def _setup_quant(self, bits: int | None, quantizer: str, per_channel: bool, offset: bool,
+                     adaptive: bool = False, refresh_every: int = 1) -> None:
         if isinstance(bits, int) and not isinstance(bits, bool) and bits == 32:
             bits = None  # 32 = float, as in recipes
         if bits is not None:
@@ -38,19 +40,52 @@ class _VecQWeight:
         self.offset = bool(offset)
         if offset and self.quantizer != "ul2q":
             raise VecQError("offset=True only applies to quantizer='ul2q'", field="offset")
+        if not isinstance(adaptive, bool):
+            raise VecQError(f"expected true or false, got {adaptive!r}", field="adaptive")
+        refresh_every = check_refresh_every(refresh_every)
+        if adaptive and self.quantizer != "vecq":
+            raise VecQError(f"adaptive=True only applies to quantizer='vecq', got {self.quantizer!r}",
+                            field="adaptive")
+        if refresh_every != 1 and self.quantizer != "vecq":
+            raise VecQError(f"refresh_every only applies to quantizer='vecq', got {self.quantizer!r}",
+                            field="refresh_every")
+        self.adaptive = adaptive
+        self.refresh_every = refresh_every
         self.quantize = bits is not None
+        self._wq = None  # (options key, quantiser): one quantiser, kept across forward calls
         self._make_quantizer(bits or 2)  # validates the name even in float mode
 
+    def _quant_key(self, bits: int) -> tuple:
+        return (self.quantizer, bits, self.per_channel, self.offset, self.adaptive, self.refresh_every)
+
     def _make_quantizer(self, bits: int):
-        options = {"offset": self.offset} if self.quantizer == "ul2q" else {}
+        if self.quantizer == "ul2q":
+            options = {"offset": self.offset}
+        elif self.adaptive or self.refresh_every != 1:
+            options = {"adaptive": self.adaptive, "refresh_every": self.refresh_every}
+        else:
+            options = {}
         return get_quantizer(self.quantizer, bits, self.per_channel, **options)
 
     @property
     def weight_quantizer(self):
-        """The quantiser for the current ``bits``/``quantizer``/``per_channel``/``offset``."""
+        """The quantiser for the current ``bits``/``quantizer``/``per_channel``/``offset``/
+        ``adaptive``/``refresh_every``: one object, kept across calls (so the adaptive step
+        cache of ``refresh_every`` works) and rebuilt only when one of those changes."""
         if self.bits is None:
             raise VecQError("layer has bits=None (float mode); set bits to quantise", field="bits")
-        return self._make_quantizer(check_bits(self.bits, high=MAX_LAYER_BITS))
+        key = self._quant_key(check_bits(self.bits, high=MAX_LAYER_BITS))
+        cached = getattr(self, "_wq", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self._make_quantizer(key[1]))
+            self._wq = cached
+        return cached[1]
+
+    def reset_quant_cache(self) -> None:
+        """Forget the adaptive step cache: the next forward searches the step again."""
+        cached = getattr(self, "_wq", None)
+        if cached is not None and hasattr(cached[1], "reset_cache"):
+            cached[1].reset_cache()
 
     def set_bits(self, bits: int | None) -> None:
         """Switch the weight width: 1..8 quantises, None (or 32) is float mode (keeps bits)."""
@@ -88,6 +123,8 @@ class _VecQWeight:
         s = f"bits={self.bits}, quantizer='{self.quantizer}', per_channel={self.per_channel}"
         if self.offset:
             s += ", offset=True"
+        if self.adaptive:
+            s += f", adaptive=True, refresh_every={self.refresh_every}"
         if self.bits is not None and not self.quantize:
             s += ", quantize=False"
         return s
@@ -97,14 +134,17 @@ class VecQLinear(_VecQWeight, nn.Linear):
     """``nn.Linear`` with VecQ/µL2Q weights.
 
     VecQLinear(in_features, out_features, bias=True, bits=2, quantizer='vecq',
-               per_channel=False, offset=False, device=None, dtype=None)
+               per_channel=False, offset=False, device=None, dtype=None, adaptive=False,
+               refresh_every=1)
+
+    ``adaptive``/``refresh_every``: VecQ with the searched step (issue #6), vecq only.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int | None = 2,
                  quantizer: str = "vecq", per_channel: bool = False, offset: bool = False,
-                 device: Any = None, dtype: Any = None):
+                 device: Any = None, dtype: Any = None, adaptive: bool = False, refresh_every: int = 1):
         nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self._setup_quant(bits, quantizer, per_channel, offset)
+        self._setup_quant(bits, quantizer, per_channel, offset, adaptive, refresh_every)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
@@ -118,18 +158,18 @@ class VecQConv2d(_VecQWeight, nn.Conv2d):
 
     VecQConv2d(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                bits=2, quantizer='vecq', per_channel=False, offset=False, dilation=1,
-               groups=1, device=None, dtype=None)
+               groups=1, device=None, dtype=None, adaptive=False, refresh_every=1)
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, bits: int | None = 2, quantizer: str = "vecq",
                  per_channel: bool = False, offset: bool = False, dilation=1, groups: int = 1,
-                 device: Any = None, dtype: Any = None):
+                 device: Any = None, dtype: Any = None, adaptive: bool = False, refresh_every: int = 1):
         if groups != 1:
             raise VecQError(f"VecQConv2d supports groups=1 only, got groups={groups!r}", field="groups")
         nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride=stride, padding=padding,
                            dilation=dilation, groups=1, bias=bias, device=device, dtype=dtype)
-        self._setup_quant(bits, quantizer, per_channel, offset)
+        self._setup_quant(bits, quantizer, per_channel, offset, adaptive, refresh_every)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.quantized_weight(), self.bias)
