@@ -376,6 +376,31 @@ def test_cli_check_exits_2_with_one_line(case_dir, name):
         assert f"field '{field}'" in lines[0]
 
 
+@pytest.mark.parametrize("mutate,field", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_every_bad_model_fails_sim_and_hls_with_exit_2_and_writes_nothing(case_dir, tmp_path, mutate, field):
+    """The whole corpus through the real CLI commands (in-process, for speed)."""
+    from click.testing import CliRunner
+
+    from vecq_hw.cli import cli
+
+    mutate(case_dir)
+    np.save(tmp_path / "x.npy", np.zeros((2, 4)))
+    runner = CliRunner()
+    for args, written in (
+        (["sim", str(case_dir), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")],
+         tmp_path / "y.npy"),
+        (["hls", str(case_dir), "--out", str(tmp_path / "prj")], tmp_path / "prj"),
+    ):
+        r = runner.invoke(cli, args)
+        assert r.exit_code == 2, (args[0], r.output)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr
+        assert str(case_dir / "model.yaml") in lines[0]
+        if field:
+            assert f"field '{field}'" in lines[0]
+        assert not written.exists()
+
+
 @pytest.mark.skipif(not (Path(__file__).parents[1] / "vecq_hw" / "cli.py").exists(), reason="no CLI yet")
 def test_cli_check_accepts_the_good_model(good_dir):
     r = subprocess.run([sys.executable, "-m", "vecq_hw.cli", "check", str(good_dir)],

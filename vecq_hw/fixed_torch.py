@@ -115,36 +115,39 @@ def _fast_path_applies(x: torch.Tensor, t: FixedType) -> bool:
 
 
 def _quantize_saturating(x: torch.Tensor, t: FixedType) -> torch.Tensor:
-    """The training hot path: a few float64 ops instead of the bit-level general case.
+    """The training hot path: a few elementwise ops instead of the bit-level general case.
 
-    Exact for inputs with at most 24 significant bits (float32 and narrower): in float64,
-    y = x * 2**frac and y - floor(y) are exact, so every rounding decision below sees the
-    true fraction; 1 + y for y in (-1, 0) may round, but never onto 0.5, so ties stay ties.
-    Clamping to one LSB-pair beyond the range first changes no saturating result and keeps
-    the scaling finite. The tests compare this path against the exact one for every mode.
+    Exact, not approximate: y = x * 2**frac is exact (power-of-two scaling; inputs have at
+    most 24 significant bits), clamping to two LSBs beyond the range changes no saturating
+    result, and after it |y| <= 2**(W+1), so floor(y) and floor(y) + 1/2 are exact in the
+    working dtype. Rounding decisions compare y with those two (never with a remainder,
+    which can round). float32 suffices up to W = 22, float64 above. The tests compare this
+    path against the exact one for every mode.
     """
     lo, hi = float(t.min_mantissa), float(t.max_mantissa)
     if t.overflow == "AP_SAT_SYM" and t.signed:
         lo = -hi
-    y = torch.clamp(x.detach().to(torch.float64) * 2.0 ** t.frac, lo - 2.0, hi + 2.0)
+    work = torch.float32 if t.width <= 22 else torch.float64
+    y = torch.clamp(x.detach().to(work) * 2.0 ** t.frac, lo - 2.0, hi + 2.0)
     fl = torch.floor(y)
-    r = y - fl
+    half = fl + 0.5
     q = t.rounding
     if q == "AP_TRN":
-        inc = None
+        m = fl
+    elif q == "AP_TRN_ZERO":
+        m = torch.where(y < 0, torch.ceil(y), fl)
     elif q == "AP_RND":
-        inc = r >= 0.5
-    elif q == "AP_RND_ZERO":
-        inc = (r > 0.5) | ((r == 0.5) & (y < 0))
-    elif q == "AP_RND_MIN_INF":
-        inc = r > 0.5
-    elif q == "AP_RND_INF":
-        inc = (r > 0.5) | ((r == 0.5) & (y > 0))
-    elif q == "AP_RND_CONV":
-        inc = (r > 0.5) | ((r == 0.5) & (torch.remainder(fl, 2.0) == 1.0))
-    else:  # AP_TRN_ZERO
-        inc = (r > 0) & (y < 0)
-    m = fl if inc is None else fl + inc.to(torch.float64)
+        m = torch.floor(y + 0.5) if work is torch.float64 else torch.where(y >= half, fl + 1.0, fl)
+    else:
+        if q == "AP_RND_ZERO":
+            up = (y > half) | ((y == half) & (y < 0))
+        elif q == "AP_RND_MIN_INF":
+            up = y > half
+        elif q == "AP_RND_INF":
+            up = (y > half) | ((y == half) & (y > 0))
+        else:  # AP_RND_CONV
+            up = (y > half) | ((y == half) & (torch.remainder(fl, 2.0) == 1.0))
+        m = torch.where(up, fl + 1.0, fl)
     if t.overflow == "AP_SAT_ZERO":
         m = torch.where((m < lo) | (m > hi), 0.0, m)
     else:

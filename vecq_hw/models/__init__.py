@@ -5,8 +5,9 @@
 ``quantizer`` ('vecq' | 'ul2q'), ``per_channel``, ``act_type`` (ReLU output quantiser),
 ``in_type`` (input quantiser, first module), ``out_type`` (logit quantiser, last module),
 ``num_classes``, ``batch_norm``; ``adaptive`` and ``refresh_every`` (VecQ only: the searched
-step of issue #6, see :class:`vecq_hw.quant.VecQ`). Each model carries plain attributes ``input_shape`` (without the
-batch dimension: (C, H, W) for CNNs, (features,) for MLPs), ``num_classes`` and ``arch``.
+step of issue #6, see :class:`vecq_hw.quant.VecQ`). Each model carries plain attributes
+``input_shape`` (without the batch dimension: (C, H, W) for CNNs, (features,) for MLPs),
+``num_classes`` and ``arch``.
 """
 
 from __future__ import annotations
