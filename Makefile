@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/vecq-hw demo
 
+# Two workers for the two cores; tests sharing an expensive module fixture (the tiny demo,
+# the ap_types oracle build) carry an xdist_group so they stay on one worker.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) benchmarks/sim_throughput.py

@@ -14,8 +14,8 @@ from vecq_hw.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedType, add_type, m
 
 from _apt import Oracle, oracle_available
 
-pytestmark = pytest.mark.skipif(oracle_available() is not None,
-                                reason=str(oracle_available()))
+pytestmark = [pytest.mark.skipif(oracle_available() is not None, reason=str(oracle_available())),
+              pytest.mark.xdist_group("oracle")]
 
 # (W, I): I beyond W, negative I, W > 32 and the full 64 bits (63 for unsigned)
 SHAPES = [(5, 7), (8, 3), (18, -2), (40, 12), (64, 30)]

@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "tiny_test.yaml"
 N_CSIM = 64
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+pytestmark = [pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++"),
+              pytest.mark.xdist_group("flow")]
 
 
 def vecq_hw(*args, cwd=None):
@@ -91,15 +92,23 @@ def test_cli_sim_bad_input_is_one_line_exit_2_and_writes_nothing(demo, tmp_path,
     assert not (tmp_path / "y.npy").exists()
 
 
-def test_cli_report_on_a_training_run(demo, tmp_path):
+def test_cli_report_regenerates_the_same_report_without_rebuilding(demo, tmp_path):
     out, r = demo
-    run = tmp_path / "run"
-    shutil.copytree(out / "run", run)
-    res = vecq_hw("report", run, "--limit", 32)
+    copy = tmp_path / "demo"
+    shutil.copytree(out, copy)
+    res = vecq_hw("report", copy, "--limit", N_CSIM)
     assert res.returncode == 0, res.stderr
     assert "bit-exact" in res.stdout
-    rep = json.loads((run / "deploy" / "report.json").read_text())
-    assert rep["sim_accuracy"] == r["sim_accuracy"] and rep["qat_accuracy"] == r["qat_accuracy"]
+    rep = json.loads((copy / "report.json").read_text())
+    for key in ("sim_accuracy", "qat_accuracy", "csim_accuracy", "csim_mismatches", "overflow"):
+        assert rep[key] == r[key], key
+    # same integer model -> same generated C++ -> the cached C simulation build is reused
+    assert "(cached)" in rep["csim_summary"]
+
+
+def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
+    res = vecq_hw("report", tmp_path)
+    assert res.returncode == 2 and "not a training run" in res.stderr
 
 
 def test_cli_csim_fails_on_a_tampered_expectation(demo, tmp_path):

@@ -62,6 +62,8 @@ def format_report(r: dict) -> str:
         f"C simulation vs simulator: {r['csim_mismatches']} mismatching output values of "
         f"{r['csim_values']} ({'bit-exact' if r['csim_mismatches'] == 0 else 'MISMATCH'})",
     ]
+    if r.get("csim_summary"):
+        lines.append(r["csim_summary"])
     lines += memory_lines(r["memory"])
     lines += ["", "requantisation overflow on the test set (simulator):", overflow_table(r["overflow"]), ""]
     lines += [f"integer model: {r['model_dir']}", f"HLS project:   {r['project_dir']}  ({r['backend']}, {r['io_type']})",
@@ -122,7 +124,7 @@ def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backen
         "csim_accuracy": float(np.mean(csim_pred == labels[:m])),
         "qat_sim_agreement": float(np.mean(qat == sim)),
         "csim_mismatches": int(cs.mismatches), "csim_values": int(cs.n_values),
-        "csim_seconds": round(csim_seconds, 2),
+        "csim_seconds": round(csim_seconds, 2), "csim_summary": cs.summary(),
         "memory": weight_memory_report(imodel),
         "overflow": res.overflow,
         "model_dir": str(work_dir / "model"), "project_dir": str(prj),

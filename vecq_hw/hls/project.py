@@ -26,6 +26,7 @@ import numpy as np
 from .. import ir
 from ..errors import VecQError
 from .convert import build_graph
+from .csim import BUILD_DIR
 from .layers import TEMPLATE_DIR
 
 GENERATOR = "vecq_hw.hls"
@@ -126,6 +127,9 @@ def write_project(model: ir.Model, out_dir, *, backend="Vivado", io_type="io_par
     ``model`` with ``check=False`` and the intact model as ``reference``).
     """
     out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not (out_dir / "vecq_project.json").is_file() and (
+            not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise VecQError("exists and is not a vecq_hw HLS project; refusing to replace it", file=out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -143,6 +147,10 @@ def write_project(model: ir.Model, out_dir, *, backend="Vivado", io_type="io_par
         (tmp / "vecq_project.json").write_text(json.dumps(meta, indent=1))
         # hls4ml also leaves its float testbench data hooks; ours replaces the testbench file.
         if out_dir.exists():
+            # keep the csim build cache: it is keyed by content, so an identical project
+            # regenerated here is not compiled again
+            if (out_dir / BUILD_DIR).is_dir():
+                os.replace(out_dir / BUILD_DIR, tmp / BUILD_DIR)
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
             os.replace(out_dir, old / "prj")
             os.replace(tmp, out_dir)
