@@ -53,14 +53,14 @@ def format_report(r: dict) -> str:
         "=" * 72,
         f"vecq_hw deployment report: {r['model']} on {r['dataset']}",
         "=" * 72,
-        f"{'accuracy':<34}{'all ' + str(n) + ' test images':>20}{'C-sim subset (' + str(m) + ')':>18}",
-        f"{'  float model (pre-training)':<34}{_pct(r.get('float_accuracy')):>20}{'':>18}",
-        f"{'  QAT model (PyTorch)':<34}{_pct(r['qat_accuracy']):>20}{_pct(r['qat_accuracy_subset']):>18}",
-        f"{'  integer model (simulator)':<34}{_pct(r['sim_accuracy']):>20}{_pct(r['sim_accuracy_subset']):>18}",
-        f"{'  HLS C simulation (g++)':<34}{'':>20}{_pct(r['csim_accuracy']):>18}",
+        f"{'accuracy':<34}{'all ' + str(n) + ' test images':>22}{'C-sim subset (' + str(m) + ')':>22}",
+        f"{'  float model (pre-training)':<34}{_pct(r.get('float_accuracy')):>22}{'':>22}",
+        f"{'  QAT model (PyTorch)':<34}{_pct(r['qat_accuracy']):>22}{_pct(r['qat_accuracy_subset']):>22}",
+        f"{'  integer model (simulator)':<34}{_pct(r['sim_accuracy']):>22}{_pct(r['sim_accuracy_subset']):>22}",
+        f"{'  HLS C simulation (g++)':<34}{'':>22}{_pct(r['csim_accuracy']):>22}",
         f"QAT vs simulator argmax agreement: {100 * r['qat_sim_agreement']:.2f} %",
-        f"C simulation vs simulator: {r['csim_mismatches']} mismatching output values of "
-        f"{r['csim_values']} ({'bit-exact' if r['csim_mismatches'] == 0 else 'MISMATCH'})",
+        f"C simulation vs simulator: {r['csim_mismatches']} of {m} images and {r['csim_value_mismatches']} of "
+        f"{r['csim_values']} output values differ ({'bit-exact' if r['csim_mismatches'] == 0 else 'MISMATCH'})",
     ]
     if r.get("csim_summary"):
         lines.append(r["csim_summary"])
@@ -124,6 +124,7 @@ def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backen
         "csim_accuracy": float(np.mean(csim_pred == labels[:m])),
         "qat_sim_agreement": float(np.mean(qat == sim)),
         "csim_mismatches": int(cs.mismatches), "csim_values": int(cs.n_values),
+        "csim_value_mismatches": int(cs.value_mismatches),
         "csim_seconds": round(csim_seconds, 2), "csim_summary": cs.summary(),
         "memory": weight_memory_report(imodel),
         "overflow": res.overflow,
