@@ -55,6 +55,7 @@ from torch import nn  # noqa: E402
 
 from vecq_hw import ir  # noqa: E402
 from vecq_hw.fixed import FixedType  # noqa: E402
+from vecq_hw.sim.simulator import auto_chunk_size
 from vecq_hw.sim import Simulator, simulate  # noqa: E402
 
 ACT = FixedType.parse("ap_fixed<8,3,AP_RND,AP_SAT>")       # weighted-layer outputs
@@ -223,7 +224,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     ap.add_argument("--no-hls", action="store_true", help="skip the hls4ml C simulation baseline")
-    ap.add_argument("--chunk-size", type=int, default=1024)
+    ap.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: the simulator's automatic choice)")
     ap.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
     args = ap.parse_args(argv)
     torch.set_num_threads(THREADS)
@@ -251,7 +252,7 @@ def main(argv=None):
         x_nchw = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
         print(f"[{name}] pytorch float32 ...", flush=True)
         torch_rate, torch_s = bench_torch(model, x_nchw)
-        row = dict(n=n, chunk_size=args.chunk_size, accumulation=paths,
+        row = dict(n=n, chunk_size=args.chunk_size or auto_chunk_size(model), accumulation=paths,
                    sim_samples_per_s=sim_rate, sim_seconds=sim_s,
                    sim_from_mantissas_samples_per_s=simm_rate,
                    torch_samples_per_s=torch_rate, torch_seconds=torch_s,
@@ -294,7 +295,7 @@ def main(argv=None):
             print(f"  {name}: hls baseline = {r['hls_baseline']} (build+compile {r['hls_build_seconds']:.0f} s, "
                   f"{r['hls_n']} samples)")
     print("sim/s: simulate() from float input (includes from_float); (mant.): from x_mantissa")
-    print(f"threads={THREADS}, chunk_size={args.chunk_size}, load average at end "
+    print(f"threads={THREADS}, chunk_size={args.chunk_size or 'auto'}, load average at end "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"wrote {out}")
     return result

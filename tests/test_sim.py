@@ -219,6 +219,17 @@ def test_chunking_gives_identical_results():
             np.testing.assert_array_equal(res.trace[name], ref.trace[name])
 
 
+def test_automatic_chunk_keeps_the_widest_intermediate_within_budget():
+    from vecq_hw.sim.simulator import CHUNK_BUDGET, auto_chunk_size
+    rng = np.random.default_rng(13)
+    model = cnn_model(rng, padding=(1, 1, 1, 1), pool_kind="max")
+    conv = next(lay for lay in model.layers if isinstance(lay, ir.Conv2D))
+    shapes = model.shapes()
+    im2col = int(np.prod(shapes[conv.name][:2])) * int(np.prod(conv.codes.shape[:3]))
+    chunk = auto_chunk_size(model)
+    assert chunk * im2col <= CHUNK_BUDGET < (chunk + 1) * im2col or chunk == 1 << 12
+
+
 def test_trace_and_overflow_only_when_asked():
     rng = np.random.default_rng(12)
     model = mlp_model(rng)

@@ -80,7 +80,9 @@ class Simulator:
                             field=name)
 
     def run(self, x=None, *, x_mantissa=None, trace=False, count_overflow=False,
-            chunk_size=1024) -> SimResult:
+            chunk_size=None) -> SimResult:
+        if chunk_size is None:
+            chunk_size = auto_chunk_size(self.model)
         if int(chunk_size) < 1:
             raise VecQError(f"chunk_size must be positive, got {chunk_size}", field="chunk_size")
         chunk_size = int(chunk_size)
@@ -110,7 +112,7 @@ class Simulator:
 
 
 def simulate(model: ir.Model, x=None, *, x_mantissa=None, trace: bool = False,
-             count_overflow: bool = False, chunk_size: int = 1024) -> SimResult:
+             count_overflow: bool = False, chunk_size: int | None = None) -> SimResult:
     """Run ``model`` bit-accurately on a batch.
 
     ``x``: float array of shape (N,) + input shape (channels-last), converted to the input
@@ -118,3 +120,23 @@ def simulate(model: ir.Model, x=None, *, x_mantissa=None, trace: bool = False,
     """
     return Simulator(model).run(x, x_mantissa=x_mantissa, trace=trace,
                                 count_overflow=count_overflow, chunk_size=chunk_size)
+
+
+#: working-set budget per chunk, in values of the widest per-sample intermediate (im2col included)
+CHUNK_BUDGET = 1 << 24
+
+
+def auto_chunk_size(model: ir.Model) -> int:
+    """Samples per chunk: as many as keep the widest intermediate under CHUNK_BUDGET values.
+
+    Small networks get big chunks (numpy's per-call overhead dominates them); a LeNet-sized
+    CNN gets about a hundred. Memory is bounded either way, whatever the batch size.
+    """
+    widest = 1
+    for layer, in_shape, _, out_shape in model.walk():
+        per = int(np.prod(out_shape))
+        if isinstance(layer, ir.Conv2D):
+            per = max(per, int(np.prod(out_shape[:2])) * int(np.prod(layer.codes.shape[:3])))
+        widest = max(widest, per)
+    return int(max(1, min(1 << 12, CHUNK_BUDGET // widest)))
+
