@@ -107,7 +107,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("field,value,where", BAD, ids=[f"{b[0]}={b[1]!r}" for b in BAD])
+@pytest.mark.parametrize("field,value,where", BAD, ids=[f"{b[0]}=" + ("<deleted>" if b[1] is _DEL else repr(b[1])) for b in BAD])
 def test_bad_recipes(tmp_path, field, value, where):
     f = tmp_path / "bad.yaml"
     f.write_text(yaml.safe_dump(_set(TINY, field, value)))
