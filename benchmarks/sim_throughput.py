@@ -150,13 +150,13 @@ def best_rate(fn, n, repeats=3, min_time=0.0):
     return n / best, best
 
 
-def bench_sim(model, x, chunk_size):
+def bench_sim(model, x, chunk_size, repeats):
     simulate(model, x[:64], chunk_size=chunk_size)  # warm-up (BLAS threads, page faults)
-    rate, secs = best_rate(lambda: simulate(model, x, chunk_size=chunk_size), len(x))
+    rate, secs = best_rate(lambda: simulate(model, x, chunk_size=chunk_size), len(x), repeats)
     return rate, secs
 
 
-def bench_torch(model, x_nchw, batch=1024):
+def bench_torch(model, x_nchw, repeats, batch=1024):
     net = torch_model(model)
     xt = torch.from_numpy(x_nchw.astype(np.float32))
 
@@ -165,7 +165,7 @@ def bench_torch(model, x_nchw, batch=1024):
             for s in range(0, len(xt), batch):
                 net(xt[s:s + batch])
     run()
-    return best_rate(run, len(xt))
+    return best_rate(run, len(xt), repeats)
 
 
 def hls_graph(model: ir.Model, out_dir: str):
@@ -232,9 +232,9 @@ def main(argv=None):
     torch.manual_seed(0)
     cases = {
         "lenet5": dict(model=lenet5(rng), n=1024 if args.quick else 8192,
-                       n_hls=10 if args.quick else 50),
+                       n_hls=10 if args.quick else 50, repeats=3),
         "mlp": dict(model=mlp(rng), n=20000 if args.quick else 200000,
-                    n_hls=2000 if args.quick else 20000),
+                    n_hls=2000 if args.quick else 20000, repeats=9),
     }
     rows = {}
     for name, c in cases.items():
@@ -243,16 +243,19 @@ def main(argv=None):
         t = model.input.out_type
         x = rng.uniform(t.min_value, t.max_value, size=(n,) + shape)
         print(f"[{name}] simulator on {n} samples ...", flush=True)
-        sim_rate, sim_s = bench_sim(model, x, args.chunk_size)
+        sim_rate, sim_s = bench_sim(model, x, args.chunk_size, c["repeats"])
         sim = Simulator(model)
         xm = model.input.out_type.from_float(x)
-        simm_rate, _ = best_rate(lambda: sim.run(x_mantissa=xm, chunk_size=args.chunk_size), n)
-        paths = {k.layer.name: np.dtype(k.dtype).name
-                 for k in Simulator(model).kernels if k.requantises}
+        simm_rate, _ = best_rate(lambda: sim.run(x_mantissa=xm, chunk_size=args.chunk_size), n,
+                                 c["repeats"])
+        paths = {k.layer.name: np.dtype(k.dtype).name for k in sim.kernels if k.requantises}
+        requant = {k.layer.name: "int64" if k.float_requant is None
+                   else np.dtype(k.float_requant.dtype).name for k in sim.kernels if k.requantises}
         x_nchw = x.transpose(0, 3, 1, 2) if x.ndim == 4 else x
         print(f"[{name}] pytorch float32 ...", flush=True)
-        torch_rate, torch_s = bench_torch(model, x_nchw)
+        torch_rate, torch_s = bench_torch(model, x_nchw, c["repeats"])
         row = dict(n=n, chunk_size=args.chunk_size or auto_chunk_size(model), accumulation=paths,
+                   requantisation=requant, repeats=c["repeats"],
                    sim_samples_per_s=sim_rate, sim_seconds=sim_s,
                    sim_from_mantissas_samples_per_s=simm_rate,
                    torch_samples_per_s=torch_rate, torch_seconds=torch_s,

@@ -177,6 +177,39 @@ def test_sampled_path_matches_exhaustive():
     assert loss(w, vecq_quantize(w, 8, adaptive=True)) <= best * 1.005
 
 
+@pytest.mark.parametrize("dist", ["normal", "laplace", "mixture", "sparse"])
+def test_sampled_path_keeps_the_tail_exactly(dist):
+    """Rows searched on a sample: every |w| above the bulk's cut tau is kept exactly (count,
+    sum, max), the bulk is read through at most BULK_KNOTS knots, and the bulk's weight makes
+    up the rest of the row's count."""
+    w = sample(dist, 3 * 400_000, 21).reshape(3, -1) * np.array([[1.0], [3.0], [0.01]])
+    est = ad._Stratified(w, 4, ad.SAMPLE_BULK)
+    assert est.x.shape[1] <= ad.BULK_KNOTS + 2
+    a = np.abs(w)
+    for r in range(3):
+        tau = est.x[r, -1]  # the last bulk knot is the largest bulk sample, = tau
+        tail = a[r][a[r] > tau]
+        assert est.ntail[r] == tail.size > 0
+        assert est.TC[r, tail.size] == pytest.approx(tail.sum(), rel=1e-12)
+        assert est.amax[r] == a[r].max()
+        assert est.Wtot[r] == pytest.approx(w.shape[1], rel=1e-12)
+
+
+@pytest.mark.parametrize("dist", ["laplace", "t3", "uniform"])
+@pytest.mark.parametrize("bits", [2, 4])
+def test_sampled_path_at_low_bits(dist, bits):
+    """300k weights in one row take the sampled path; the issue's 1.005x target there too."""
+    w = sample(dist, 300_000, 40 + bits)
+    assert w.size > ad.SAMPLE_N
+    srt = ad._Sorted.full(w[None], bits)
+    steps = np.geomspace(1e-2, 4.0, 4000) * w.std()
+    ls = srt.loss(steps[None])[0]
+    i = int(np.argmin(ls))
+    fine = np.linspace(steps[max(i - 1, 0)], steps[min(i + 1, steps.size - 1)], 2001)
+    best = min(ls.min(), srt.loss(fine[None]).min())
+    assert loss(w, vecq_quantize(w, bits, adaptive=True)) <= best * 1.005
+
+
 def test_one_bit_and_degenerate():
     w = sample("laplace", 500, 0)
     np.testing.assert_array_equal(VecQ(1, adaptive=True).quantize(w).codes, VecQ(1).quantize(w).codes)

@@ -117,14 +117,18 @@ def cnn_model(rng, *, h=7, w=6, cin=2, kernel=(3, 3), stride=(1, 1), padding=(0,
 
 
 def assert_matches_naive(model, x, **sim_kw):
-    res = simulate(model, x_mantissa=x, trace=True, count_overflow=True, **sim_kw)
+    """Both requantisation paths: counting overflow runs the int64 one, not counting runs the
+    float one wherever ``FloatRequant.plan`` proves it exact (and the int64 one elsewhere)."""
     out, trace, counts = naive_simulate(model, x)
-    np.testing.assert_array_equal(res.output, out)
-    assert res.output.dtype == np.int64
-    assert res.output.shape == (x.shape[0],) + model.output_shape
-    for name, arr in trace.items():
-        np.testing.assert_array_equal(res.trace[name], arr, err_msg=name)
-    assert res.overflow == counts
+    for count in (False, True):
+        res = simulate(model, x_mantissa=x, trace=True, count_overflow=count, **sim_kw)
+        np.testing.assert_array_equal(res.output, out)
+        assert res.output.dtype == np.int64
+        assert res.output.shape == (x.shape[0],) + model.output_shape
+        for name, arr in trace.items():
+            np.testing.assert_array_equal(res.trace[name], arr, err_msg=name)
+            assert res.trace[name].dtype == np.int64
+        assert res.overflow == (counts if count else None)
     return res
 
 

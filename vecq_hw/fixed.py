@@ -161,42 +161,51 @@ class FixedType:
     def quantize(self, x) -> np.ndarray:
         return self.to_float(self.from_float(x))
 
-    def from_float(self, x) -> np.ndarray:
-        """float64 -> mantissas, as ap_types' constructor from double does it."""
+    def from_float(self, x, dtype=np.int64) -> np.ndarray:
+        """float64 -> mantissas, as ap_types' constructor from double does it.
+
+        ``dtype``: int64, or a float dtype whose significand holds every mantissa of this
+        type (the simulator's float carriers; see ``sim.float_requant``)."""
         x = np.asarray(x, dtype=np.float64)
+        if self.kind == "fixed" and self.overflow != "AP_WRAP_SM" and 0 <= self.frac <= 1000:
+            with np.errstate(over="ignore", invalid="ignore"):  # huge |x| -> inf -> exact path
+                # exact: power-of-two scaling up; out= keeps 0-d inputs arrays (scratch below)
+                t = np.multiply(x, 2.0 ** self.frac, out=np.empty_like(x))
+            # NaN fails the comparisons too, and is refused below
+            if t.size == 0 or (float(t.max()) < 2.0 ** 52 and float(t.min()) > -2.0 ** 52):
+                return self._round_scaled(t, dtype)
         if not np.all(np.isfinite(x)):
             raise FixedTypeError(f"{self}: cannot convert NaN or infinity to fixed point")
-        if self.kind == "fixed" and self.overflow != "AP_WRAP_SM" and self.frac >= 0:
-            with np.errstate(over="ignore"):              # huge |x| -> inf -> the exact path
-                t = np.ldexp(x, self.frac)                 # exact: power-of-two scaling up
-            if t.size == 0 or float(np.max(np.abs(t))) < 2.0 ** 52:
-                return self._round_scaled(t)
         f, e = np.frexp(x)                                 # x = f * 2**e, |f| in [0.5, 1)
         man = np.ldexp(f, 53).astype(np.int64)             # exact: 53-bit integer
         src_frac = 53 - e.astype(np.int64)
         if self.kind == "int":
             out = self._to_int(man, src_frac - self.frac)
             # header quirk: a double in (-0.5, 0) converts to the integer +1
-            return np.where((x < 0) & (x > -0.5), self._wrap(np.ones_like(out)), out)
-        return self._convert(man, src_frac - self.frac)
+            out = np.where((x < 0) & (x > -0.5), self._wrap(np.ones_like(out)), out)
+            return out.astype(dtype, copy=False)
+        return self._convert(man, src_frac - self.frac).astype(dtype, copy=False)
 
-    def _round_scaled(self, t: np.ndarray) -> np.ndarray:
+    def _round_scaled(self, t: np.ndarray, dtype=np.int64) -> np.ndarray:
         """The common case of from_float, in a few float64 passes: t = x * 2**frac, |t| < 2**52.
+        ``t`` is scratch (overwritten).
 
         floor(t) and fl + 1/2 are exact there, so comparing t with them gives the exact
         rounding decisions (no remainder t - fl, which can round for tiny negative t); the
         overflow step then runs on the rounded integers, as it does after any rounding.
         """
         q, o = self.rounding, self.overflow
-        simple = {"AP_TRN": np.floor, "AP_RND": lambda v: np.floor(v + 0.5), "AP_RND_CONV": np.rint}
-        if q in simple and (o in ("AP_SAT", "AP_SAT_SYM") or (o == "AP_WRAP" and self.sat_bits == 0)):
-            # the hot path of the simulator's input conversion: t + 1/2 is exact below 2**52
-            # and np.rint rounds ties to even, which is AP_RND_CONV on the scaled value
-            r = simple[q](t)
+        if q in ("AP_TRN", "AP_RND", "AP_RND_CONV") and (
+                o in ("AP_SAT", "AP_SAT_SYM") or (o == "AP_WRAP" and self.sat_bits == 0)):
+            # the hot path of the simulator's input conversion, in place on the scratch t:
+            # t + 1/2 is exact below 2**52, and np.rint rounds ties to even (AP_RND_CONV)
+            if q == "AP_RND":
+                t += 0.5
+            (np.rint if q == "AP_RND_CONV" else np.floor)(t, out=t)
             if o == "AP_WRAP":
-                return self._wrap(r.astype(np.int64))
+                return self._wrap(t.astype(np.int64)).astype(dtype, copy=False)
             lo = -self.max_mantissa if (o == "AP_SAT_SYM" and self.signed) else self.min_mantissa
-            return np.clip(r, lo, self.max_mantissa).astype(np.int64)
+            return np.clip(t, lo, self.max_mantissa, out=t).astype(dtype, copy=False)
         fl = np.floor(t)
         half = fl + 0.5
         if q == "AP_TRN":
@@ -213,7 +222,7 @@ class FixedType:
             inc = (t > half) | ((t == half) & (np.fmod(fl, 2.0) != 0))
         else:  # AP_TRN_ZERO
             inc = (t > fl) & (t < 0)
-        return self._convert((fl + inc).astype(np.int64), np.int64(0))
+        return self._convert((fl + inc).astype(np.int64), np.int64(0)).astype(dtype, copy=False)
 
     def quantize_mantissa(self, m, frac: int, src_width: int | None = None) -> np.ndarray:
         """Mantissas with ``frac`` fractional bits -> this type's mantissas.

@@ -36,7 +36,7 @@ How (per tensor, or per output channel = per row, vectorised over rows):
 * Rows longer than ``SAMPLE_N`` (per tensor: 262k weights): the sort would dominate, so the
   loss is estimated from every weight above the 99th percentile (the tail, exact: it sets
   the best step at high k) plus a strided sample of the bulk, read as a piecewise-linear
-  CDF (smooth in s).  The estimate is good to a few 1e-3, so there the searched step
+  CDF (smooth in s) through at most ``BULK_KNOTS`` of its order statistics.  The estimate is good to a few 1e-3, so there the searched step
   replaces the table step only if it is estimated better by ``SAMPLE_MARGIN`` (0.5%): the
   "never worse than the table" guarantee is statistical for such rows, exact below.
 * The codes and ``alpha`` of the chosen step are then computed exactly like VecQ
@@ -64,16 +64,20 @@ EXACT_EVENTS = 1_000_000
 COARSE_RATIO, COARSE_RATIO_SMALL, SMALL_ROW = 1.1, 1.03, 2**16
 #: ... and this many candidates per row, at least / at most
 COARSE_MIN, COARSE_MAX = 32, 192
-#: zoom rounds, points per zoom, local minima refined per row
+#: zoom rounds, points per zoom, local minima refined per row; sampled rows stop at a
+#: 0.2 % bracket (their loss estimate is good to ~1e-3, a finer step changes nothing)
 REFINE_ROUNDS, REFINE_POINTS, REFINE_MINIMA, REFINE_MINIMA_SMALL = 5, 9, 2, 6
+SAMPLE_REFINE_ROUNDS = 3
 #: exact rows too large for the full sweep: an exact sweep within +-LOCAL_WIDTH of the
 #: grid's best step
 LOCAL_WIDTH = 0.03
 #: rows longer than max(SAMPLE_N // rows, SAMPLE_ROW_MIN) are searched on a strided sample
 #: of at most SAMPLE_BULK of their weights for the bulk ...
-SAMPLE_N, SAMPLE_ROW_MIN, SAMPLE_BULK = 2**18, 4096, 2**18
+SAMPLE_N, SAMPLE_ROW_MIN, SAMPLE_BULK = 2**18, 4096, 2**16
 #: ... plus, exactly, every weight above the sample's (1 - TAIL_FRAC) quantile of |w|
 TAIL_FRAC = 0.01
+#: the bulk sample's CDF is interpolated between at most this many knots per row
+BULK_KNOTS = 1024
 #: on a sample, the searched step replaces the table step only if its estimated loss is
 #: lower by this fraction (exact tensors: any gain)
 SAMPLE_MARGIN = 5e-3
@@ -186,9 +190,10 @@ class _Stratified:
         tau = smp[:, min(ns - 1, int(ns * (1.0 - TAIL_FRAC)))]
         self.rows, self.n, self.m1 = rows, n, 2 ** (bits - 1) - 1
         self.j = np.arange(1, self.m1 + 1, dtype=np.float64)
-        self.amax = ab.max(axis=1).astype(np.float64)
         self.med = smp[:, ns // 2]
-        tails = [np.sort(ab[r][ab[r] > tau[r]]).astype(np.float64) for r in range(rows)]
+        tails = [np.sort(np.extract(ab[r] > tau[r], ab[r])).astype(np.float64) for r in range(rows)]
+        # every |w| above tau is in the tail, and tau is itself one of the |w|
+        self.amax = np.array([t[-1] if t.size else tau[r] for r, t in enumerate(tails)])
         nb = (smp <= tau[:, None]).sum(axis=1)
         nbmax, ntmax = int(nb.max()), max(1, max(t.size for t in tails))
         self.ntail = np.array([t.size for t in tails], dtype=np.float64)
@@ -196,16 +201,24 @@ class _Stratified:
         # bulk knots x = [0, sample..., last sample again], F(x) = [0, wb*(i - 1/2)..., wb*nb]:
         # midpoint rule, the last half weight is a point mass at the last sample; rows with
         # fewer bulk samples are padded with their last sample (zero weight)
-        col = np.arange(nbmax + 2)[None, :]
-        x = np.zeros((rows, nbmax + 2))
-        x[:, 1:] = np.take_along_axis(smp, np.minimum(col[:, :-1], nb[:, None] - 1).clip(0), axis=1)
+        # knots at every sample up to BULK_KNOTS of them, else at evenly spaced sample ranks:
+        # the bulk is smooth, so linear interpolation between ranks a few samples apart
+        # changes the loss far less than sampling does (knot c <-> sample c - 1)
+        nk = min(nbmax, BULK_KNOTS)
+        u = np.linspace(0.0, 1.0, nk)[None, :]
+        col = np.zeros((rows, nk + 2))
+        col[:, 1:-1] = 1.0 + np.rint(u * np.maximum(nb[:, None] - 1, 0))
+        col[:, -1] = nb + 1
+        x = np.zeros((rows, nk + 2))
+        x[:, 1:] = np.take_along_axis(
+            smp, np.minimum(col[:, 1:].astype(np.int64) - 1, nb[:, None] - 1).clip(0), axis=1)
         x[nb == 0] = 0.0
         K = wb[:, None] * np.clip(col - 0.5, 0.0, nb[:, None].astype(np.float64))
         K[:, 0] = 0.0
         self.x, self.K = x, K
         dk = np.diff(K, axis=1)
         x0, x1 = x[:, :-1], x[:, 1:]
-        self.SI = np.zeros((rows, nbmax + 2))
+        self.SI = np.zeros((rows, nk + 2))
         np.cumsum(dk * 0.5 * (x0 + x1), axis=1, out=self.SI[:, 1:])
         sww_b = (dk * (x1 * x1 + x1 * x0 + x0 * x0)).sum(axis=1) / 3.0
         self.Wb, self.Sb = K[:, -1], self.SI[:, -1]
@@ -268,7 +281,7 @@ def _exact_steps(srt: _Sorted) -> np.ndarray:
     return step
 
 
-def _grid_steps(srt: _Sorted, s_table: np.ndarray) -> np.ndarray:
+def _grid_steps(srt: _Sorted, s_table: np.ndarray, rounds: int = REFINE_ROUNDS) -> np.ndarray:
     """Coarse log grid + zooms around the best local minima; the table step is a candidate."""
     rows, m1 = srt.rows, srt.m1
     amax, med = srt.amax, srt.med
@@ -303,7 +316,7 @@ def _grid_steps(srt: _Sorted, s_table: np.ndarray) -> np.ndarray:
     left = logs[r[:, None], np.maximum(ranked - 1, 0)]
     right = logs[r[:, None], np.minimum(ranked + 1, g - 1)]
     v = np.linspace(0.0, 1.0, REFINE_POINTS)
-    for _ in range(REFINE_ROUNDS):
+    for _ in range(rounds):
         cand_log = left[:, :, None] + (right - left)[:, :, None] * v  # (rows, K, P)
         cand = np.exp(cand_log).reshape(rows, -1)
         cl = srt.loss(cand)
@@ -349,7 +362,7 @@ def optimal_steps(w2d, bits: int, s_table, *, sample: int | None = SAMPLE_N):
     if not sampled and srt.rows * srt.n * srt.m1 <= EXACT_EVENTS:
         steps = _exact_steps(srt)
     else:
-        steps = _grid_steps(srt, s_table)
+        steps = _grid_steps(srt, s_table, SAMPLE_REFINE_ROUNDS if sampled else REFINE_ROUNDS)
         if not sampled:  # jagged loss curves of mid-size rows: exact within +-3%
             steps = _local_sweep(srt, steps)
     # the table step wins ties (exact) and, on a sample, unless beaten by SAMPLE_MARGIN

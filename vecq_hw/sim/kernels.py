@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import ir
 from ..fixed import FixedType
+from .float_requant import FloatRequant, carrier_dtype
 
 #: Largest accumulator width accumulated in float32 / float64 BLAS (see module docstring).
 F32_MAX_ACC_WIDTH = 24
@@ -71,6 +72,10 @@ class Kernel:
         self.out_type = layer.out_type
 
     def run(self, x: np.ndarray, counts: dict | None = None) -> np.ndarray:  # pragma: no cover
+        """Input mantissas (int64 or an exact float carrier) -> output mantissas.
+
+        ``x`` belongs to the kernel: the simulator hands over arrays it made for this chunk
+        (and copies them into the trace first), so a kernel may overwrite it."""
         raise NotImplementedError
 
 
@@ -93,12 +98,17 @@ class WeightedKernel(Kernel):
         self.scale = layer.scale.astype(np.int64) << np.int64(sh_s)
         self.bias = layer.bias.astype(np.int64) << np.int64(sh_b)
         self._round_type = _rounding_only_type(self.out_type)
+        # the float requantisation; force_dtype="int64" asks for the all-integer path
+        self.float_requant = None if force_dtype == "int64" else FloatRequant.plan(
+            layer.accum_type.width, self.scale, self.bias, pf - self.out_type.frac, self.out_type)
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
 
     def run(self, x, counts=None):
         acc = self.accumulate(x)
+        if counts is None and self.float_requant is not None:
+            return self.float_requant(acc, overwrite=True)
         shape = acc.shape
         acc = acc.reshape(-1, shape[-1])
         out = np.empty(acc.shape, dtype=np.int64)
@@ -152,8 +162,19 @@ class Conv2DKernel(WeightedKernel):
 
 class ReLUKernel(Kernel):
     def run(self, x, counts=None):
-        out = np.maximum(x, 0)
         k = self.out_type.frac - self.in_type.frac
+        carrier = carrier_dtype(self.out_type)
+        if x.dtype.kind == "f" and np.dtype(carrier).kind == "f":
+            # exact: max(x, 0) * 2**k is a mantissa of out_type (Model.check), held by carrier.
+            # In place when the dtypes allow: kernels own their input (see Kernel.run)
+            if x.dtype == carrier:
+                out = np.maximum(x, 0, out=x)
+            else:
+                out = np.maximum(x, 0).astype(carrier)
+            if k:
+                out *= carrier(2.0 ** k)
+            return out
+        out = np.maximum(x.astype(np.int64, copy=False), 0)
         if k:
             out <<= np.int64(k)
         return out
@@ -179,6 +200,7 @@ class MaxPoolKernel(Kernel):
 
 class AvgPoolKernel(Kernel):
     def run(self, x, counts=None):
+        x = x.astype(np.int64, copy=False)  # the window sum and shift are integer operations
         it = _window_slices(self.layer, self.out_shape)
         out = x[next(it)].copy()
         for sl in it:

@@ -14,6 +14,7 @@ import numpy as np
 from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
+from .float_requant import carrier_dtype
 from .kernels import Kernel, make_kernel
 
 
@@ -55,15 +56,18 @@ class Simulator:
         self.out_type = model.output_type
 
     def _input_source(self, x, x_mantissa):
-        """The input array and a per-chunk conversion to int64 mantissas of the input type.
+        """The input array and a per-chunk conversion to mantissas of the input type.
 
-        Conversion happens chunk by chunk, so no N-sized int64 copy of the input is made."""
+        Conversion happens chunk by chunk, so no N-sized copy of the input is made. The
+        mantissas travel in the type's carrier dtype (float32/float64 when that holds them
+        exactly, see ``float_requant``): the first GEMM then needs no int64 -> float pass."""
+        carrier = carrier_dtype(self.in_type)
         if (x is None) == (x_mantissa is None):
             raise VecQError("simulate needs exactly one of x (float values) or x_mantissa")
         if x is not None:
             arr = np.asarray(x)
             self._check_shape(arr.shape, "x")
-            return arr, lambda c: self.in_type.from_float(c)
+            return arr, lambda c: self.in_type.from_float(c, dtype=carrier)
         arr = np.asarray(x_mantissa)
         if arr.dtype.kind not in "iu":
             raise VecQError(f"x_mantissa must hold integers, got dtype {arr.dtype}", field="x_mantissa")
@@ -72,7 +76,7 @@ class Simulator:
         if arr.size and (int(arr.min()) < t.min_mantissa or int(arr.max()) > t.max_mantissa):
             raise VecQError(f"input mantissas outside the input type {t} "
                             f"[{t.min_mantissa}, {t.max_mantissa}]", field="x_mantissa")
-        return arr, lambda c: c.astype(np.int64)
+        return arr, lambda c: c.astype(carrier)
 
     def _check_shape(self, shape, name):
         if tuple(shape[1:]) != self.in_shape or len(shape) != len(self.in_shape) + 1:
