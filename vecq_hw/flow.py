@@ -15,8 +15,9 @@ import numpy as np
 
 from . import ir
 from .errors import VecQError
+from .resources import CONFIG_DIR
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent.parent / "configs" / "demo_lenet5_mnist_w2a8.yaml"
+DEFAULT_RECIPE = CONFIG_DIR / "demo_lenet5_mnist_w2a8.yaml"
 
 
 # --------------------------------------------------------------------------- inputs

@@ -8,8 +8,6 @@ own layers serve for ReLU, pooling and flatten (their precisions pinned by :mod:
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from hls4ml.backends import get_backend
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
@@ -17,8 +15,10 @@ from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer, register_layer
 from hls4ml.model.types import WeightVariable
 
+from .. import resources
+
 #: our C++ kernels and file templates
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "hls_templates"
+TEMPLATE_DIR = resources.TEMPLATE_DIR
 KERNEL_HEADER = TEMPLATE_DIR / "nnet_vecq.h"
 BACKENDS = ("Vivado", "Vitis")
 MULTIPLIER_CODES = {"auto": 0, "dsp": 1, "fabric": 2}

@@ -1,0 +1,67 @@
+"""A wheel of the project is complete: every module, the HLS templates and the recipes, and an
+installed wheel finds its templates inside itself (not in a checkout that may not exist)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.xdist_group("wheel")
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    # built from a copy, so the checkout gets no build/ or egg-info droppings; no build
+    # isolation: setuptools is already in the environment and nothing is downloaded
+    src = out / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    for name in ("vecq_hw", "hls_templates", "configs"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(src)], check=True, cwd=out)
+    (whl,) = out.glob("vecq_hw-*.whl")
+    return whl
+
+
+def test_wheel_holds_every_module_and_data_file(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    want = {p.relative_to(ROOT).as_posix() for p in (ROOT / "vecq_hw").rglob("*.py")}
+    want |= {f"vecq_hw/{d}/{p.name}" for d in ("hls_templates", "configs")
+             for p in (ROOT / d).iterdir() if p.is_file()}
+    assert want - names == set()
+    assert "vecq_hw/hls_templates/nnet_vecq.h" in names  # the kernels, by name
+
+
+def test_installed_wheel_generates_hls_from_its_own_templates(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    str(wheel)], check=True)
+    script = f"""
+import pathlib, vecq_hw
+from vecq_hw import flow, resources
+from vecq_hw.hls.examples import random_mlp
+from vecq_hw.hls.project import write_project
+site = pathlib.Path({str(target)!r}).resolve()
+assert pathlib.Path(vecq_hw.__file__).resolve().is_relative_to(site), vecq_hw.__file__
+assert resources.TEMPLATE_DIR.is_relative_to(site), resources.TEMPLATE_DIR
+assert flow.DEFAULT_RECIPE.is_file() and flow.DEFAULT_RECIPE.is_relative_to(site)
+prj = write_project(random_mlp(2, sizes=(4, 3)), {str(tmp_path / "prj")!r})
+header = next(prj.rglob("nnet_vecq.h"))
+assert header.read_bytes() == (resources.TEMPLATE_DIR / "nnet_vecq.h").read_bytes()
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=str(target))
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().endswith("ok")
