@@ -215,3 +215,44 @@ def test_ste_gradient():
     np.testing.assert_array_equal(x.grad.numpy(), [0, 2, 3, 4, 5, 6, 0, 0])
     assert FixedQuantizeSTE.apply(x, t).requires_grad
     assert fixed_quantize(x, "ap_fixed<8,3>").shape == x.shape
+
+
+# -- quantize_mantissa's in-place shift path equals the general conversion ------------------------
+
+def test_shift_path_equals_general_conversion():
+    """``_round_shift`` (right shifts, common overflow modes) against ``_convert`` (the general
+    definition, itself checked against g++ in test_fixed_oracle), values up to |y| = 2**62
+    where the shift path hands over to the general one; also writing in place via ``out``."""
+    rng = np.random.default_rng(31)
+    overflows = ("AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM", "AP_WRAP_SM")
+    covered = 0
+    for q in ROUNDING_MODES:
+        for o in overflows:
+            for signed in (True, False):
+                if o == "AP_WRAP_SM" and not signed:
+                    continue
+                for w in (1, 7, 33) + ((64,) if signed else (63,)):
+                    for sh in (0, 1, 2, 17, 62, -3):
+                        t = FixedType(w, w - 4, signed, q, o)
+                        covered += t._shift_path(sh)
+                        frac = t.frac + sh
+                        top = 1 << 61
+                        y = rng.integers(-top, top, size=200, dtype=np.int64) >> rng.integers(0, 62, 200)
+                        base = np.int64(1) << np.int64(max(sh, 0))
+                        ties = (rng.integers(-50, 50, 100) * base + (base >> 1)).astype(np.int64)
+                        edges = np.array([0, 1, -1, top - 1, -top, t.max_mantissa, t.min_mantissa],
+                                         dtype=np.int64)
+                        edges = np.concatenate([edges, (edges[5:] << np.int64(max(sh, 0))) + 1,
+                                                (edges[5:] << np.int64(max(sh, 0))) - 1])
+                        y = np.clip(np.concatenate([y, ties, edges]), -top, top - 1)
+                        want = t._convert(y, np.int64(sh))
+                        np.testing.assert_array_equal(t.quantize_mantissa(y, frac), want,
+                                                      err_msg=f"{t} from frac {frac}")
+                        buf = y.copy()
+                        assert t.quantize_mantissa(buf, frac, out=buf) is buf
+                        np.testing.assert_array_equal(buf, want)
+                        big = np.array([(1 << 62) - 1, -(1 << 62) + 1, 1 << 62, -(1 << 62),
+                                        (1 << 63) - 1, -(1 << 63)], dtype=np.int64)
+                        np.testing.assert_array_equal(t.quantize_mantissa(big, frac),
+                                                      t._convert(big, np.int64(sh)))
+    assert covered > 100  # the shift path really ran

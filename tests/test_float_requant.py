@@ -14,7 +14,6 @@ import pytest
 
 from vecq_hw.fixed import ROUNDING_MODES, FixedType
 from vecq_hw.sim.float_requant import FloatRequant, carrier_dtype
-from vecq_hw.sim.kernels import requantize
 
 COVERED_ROUNDING = ("AP_TRN", "AP_RND", "AP_RND_MIN_INF", "AP_RND_CONV", "AP_TRN_ZERO")
 COVERED_OVERFLOW = ("AP_SAT", "AP_SAT_SYM", "AP_SAT_ZERO")
@@ -38,7 +37,7 @@ def accumulators(rng, acc_width, scale, bias, sh, n=400):
 
 
 def int_reference(acc, scale, bias, sh, t):
-    return requantize(acc * scale + bias, t.frac + sh, t)
+    return t.quantize_mantissa(acc * scale + bias, t.frac + sh)
 
 
 def check_plan(plan, acc, scale, bias, sh, t, acc_dtype):

@@ -30,6 +30,8 @@ MAX_WIDTH = 64          # int64 mantissas
 INTEGER_BOUND = 512     # sanity bound on I; keeps frac far from double's denormals
 
 _U64 = np.uint64
+#: quantize_mantissa's in-place shift path needs |m| below this (m + offset stays in int64)
+_FAST_LIMIT = 1 << 62
 _SPELLING = re.compile(r"\s*(ap_fixed|ap_ufixed|ap_int|ap_uint)\s*<(.*)>\s*")
 _INT = re.compile(r"[+-]?\d+")
 _EXPECTED = ("expected ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<W,I[,Q[,O[,N]]]>, "
@@ -224,20 +226,91 @@ class FixedType:
             inc = (t > fl) & (t < 0)
         return self._convert((fl + inc).astype(np.int64), np.int64(0)).astype(dtype, copy=False)
 
-    def quantize_mantissa(self, m, frac: int, src_width: int | None = None) -> np.ndarray:
+    def quantize_mantissa(self, m, frac: int, src_width: int | None = None,
+                          out: np.ndarray | None = None) -> np.ndarray:
         """Mantissas with ``frac`` fractional bits -> this type's mantissas.
 
         Rounding first, then overflow, as assignment between ap_fixed types does it.
         ``src_width`` matters only for an ap_int target fed by a signed source with no
         integer bits (src_width <= frac): ap_types then maps negatives to -1.
+        ``out``: an int64 array of m's shape to write the result into (``m`` itself is fine).
         """
         m = np.asarray(m, dtype=np.int64)
+        sh = frac - self.frac
         if self.kind == "int":
-            out = self._to_int(m, np.int64(frac - self.frac))
+            r = self._to_int(m, np.int64(sh))
             if src_width is not None and src_width <= frac:
-                out = np.where(m < 0, self._wrap(np.full_like(out, -1)), out)
-            return out
-        return self._convert(m, np.int64(frac - self.frac))
+                r = np.where(m < 0, self._wrap(np.full_like(r, -1)), r)
+        elif self._shift_path(sh) and (m.size == 0 or (int(m.max()) < _FAST_LIMIT
+                                                      and int(m.min()) > -_FAST_LIMIT)):
+            return self._round_shift(m, sh, out)
+        else:
+            r = self._convert(m, np.int64(sh))
+        if out is None:
+            return r
+        out[...] = r
+        return out
+
+    def overflow_range(self) -> tuple[int, int]:
+        """The mantissas the overflow step leaves alone (AP_SAT_SYM also moves the signed min)."""
+        lo, hi = self.min_mantissa, self.max_mantissa
+        if self.signed and self.overflow == "AP_SAT_SYM":
+            lo = -hi
+        return lo, hi
+
+    # -- the arithmetic -------------------------------------------------------------------
+    def _shift_path(self, sh: int) -> bool:
+        """Whether ``_round_shift`` covers a conversion by a right shift of ``sh`` bits."""
+        return (self.kind == "fixed" and 0 <= sh <= 62
+                and (self.overflow in ("AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM")
+                     or (self.overflow == "AP_WRAP" and self.sat_bits == 0)))
+
+    def _round_shift(self, m: np.ndarray, sh: int, out: np.ndarray | None) -> np.ndarray:
+        """The common case of quantize_mantissa in a few in-place int64 passes: a right shift
+        by 0 <= sh <= 62, any rounding mode, AP_WRAP (N = 0) or a saturating mode, |m| < 2**62.
+
+        Rounding by sh bits is floor((m + c) / 2**sh) with a per-mode offset c (h = 2**(sh-1)):
+        AP_RND c = h (ties up); AP_RND_MIN_INF c = h - 1 (ties down); AP_RND_ZERO
+        c = h - [m >= 0] (ties toward 0); AP_RND_INF c = h - [m < 0] (ties away); AP_RND_CONV
+        c = h - 1 + (floor(m / 2**sh) & 1) (ties to even); AP_TRN_ZERO c = [m < 0](2**sh - 1)
+        (toward 0); AP_TRN c = 0. |m| < 2**62 keeps m + c inside int64. ``_convert`` is the
+        general definition; tests/test_fixed.py checks the two agree, and the ap_types oracle
+        tests check this path against g++ directly.
+        """
+        r = np.array(m, dtype=np.int64, copy=True) if out is None else out
+        if out is not None and out is not m:
+            r[...] = m
+        if sh:
+            q = self.rounding
+            h = np.int64(1) << np.int64(sh - 1)
+            if q == "AP_RND":
+                r += h
+            elif q == "AP_RND_MIN_INF":
+                r += h - 1
+            elif q == "AP_RND_ZERO":
+                r += h - (r >= 0)
+            elif q == "AP_RND_INF":
+                r += h - (r < 0)
+            elif q == "AP_RND_CONV":
+                r += (h - 1) + ((r >> np.int64(sh)) & 1)
+            elif q == "AP_TRN_ZERO":
+                r += (r < 0) * ((np.int64(1) << np.int64(sh)) - 1)
+            r >>= np.int64(sh)
+        lo, hi = self.overflow_range()
+        if self.overflow == "AP_WRAP":
+            if self.width < 64:
+                if self.signed:
+                    k = 64 - self.width
+                    ru = r.view(_U64)
+                    ru <<= _U64(k)       # unsigned: a well-defined modular shift
+                    r >>= np.int64(k)    # arithmetic: sign-extends bit W-1
+                else:
+                    r &= np.int64(hi)
+        elif self.overflow == "AP_SAT_ZERO":
+            r[(r < lo) | (r > hi)] = 0
+        else:
+            np.clip(r, lo, hi, out=r)
+        return r
 
     # -- the arithmetic -------------------------------------------------------------------
     def _wrap(self, v) -> np.ndarray:
@@ -276,9 +349,7 @@ class FixedType:
             inc = neg & (qb | sticky)
         r = fl + inc                                      # cannot overflow: fl <= m >> 1
 
-        lo, hi = self.min_mantissa, self.max_mantissa
-        if self.overflow == "AP_SAT_SYM" and self.signed:
-            lo = -hi                                      # the minimum itself saturates
+        lo, hi = self.overflow_range()                    # AP_SAT_SYM: the minimum saturates
         k = np.clip(-sh, 0, 63)                          # left shift (target has more frac)
         over = np.where(right, r > hi, m > (np.int64(hi) >> k))
         ceil_lo = (np.int64(lo) >> k) + ((np.int64(lo) & ((_U64(1) << k.astype(_U64)) - _U64(1))

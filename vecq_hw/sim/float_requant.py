@@ -1,6 +1,6 @@
 """``y = acc*s + b`` and its requantisation in float arithmetic that never rounds.
 
-The int64 path (``kernels.requantize``) is the definition the simulator falls back to. This
+The int64 path (``FixedType.quantize_mantissa``) is the definition the simulator falls back to. This
 path exists for speed: small networks spend most of their time converting between float BLAS
 results and int64, and in the five or six int64 passes of the requantisation. Here the GEMM's
 float output is requantised in four float passes and stays float (an exact integer "carrier")
@@ -84,9 +84,7 @@ class FloatRequant:
                 break
         else:
             return None
-        lo, hi = t.min_mantissa, t.max_mantissa
-        if t.signed and t.overflow == "AP_SAT_SYM":
-            lo = -hi
+        lo, hi = t.overflow_range()
         # beyond 2**p the clip cannot trigger (|v| < 2**p); keep the bounds exact floats
         lo, hi = max(lo, -(1 << p)), min(hi, 1 << p)
         step = np.ldexp(1.0, -sh)

@@ -1,7 +1,8 @@
 """Per-layer kernels of the bit-accurate simulator: numpy, vectorised over the batch.
 
-Every kernel maps int64 mantissas of its input type to int64 mantissas of its ``out_type``
-exactly as the arithmetic contract (``shared/DESIGN.md``) defines it:
+Every kernel maps mantissas of its input type to mantissas of its ``out_type`` exactly as the
+arithmetic contract (``shared/DESIGN.md``) defines it (int64, or the same integers in a float
+carrier: ``float_requant``):
 
 * Dense / Conv2D: ``acc = sum_i x_i * d_i`` (exact, frac = input frac), then
   ``y = acc * s + b`` (exact, frac = ``layer.product_frac(in_type)``), then the ONE
@@ -121,7 +122,7 @@ class WeightedKernel(Kernel):
             y += self.bias
             if counts is not None:
                 _count_overflow(counts, y, self.product_frac, self.out_type, self._round_type)
-            requantize(y, self.product_frac, self.out_type, out=y)
+            self.out_type.quantize_mantissa(y, self.product_frac, out=y)
         return out.reshape(shape)
 
 
@@ -230,66 +231,6 @@ def make_kernel(layer, in_shape, in_type, out_shape, force_dtype=None) -> Kernel
     return cls(layer, in_shape, in_type, out_shape)
 
 
-# -- the requantisation ----------------------------------------------------------------------
-
-def requantize(y: np.ndarray, frac: int, t: FixedType, out: np.ndarray | None = None) -> np.ndarray:
-    """``t.quantize_mantissa(y, frac)``, with a few-pass fast path for the common cases.
-
-    The fast path covers ap_fixed/ap_ufixed targets with 0 <= frac - t.frac <= 62 (a right
-    shift), every rounding mode, and AP_WRAP (N = 0), AP_SAT, AP_SAT_ZERO, AP_SAT_SYM; it is
-    tested equal to ``FixedType.quantize_mantissa`` (tests/test_sim.py), which remains the
-    definition and handles everything else. ``y`` must satisfy |y| < 2**62 (Model.check).
-    Rounding by sh bits as floor((y + c) / 2**sh) with a per-mode offset c:
-    AP_RND c = h (h = 2**(sh-1), ties up); AP_RND_MIN_INF c = h - 1 (ties down);
-    AP_RND_ZERO c = h - [y >= 0] (ties toward 0); AP_RND_INF c = h - [y < 0] (ties away);
-    AP_RND_CONV c = h - 1 + (floor(y / 2**sh) & 1) (ties to even);
-    AP_TRN_ZERO c = [y < 0] * (2**sh - 1) (toward 0); AP_TRN c = 0.
-    """
-    sh = frac - t.frac
-    fast = (t.kind == "fixed" and 0 <= sh <= 62 and (t.overflow in _SATURATING
-                                                    or (t.overflow == "AP_WRAP" and t.sat_bits == 0)))
-    if not fast:
-        r = t.quantize_mantissa(y, frac)
-        if out is None:
-            return r
-        out[...] = r
-        return out
-    r = np.array(y, dtype=np.int64, copy=True) if out is None else out
-    if out is not None and out is not y:
-        r[...] = y
-    if sh:
-        q = t.rounding
-        h = np.int64(1) << np.int64(sh - 1)
-        if q == "AP_RND":
-            r += h
-        elif q == "AP_RND_MIN_INF":
-            r += h - 1
-        elif q == "AP_RND_ZERO":
-            r += h - (r >= 0)
-        elif q == "AP_RND_INF":
-            r += h - (r < 0)
-        elif q == "AP_RND_CONV":
-            r += (h - 1) + ((r >> np.int64(sh)) & 1)
-        elif q == "AP_TRN_ZERO":
-            r += (r < 0) * ((np.int64(1) << np.int64(sh)) - 1)
-        r >>= np.int64(sh)
-    lo, hi = effective_range(t)
-    if t.overflow == "AP_WRAP":
-        if t.width < 64:
-            if t.signed:
-                k = 64 - t.width
-                ru = r.view(np.uint64)
-                ru <<= np.uint64(k)  # unsigned: well-defined modular shift
-                r >>= np.int64(k)    # arithmetic: sign-extends bit W-1
-            else:
-                r &= np.int64(hi)
-    elif t.overflow == "AP_SAT_ZERO":
-        r[(r < lo) | (r > hi)] = 0
-    else:
-        np.clip(r, lo, hi, out=r)
-    return r
-
-
 # -- overflow accounting --------------------------------------------------------------------
 
 def _rounding_only_type(t: FixedType) -> FixedType:
@@ -298,17 +239,9 @@ def _rounding_only_type(t: FixedType) -> FixedType:
                                sat_bits=0)
 
 
-def effective_range(t: FixedType) -> tuple[int, int]:
-    """Mantissas the overflow step leaves untouched (AP_SAT_SYM also moves the signed min)."""
-    lo, hi = t.min_mantissa, t.max_mantissa
-    if t.signed and t.overflow == "AP_SAT_SYM":
-        lo = -hi
-    return lo, hi
-
-
 def out_of_range(y: np.ndarray, frac: int, t: FixedType, round_type: FixedType | None = None):
     """Boolean mask: y (``frac`` fractional bits) rounded to ``t.frac`` falls outside t's range."""
-    lo, hi = effective_range(t)
+    lo, hi = t.overflow_range()
     k = t.frac - frac
     if k <= 0:
         r = (round_type or _rounding_only_type(t)).quantize_mantissa(y, frac)  # |r| < 2**62
