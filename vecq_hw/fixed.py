@@ -332,21 +332,7 @@ class FixedType:
         m, sh = np.asarray(m, dtype=np.int64), np.asarray(sh, dtype=np.int64)
         right = sh > 0
         fl, qb, sticky = _split(m, sh)
-        neg, q = m < 0, self.rounding
-        if q == "AP_TRN":
-            inc = np.zeros_like(qb)
-        elif q == "AP_RND":
-            inc = qb
-        elif q == "AP_RND_ZERO":
-            inc = qb & (neg | sticky)
-        elif q == "AP_RND_MIN_INF":
-            inc = qb & sticky
-        elif q == "AP_RND_INF":
-            inc = qb & (~neg | sticky)
-        elif q == "AP_RND_CONV":
-            inc = qb & ((fl & 1).astype(bool) | sticky)
-        else:  # AP_TRN_ZERO
-            inc = neg & (qb | sticky)
+        inc = round_increment(self.rounding, qb, sticky, m < 0, (fl & 1).astype(bool))
         r = fl + inc                                      # cannot overflow: fl <= m >> 1
 
         lo, hi = self.overflow_range()                    # AP_SAT_SYM: the minimum saturates
@@ -389,6 +375,25 @@ class FixedType:
                 adj = np.where(lno == sign, ~u, u)
                 adj = (adj & ~(msb | top)) | sign | np.where(under, _U64(0), top)
         return np.where(over | under, self._wrap(adj.view(np.int64)), v)
+
+
+def round_increment(rounding: str, qb, sticky, neg, odd):
+    """Whether rounding adds one LSB to the floor: ap_types' rule for each mode, from the
+    first dropped bit ``qb``, any lower dropped bit ``sticky``, the sign ``neg`` and the
+    floor's lowest bit ``odd``. Boolean numpy arrays or torch tensors (only & | ~ are used)."""
+    if rounding == "AP_TRN":
+        return qb & ~qb
+    if rounding == "AP_RND":
+        return qb
+    if rounding == "AP_RND_ZERO":
+        return qb & (neg | sticky)
+    if rounding == "AP_RND_MIN_INF":
+        return qb & sticky
+    if rounding == "AP_RND_INF":
+        return qb & (~neg | sticky)
+    if rounding == "AP_RND_CONV":
+        return qb & (odd | sticky)
+    return neg & (qb | sticky)  # AP_TRN_ZERO
 
 
 def _split(m, sh):

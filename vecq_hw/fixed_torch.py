@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .errors import FixedTypeError
-from .fixed import FixedType
+from .fixed import FixedType, round_increment
 
 MAX_TORCH_WIDTH = 24
 _TINY = 2.0 ** -1074            # stands in for products that underflowed to zero
@@ -55,21 +55,7 @@ def quantize_mantissa_tensor(x: torch.Tensor, t: FixedType) -> torch.Tensor:
         r = _wrap(fl + (neg & (qb | sticky)), t)
         return torch.where(neg & (xd > -0.5), _wrap(torch.ones_like(r), t), r)  # header quirk
 
-    q = t.rounding
-    if q == "AP_TRN":
-        inc = torch.zeros_like(qb)
-    elif q == "AP_RND":
-        inc = qb
-    elif q == "AP_RND_ZERO":
-        inc = qb & (neg | sticky)
-    elif q == "AP_RND_MIN_INF":
-        inc = qb & sticky
-    elif q == "AP_RND_INF":
-        inc = qb & (~neg | sticky)
-    elif q == "AP_RND_CONV":
-        inc = qb & (((fl & 1) == 1) | sticky)
-    else:  # AP_TRN_ZERO
-        inc = neg & (qb | sticky)
+    inc = round_increment(t.rounding, qb, sticky, neg, (fl & 1) == 1)
     r = fl + inc.to(torch.int64)
 
     lo, hi, w, n = t.min_mantissa, t.max_mantissa, t.width, t.sat_bits
