@@ -6,6 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.vecq_hw-installed
 TORCH   = torch==2.13.0
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test install clean bench
 
@@ -16,6 +17,10 @@ $(STAMP): pyproject.toml
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
 	@command -v g++ >/dev/null || { echo "g++ is required for C simulation (apt-get install g++)"; exit 1; }
+	@command -v verilator >/dev/null && command -v yosys >/dev/null || { \
+	  echo "installing verilator and yosys (the RTL path) with apt-get ..."; \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y verilator yosys) >/dev/null || { \
+	  echo "verilator and yosys are required (RTL tests): 'apt-get install -y verilator yosys' failed; install them and rerun"; exit 1; }; }
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/sim_throughput.py
+	$(PY) benchmarks/estimate.py
 
 clean:
 	rm -rf build runs .pytest_cache

@@ -193,13 +193,11 @@ def timing(n: int = 1_000_000, reps: int = 9) -> list[dict]:
 def accuracy_runs(args) -> list[dict]:
     """LeNet-5/MNIST and VGG-small/Fashion-MNIST at k = 2, 3, 4, table vs adaptive, with the
     project's training loop at a reduced budget (see --train-limit / --float-epochs /
-    --qat-epochs).  The adaptive runs swap the layers' quantiser for VecQ(adaptive=True)."""
+    --qat-epochs).  The adaptive runs set the recipe's ``quant.adaptive: true``."""
     import yaml
 
-    import vecq_hw.nn.layers as layers
     from vecq_hw.train import train
 
-    real = layers.get_quantizer
     out = []
     for cfg in ("lenet5_mnist_w2a8.yaml", "vgg_fmnist_w2a8.yaml"):
         rec = yaml.safe_load((ROOT / "configs" / cfg).read_text())
@@ -209,15 +207,11 @@ def accuracy_runs(args) -> list[dict]:
         for k in (2, 3, 4):
             for mode in ("table", "adaptive"):
                 rec["quant"]["bits"] = k
+                # the recipe's quantiser options reach every layer through the registry
+                rec["quant"]["adaptive"] = mode == "adaptive"
                 rec["name"] = f"{rec['model']['name']}_k{k}_{mode}"
-                if mode == "adaptive":
-                    layers.get_quantizer = lambda name, bits, pc, **o: (
-                        VecQ(bits, pc, adaptive=True) if name == "vecq" else real(name, bits, pc, **o))
-                try:
-                    t0 = time.time()
-                    m = train(rec, Path(args.run_dir) / rec["name"], progress=False, plot=False)
-                finally:
-                    layers.get_quantizer = real
+                t0 = time.time()
+                m = train(rec, Path(args.run_dir) / rec["name"], progress=False, plot=False)
                 row = {"model": rec["model"]["name"], "dataset": rec["data"]["dataset"], "bits": k, "mode": mode,
                        "float_test_acc": m.get("float_test_acc"), "qat_test_acc": m.get("qat_test_acc"),
                        "time_s": round(time.time() - t0, 1)}

@@ -4,11 +4,18 @@
 //     acc_j = sum_i x_i * d_ij      in CONFIG_T::accum_t (exact: width from the worst-case bound)
 //     y_j   = acc_j * s_j + b_j     exact (ap_fixed products and sums are full precision)
 //     out_j = (res_T) y_j           the ONE rounding/overflow step, in the output type's modes
-// The weight is stored as its k-bit code c (ap_int<k>); the multiplier is d = 2c + 1
-// (encoding 0, 'odd') or d = c (encoding 1, 'int').
-//   k = 1      : no multiplier: add or subtract x
-//   k = 2..4   : shift-and-add over the code bits (with constant weights this folds to shifts+adds)
-//   k = 5..8   : one multiply, bound to fabric (LUTs) / DSP / tool choice by CONFIG_T::multiplier
+// The weight is stored as its k-bit code c (ap_int<k>); d = levels[c] is the layer's level table.
+// The product x * d is one class per product kind, chosen in Python from the table's shape and
+// bound in the config struct (`template <class x_T, class C> using product = ...`), like
+// hls4ml's nnet_mult.h:
+//   vecq_product_named     the named tables d = 2c + 1 ('odd', encoding 0) / d = c ('int', 1):
+//       k = 1      : no multiplier: add or subtract x
+//       k = 2..4   : shift-and-add over the code bits (with constant weights: shifts + adds)
+//       k = 5..8   : one multiply, bound to fabric (LUTs) / DSP / tool choice by CONFIG_T::multiplier
+//   vecq_product_addsub    any table of -1/0/+1: add, subtract or skip x
+//   vecq_product_shift_add every level a sum of <= 2 signed powers of two: two shifted copies of x
+//   vecq_product_rom       any other table: a multiplier by the level read from a constant ROM
+//                          (CONFIG_T::level), bound by CONFIG_T::multiplier like the named k >= 5
 #ifndef NNET_VECQ_H_
 #define NNET_VECQ_H_
 
@@ -20,6 +27,8 @@
 namespace nnet {
 
 enum vecq_multiplier { vecq_mul_auto = 0, vecq_mul_dsp = 1, vecq_mul_fabric = 2 };
+
+template <class data_T, class CONFIG_T> struct vecq_product_named;
 
 struct vecq_dense_config {
     static const unsigned n_in = 1;
@@ -34,6 +43,8 @@ struct vecq_dense_config {
     typedef ap_fixed<16, 6> accum_t;
     typedef ap_fixed<16, 6> scale_t;
     typedef ap_fixed<16, 6> bias_t;
+    // the product class (one per product kind, chosen in Python from the level table)
+    template <class x_T, class C> using product = vecq_product_named<x_T, C>;
 };
 
 struct vecq_conv2d_config : vecq_dense_config {
@@ -112,17 +123,96 @@ template <class data_T, class CONFIG_T> typename CONFIG_T::term_t vecq_mul_auto_
     return p;
 }
 
+template <class data_T, class CONFIG_T> struct vecq_product_named {
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        if (CONFIG_T::bits <= 4) {
+            return vecq_shift_add<typename CONFIG_T::term_t, data_T, typename CONFIG_T::weight_t, CONFIG_T::bits,
+                                  CONFIG_T::encoding>::product(x, c);
+        } else if (CONFIG_T::multiplier == vecq_mul_fabric) {
+            return vecq_mul_fabric_<data_T, CONFIG_T>(x, c);
+        } else if (CONFIG_T::multiplier == vecq_mul_dsp) {
+            return vecq_mul_dsp_<data_T, CONFIG_T>(x, c);
+        }
+        return vecq_mul_auto_<data_T, CONFIG_T>(x, c);
+    }
+};
+
+// index of a code in the level table (code -2^(k-1) first)
+template <class CONFIG_T> unsigned vecq_level_index(typename CONFIG_T::weight_t c) {
+    #pragma HLS INLINE
+    ap_int<CONFIG_T::bits + 1> i = c;
+    i += (1 << (CONFIG_T::bits - 1));
+    return (unsigned)i.to_int();
+}
+
+// every level is -1, 0 or +1 (CONFIG_T::level): add, subtract or skip x, no multiplier
+template <class data_T, class CONFIG_T> struct vecq_product_addsub {
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        typename CONFIG_T::term_t xs = x;
+        const int d = CONFIG_T::level(vecq_level_index<CONFIG_T>(c));
+        if (d > 0)
+            return xs;
+        if (d < 0)
+            return (typename CONFIG_T::term_t)(-xs);
+        return (typename CONFIG_T::term_t)0;
+    }
+};
+
+// every level is s1 2^e1 + s2 2^e2 with s in {-1, 0, +1} (CONFIG_T::digit_sign / digit_shift, the
+// canonical signed digits): two shifted copies of x and one adder; term_t holds x 2^e exactly
+template <class data_T, class CONFIG_T> struct vecq_product_shift_add {
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        typename CONFIG_T::term_t xs = x;
+        typename CONFIG_T::term_t p = 0;
+        const unsigned i = vecq_level_index<CONFIG_T>(c);
+        for (unsigned k = 0; k < 2; k++) {
+            #pragma HLS UNROLL
+            const int s = CONFIG_T::digit_sign(i, k);
+            typename CONFIG_T::term_t t = xs << CONFIG_T::digit_shift(i, k);
+            if (s > 0)
+                p += t;
+            else if (s < 0)
+                p -= t;
+        }
+        return p;
+    }
+};
+
+// any other table: d read from the constant level ROM, one multiply bound like the named k >= 5
+template <class data_T, class CONFIG_T> typename CONFIG_T::term_t vecq_rom_fabric_(data_T x, typename CONFIG_T::level_t d) {
+    #pragma HLS INLINE
+    typename CONFIG_T::term_t p = x * d;
+    #pragma HLS BIND_OP variable=p op=mul impl=fabric
+    return p;
+}
+
+template <class data_T, class CONFIG_T> typename CONFIG_T::term_t vecq_rom_dsp_(data_T x, typename CONFIG_T::level_t d) {
+    #pragma HLS INLINE
+    typename CONFIG_T::term_t p = x * d;
+    #pragma HLS BIND_OP variable=p op=mul impl=dsp
+    return p;
+}
+
+template <class data_T, class CONFIG_T> struct vecq_product_rom {
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        typename CONFIG_T::level_t d = CONFIG_T::level(vecq_level_index<CONFIG_T>(c));
+        if (CONFIG_T::multiplier == vecq_mul_fabric)
+            return vecq_rom_fabric_<data_T, CONFIG_T>(x, d);
+        if (CONFIG_T::multiplier == vecq_mul_dsp)
+            return vecq_rom_dsp_<data_T, CONFIG_T>(x, d);
+        typename CONFIG_T::term_t p = x * d;
+        return p;
+    }
+};
+
+// x * levels[c] by the layer's product class
 template <class data_T, class CONFIG_T> typename CONFIG_T::term_t vecq_product(data_T x, typename CONFIG_T::weight_t c) {
     #pragma HLS INLINE
-    if (CONFIG_T::bits <= 4) {
-        return vecq_shift_add<typename CONFIG_T::term_t, data_T, typename CONFIG_T::weight_t, CONFIG_T::bits,
-                              CONFIG_T::encoding>::product(x, c);
-    } else if (CONFIG_T::multiplier == vecq_mul_fabric) {
-        return vecq_mul_fabric_<data_T, CONFIG_T>(x, c);
-    } else if (CONFIG_T::multiplier == vecq_mul_dsp) {
-        return vecq_mul_dsp_<data_T, CONFIG_T>(x, c);
-    }
-    return vecq_mul_auto_<data_T, CONFIG_T>(x, c);
+    return CONFIG_T::template product<data_T, CONFIG_T>::product(x, c);
 }
 
 // The one rounding of the contract: acc * s + b is exact in ap_types, then converted once.
@@ -181,13 +271,125 @@ VecQDenseOut:
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Folding (issue 13). R = CONFIG_T::reuse_factor > 1: the P products of one input (dense:
+// n_in * n_out; conv: filt_height * filt_width * n_chan * n_filt per output pixel; depthwise:
+// filt_height * filt_width * n_chan per pixel) are computed block = P / R at a time: R products
+// share one multiplier slot, the reuse loop runs R iterations at II = 1, so the layer takes a
+// new input (a new pixel) every R cycles. R divides P (checked in Python, hls/folding.py).
+// Product p (in weight-table order) reads weights[p]; the table is reshaped cyclically by
+// block (ARRAY_RESHAPE: word r holds products r * block .. r * block + block - 1), so the
+// block slots read one wide ROM word per cycle (BIND_STORAGE lets the tool pick BRAM/LUTRAM).
+// Exactness: the sum of the same products in another order. accum_t is sized from the bound
+// sum_i max(|x_i d_ij|) per channel, and every partial sum of a subset lies within it (each
+// term's range contains 0), so no order overflows: the result equals the unfolded kernel's.
+// ---------------------------------------------------------------------------------------------
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_dense_folded(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out],
+                       const typename CONFIG_T::weight_t weights[CONFIG_T::n_in * CONFIG_T::n_out],
+                       const typename CONFIG_T::scale_t scale[CONFIG_T::n_out],
+                       const typename CONFIG_T::bias_t bias[CONFIG_T::n_out]) {
+    static const unsigned n_prod = CONFIG_T::n_in * CONFIG_T::n_out;
+    static const unsigned block = n_prod / CONFIG_T::reuse_factor;
+    #pragma HLS ARRAY_RESHAPE variable=weights cyclic factor=block
+    #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
+    #pragma HLS ARRAY_PARTITION variable=scale complete
+    #pragma HLS ARRAY_PARTITION variable=bias complete
+    #pragma HLS ARRAY_PARTITION variable=data complete
+    #pragma HLS ARRAY_PARTITION variable=res complete
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_out];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+VecQDenseInit:
+    for (unsigned j = 0; j < CONFIG_T::n_out; j++) {
+        #pragma HLS UNROLL
+        acc[j] = 0;
+    }
+VecQDenseReuse:
+    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+        #pragma HLS PIPELINE II=1
+    VecQDenseBlock:
+        for (unsigned b = 0; b < block; b++) {
+            #pragma HLS UNROLL
+            const unsigned p = r * block + b; // weights[i * n_out + j]
+            acc[p % CONFIG_T::n_out] += vecq_product<data_T, CONFIG_T>(data[p / CONFIG_T::n_out], weights[p]);
+        }
+    }
+    // the requantisation folds too: ceil(n_out / R) units, one per output every cycle
+    static const unsigned n_requant = (CONFIG_T::n_out + CONFIG_T::reuse_factor - 1) / CONFIG_T::reuse_factor;
+VecQDenseResult:
+    for (unsigned j = 0; j < CONFIG_T::n_out; j++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS UNROLL factor=n_requant
+        res[j] = vecq_requant<res_T, CONFIG_T>(acc[j], scale[j], bias[j]);
+    }
+}
+
+// Conv2D / depthwise, folded: one output pixel every R cycles (plus the pipeline depth).
+// DW = false: product p = ((kh * filt_width + kw) * n_chan + c) * n_filt + f (conv weight order);
+// DW = true:  product p = (kh * filt_width + kw) * n_chan + c, filter = channel c.
+template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
+void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                      res_T res[CONFIG_T::out_height * CONFIG_T::out_width * N_FILT],
+                      const typename CONFIG_T::weight_t
+                          weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
+                      const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
+    static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
+    static const unsigned block = n_prod / CONFIG_T::reuse_factor;
+    #pragma HLS ARRAY_RESHAPE variable=weights cyclic factor=block
+    #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
+    #pragma HLS ARRAY_PARTITION variable=scale complete
+    #pragma HLS ARRAY_PARTITION variable=bias complete
+    // the requantisation folds too: ceil(N_FILT / R) units
+    static const unsigned n_requant = (N_FILT + CONFIG_T::reuse_factor - 1) / CONFIG_T::reuse_factor;
+    typename CONFIG_T::accum_t acc[N_FILT];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+VecQFoldRows:
+    for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
+    VecQFoldCols:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+        VecQFoldInit:
+            for (unsigned f = 0; f < N_FILT; f++) {
+                #pragma HLS UNROLL
+                acc[f] = 0;
+            }
+        VecQFoldReuse:
+            for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+                #pragma HLS PIPELINE II=1
+            VecQFoldBlock:
+                for (unsigned b = 0; b < block; b++) {
+                    #pragma HLS UNROLL
+                    const unsigned p = r * block + b;
+                    const unsigned f = DW ? p % CONFIG_T::n_chan : p % N_FILT;
+                    const unsigned t = DW ? p : p / N_FILT; // (kh * filt_width + kw) * n_chan + c
+                    const unsigned c = t % CONFIG_T::n_chan, tap = t / CONFIG_T::n_chan;
+                    const unsigned kh = tap / CONFIG_T::filt_width, kw = tap % CONFIG_T::filt_width;
+                    const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
+                    const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
+                    if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
+                        continue; // zero padding contributes nothing
+                    acc[f] += vecq_product<data_T, CONFIG_T>(data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
+                                                             weights[p]);
+                }
+            }
+        VecQFoldResult:
+            for (unsigned f = 0; f < N_FILT; f++) {
+                #pragma HLS PIPELINE II=1
+                #pragma HLS UNROLL factor=n_requant
+                res[(oh * CONFIG_T::out_width + ow) * N_FILT + f] = vecq_requant<res_T, CONFIG_T>(acc[f], scale[f], bias[f]);
+            }
+        }
+    }
+}
+
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out],
                 const typename CONFIG_T::weight_t weights[CONFIG_T::n_in * CONFIG_T::n_out],
                 const typename CONFIG_T::scale_t scale[CONFIG_T::n_out],
                 const typename CONFIG_T::bias_t bias[CONFIG_T::n_out]) {
     #pragma HLS INLINE
-    if (CONFIG_T::latency)
+    if (CONFIG_T::reuse_factor > 1)
+        vecq_dense_folded<data_T, res_T, CONFIG_T>(data, res, weights, scale, bias);
+    else if (CONFIG_T::latency)
         vecq_dense_latency<data_T, res_T, CONFIG_T>(data, res, weights, scale, bias);
     else
         vecq_dense_resource<data_T, res_T, CONFIG_T>(data, res, weights, scale, bias);
@@ -264,7 +466,7 @@ VecQConvFilt:
 }
 
 template <class data_T, class res_T, typename CONFIG_T>
-void vecq_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+void vecq_conv2d_unfolded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
                  res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt],
                  const typename CONFIG_T::weight_t
                      weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * CONFIG_T::n_filt],
@@ -285,52 +487,370 @@ VecQConvRows:
     }
 }
 
-// io_stream: buffer one whole frame (channels-last), compute, stream the result pixels out.
+// the array conv: folded when reuse_factor > 1, else one pixel per II=1 cycle (all products unrolled)
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                 res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt],
+                 const typename CONFIG_T::weight_t
+                     weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * CONFIG_T::n_filt],
+                 const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
+                 const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt]) {
+    #pragma HLS INLINE
+    if (CONFIG_T::reuse_factor > 1)
+        vecq_conv_folded<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data, res, weights, scale, bias);
+    else
+        vecq_conv2d_unfolded<data_T, res_T, CONFIG_T>(data, res, weights, scale, bias);
+}
+
+// ---------------------------------------------------------------------------------------------
+// io_stream convolutions with a line buffer (issue 13): the kernel keeps the last
+// filt_height + 1 input rows ((filt_height + 1) x in_width x n_chan values, never the frame),
+// computes each output row as soon as the last input row it needs has arrived, and streams its
+// pixels out. Padding is never stored: taps outside the input contribute nothing (exactly the
+// array kernel's skip). The extra row lets a pack that straddles two rows land without
+// overwriting a row still needed (a pack is at most one row: static_assert). Products are
+// folded as in vecq_conv_folded (R = reuse_factor; R = 1: all P products of a pixel at once).
+// ---------------------------------------------------------------------------------------------
+template <class x_T, class y_T, typename CONFIG_T, bool DW, unsigned N_FILT>
+void vecq_conv_pixel_lines(const x_T lines[(CONFIG_T::filt_height + 1) * CONFIG_T::in_width * CONFIG_T::n_chan],
+                           unsigned oh, unsigned ow, y_T px[N_FILT],
+                           const typename CONFIG_T::weight_t
+                               weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
+                           const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
+    #pragma HLS INLINE
+    static const unsigned rows = CONFIG_T::filt_height + 1;
+    static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
+    static const unsigned block = n_prod / CONFIG_T::reuse_factor;
+    typename CONFIG_T::accum_t acc[N_FILT];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+VecQLineInit:
+    for (unsigned f = 0; f < N_FILT; f++) {
+        #pragma HLS UNROLL
+        acc[f] = 0;
+    }
+VecQLineReuse:
+    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+        #pragma HLS PIPELINE II=1
+    VecQLineBlock:
+        for (unsigned b = 0; b < block; b++) {
+            #pragma HLS UNROLL
+            const unsigned p = r * block + b;
+            const unsigned f = DW ? p % CONFIG_T::n_chan : p % N_FILT;
+            const unsigned t = DW ? p : p / N_FILT; // (kh * filt_width + kw) * n_chan + c
+            const unsigned c = t % CONFIG_T::n_chan, tap = t / CONFIG_T::n_chan;
+            const unsigned kh = tap / CONFIG_T::filt_width, kw = tap % CONFIG_T::filt_width;
+            const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
+            const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
+            if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
+                continue; // zero padding contributes nothing
+            acc[f] += vecq_product<x_T, CONFIG_T>(
+                lines[((unsigned(ih) % rows) * CONFIG_T::in_width + unsigned(iw)) * CONFIG_T::n_chan + c], weights[p]);
+        }
+    }
+VecQLineResult:
+    for (unsigned f = 0; f < N_FILT; f++) {
+        #pragma HLS UNROLL
+        px[f] = vecq_requant<y_T, CONFIG_T>(acc[f], scale[f], bias[f]);
+    }
+}
+
+template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
+void vecq_conv_stream_lines(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
+                            const typename CONFIG_T::weight_t
+                                weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
+                            const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
+    typedef typename data_T::value_type x_T;
+    typedef typename res_T::value_type y_T;
+    static const unsigned rows = CONFIG_T::filt_height + 1;
+    static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
+    static const unsigned n_data = CONFIG_T::in_height * row_len;
+    static const unsigned block =
+        CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT) / CONFIG_T::reuse_factor;
+    static_assert(data_T::size <= row_len, "vecq line buffer: a stream pack must not exceed one input row");
+    #pragma HLS ARRAY_RESHAPE variable=weights cyclic factor=block
+    #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
+    #pragma HLS ARRAY_PARTITION variable=scale complete
+    #pragma HLS ARRAY_PARTITION variable=bias complete
+    x_T lines[rows * row_len];
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
+    y_T px[N_FILT];
+    #pragma HLS ARRAY_PARTITION variable=px complete
+    res_T pack;
+    PRAGMA_DATA_PACK(pack)
+    unsigned fill = 0, oh = 0;
+VecQLineRead:
+    for (unsigned p = 0; p < n_data / data_T::size; p++) {
+        data_T in = data_stream.read();
+        for (unsigned k = 0; k < data_T::size; k++) {
+            #pragma HLS UNROLL
+            const unsigned e = p * data_T::size + k;
+            lines[((e / row_len) % rows) * row_len + e % row_len] = in[k];
+        }
+        const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
+        // every output row whose last needed input row has arrived (clipped to the input: bottom padding)
+    VecQLineEmit:
+        while (oh < CONFIG_T::out_height) {
+            int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
+            if (last > int(CONFIG_T::in_height) - 1)
+                last = int(CONFIG_T::in_height) - 1;
+            if (last >= rows_done)
+                break;
+        VecQLineCols:
+            for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+                vecq_conv_pixel_lines<x_T, y_T, CONFIG_T, DW, N_FILT>(lines, oh, ow, px, weights, scale, bias);
+                for (unsigned f = 0; f < N_FILT; f++) {
+                    pack[fill++] = px[f];
+                    if (fill == res_T::size) {
+                        res_stream.write(pack);
+                        fill = 0;
+                    }
+                }
+            }
+            oh++;
+        }
+    }
+}
+
+// io_stream conv2d: line buffer (above)
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_conv2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
                  const typename CONFIG_T::weight_t
                      weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * CONFIG_T::n_filt],
                  const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
                  const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt]) {
-    static const unsigned n_data = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
-    static const unsigned n_res = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt;
-    typename data_T::value_type frame[n_data];
-    #pragma HLS ARRAY_PARTITION variable=frame cyclic factor=CONFIG_T::n_chan
-    typename res_T::value_type out[n_res];
-    #pragma HLS ARRAY_PARTITION variable=out cyclic factor=CONFIG_T::n_filt
-    #pragma HLS ARRAY_PARTITION variable=weights complete
-    #pragma HLS ARRAY_PARTITION variable=scale complete
-    #pragma HLS ARRAY_PARTITION variable=bias complete
-VecQConvRead:
-    for (unsigned p = 0; p < n_data / data_T::size; p++) {
+    vecq_conv_stream_lines<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data_stream, res_stream, weights, scale,
+                                                                             bias);
+}
+
+// ---------------------------------------------------------------------------------------------
+// io_stream helpers: a whole frame in, an array kernel, the frame out (exactly the array kernel)
+// ---------------------------------------------------------------------------------------------
+template <class data_T, unsigned N> void vecq_read_frame(hls::stream<data_T> &s, typename data_T::value_type frame[N]) {
+VecQReadFrame:
+    for (unsigned p = 0; p < N / data_T::size; p++) {
         #pragma HLS PIPELINE
-        data_T pack = data_stream.read();
+        data_T pack = s.read();
         for (unsigned k = 0; k < data_T::size; k++) {
             #pragma HLS UNROLL
             frame[p * data_T::size + k] = pack[k];
         }
     }
-VecQConvRows:
-    for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
-    VecQConvCols:
-        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
-            #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
-            vecq_conv2d_pixel<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(frame, out, oh, ow,
-                                                                                                  weights, scale, bias);
-        }
-    }
-VecQConvWrite:
-    for (unsigned p = 0; p < n_res / res_T::size; p++) {
+}
+
+template <class res_T, unsigned N> void vecq_write_frame(const typename res_T::value_type frame[N], hls::stream<res_T> &s) {
+VecQWriteFrame:
+    for (unsigned p = 0; p < N / res_T::size; p++) {
         #pragma HLS PIPELINE
         res_T pack;
         PRAGMA_DATA_PACK(pack)
         for (unsigned k = 0; k < res_T::size; k++) {
             #pragma HLS UNROLL
-            pack[k] = out[p * res_T::size + k];
+            pack[k] = frame[p * res_T::size + k];
         }
-        res_stream.write(pack);
+        s.write(pack);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// DepthwiseConv2D: one kh x kw filter per channel; weights (kh, kw, c); same contract as conv
+//     acc_c = sum_{kh,kw} x[ih, iw, c] * levels[code[kh, kw, c]];  out = (res_T)(acc_c * s_c + b_c)
+// ---------------------------------------------------------------------------------------------
+struct vecq_depthwise_config : vecq_conv2d_config {};
+
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_depthwise_conv2d_unfolded(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                           res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_chan],
+                           const typename CONFIG_T::weight_t
+                               weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan],
+                           const typename CONFIG_T::scale_t scale[CONFIG_T::n_chan],
+                           const typename CONFIG_T::bias_t bias[CONFIG_T::n_chan]) {
+    #pragma HLS ARRAY_PARTITION variable=weights complete
+    #pragma HLS ARRAY_PARTITION variable=scale complete
+    #pragma HLS ARRAY_PARTITION variable=bias complete
+VecQDwRows:
+    for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
+    VecQDwCols:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+            #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+        VecQDwChan:
+            for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                #pragma HLS UNROLL
+                typename CONFIG_T::accum_t acc = 0;
+                for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
+                    #pragma HLS UNROLL
+                    for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
+                        #pragma HLS UNROLL
+                        const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
+                        const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
+                        if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
+                            continue; // zero padding contributes nothing
+                        acc += vecq_product<data_T, CONFIG_T>(data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
+                                                              weights[(kh * CONFIG_T::filt_width + kw) * CONFIG_T::n_chan + c]);
+                    }
+                }
+                res[(oh * CONFIG_T::out_width + ow) * CONFIG_T::n_chan + c] =
+                    vecq_requant<res_T, CONFIG_T>(acc, scale[c], bias[c]);
+            }
+        }
+    }
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_depthwise_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                           res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_chan],
+                           const typename CONFIG_T::weight_t
+                               weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan],
+                           const typename CONFIG_T::scale_t scale[CONFIG_T::n_chan],
+                           const typename CONFIG_T::bias_t bias[CONFIG_T::n_chan]) {
+    #pragma HLS INLINE
+    if (CONFIG_T::reuse_factor > 1)
+        vecq_conv_folded<data_T, res_T, CONFIG_T, true, CONFIG_T::n_chan>(data, res, weights, scale, bias);
+    else
+        vecq_depthwise_conv2d_unfolded<data_T, res_T, CONFIG_T>(data, res, weights, scale, bias);
+}
+
+// io_stream depthwise: line buffer (vecq_conv_stream_lines)
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_depthwise_conv2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
+                           const typename CONFIG_T::weight_t
+                               weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan],
+                           const typename CONFIG_T::scale_t scale[CONFIG_T::n_chan],
+                           const typename CONFIG_T::bias_t bias[CONFIG_T::n_chan]) {
+    vecq_conv_stream_lines<data_T, res_T, CONFIG_T, true, CONFIG_T::n_chan>(data_stream, res_stream, weights, scale,
+                                                                            bias);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GlobalAvgPool2D: (h, w, c) -> (c,):  out_c = (res_T)(sum_{h,w} x[h, w, c] * mult)
+// The sum is exact in accum_t (pinned: the exact sum type); mult is the pinned constant
+// mantissa CONFIG_T::mult of mult_t (unsigned); sum * mult is a full-precision ap_fixed product,
+// so the conversion to res_T is the ONE rounding.
+// ---------------------------------------------------------------------------------------------
+struct vecq_global_pool_config {
+    static const unsigned n_pixels = 1, n_chan = 1;
+    static const unsigned long long mult = 1;
+    static const unsigned reuse_factor = 1;
+    typedef ap_fixed<16, 6> accum_t;
+    typedef ap_ufixed<8, 0> mult_t;
+};
+
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_global_avg_pool(data_T data[CONFIG_T::n_pixels * CONFIG_T::n_chan], res_T res[CONFIG_T::n_chan]) {
+    typename CONFIG_T::mult_t m;
+    ap_uint<64> mm = CONFIG_T::mult;
+    m.range(CONFIG_T::mult_t::width - 1, 0) = mm.range(CONFIG_T::mult_t::width - 1, 0);
+VecQGapChan:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+        #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+        typename CONFIG_T::accum_t acc = 0;
+    VecQGapPix:
+        for (unsigned p = 0; p < CONFIG_T::n_pixels; p++) {
+            acc += data[p * CONFIG_T::n_chan + c];
+        }
+        res[c] = (res_T)(acc * m);
+    }
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_global_avg_pool(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream) {
+    static const unsigned n_data = CONFIG_T::n_pixels * CONFIG_T::n_chan;
+    typename data_T::value_type frame[n_data];
+    typename res_T::value_type out[CONFIG_T::n_chan];
+    vecq_read_frame<data_T, n_data>(data_stream, frame);
+    vecq_global_avg_pool<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(frame, out);
+    vecq_write_frame<res_T, CONFIG_T::n_chan>(out, res_stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pool2D with any stride (hls4ml's streaming pool asserts stride == pool size): max keeps the
+// input type; average sums the window exactly in accum_t and multiplies by 2^-log2_area
+// (exact, the window is a power of two), then converts to res_T (exact by Model.check).
+// ---------------------------------------------------------------------------------------------
+struct vecq_pool2d_config {
+    static const unsigned in_height = 1, in_width = 1, n_chan = 1;
+    static const unsigned out_height = 1, out_width = 1;
+    static const unsigned pool_height = 1, pool_width = 1;
+    static const unsigned stride_height = 1, stride_width = 1;
+    static const unsigned average = 0, log2_area = 0;
+    static const unsigned reuse_factor = 1;
+    typedef ap_fixed<16, 6> accum_t;
+};
+
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_pool2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
+                 res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_chan]) {
+    ap_ufixed<1, 1 - int(CONFIG_T::log2_area)> q; // 2^-log2_area, exactly
+    q[0] = 1;
+VecQPoolRows:
+    for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
+    VecQPoolCols:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+            #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+        VecQPoolChan:
+            for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                #pragma HLS UNROLL
+                typename CONFIG_T::accum_t acc = 0;
+                data_T best = data[((oh * CONFIG_T::stride_height) * CONFIG_T::in_width + ow * CONFIG_T::stride_width) *
+                                       CONFIG_T::n_chan + c];
+                for (unsigned kh = 0; kh < CONFIG_T::pool_height; kh++) {
+                    #pragma HLS UNROLL
+                    for (unsigned kw = 0; kw < CONFIG_T::pool_width; kw++) {
+                        #pragma HLS UNROLL
+                        const unsigned ih = oh * CONFIG_T::stride_height + kh, iw = ow * CONFIG_T::stride_width + kw;
+                        data_T x = data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c];
+                        if (CONFIG_T::average)
+                            acc += x;
+                        else if (x > best)
+                            best = x;
+                    }
+                }
+                const unsigned o = (oh * CONFIG_T::out_width + ow) * CONFIG_T::n_chan + c;
+                if (CONFIG_T::average)
+                    res[o] = (res_T)(acc * q);
+                else
+                    res[o] = (res_T)best;
+            }
+        }
+    }
+}
+
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_pool2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream) {
+    static const unsigned n_data = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
+    static const unsigned n_res = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_chan;
+    typename data_T::value_type frame[n_data];
+    #pragma HLS ARRAY_PARTITION variable=frame cyclic factor=CONFIG_T::n_chan
+    typename res_T::value_type out[n_res];
+    #pragma HLS ARRAY_PARTITION variable=out cyclic factor=CONFIG_T::n_chan
+    vecq_read_frame<data_T, n_data>(data_stream, frame);
+    vecq_pool2d<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(frame, out);
+    vecq_write_frame<res_T, n_res>(out, res_stream);
+}
+
+// ---------------------------------------------------------------------------------------------
+// issue 14 (ESB): every level a sum of at most CONFIG_T::n_terms signed powers of two
+// (CONFIG_T::digit_sign / digit_shift, n_terms columns, the canonical signed digits): n_terms
+// shifted copies of x and n_terms - 1 adders, no multiplier; term_t holds every x 2^e exactly
+// ---------------------------------------------------------------------------------------------
+template <class data_T, class CONFIG_T> struct vecq_product_shift_add_n {
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        typename CONFIG_T::term_t xs = x;
+        typename CONFIG_T::term_t p = 0;
+        const unsigned i = vecq_level_index<CONFIG_T>(c);
+        for (unsigned k = 0; k < CONFIG_T::n_terms; k++) {
+            #pragma HLS UNROLL
+            const int s = CONFIG_T::digit_sign(i, k);
+            typename CONFIG_T::term_t t = xs << CONFIG_T::digit_shift(i, k);
+            if (s > 0)
+                p += t;
+            else if (s < 0)
+                p -= t;
+        }
+        return p;
+    }
+};
+// end of vecq_product_shift_add_n
 
 } // namespace nnet
 

@@ -85,12 +85,65 @@ def _shape(layer, in_shape):
     return layer.output_shape(in_shape)
 
 
+def _d(layer, c):
+    """The multiplier of code c: the layer's levels table, indexed from the lowest code."""
+    return int(layer.levels.tolist()[c + 2 ** (layer.bits - 1)])
+
+
+def naive_add(layer, xs, in_types, counts):
+    """Exact sum on the finest input grid, then the one requantisation."""
+    frac = max(frac_of(t) for t in in_types)
+
+    def add(*vals):
+        if isinstance(vals[0], list):
+            return [add(*v) for v in zip(*vals)]
+        y = sum(v * 2 ** (frac - frac_of(t)) for v, t in zip(vals, in_types))
+        return _count(counts, layer, *naive_requant(y, frac, layer.out_type))
+    return add(*xs)
+
+
+def naive_gap(layer, x, in_type, counts):
+    c = len(x[0][0])
+    frac = frac_of(in_type) + frac_of(layer.mult_type)
+    return [_count(counts, layer, *naive_requant(sum(x[i][j][ch] for i in range(len(x)) for j in range(len(x[0])))
+                                                 * int(layer.mult), frac, layer.out_type))
+            for ch in range(c)]
+
+
+def _count(counts, layer, v, over):
+    if counts is not None:
+        counts["total"] += 1
+        if over:
+            counts["saturated" if layer.out_type.overflow != "AP_WRAP" else "wrapped"] += 1
+    return v
+
+
 def naive_layer(layer, x, in_shape, in_type, counts):
     """x: nested Python lists (one sample). Returns the output as nested lists."""
     out_shape = _shape(layer, in_shape)
+    if isinstance(layer, ir.GlobalAvgPool2D):
+        return naive_gap(layer, x, in_type, counts)
+    if isinstance(layer, ir.DepthwiseConv2D):
+        h, w, cin = in_shape
+        oh, ow, _ = out_shape
+        kh, kw = layer.kernel
+        pt, _, pl, _ = layer.padding
+        codes = layer.codes.tolist()
+        out = [[[0] * cin for _ in range(ow)] for _ in range(oh)]
+        for oy in range(oh):
+            for ox in range(ow):
+                for ch in range(cin):
+                    acc = 0
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = oy * layer.stride[0] + ky - pt
+                            ix = ox * layer.stride[1] + kx - pl
+                            if 0 <= iy < h and 0 <= ix < w:
+                                acc += x[iy][ix][ch] * _d(layer, codes[ky][kx][ch])
+                    out[oy][ox][ch] = _finish(layer, acc, ch, in_type, counts)
+        return out
     if isinstance(layer, ir.Dense):
-        d = [[int(2 * c + 1) if layer.encoding == "odd" else int(c) for c in row]
-             for row in layer.codes.tolist()]
+        d = [[_d(layer, c) for c in row] for row in layer.codes.tolist()]
         return [_finish(layer, sum(x[i] * d[i][j] for i in range(len(x))), j, in_type, counts)
                 for j in range(out_shape[0])]
     if isinstance(layer, ir.Conv2D):
@@ -111,9 +164,7 @@ def naive_layer(layer, x, in_shape, in_type, counts):
                             if not (0 <= iy < h and 0 <= ix < w):
                                 continue  # zero padding
                             for ci in range(cin):
-                                c = codes[ky][kx][ci][co]
-                                dd = 2 * c + 1 if layer.encoding == "odd" else c
-                                acc += x[iy][ix][ci] * dd
+                                acc += x[iy][ix][ci] * _d(layer, codes[ky][kx][ci][co])
                     out[oy][ox][co] = _finish(layer, acc, co, in_type, counts)
         return out
     if isinstance(layer, ir.ReLU):
@@ -148,12 +199,7 @@ def _finish(layer, acc, j, in_type, counts):
     fx = frac_of(in_type)
     frac = max(fx + fs, fb)
     y = acc * int(layer.scale[j]) * 2 ** (frac - fx - fs) + int(layer.bias[j]) * 2 ** (frac - fb)
-    v, over = naive_requant(y, frac, layer.out_type)
-    if counts is not None:
-        counts["total"] += 1
-        if over:
-            counts["saturated" if layer.out_type.overflow != "AP_WRAP" else "wrapped"] += 1
-    return v
+    return _count(counts, layer, *naive_requant(y, frac, layer.out_type))
 
 
 def _map(x, f):
@@ -165,17 +211,26 @@ def _map(x, f):
 def naive_simulate(model: ir.Model, x_mantissa: np.ndarray):
     """Returns (output int64 array, trace dict of int64 arrays, overflow counts dict)."""
     xs = np.asarray(x_mantissa, dtype=np.int64)
+    requantising = (ir.Weighted, ir.Add, ir.GlobalAvgPool2D)
     counts = {layer.name: {"saturated": 0, "wrapped": 0, "total": 0}
-              for layer in model.layers if isinstance(layer, ir.Weighted)}
+              for layer in model.layers if isinstance(layer, requantising)}
     per_layer = {layer.name: [] for layer in model.layers}
+    model.link()
     for sample in xs:
         h = sample.tolist()
-        shape, typ = tuple(model.input.shape), model.input.out_type
+        val = {model.input.name: (h, tuple(model.input.shape), model.input.out_type)}
         per_layer[model.input.name].append(h)
         for layer in model.layers[1:]:
-            h = naive_layer(layer, h, shape, typ, counts.get(layer.name))
+            ins = [val[n] for n in layer.inputs]
+            if isinstance(layer, ir.Add):
+                h = naive_add(layer, [v for v, _, _ in ins], [t for _, _, t in ins], counts.get(layer.name))
+                shape = ins[0][1]
+            else:
+                x, shape_in, typ = ins[0]
+                h = naive_layer(layer, x, shape_in, typ, counts.get(layer.name))
+                shape = layer.output_shape(shape_in)
+            val[layer.name] = (h, shape, layer.out_type)
             per_layer[layer.name].append(h)
-            shape, typ = layer.output_shape(shape), layer.out_type
     trace = {name: np.array(v, dtype=np.int64) for name, v in per_layer.items()}
     return trace[model.layers[-1].name], trace, counts
 

@@ -103,7 +103,8 @@ def test_recipe_fields_validate_and_reach_the_layers():
 
     rec, _ = load_recipe(_with_quant(adaptive=True, refresh_every=4))
     opts = recipe_model_options(rec)
-    assert opts["adaptive"] is True and opts["refresh_every"] == 4
+    assert opts["weight_quant"] == {"method": "vecq", "bits": 2, "per_channel": False, "adaptive": True,
+                                    "refresh_every": 4}
     model = build_model(rec["model"]["name"], **opts)
     layers = [m for m in model.modules() if isinstance(m, (VecQLinear, VecQConv2d))]
     assert layers and all(m.adaptive and m.refresh_every == 4 for m in layers)

@@ -18,8 +18,8 @@ import yaml
 
 from vecq_hw import ir
 from vecq_hw.errors import FormatError
-from vecq_hw.export import model_io
-from vecq_hw.export.model_io import load_model, save_model
+from vecq_hw.ir import io as model_io
+from vecq_hw.ir.io import load_model, save_model
 from vecq_hw.fixed import FixedType
 
 F = FixedType.parse
@@ -175,6 +175,39 @@ def swap_first_layers(doc):
     doc["layers"][0], doc["layers"][1] = doc["layers"][1], doc["layers"][0]
 
 
+def make_cycle(doc):
+    # r1 reads p1 and p1 reads r1: with topological order required, that's an unknown/later name
+    _rec(doc, 2)["inputs"] = ["p1"]
+
+
+def _relu(name, inputs, shape, typ):
+    return {"kind": "relu", "name": name, "inputs": inputs, "out_shape": shape, "out_type": typ}
+
+
+def add_shape_mismatch(doc):
+    r1 = _rec(doc, 2)
+    doc["layers"].insert(3, {"kind": "add", "name": "bad_add", "inputs": ["r1", "x"],
+                             "out_shape": list(r1["out_shape"]), "out_type": r1["out_type"]})
+    _rec(doc, 4)["inputs"] = ["bad_add"]
+
+
+def add_one_input(doc):
+    r1 = _rec(doc, 2)
+    doc["layers"].insert(3, {"kind": "add", "name": "bad_add", "inputs": ["r1"],
+                             "out_shape": list(r1["out_shape"]), "out_type": r1["out_type"]})
+    _rec(doc, 4)["inputs"] = ["bad_add"]
+
+
+def two_outputs(doc):
+    # the pool reads the conv directly: r1 is read by nobody, a second output
+    _rec(doc, 3)["inputs"] = ["c1"]
+
+
+def unreachable_layer(doc):
+    r1 = _rec(doc, 2)
+    doc["layers"].insert(3, _relu("dead", ["r1"], list(r1["out_shape"]), r1["out_type"]))
+
+
 # (id, mutation, expected field; None where the whole file is at fault)
 CASES = [
     # --- whole file
@@ -185,13 +218,13 @@ CASES = [
     ("unparseable", raw(b"format_version: 1\nlayers: [\n  {kind: input\n"), None),
     ("not_utf8", raw(b"name: \xff\xfe\n"), None),
     ("python_tag", text("name: good", 'name: !!python/object/apply:os.system ["touch pwned"]'), None),
-    ("explicit_str_tag", text("format_version: 1", "format_version: !!int '1'"), None),
+    ("explicit_str_tag", text("format_version: 2", "format_version: !!int '2'"), None),
     ("anchor_alias", text("name: good", "name: &n good\nalias: *n"), None),
     ("duplicate_key", text("name: good", "name: good\nname: other"), None),
-    ("two_documents", text("format_version: 1", "format_version: 1\n---\nx: 1\n"), None),
+    ("two_documents", text("format_version: 2", "format_version: 2\n---\nx: 1\n"), None),
     # --- top level keys
-    ("wrong_format_version", edit(lambda d: d.update(format_version=2)), "format_version"),
-    ("format_version_string", edit(lambda d: d.update(format_version="1")), "format_version"),
+    ("wrong_format_version", edit(lambda d: d.update(format_version=3)), "format_version"),
+    ("format_version_string", edit(lambda d: d.update(format_version="2")), "format_version"),
     ("format_version_float", edit(lambda d: d.update(format_version=1.0)), "format_version"),
     ("format_version_bool", edit(lambda d: d.update(format_version=True)), "format_version"),
     ("missing_format_version", edit(lambda d: d.pop("format_version")), "format_version"),
@@ -210,11 +243,14 @@ CASES = [
     ("string_as_int", set_key(1, "bits", "2"), f"{C}.bits"),
     ("bits_out_of_range", set_key(1, "bits", 9), f"{C}.bits"),
     ("nan_in_stride", set_key(1, "stride", [float("nan"), 1]), f"{C}.stride[0]"),
-    ("inf_in_shape", set_key(2, "in_shape", [float("inf"), 4, 4]), "layers[2] (r1).in_shape[0]"),
-    ("float_in_shape", set_key(2, "in_shape", [4.0, 4, 4]), "layers[2] (r1).in_shape[0]"),
+    ("inf_in_shape", set_key(2, "out_shape", [float("inf"), 4, 4]), "layers[2] (r1).out_shape[0]"),
+    ("float_in_shape", set_key(2, "out_shape", [4.0, 4, 4]), "layers[2] (r1).out_shape[0]"),
     ("negative_padding", set_key(1, "padding", [0, -1, 0, 0]), f"{C}.padding[1]"),
     ("padding_too_short", set_key(1, "padding", [0, 0]), f"{C}.padding"),
-    ("bad_encoding", set_key(1, "encoding", "even"), f"{C}.encoding"),
+    ("levels_wrong_length", set_key(1, "levels", [-1, 1]), f"{C}.levels"),
+    ("levels_not_integers", set_key(1, "levels", [-3, -1, 1.5, 3]), f"{C}.levels[2]"),
+    ("levels_too_big", set_key(1, "levels", [-3, -1, 1, 1 << 20]), f"{C}.levels[3]"),
+    ("v1_key_in_v2", set_key(1, "encoding", "odd"), f"{C}.encoding"),
     ("bad_multiplier", set_key(5, "multiplier", "gpu"), f"{FC}.multiplier"),
     ("empty_layer_name", set_key(2, "name", ""), "layers[2].name"),
     ("duplicate_layer_name", edit(dup_layer_name), "layers[2] (c1).name"),
@@ -224,7 +260,19 @@ CASES = [
     ("bad_spelling_mode", set_key(1, "scale_type", "ap_fixed<8,1,AP_ROUND>"), f"{C}.scale_type"),
     ("type_not_string", set_key(5, "bias_type", 12), f"{FC}.bias_type"),
     # --- shapes
-    ("in_shape_does_not_chain", set_key(2, "in_shape", [4, 4, 5]), "layers[2] (r1).in_shape"),
+    # graph structure
+    ("unknown_input_name", set_key(2, "inputs", ["nope"]), "layers[2] (r1).inputs[0]"),
+    ("input_listed_later", set_key(2, "inputs", ["p1"]), "layers[2] (r1).inputs[0]"),
+    ("cycle", edit(make_cycle), "layers[2] (r1).inputs[0]"),
+    ("self_loop", set_key(2, "inputs", ["r1"]), "layers[2] (r1).inputs[0]"),
+    ("two_inputs_to_relu", set_key(2, "inputs", ["c1", "x"]), "layers[2] (r1).inputs"),
+    ("no_inputs", set_key(2, "inputs", []), "layers[2] (r1).inputs"),
+    ("inputs_not_list", set_key(2, "inputs", "c1"), "layers[2] (r1).inputs"),
+    ("add_shape_mismatch", edit(add_shape_mismatch), "layers[3] (bad_add).inputs"),
+    ("add_one_input", edit(add_one_input), "layers[3] (bad_add).inputs"),
+    ("two_outputs", edit(two_outputs), "layers[2] (r1)"),
+    ("unreachable_layer", edit(unreachable_layer), "layers[3] (dead)"),
+    ("in_shape_key_in_v2", set_key(2, "in_shape", [4, 4, 4]), "layers[2] (r1).in_shape"),
     ("out_shape_wrong", set_key(1, "out_shape", [4, 4, 5]), f"{C}.out_shape"),
     ("huge_input_shape", set_key(0, "out_shape", [65536, 65536, 1]), "layers[0] (x).out_shape"),
     ("huge_table_shape", set_table(5, "codes", "shape", [16, 1 << 25]), f"{FC}.codes.shape"),
@@ -406,3 +454,199 @@ def test_cli_check_accepts_the_good_model(good_dir):
     r = subprocess.run([sys.executable, "-m", "vecq_hw.cli", "check", str(good_dir)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+# --------------------------------------------------------------------------- output paths (issue 11: 8, 10, 11)
+# Every output-naming option of every command: what we write stays inside the output folder or
+# file named; unwritable outputs and bad option values are one line, exit 2, nothing written.
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from vecq_hw.cli import cli
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _assert_one_line_exit_2(r, *needles):
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.output and "Usage:" not in r.stderr and "Try " not in r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("name", [
+    "../x", "../../x", "a/b", "/tmp/vecq_abs_name", "my project", "1abc", "", "a-b", "ü",
+    "abc\n",                                # '$' in a regex lets a trailing newline through
+    "int", "class", "and", "main",          # C++ keywords and the testbench's main
+    "x", "y",                               # the testbench's own variables (io_parallel)
+    "input_t", "config2", "defines", "parameters",  # hls4ml's types, configs and file names
+    "_Upper",                               # reserved in C++
+])
+def test_hls_project_name_must_be_a_free_c_identifier(good_dir, tmp_path, name):
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _cli("hls", good_dir, "--out", work / "prj", "--project-name", name)
+    _assert_one_line_exit_2(r, "project_name")
+    assert _tree(tmp_path) == {"work"}  # nothing written, inside the output folder or beside it
+    assert not Path("/tmp/vecq_abs_name.cpp").exists()
+
+
+def test_hls_writes_only_inside_its_folder(good_dir, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    r = _cli("hls", good_dir, "--out", work / "prj", "--project-name", "vecq_top")
+    assert r.exit_code == 0, r.output
+    assert {p.split("/")[0] for p in _tree(work)} == {"prj"}
+    prj = work / "prj"
+    assert (prj / "firmware" / "vecq_top.cpp").is_file() and (prj / "vecq_top_test.cpp").is_file()
+    assert all(prj.resolve() in p.resolve().parents for p in prj.rglob("*"))
+
+
+def _renamed_layers(good_dir, tmp_path) -> Path:
+    """The good model with layer names that are paths: '../../evil', '.hidden', 'a/b'."""
+    d = tmp_path / "m"
+    shutil.copytree(good_dir, d)
+    doc = _load((d / "model.yaml").read_text())
+    for i, name in ((2, "../../evil"), (3, ".hidden"), (4, "a/b")):
+        _rec(doc, i)["name"] = name
+        _rec(doc, i + 1)["inputs"] = [name]
+    (d / "model.yaml").write_text(_dump(doc))
+    return d
+
+
+def test_sim_trace_file_names_stay_inside_the_trace_folder(good_dir, tmp_path):
+    from vecq_hw.sim import simulate
+
+    model_dir = _renamed_layers(good_dir, tmp_path)
+    x = np.random.default_rng(0).random((3, 6, 6, 2)) * 0.99
+    np.save(tmp_path / "x.npy", x)
+    trace = tmp_path / "deep" / "trace"
+    before = _tree(tmp_path)
+    r = _cli("sim", model_dir, "--input", tmp_path / "x.npy", "--trace", trace)
+    assert r.exit_code == 0, r.output
+    new = _tree(tmp_path) - before
+    assert new == {"deep", "deep/trace"} | {f"deep/trace/{f}" for f in os.listdir(trace)}
+    assert all(p.parent == trace and not p.name.startswith(".") for p in trace.iterdir())
+    assert len(os.listdir(trace)) == 6  # one file per layer, none lost to a name clash
+    res = simulate(load_model(model_dir), x, trace=True)
+    assert np.array_equal(np.load(trace / "a_b.npy"), res.trace["a/b"])
+    assert np.array_equal(np.load(trace / "_.._evil.npy"), res.trace["../../evil"])
+
+
+@pytest.mark.parametrize("option", ["--output", "--trace"])
+def test_sim_unwritable_output_is_one_line(good_dir, tmp_path, option):
+    np.save(tmp_path / "x.npy", np.zeros((2, 6, 6, 2)))
+    (tmp_path / "afile").write_text("keep")
+    target = tmp_path / "afile" / ("y.npy" if option == "--output" else "t")
+    r = _cli("sim", good_dir, "--input", tmp_path / "x.npy", option, target)
+    _assert_one_line_exit_2(r, "afile", option)
+    assert (tmp_path / "afile").read_text() == "keep"
+    assert _tree(tmp_path) == {"x.npy", "afile"}
+
+
+def test_sim_output_into_a_missing_folder_creates_it(good_dir, tmp_path):
+    from vecq_hw.sim import simulate
+
+    x = np.random.default_rng(1).random((4, 6, 6, 2))
+    np.save(tmp_path / "x.npy", x)
+    r = _cli("sim", good_dir, "--input", tmp_path / "x.npy", "--output", tmp_path / "new" / "y.npy", "--mantissas")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(tmp_path / "new" / "y.npy"), simulate(load_model(good_dir), x).output)
+    assert _tree(tmp_path) == {"x.npy", "new", "new/y.npy"}  # no temporary file left behind
+
+
+def test_sim_output_that_is_a_folder_is_one_line(good_dir, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 6, 6, 2)))
+    (tmp_path / "dir").mkdir()
+    _assert_one_line_exit_2(_cli("sim", good_dir, "--input", tmp_path / "x.npy", "--output", tmp_path / "dir"),
+                            "--output")
+
+
+@pytest.mark.parametrize("command", ["sim", "hls"])
+def test_an_empty_batch_is_one_line(good_dir, tmp_path, command):
+    np.save(tmp_path / "x.npy", np.zeros((0, 6, 6, 2)))
+    args = (["sim", good_dir, "--input", tmp_path / "x.npy"] if command == "sim" else
+            ["hls", good_dir, "--out", tmp_path / "prj", "--test-inputs", tmp_path / "x.npy"])
+    _assert_one_line_exit_2(_cli(*args), "no samples", "x.npy")
+    assert _tree(tmp_path) == {"x.npy"}
+
+
+def test_hls_into_an_existing_project_needs_overwrite(good_dir, tmp_path):
+    prj = tmp_path / "prj"
+    assert _cli("hls", good_dir, "--out", prj).exit_code == 0
+    (prj / "my_notes.txt").write_text("mine")
+    before = {p: (prj / p).read_bytes() for p in _tree(prj) if (prj / p).is_file()}
+    _assert_one_line_exit_2(_cli("hls", good_dir, "--out", prj, "--project-name", "other"), "--overwrite")
+    assert {p: (prj / p).read_bytes() for p in _tree(prj) if (prj / p).is_file()} == before
+    r = _cli("hls", good_dir, "--out", prj, "--project-name", "other", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert (prj / "other_test.cpp").is_file() and not (prj / "my_notes.txt").exists()
+    assert _tree(tmp_path) == {"prj"} | {f"prj/{p}" for p in _tree(prj)}  # no temporaries left
+
+
+@pytest.mark.parametrize("content", [
+    {"notes.txt": "a user's folder"},
+    {"vecq_project.json": '{"generator": "someone else"}', "data.bin": "x"},
+    {"vecq_project.json": "not json"},
+])
+def test_hls_never_replaces_a_folder_that_is_not_ours(good_dir, tmp_path, content):
+    d = tmp_path / "folder"
+    d.mkdir()
+    for name, text in content.items():
+        (d / name).write_text(text)
+    _assert_one_line_exit_2(_cli("hls", good_dir, "--out", d, "--overwrite"), "not a vecq_hw HLS project")
+    assert {p.name: p.read_text() for p in d.iterdir()} == content
+    assert _tree(tmp_path) == {"folder"} | {f"folder/{n}" for n in content}
+
+
+def test_csim_of_a_folder_that_is_not_a_project_is_bad_input(tmp_path):
+    _assert_one_line_exit_2(_cli("csim", tmp_path), "not a vecq_hw HLS project")
+
+
+@pytest.mark.parametrize("args", [
+    ["report", "{tmp}", "--limit", "0"],
+    ["report", "{tmp}", "--limit", "-1"],
+    ["demo", "--out", "{tmp}/demo", "--csim-images", "0"],
+    ["export", "{good}", "--out", "{tmp}/m", "--eval-limit", "-1"],
+    ["export", "{good}", "--out", "{tmp}/m", "--scale-bits", "many"],
+    ["hls", "{good}", "--out", "{tmp}/p", "--reuse-factor", "0"],
+    ["hls", "{good}", "--out", "{tmp}/p", "--clock-period", "0"],
+    ["hls", "{good}", "--out", "{tmp}/p", "--backend", "Quartus"],
+    ["hls", "{good}", "--out", "{tmp}/p", "--clock-period", "nan"],  # click's FloatRange lets nan/inf through
+    ["rtl", "{good}", "--out", "{tmp}/r", "--clock-period", "inf"],
+    ["rtl", "{good}", "--out", "{tmp}/r", "--latency-cutoff", "nan"],
+    ["rtl", "{good}", "--out", "{tmp}/r", "--latency-cutoff", "-1"],
+    ["csim", "{tmp}", "--timeout", "nan"],
+    ["csim", "{tmp}", "--opt", "-o/tmp/vecq_escape"],  # a compiler flag is not an optimisation level
+    ["sim", "{good}"],                                  # missing --input
+    ["sim", "{good}", "--input"],                       # option without its value
+    ["sim", "{good}", "--input", "{tmp}/x.npy", "--frobnicate"],
+    ["no-such-command"],
+])
+def test_bad_option_values_are_one_line_without_usage_text(good_dir, tmp_path, args):
+    r = _cli(*[a.format(tmp=tmp_path, good=good_dir) for a in args])
+    _assert_one_line_exit_2(r)
+    assert "--help" in r.stderr  # where to look, in the same line
+    assert _tree(tmp_path) == set()
+
+
+def test_help_still_works():
+    r = _cli("hls", "--help")
+    assert r.exit_code == 0 and r.stdout.startswith("Usage:") and "--overwrite" in r.stdout
+    assert _cli("--help").exit_code == 0
+
+
+def test_saved_table_names_stay_inside_the_model_folder(good_dir, tmp_path):
+    """export/save: table files are named after layers; a layer named '../../evil' stays inside."""
+    model = load_model(_renamed_layers(good_dir, tmp_path))
+    before = _tree(tmp_path)
+    save_model(model, tmp_path / "out" / "m2")
+    assert {p.split("/")[0] for p in _tree(tmp_path) - before} == {"out"}
+    assert all(p.parent == tmp_path / "out" / "m2" for p in (tmp_path / "out" / "m2").iterdir())
+    assert load_model(tmp_path / "out" / "m2") == model

@@ -178,3 +178,109 @@ def test_loader_seeded_shuffle():
     assert order(3) == order(3)
     assert order(3) != order(4)
     assert sorted(order(3)) == list(range(50))
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+def _cifar_batch(path, n, seed, *, protocol=2, extra=None):
+    """A batch in the layout of the official python files: a pickled dict with b'data' uint8
+    (n, 3072) (R, G, B planes of each image) and b'labels' a list of ints."""
+    import pickle
+
+    rng = np.random.default_rng(seed)
+    blob = {b"batch_label": b"testing batch", b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"img_{i}.png".encode() for i in range(n)]}
+    if extra is not None:
+        blob.update(extra)
+    path.write_bytes(pickle.dumps(blob, protocol=protocol))
+    return blob
+
+
+def _md5_table(folder):
+    import hashlib
+
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+@pytest.fixture
+def cifar(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    blobs = [_cifar_batch(folder / f"data_batch_{i}", 3, i) for i in range(1, 6)]
+    blobs.append(_cifar_batch(folder / "test_batch", 4, 9, protocol=4))
+    return tmp_path, folder, blobs
+
+
+def test_cifar10_reads_the_python_batches(cifar):
+    root, folder, blobs = cifar
+    table = _md5_table(folder)
+    x, y = data.load_cifar10("train", root=root, md5=table)
+    assert x.dtype == np.uint8 and x.shape == (15, 3, 32, 32) and y.dtype == np.int64
+    want = np.concatenate([b[b"data"] for b in blobs[:5]])
+    np.testing.assert_array_equal(x.reshape(15, 3072), want)
+    # channel planes: the first 1024 bytes of a row are the red plane, row-major 32 x 32
+    np.testing.assert_array_equal(x[4, 0, 1, 2], blobs[1][b"data"][1][32 + 2])
+    np.testing.assert_array_equal(x[4, 2, 31, 31], blobs[1][b"data"][1][3071])
+    assert y.tolist() == sum((b[b"labels"] for b in blobs[:5]), [])
+    xt, yt = data.load_cifar10("test", root=folder, md5=table, limit=2)
+    assert xt.shape == (2, 3, 32, 32) and yt.tolist() == blobs[5][b"labels"][:2]
+    t, _ = to_tensors(xt, yt)
+    assert t.shape == (2, 3, 32, 32) and float(t.max()) < 1.0
+
+
+def test_cifar10_checks_the_published_md5(cifar):
+    root, folder, _ = cifar
+    assert data.CIFAR10_MD5["data_batch_1"] == "c99cafc152244af753f735de768cd75f"
+    assert data.CIFAR10_MD5["test_batch"] == "40351d587109b95175f43aff81a1287e"
+    with pytest.raises(DatasetError) as ei:  # the default table: these are not the real files
+        data.load_cifar10("test", root=root)
+    msg = str(ei.value)
+    assert "md5 mismatch" in msg and "test_batch" in msg and data.CIFAR10_MD5["test_batch"] in msg
+    assert "\n" not in msg
+    table = _md5_table(folder)
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:-5])
+    with pytest.raises(DatasetError, match=r"data_batch_3.*md5 mismatch"):
+        data.load_cifar10("train", root=root, md5=table)
+
+
+def test_cifar10_refuses_code_in_a_pickle(tmp_path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.makedirs, (str(tmp_path / "executed"),))
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Payload(), b"labels": []}, protocol=2))
+    with pytest.raises(DatasetError) as ei:
+        data.load_cifar10("test", root=tmp_path, md5=_md5_table(folder))
+    assert "not allowed" in str(ei.value) and "\n" not in str(ei.value)
+    assert not (tmp_path / "executed").exists()
+
+
+@pytest.mark.parametrize("extra,match", [
+    ({b"data": np.zeros((3, 3072), np.float32)}, "uint8"),
+    ({b"data": np.zeros((3, 100), np.uint8)}, "3072"),
+    ({b"labels": [1, 2]}, "list of 3 integers"),
+    ({b"labels": [1, 2, 10]}, "0..9"),
+])
+def test_cifar10_bad_content(tmp_path, extra, match):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    _cifar_batch(folder / "test_batch", 3, 0, extra=extra)
+    with pytest.raises(DatasetError, match=match):
+        data.load_cifar10("test", root=tmp_path, md5=_md5_table(folder))
+
+
+def test_cifar10_missing_files(tmp_path, cifar):
+    root, folder, _ = cifar
+    (folder / "data_batch_4").unlink()
+    with pytest.raises(DatasetError, match=r"missing CIFAR-10 file data_batch_4"):
+        data.load_cifar10("train", root=root, md5=_md5_table(folder))
+    with pytest.raises(DatasetError, match="no CIFAR-10 folder"):
+        data.load_cifar10("train", root=tmp_path / "nowhere")
+    with pytest.raises(DatasetError, match="no md5 given for test_batch"):
+        data.load_cifar10("test", root=root, md5={})

@@ -176,3 +176,12 @@ def test_flatten_order_is_channels_last():
     c, h, w = 6, 2, 2
     expect = torch_codes.T.reshape(c, h, w, -1).transpose(1, 2, 0, 3).reshape(c * h * w, -1)
     np.testing.assert_array_equal(dense.codes, expect)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one torch thread is much faster than several on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

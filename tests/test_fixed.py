@@ -31,6 +31,9 @@ P = FixedType.parse
     ("ap_uint< 1 >", "ap_uint<1>"),
     ("ap_int<64>", "ap_int<64>"),
     ("ap_ufixed<63,63>", "ap_ufixed<63,63>"),
+    ("ap_fixed<8,0>", "ap_fixed<8,0>"), ("ap_fixed<8,-0>", "ap_fixed<8,0>"),
+    ("ap_fixed<+8,+0>", "ap_fixed<8,0>"), ("\tap_fixed<8,\t3>\n", "ap_fixed<8,3>"),
+    ("ap_fixed<8,3,AP_TRN,AP_WRAP,+0>", "ap_fixed<8,3>"),
 ])
 def test_parse_print_round_trip(text, canonical):
     t = P(text)
@@ -54,6 +57,15 @@ def test_fields():
     "ap_fixed<8,x>", "ap_int<8,3>", "ap_int<0>", "ap_uint<64>", "ap_ufixed<64,10>",
     "ap_ufixed<8,3,AP_TRN,AP_WRAP_SM>", "ap_fixed<8,3,AP_TRN,AP_WRAP,9>", "ap_fixed<8,3,AP_TRN,AP_WRAP,-1>",
     "ap_fixed<8,3,,AP_SAT>", "fixed<8,3>", "ap_fixed<8,3>x", "ap_fixed<8,10000>", "std::ap_fixed<8,3>",
+    # spellings C++ reads differently (octal, other literals) or not at all (non-ASCII)
+    "ap_fixed<１２,5>", "ap_fixed<8,３>", "ap_fixed<8,\u0663>", "ap_fixed<012,5>", "ap_fixed<8,03>",
+    "ap_fixed<8,-03>", "ap_int<010>", "ap_fixed<8,3,AP_TRN,AP_WRAP,01>", "ap_fixed<8,00>",
+    "ap_fixed<0x10,5>", "ap_fixed<8,0b11>", "ap_fixed<1'6,5>", "ap_fixed<16u,5>", "ap_fixed<8,3.0>",
+    "ap_fixed<8,1e1>", "ap_fixed<1 6,5>", "ap_fixed<8,- 3>", "ap_fixed<8,+-3>", "ap_fixed<8,(3)>",
+    "ap_fixed<8,\u22123>", "ap_fixed<8,\u00a03>", "ap_fixed<8,3\u3000>", "\u00a0ap_fixed<8,3>",
+    "ap_fixed<8,3>\u2028", "ap_fixed<8,3,AP_Rnd>", "ap_fixed<8,3,SC_RND>", "ap_fixed<8,3,AP_SAT>",
+    "ap_fixed<8,3,AP_RND,AP_SAT,>", "ap_fixed<8,3>>", "ap_fixed<8,3,AP_RND\u00a0>", "AP_FIXED<8,3>",
+    "ap_fixed<8,\n3>", "ap_fixed<1_2,5>", "ap_fixed<1024,10>", "ap_fixed<8,513>", "ap_fixed<8,-600>",
 ])
 def test_malformed_rejected(text):
     with pytest.raises(FixedTypeError) as info:
@@ -65,6 +77,19 @@ def test_malformed_rejected(text):
 def test_not_a_string_rejected():
     with pytest.raises(FixedTypeError):
         P(8)
+
+
+@pytest.mark.parametrize("fields", [(True, 1), (8, True), (8, 3, True, "AP_TRN", "AP_WRAP", False),
+                                    (8.0, 3), (8, 3.0)])
+def test_bool_and_float_fields_rejected(fields):
+    """FixedType(True, 1) would print ap_fixed<True,1>, which C++ does not read."""
+    with pytest.raises(FixedTypeError):
+        FixedType(*fields)
+
+
+def test_leading_zero_message_says_why():
+    with pytest.raises(FixedTypeError, match="width W must be a decimal integer.*octal.*'012'"):
+        P("ap_fixed<012,5>")
 
 
 # -- ranges, derived by hand from the ap_types definitions --------------------------------
@@ -99,6 +124,18 @@ def test_hand_examples():
                                   [2, -2, 0, 1, 0, 44])
     np.testing.assert_array_equal(i8.quantize_mantissa([-16, 16, -3], 4), [-1, 1, 0])
     np.testing.assert_array_equal(i8.quantize_mantissa([-16, -1], 8, src_width=8), [-1, -1])
+    # AP_SAT_SYM at W = 1 (max 0): ap_types sets the minimum, then ORs in the LSB (the same
+    # bit), so negatives saturate to -1, not to -max = 0; at W = 2 -max = -1 as usual
+    sym1 = P("ap_fixed<1,1,AP_TRN,AP_SAT_SYM>")
+    np.testing.assert_array_equal(sym1.from_float([-1.0, -7.5, -0.5, 0.5, 3.0]), [-1, -1, -1, 0, 0])
+    np.testing.assert_array_equal(sym1.from_float([-1e300, 1e300]), [-1, 0])   # exact path
+    np.testing.assert_array_equal(sym1.quantize_mantissa([-8, -5, 3], 2), [-1, -1, 0])
+    np.testing.assert_array_equal(sym1.quantize_mantissa([-8], 2, src_width=5), [-1])
+    np.testing.assert_array_equal(sym1.quantize_mantissa([-1], -70), [-1])     # general path
+    assert sym1.overflow_range() == (-1, 0)
+    sym2 = P("ap_fixed<2,2,AP_RND,AP_SAT_SYM>")
+    np.testing.assert_array_equal(sym2.from_float([-2.0, -9.0, -1.5, 1.5]), [-1, -1, -1, 1])
+    assert P("ap_ufixed<1,1,AP_TRN,AP_SAT_SYM>").overflow_range() == (0, 1)
     with pytest.raises(FixedTypeError):
         t.from_float([1.0, np.nan])
     with pytest.raises(FixedTypeError):
@@ -122,8 +159,8 @@ def _ref(t: FixedType, m: int, sh: int) -> int:
     lo, hi = t.min_mantissa, t.max_mantissa
     if t.overflow == "AP_SAT" or (t.overflow == "AP_SAT_SYM" and not t.signed):
         return min(max(r, lo), hi)
-    if t.overflow == "AP_SAT_SYM":
-        return min(max(r, -hi), hi)
+    if t.overflow == "AP_SAT_SYM":   # -max, but W = 1 gives -1: ap_types ORs the LSB into min
+        return min(max(r, -max(hi, 1)), hi)
     if t.overflow == "AP_SAT_ZERO":
         return r if lo <= r <= hi else 0
     v = r % (1 << t.width)
@@ -134,7 +171,8 @@ def _ref(t: FixedType, m: int, sh: int) -> int:
 @pytest.mark.parametrize("o", ["AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM"])
 def test_long_shifts_against_big_int_reference(q, o):
     rng = np.random.default_rng(1)
-    for w, i, s in ((8, 3, True), (64, 20, True), (33, 40, False), (12, -70, True)):
+    for w, i, s in ((8, 3, True), (64, 20, True), (33, 40, False), (12, -70, True),
+                    (1, 1, True), (2, -3, True), (1, 0, False)):
         t = FixedType(w, i, s, q, o)
         for frac in (-80, -64, -63, -1, 0, 1, 5, 63, 64, 65, 100, 126):
             m = np.concatenate([rng.integers(-2**63, 2**63 - 1, 150, endpoint=True),
@@ -197,6 +235,37 @@ def test_torch_equals_numpy(t):
     got32 = quantize_tensor(torch.from_numpy(x32), t)
     assert got32.dtype == torch.float32
     np.testing.assert_array_equal(got32.numpy(), t.quantize(x32.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
+def test_torch_sat_sym_width_1(dtype):
+    """Both torch paths (bit-level for float64, saturating fast path for narrow floats):
+    ap_fixed<1,1,*,AP_SAT_SYM> takes negatives to -1 as ap_types does (see test_hand_examples)."""
+    x = torch.tensor([-1.0, -7.5, -0.5, -0.25, 0.5, 3.0], dtype=dtype)
+    for q, want in (("AP_TRN", [-1, -1, -1, -1, 0, 0]), ("AP_RND", [-1, -1, 0, 0, 0, 0])):
+        got = quantize_tensor(x, FixedType(1, 1, True, q, "AP_SAT_SYM"))
+        assert got.dtype == dtype
+        assert got.tolist() == want, q
+
+
+@pytest.mark.parametrize("integer", [10, 140, -120, -150, -480])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_torch_fast_path_at_extreme_scales(integer, dtype):
+    """The saturating fast path for narrow floats, where x * 2**frac leaves float32's range
+    (frac 128, 158, 488: 2**frac is inf, 0 * inf is NaN) or underflows (frac < 0: a tiny
+    negative x must still floor to -1 LSB, not to 0), against numpy's exact conversion."""
+    tiny = [1e-45, -1e-45, 1e-40, -1e-40, 2.0**-126, -2.0**-149, 6e-8, -6e-8, 2.0**-24, -2.0**-133]
+    big = [3e38, -3e38, 2.0**127, -2.0**100, 65504.0, -65504.0, 1.0, -1.0, 0.0, -0.0, 0.375]
+    x = torch.tensor(tiny + big, dtype=torch.float64).to(dtype)
+    x = x[torch.isfinite(x)]
+    for q in ROUNDING_MODES:
+        for o in ("AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM"):
+            for signed in (True, False):
+                t = FixedType(8, integer, signed, q, o)
+                got = quantize_tensor(x, t)
+                want = torch.from_numpy(t.quantize(x.double().numpy())).to(dtype)
+                assert not got.isnan().any(), t
+                assert torch.equal(got, want), (str(t), x[got != want], got[got != want])
 
 
 def test_torch_rejects_wide_and_nonfinite():

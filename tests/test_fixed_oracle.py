@@ -1,16 +1,21 @@
 """vecq_hw.fixed against the real thing: g++ builds of hls4ml's ap_types headers.
 
-Every rounding x overflow mode, signed and unsigned, widths 5..64, for conversion from
-double and from a raw ap_fixed mantissa (the simulator's requantisation step), with
-random values plus ties, extremes and one-LSB-outside values. One compile, one run.
+Every rounding x overflow mode, signed and unsigned, widths 5..64 and (a second build) 1
+and 2, for conversion from double and from a raw ap_fixed mantissa (the simulator's
+requantisation step), on every path of ours that can produce it, with random values plus
+ties, extremes and one-LSB-outside values. One compile and one run per build (cached).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from vecq_hw.errors import FixedTypeError
 from vecq_hw.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedType, add_type, mul_type
+from vecq_hw.fixed_torch import MAX_TORCH_WIDTH, quantize_tensor
+from vecq_hw.sim.float_requant import FloatRequant
 
 from _apt import Oracle, oracle_available
 
@@ -159,21 +164,53 @@ def results(tmp_path_factory):
     return by_key, printed, len(arith_jobs)
 
 
+def _differ(what, got, want, inp):
+    got = np.asarray(got)
+    bad = np.flatnonzero(got != want)
+    if bad.size:
+        i = bad[0]
+        pytest.fail(f"{what}: {bad.size}/{inp.size} differ, e.g. input {inp[i]!r} "
+                    f"-> ours {got[i]}, ap_types {want[i]}")
+
+
 def _check(items):
+    """Our conversions against ap_types' bits, on every path that can produce the target:
+    from_float's exact path and its single-pass fast path (which runs only when the whole array
+    is small), the torch paths (float64: the bit-level one; float32: the saturating fast one),
+    quantize_mantissa's in-place shift path and general path, and FloatRequant where it plans."""
     compared = 0
     for t, s, inp, bits in items:
         want = t._wrap(bits.view(np.int64))
         if s is None:
-            got = t.from_float(inp)
-            what = f"{t} = (double)"
+            _differ(f"{t} = (double), exact path", t.from_float(inp), want, inp)
+            small = np.abs(inp) < 2.0 ** (50 - t.frac)              # from_float's fast path
+            assert small.sum() > 100
+            _differ(f"{t} = (double), fast path", t.from_float(inp[small]), want[small], inp[small])
+            if t.width > MAX_TORCH_WIDTH:
+                compared += inp.size
+                continue
+            got = quantize_tensor(torch.from_numpy(inp), t).numpy()
+            _differ(f"{t} = (double), torch float64", got, t.to_float(want), inp)
+            with np.errstate(over="ignore"):                     # |x| > float32's max: inf
+                narrow = inp.astype(np.float32).astype(np.float64) == inp
+            x32 = inp[narrow].astype(np.float32)
+            got = quantize_tensor(torch.from_numpy(x32), t).numpy()   # torch's float32 path
+            _differ(f"{t} = (float), torch float32", got,
+                    t.to_float(want[narrow]).astype(np.float32), inp[narrow])
         else:
-            got = t.quantize_mantissa(inp, s.frac, src_width=s.width)
+            sh = s.frac - t.frac
             what = f"{t} = {s}"
-        bad = np.flatnonzero(got != want)
-        if bad.size:
-            i = bad[0]
-            pytest.fail(f"{what}: {bad.size}/{inp.size} differ, e.g. input {inp[i]!r} "
-                        f"-> ours {got[i]}, ap_types {want[i]}")
+            _differ(what, t.quantize_mantissa(inp, s.frac, src_width=s.width), want, inp)
+            if t.kind == "fixed":
+                _differ(f"{what}, general path", t._convert(inp, np.int64(sh)), want, inp)
+            buf = inp.copy()
+            _differ(f"{what}, in place", t.quantize_mantissa(buf, s.frac, s.width, out=buf),
+                    want, inp)
+            one, zero = np.ones(1, np.int64), np.zeros(1, np.int64)   # acc * 1 + 0
+            plan = FloatRequant.plan(s.width + 1, one, zero, sh, t)   # + 1: unsigned sources
+            if plan is not None:
+                got = plan(inp.reshape(-1, 1).astype(np.float64)).reshape(-1).astype(np.int64)
+                _differ(f"{what}, FloatRequant", got, want, inp)
         compared += inp.size
     return compared
 
@@ -223,3 +260,119 @@ def test_value_count(results):
     total = sum(inp.size for items in results[0].values() for _, _, inp, _ in items)
     print(f"\n{total} values compared against ap_types")
     assert total > 1_000_000
+
+
+# -- W = 1 and W = 2: every rounding x overflow mode, signed and unsigned, every N -----------
+# A separate oracle build (cached on its own): widths this small hit the edge cases of the
+# saturation logic (ap_types' AP_SAT_SYM ORs the LSB into the minimum, so W = 1 saturates
+# negatives to -1, not to -max = 0). Each target is checked on every path that can produce
+# it: from_float's single-pass fast path and its exact path, quantize_mantissa's in-place
+# shift path and its general path, both torch paths, and FloatRequant where it plans.
+
+SMALL_I = (0, 1, 2, -1, 3, -3, 5)      # rotated over the targets: I inside, above, below W
+
+
+def _small_targets() -> list[FixedType]:
+    out, k = [], 0
+    for q in ROUNDING_MODES:
+        for o in OVERFLOW_MODES:
+            for s in (True, False):
+                if o == "AP_WRAP_SM" and not s:
+                    continue
+                for w in (1, 2):
+                    for n in (range(w + 1) if o in ("AP_WRAP", "AP_WRAP_SM") else (0,)):
+                        out.append(FixedType(w, SMALL_I[k % len(SMALL_I)], s, q, o, n))
+                        k += 1
+    issue = FixedType(1, 1, True, "AP_TRN", "AP_SAT_SYM")     # the issue's example
+    return out + ([issue] if issue not in out else [])
+
+
+SMALL_TARGETS = _small_targets()
+SMALL_ARITH = ["ap_fixed<1,1>", "ap_ufixed<1,0>", "ap_fixed<2,-3>", "ap_ufixed<2,5>", "ap_int<1>",
+               "ap_uint<1>", "ap_int<2>", "ap_fixed<8,3>"]
+# spellings we accept at the edges of the grammar: C++ must read them as we do
+EDGE_SPELLINGS = ["ap_fixed<8,-0>", "ap_fixed<+8,+0>", "ap_fixed<8,0>", "\tap_fixed\t<\t8\t,\t3\t>\t",
+                  "ap_fixed<8,3,AP_TRN,AP_WRAP,+0>", "ap_fixed<1,1,AP_RND,AP_SAT_SYM,1>",
+                  "ap_ufixed<2,-5,AP_RND_CONV,AP_WRAP,2>", "ap_uint<+1>"]
+# spellings C++ reads as another number than the digits say: we refuse them
+OTHER_READINGS = ["ap_fixed<012,5>", "ap_fixed<8,-010>", "ap_int<010>", "ap_fixed<0x10,5>",
+                  "ap_fixed<8,0b11>"]
+
+
+def _small_sources(t: FixedType, k: int) -> list[FixedType]:
+    """All-values sources (<= 12 bits): a right shift with rounding and overflow, plus one
+    of (rotating with the target's index k, to keep the build small) an unsigned source, a
+    left shift, and the issue's ap_fixed<5,3> (its shift depends on t's I), which every
+    AP_SAT_SYM target also gets."""
+    f = t.frac
+    other = [FixedType(7, 7 - (f + 2), False),      # unsigned, 2 more fractional bits
+             FixedType(6, 6 - (f - 2), True),       # 2 fewer fractional bits (left shift)
+             FixedType(5, 3, True)]
+    out = [FixedType(8, 8 - (f + 3), True), other[k % 3]]   # 3 more frac bits, 2+ more int
+    if t.overflow == "AP_SAT_SYM" and k % 3 != 2:
+        out.append(other[2])
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_results(tmp_path_factory):
+    rng = np.random.default_rng(20261202)
+    oracle, cases = Oracle(), []
+    for k, t in enumerate(SMALL_TARGETS):
+        x = double_inputs(t, rng)
+        cases.append((t, None, x, oracle.from_double(t, x)))
+        for s in _small_sources(t, k):
+            if s.frac - t.frac > s.width:      # ap_types asserts (reads a bit beyond the MSB)
+                continue
+            m = fixed_inputs(s, t, rng)
+            cases.append((t, s, m, oracle.from_fixed(s, t, m)))
+    for a in SMALL_ARITH:
+        for b in SMALL_ARITH:
+            oracle.arith(FixedType.parse(a), FixedType.parse(b))
+    for text in EDGE_SPELLINGS + OTHER_READINGS:
+        oracle.spelling(text)
+    out, printed = oracle.run(tmp_path_factory.mktemp("apt_small"))
+    by_target = {}
+    for t, s, inp, job in cases:
+        by_target.setdefault(t, []).append((t, s, inp, out[job]))
+    return by_target, printed
+
+
+@pytest.mark.parametrize("t", SMALL_TARGETS, ids=str)
+def test_widths_1_and_2_match_ap_types(small_results, t):
+    assert _check(small_results[0][t]) >= 3500
+
+
+def test_small_result_types_match_ap_types(small_results):
+    printed = small_results[1]
+    k = 0
+    for a in SMALL_ARITH:
+        for b in SMALL_ARITH:
+            mul, add = _fields(printed[k]), _fields(printed[k + 1])
+            k += 2
+            assert mul_type(FixedType.parse(a), FixedType.parse(b)) == mul, (a, b)
+            assert add_type(FixedType.parse(a), FixedType.parse(b)) == add, (a, b)
+
+
+def test_edge_spellings_mean_what_cpp_says_or_are_refused(small_results):
+    printed = small_results[1][2 * len(SMALL_ARITH) ** 2:]
+    assert len(printed) == len(EDGE_SPELLINGS) + len(OTHER_READINGS)
+    for text, line in zip(EDGE_SPELLINGS, printed):
+        assert FixedType.parse(text) == _fields(line), text
+    for text, line in zip(OTHER_READINGS, printed[len(EDGE_SPELLINGS):]):
+        cpp_reads = _fields(line)
+        digits = text.split("<")[1].rstrip(">").split(",")
+        assert [cpp_reads.width, cpp_reads.integer][:len(digits)] != \
+            [int("".join(c for c in d if c in "+-0123456789")) for d in digits], text
+        with pytest.raises(FixedTypeError):
+            FixedType.parse(text)
+
+
+def test_sat_sym_width_1_saturates_negatives_to_minus_one(small_results):
+    """The issue's example, straight from the oracle: ap_fixed<5,3> mantissa -8 (value -1)."""
+    t = FixedType(1, 1, True, "AP_TRN", "AP_SAT_SYM")
+    src = FixedType(5, 3, True)
+    (inp, bits), = [(inp, bits) for _, s, inp, bits in small_results[0][t] if s == src]
+    assert t._wrap(bits.view(np.int64))[list(inp).index(-8)] == -1   # ap_types says so
+    assert t.quantize_mantissa(np.array([-8]), src.frac)[0] == -1
+    assert t.from_float(np.array([-1.0, -7.5]))[0] == -1

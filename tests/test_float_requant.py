@@ -77,6 +77,21 @@ def test_plan_equals_int_path_or_is_refused(rounding, overflow):
         assert planned > 0
 
 
+@pytest.mark.parametrize("w,want", [(1, [-1, -1, -1, -1, 0, 0, 0, 0]),
+                                    (2, [-1, -1, -1, -1, 0, 0, 1, 1])])
+def test_sat_sym_narrowest_widths(w, want):
+    """AP_SAT_SYM at W = 1 saturates negatives to -1 (ap_types ORs the LSB into the minimum;
+    -max would be 0), at W = 2 to -max = -1; values by hand: AP_TRN, sh = 2, floor(acc / 4)
+    = -2 -2 -1 -1 0 0 1 1. The oracle tests confirm both against g++."""
+    t = FixedType(w, w, True, "AP_TRN", "AP_SAT_SYM")
+    acc = np.array([[-8], [-5], [-4], [-1], [0], [3], [4], [7]], dtype=np.int64)
+    plan = FloatRequant.plan(5, np.ones(1, np.int64), np.zeros(1, np.int64), 2, t)
+    assert plan is not None
+    for dtype in (np.float32, np.int64):
+        np.testing.assert_array_equal(plan(acc.astype(dtype)).ravel(), want)
+    np.testing.assert_array_equal(t.quantize_mantissa(acc, t.frac + 2).ravel(), want)
+
+
 def test_integer_targets_and_right_shifts_beyond_62_are_refused():
     one = np.ones(3, np.int64)
     assert FloatRequant.plan(8, one, one, 2, FixedType.parse("ap_int<8>")) is None

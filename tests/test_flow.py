@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from vecq_hw.data import load_dataset
-from vecq_hw.export.model_io import load_model
+from vecq_hw.ir.io import load_model
 from vecq_hw.flow import images_to_inputs, predict_sim, run_demo
 from vecq_hw.sim import simulate
 
@@ -112,7 +112,8 @@ def test_report_refuses_a_folder_that_is_not_a_run(tmp_path):
 
 
 def test_cli_csim_fails_on_a_tampered_expectation(demo, tmp_path):
-    """The check can fail: flip one expected output value and csim must report it and exit 1."""
+    """The check can fail: flip one expected output value and csim must report it and exit 3
+    (a tool failure: the C++ disagrees with the simulator; 2 is kept for bad input)."""
     out, _ = demo
     prj = tmp_path / "prj"
     shutil.copytree(out / "hls_prj", prj)
@@ -123,5 +124,40 @@ def test_cli_csim_fails_on_a_tampered_expectation(demo, tmp_path):
     lines[1] = " ".join(first)
     exp.write_text("\n".join(lines) + "\n")
     res = vecq_hw("csim", prj)
-    assert res.returncode == 1
+    assert res.returncode == 3
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]  # (progress lines aside)
+    assert len(errors) == 1 and "disagrees with the simulator" in errors[0]
     assert "1 mismatching samples" in res.stdout
+
+
+def test_cli_csim_compiler_failure_exits_3(demo, tmp_path):
+    """A project that does not compile is a tool failure: one line naming the failing step, exit 3."""
+    out, _ = demo
+    prj = tmp_path / "prj"
+    shutil.copytree(out / "hls_prj", prj)
+    top = prj / "firmware" / f"{json.loads((prj / 'vecq_project.json').read_text())['project']}.cpp"
+    top.write_text(top.read_text() + "\nthis is not C++;\n")
+    res = vecq_hw("csim", prj)
+    assert res.returncode == 3, res.stderr
+    lines = [line for line in res.stderr.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "compil" in lines[0] and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("option", [["--scale-bits", "0"], ["--scale-bits", "1"], ["--scale-bits", "-5"],
+                                    ["--scale-frac", "-100"]])
+def test_cli_export_refuses_meaningless_scale_options(demo, tmp_path, option):
+    """These wrote models with 11-81 % argmax agreement and exit 0."""
+    out, _ = demo
+    res = vecq_hw("export", out / "run", "--out", tmp_path / "m", "--eval-limit", 10, *option)
+    assert res.returncode == 2, res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and option[0][2:].replace("-", "_") in lines[0]
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_cli_report_limit_must_be_positive(demo, tmp_path, limit):
+    out, _ = demo
+    res = vecq_hw("report", out, "--limit", limit)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--limit" in res.stderr and "Traceback" not in res.stderr

@@ -18,7 +18,7 @@ from vecq_hw import ir
 from vecq_hw.errors import VecQError
 from vecq_hw.fixed import FixedType
 from vecq_hw.hls import build_graph, csim, write_project
-from vecq_hw.hls.examples import random_cnn, random_inputs, random_mlp
+from vecq_hw.ir.examples import random_cnn, random_inputs, random_mlp
 from vecq_hw.sim import simulate
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
@@ -34,6 +34,11 @@ def _cnn(bits, backend):
     # Vivado CNNs max pooling; k = 8 pins the multiplier to DSP / fabric.
     mult = {"Vivado": "fabric", "Vitis": "dsp"}[backend] if bits == 8 else "auto"
     return random_cnn(bits, seed=bits, avg_pool=backend == "Vitis", multiplier=mult)
+
+
+def _expected(model, x):
+    """The testbench's expectation: the simulator's outputs (hls/ runs no simulator itself)."""
+    return x, simulate(model, x_mantissa=x).output
 
 
 def _check(prj, model, x):
@@ -57,7 +62,7 @@ def _check(prj, model, x):
 def test_cnn_csim_equals_simulator(tmp_path, bits, io_type, backend):
     model = _cnn(bits, backend)
     x = random_inputs(model, N_TESTS, seed=bits)
-    prj = write_project(model, tmp_path / "prj", backend=backend, io_type=io_type, test_inputs=x)
+    prj = write_project(model, tmp_path / "prj", backend=backend, io_type=io_type, expected=_expected(model, x))
     meta = json.loads((prj / "vecq_project.json").read_text())
     assert meta["io_type"] == io_type and meta["backend"] == backend
     _check(prj, model, x)
@@ -76,7 +81,7 @@ def test_mlp_csim_equals_simulator(tmp_path, bits, io_type, backend, encoding, m
     model = random_mlp(bits, seed=10 + bits, encoding=encoding, multiplier=multiplier)
     x = random_inputs(model, N_TESTS, seed=bits)
     prj = write_project(model, tmp_path / "prj", backend=backend, io_type=io_type, strategy=strategy,
-                        reuse_factor=2 if strategy == "Resource" else 1, test_inputs=x)
+                        reuse_factor=2 if strategy == "Resource" else 1, expected=_expected(model, x))
     _check(prj, model, x)
     # a second csim of the unchanged project rebuilds nothing
     again = csim(prj)
@@ -87,7 +92,8 @@ def test_float_test_inputs_and_scripts(tmp_path):
     model = random_mlp(2, seed=3)
     t = model.input.out_type
     xm = random_inputs(model, 20, seed=4)
-    prj = write_project(model, tmp_path / "prj", backend="Vitis", test_inputs=t.to_float(xm), part="xc7z020clg400-1",
+    prj = write_project(model, tmp_path / "prj", backend="Vitis", part="xc7z020clg400-1",
+                        expected=(t.to_float(xm), simulate(model, x_mantissa=xm).output),
                         clock_period=7)
     first = (prj / "tb_data" / "vecq_input.dat").read_text().splitlines()
     assert first[0] == "20 32"
@@ -148,7 +154,49 @@ def test_narrowed_accumulator_makes_csim_fail(tmp_path):
     with pytest.raises(VecQError, match="accum_type"):
         broken.check()
     x = random_inputs(good, N_TESTS, seed=8)
-    prj = write_project(broken, tmp_path / "prj", test_inputs=x, reference=good, check=False)
+    prj = write_project(broken, tmp_path / "prj", expected=_expected(good, x), check=False)
     res = csim(prj)
     assert not res.ok and res.mismatches > 0
     assert "MISMATCHES: " in res.log
+
+
+POOL_CASES = [  # issue #11 item 7: stride != pool size, which hls4ml's streaming pool asserts against
+    ("io_stream", [("max", (3, 3), (2, 2)), ("avg", (2, 2), (1, 1))]),
+    ("io_parallel", [("max", (2, 2), (1, 1)), ("avg", (2, 2), (1, 1))]),
+]
+
+
+@pytest.mark.parametrize("io_type,pools", POOL_CASES)
+def test_pool_stride_other_than_size_csim_equals_simulator(tmp_path, io_type, pools):
+    from vecq_hw.hls import HlsOptions
+
+    model = random_cnn(2, seed=11, size=12, pools=pools)
+    graph, _ = build_graph(model, HlsOptions(io_type=io_type))
+    assert [n.class_name for n in graph.get_layers() if n.name.startswith("pool")] == ["VecQPool2D"] * 2
+    x = random_inputs(model, N_TESTS, seed=12)
+    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type=io_type),
+                        expected=(x, simulate(model, x_mantissa=x).output))
+    _check(prj, model, x)
+
+
+def test_expected_outputs_come_from_the_caller(tmp_path):
+    """write_project writes the caller's expected outputs verbatim (it runs no simulator), and
+    checks their shape and range with one line."""
+    from vecq_hw.hls import HlsOptions
+
+    model = random_mlp(2, seed=3, sizes=(8, 4))
+    x = random_inputs(model, 6, seed=1)
+    y = np.arange(24, dtype=np.int64).reshape(6, 4)  # deliberately not the simulator's
+    prj = write_project(model, tmp_path / "prj", HlsOptions(project_name="top"), expected=(x, y))
+    rows = (prj / "tb_data" / "vecq_expected.dat").read_text().splitlines()
+    assert rows[0] == "6 4" and rows[1] == "0 1 2 3"
+    assert (prj / "top_test.cpp").is_file()
+    for bad in ((x, y[:5]), (x, y.astype(np.float64)), (x, y + model.output_type.max_mantissa), (x,)):
+        with pytest.raises(VecQError, match="expected") as exc:
+            write_project(model, tmp_path / "bad", expected=bad)
+        assert "\n" not in str(exc.value)
+    with pytest.raises(VecQError, match="no longer takes test_inputs"):
+        write_project(model, tmp_path / "bad", test_inputs=x)
+    # without expected outputs: a project for synthesis, no test data
+    bare = write_project(model, tmp_path / "bare")
+    assert (bare / "firmware").is_dir() and not (bare / "tb_data" / "vecq_expected.dat").exists()

@@ -124,3 +124,118 @@ def test_low_bit_paths_have_no_multiply():
     body = "\n".join(line.split("//")[0] for line in text[start:end].splitlines())
     assert "*" not in body
     assert "impl=fabric" in text and "impl=dsp" in text
+
+
+# -- custom level tables: the product class chosen in Python, compiled and swept ------------------
+
+CUSTOM_TABLES = [  # (bits, levels, multiplier binding): every product kind, overshooting CSD digits, wide ROMs
+    (1, [0, 1], "auto"),  # addsub
+    (2, [0, -1, 1, 1], "auto"),  # addsub
+    (2, [-4, -1, 1, 4], "auto"),  # shift_add, one digit each
+    (3, [-7, -6, -3, -1, 1, 2, 6, 12], "auto"),  # shift_add: 7 = 8 - 1 (the 8x copy must fit term_t)
+    (4, [-32767, -24576, -5, -3, 0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24], "auto"),  # shift_add, 16-bit levels
+    (3, [-23, -9, -3, 0, 5, 11, 19, 27], "auto"),  # multiply
+    (3, [-23, -9, -3, 0, 5, 11, 19, 27], "dsp"),
+    (2, [-32767, 12345, 3, 5], "fabric"),  # multiply, 16-bit ROM
+    (8, None, "fabric"),  # multiply: 256 random levels
+]
+DATA_TYPES = ("ap_fixed<7, 3>", "ap_ufixed<6, 1>")
+
+
+def _custom_program() -> tuple[str, list]:
+    import numpy as np
+
+    from vecq_hw import ir
+    from vecq_hw.fixed import FixedType
+    from vecq_hw.hls.products import choose_product
+    from vecq_hw.hls.types import precision_string
+
+    rng = np.random.default_rng(0)
+    in_types = {"ap_fixed<7, 3>": FixedType(7, 3, True), "ap_ufixed<6, 1>": FixedType(6, 1, False)}
+    structs, calls, kinds = [], [], []
+    for t, (bits, levels, mult) in enumerate(CUSTOM_TABLES):
+        if levels is None:
+            levels = rng.integers(-2000, 2001, size=1 << bits).tolist()
+        layer = ir.Dense(name="d", out_type=FixedType(8, 3, True), bits=bits, levels=np.array(levels),
+                         codes=np.zeros((1, 1), dtype=np.int8))
+        assert layer.encoding == "custom"
+        for dt in DATA_TYPES:
+            p = choose_product(layer, in_types[dt])
+            kinds.append(p.kind)
+            name = f"cfg{t}_{len(calls)}"
+            structs.append(
+                f"struct {name} : nnet::vecq_dense_config {{\n"
+                f"    static const unsigned bits = {bits};\n"
+                f"    static const unsigned encoding = 2;\n"
+                f"    static const unsigned multiplier = {dict(auto=0, dsp=1, fabric=2)[mult]};\n"
+                f"    typedef ap_int<{bits}> weight_t;\n"
+                f"    typedef {precision_string(p.term)} term_t;\n{p.config}}};\n"
+                f"static const long long levels_{name}[{1 << bits}] = {{{', '.join(str(v) for v in levels)}}};\n")
+            calls.append(f"bad += sweep_custom<{name}, {dt} >(levels_{name});")
+    program = (r"""
+#include <cstdio>
+#include "ap_fixed.h"
+#include "ap_int.h"
+#include "nnet_vecq.h"
+
+long long checked = 0;
+
+template <class C, class data_T> int sweep_custom(const long long *levels) {
+    int bad = 0;
+    const int lo = -(1 << (C::bits - 1)), hi = (1 << (C::bits - 1)) - 1;
+    for (int c = lo; c <= hi; c++) {
+        typename C::weight_t code = c;
+        const long long d = levels[c - lo];
+        for (long long m = 0; m < (1LL << data_T::width); m++) {
+            data_T x;
+            x.range(data_T::width - 1, 0) = m;
+            typename C::term_t got = nnet::vecq_product<data_T, C>(x, code);
+            // exact reference: the mantissa product as a 64-bit integer, compared bit for bit
+            long long xm = x.range(data_T::width - 1, 0).to_int64();
+            if (x < 0)
+                xm -= 1LL << data_T::width;
+            ap_fixed<64, 64 - (data_T::width - data_T::iwidth)> want;
+            want.range(63, 0) = ap_int<64>(xm * d).range(63, 0);
+            if (got != want) {
+                if (bad < 5)
+                    printf("bits=%u c=%d d=%lld x=%s: got %s\n", C::bits, c, d, x.to_string(10).c_str(),
+                           got.to_string(10).c_str());
+                bad++;
+            }
+            checked++;
+        }
+    }
+    return bad;
+}
+""" + "".join(structs) + "\nint main() {\n    int bad = 0;\n    " + "\n    ".join(calls)
+               + '\n    printf("CHECKED: %lld\\nMISMATCHES: %d\\n", checked, bad);\n    return bad != 0;\n}\n')
+    return program, kinds
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_custom_table_products_equal_plain_products(tmp_path):
+    """Every custom table's product class (addsub / shift_add / ROM multiply), every code, every
+    input of a signed and an unsigned type: x * levels[c] exactly, with the Python-chosen term_t."""
+    program, kinds = _custom_program()
+    assert set(kinds) == {"addsub", "shift_add", "multiply"}
+    src = tmp_path / "custom.cpp"
+    src.write_text(program)
+    exe = tmp_path / "custom"
+    build = subprocess.run(["g++", "-std=c++11", "-O0", f"-I{AP_TYPES}", f"-I{NNET_UTILS}",
+                            f"-I{KERNEL_HEADER.parent}", str(src), "-o", str(exe)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert "MISMATCHES: 0" in run.stdout, run.stdout[-3000:]
+    assert run.returncode == 0
+    assert int(run.stdout.split("CHECKED:")[1].split()[0]) > 50_000
+
+
+def test_product_classes_have_no_multiply_where_none_is_promised():
+    """addsub and shift_add are written without '*'; the ROM multiply carries the bindings."""
+    text = KERNEL_HEADER.read_text()
+    for start, end in (("struct vecq_product_addsub {", "// every level is s1"),
+                       ("struct vecq_product_shift_add {", "// any other table")):
+        body = text[text.index(start):text.index(end)]
+        assert "*" not in "\n".join(line.split("//")[0] for line in body.splitlines())
+    rom = text[text.index("vecq_rom_fabric_"):text.index("struct vecq_product_rom")]
+    assert "impl=fabric" in rom and "impl=dsp" in rom

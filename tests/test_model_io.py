@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import yaml
 
+from graph_models import make_graph
 from vecq_hw import ir
 from vecq_hw.errors import FormatError
-from vecq_hw.export import model_io, packing
-from vecq_hw.export.model_io import load_model, save_model, weight_memory_report
-from vecq_hw.export.packing import pack_codes, packed_size, unpack_codes
+from vecq_hw.ir import io as model_io, packing
+from vecq_hw.ir.io import load_model, save_model, weight_memory_report
+from vecq_hw.ir.packing import pack_codes, packed_size, unpack_codes
 from vecq_hw.fixed import FixedType
 
 F = FixedType.parse
@@ -78,7 +79,8 @@ def _files(d):
 def test_round_trip_every_layer_kind(tmp_path, seed):
     m = make_cnn(seed)
     rep = save_model(m, tmp_path / "m")
-    assert {type(layer) for layer in m.layers} == set(ir.LAYER_KINDS.values())
+    graph_kinds = {type(layer) for layer in make_graph(seed).layers}
+    assert {type(layer) for layer in m.layers} | graph_kinds == set(ir.LAYER_KINDS.values())
     back = load_model(tmp_path / "m")
     assert back == m
     assert load_model(tmp_path / "m" / "model.yaml") == m
@@ -111,13 +113,19 @@ def test_yaml_content(tmp_path):
     m = make_cnn(1)
     save_model(m, tmp_path / "m")
     doc = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
-    assert list(doc) == ["format_version", "name", "layers"] and doc["format_version"] == 1
+    assert list(doc) == ["format_version", "name", "layers"] and doc["format_version"] == 2
     assert [r["kind"] for r in doc["layers"]] == [layer.kind for layer in m.layers]
+    prev = None
     for rec, (layer, in_shape, _, out_shape) in zip(doc["layers"], m.walk()):
         assert tuple(rec) == model_io.LAYER_KEYS[rec["kind"]]
         assert rec["out_shape"] == list(out_shape) and rec["out_type"] == str(layer.out_type)
-        if in_shape is not None:
-            assert rec["in_shape"] == list(in_shape)
+        if prev is not None:
+            assert rec["inputs"] == [prev]  # a chain: each layer reads the one before
+        prev = rec["name"]
+    conv = m.layers[1]
+    k = conv.bits
+    want = [2 * c + 1 if conv.encoding == "odd" else c for c in range(-2 ** (k - 1), 2 ** (k - 1))]
+    assert doc["layers"][1]["levels"] == want
     conv = doc["layers"][1]
     assert conv["codes"]["dtype"] == "int8" and conv["scale"]["dtype"] == "int64"
     assert conv["weights_image"]["layout"] == packing.LAYOUT

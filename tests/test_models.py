@@ -67,10 +67,10 @@ def test_float_mode_and_bit_switch():
 
 
 def test_registry_errors():
-    assert set(MODELS) == {"lenet5", "vgg_small", "mlp"}
+    assert set(MODELS) == {"lenet5", "vgg_small", "mlp", "resnet_small", "mobilenet_block"}
     assert build_model("lenet", bits=None).arch == "lenet5"
     with pytest.raises(KeyError, match="unknown model"):
-        build_model("resnet")
+        build_model("resnet50")
     with pytest.raises(TypeError, match="no option"):
         build_model("mlp", depth=3)
     assert "hidden" in model_options("mlp")

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from vecq_hw.errors import ExportError, VecQError
 from vecq_hw.fixed import FixedType
 from vecq_hw.nn import FixedQuant, VecQConv2d, VecQLinear
+from vecq_hw.quant import UL2Q, VecQ
 
 
 def _linear(**kw):
@@ -50,7 +51,8 @@ def test_integer_weights_equal_forward_weights(make, opts, bits):
     assert iw.codes.dtype == np.int8 and iw.codes.shape == tuple(layer.weight.shape)
     assert iw.alpha.dtype == np.float64 and iw.alpha.shape == (layer.out_channels if hasattr(
         layer, "out_channels") else layer.out_features,)
-    assert iw.bits == bits and iw.encoding == "odd" and iw.beta is None
+    assert iw.bits == bits and iw.encoding == "odd" and iw.beta is None and iw.unit == 0.5
+    assert iw.levels.dtype == np.int64 and iw.levels.tolist() == list(range(1 - 2**bits, 2**bits, 2))
     assert iw.codes.min() >= -(2 ** (bits - 1)) and iw.codes.max() <= 2 ** (bits - 1) - 1
     w64 = _weights_from_codes(iw, layer.weight.ndim)
     wq32 = layer.quantized_weight().detach().numpy()
@@ -113,7 +115,7 @@ def test_ul2q_offset_layer_trains_but_does_not_export():
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    (dict(groups=2), "groups"),
+    (dict(groups=2), "groups"),  # depthwise (groups == channels) only
     (dict(bits=0), "bits"),
     (dict(bits=9), "bits"),
     (dict(bits=2.0), "bits"),
@@ -200,3 +202,84 @@ def test_set_bits():
     assert not layer.quantize
     with pytest.raises(VecQError, match="bits"):
         layer.set_bits(9)
+
+
+# --- quantiser objects ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_weight_quant_object_equals_shorthand(make):
+    for short, obj in [(dict(bits=3, per_channel=True, adaptive=True), VecQ(3, per_channel=True, adaptive=True)),
+                       (dict(bits=2, quantizer="ul2q"), UL2Q(2, offset=False)),
+                       (dict(bits=4), {"method": "vecq", "bits": 4})]:
+        a, b = make(**short), make(weight_quant=obj)
+        assert a.weight_quant.get_config() == b.weight_quant.get_config()
+        ia, ib = a.integer_weights(), b.integer_weights()
+        np.testing.assert_array_equal(ia.codes, ib.codes)
+        np.testing.assert_array_equal(ia.alpha, ib.alpha)
+        assert repr(a) == repr(b)
+    q = VecQ(3)
+    layer = make(weight_quant=q)
+    assert layer.weight_quant is q and layer.weight_quantizer is q  # the object itself
+
+
+def test_weight_quant_none_is_float_mode_and_can_be_assigned():
+    layer = _linear(weight_quant=None)
+    x = torch.randn(4, 12)
+    assert layer.weight_quant is None and not layer.quantize and layer.bits is None
+    assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    assert "weight_quant=None" in repr(layer)
+    with pytest.raises(ExportError, match="float mode"):
+        layer.integer_weights()
+    with pytest.raises(VecQError, match="weight_quant"):
+        layer.set_bits(2)  # no quantiser to switch on
+    layer.weight_quant = VecQ(4, per_channel=True)
+    assert layer.quantize and layer.bits == 4 and layer.integer_weights().bits == 4
+    layer.weight_quant = layer.weight_quant.with_bits(2)  # a QAT schedule step
+    assert layer.integer_weights().bits == 2 and layer.per_channel
+    layer.weight_quant = None  # float again, the quantiser kept for set_bits
+    assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    layer.set_bits(3)
+    assert layer.weight_quant.bits == 3 and layer.weight_quant.per_channel
+    layer.weight_quant = {"method": "ul2q", "bits": 2}
+    assert layer.quantizer == "ul2q" and not layer.offset and layer.integer_weights().bits == 2
+
+
+def test_weight_quant_with_bits_and_conflicts():
+    q = VecQ(4, per_channel=True)
+    lazy = _linear(weight_quant=q, bits=None)  # float for now, q when switched on
+    assert not lazy.quantize and lazy.weight_quant is None and lazy.bits == 4
+    lazy.quantize = True
+    assert lazy.weight_quant is q
+    assert _linear(weight_quant=q, bits=2).weight_quant.get_config() == {**q.get_config(), "bits": 2}
+    assert _linear(weight_quant=q, bits=4).weight_quant is q
+    for kwargs, field in [(dict(weight_quant=q, quantizer="ul2q"), "quantizer"),
+                          (dict(weight_quant=q, per_channel=True), "per_channel"),
+                          (dict(weight_quant=None, bits=3), "bits"),
+                          (dict(weight_quant=VecQ(9)), "weight_quant.bits"),
+                          (dict(weight_quant={"method": "vecq", "bits": 9}), "weight_quant.bits"),
+                          (dict(weight_quant={"method": "lsq"}), "weight_quant.method"),
+                          (dict(weight_quant={"method": "vecq", "offset": True}), "weight_quant.offset"),
+                          (dict(weight_quant="vecq"), "weight_quant")]:
+        with pytest.raises(VecQError) as ei:
+            _linear(**kwargs)
+        assert ei.value.field == field and "\n" not in str(ei.value)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_depthwise_conv(per_channel):
+    torch.manual_seed(3)
+    conv = VecQConv2d(6, 6, 3, padding=1, groups=6, weight_quant=VecQ(3, per_channel=per_channel)).double()
+    iw = conv.integer_weights()
+    assert iw.codes.shape == (6, 1, 3, 3) and iw.alpha.shape == (6,)
+    w = conv.weight.detach().numpy()
+    if per_channel:  # each output channel quantised on its own
+        for j in range(6):
+            rj = VecQ(3).quantize(w[j])
+            np.testing.assert_array_equal(iw.codes[j], rj.codes)
+            assert iw.alpha[j] == float(rj.alpha)
+    w_hat = torch.from_numpy(_weights_from_codes(iw, 4))
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64)
+    assert torch.equal(conv(x), F.conv2d(x, w_hat, conv.bias, padding=1, groups=6))
+    for c_in, c_out, groups in [(6, 6, 3), (6, 12, 6), (4, 4, 0)]:
+        with pytest.raises(VecQError, match="groups"):
+            VecQConv2d(c_in, c_out, 3, groups=groups)

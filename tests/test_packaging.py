@@ -37,8 +37,8 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_every_module_and_data_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     want = {p.relative_to(ROOT).as_posix() for p in (ROOT / "vecq_hw").rglob("*.py")}
-    want |= {f"vecq_hw/{d}/{p.name}" for d in ("hls_templates", "configs")
-             for p in (ROOT / d).iterdir() if p.is_file()}
+    want |= {f"vecq_hw/{d}/{p.relative_to(ROOT / d).as_posix()}" for d in ("hls_templates", "configs")
+             for p in (ROOT / d).rglob("*") if p.is_file()}  # configs/hardware/ included
     assert want - names == set()
     assert "vecq_hw/hls_templates/nnet_vecq.h" in names  # the kernels, by name
 
@@ -50,7 +50,7 @@ def test_installed_wheel_generates_hls_from_its_own_templates(wheel, tmp_path):
     script = f"""
 import pathlib, vecq_hw
 from vecq_hw import flow, resources
-from vecq_hw.hls.examples import random_mlp
+from vecq_hw.ir.examples import random_mlp
 from vecq_hw.hls.project import write_project
 site = pathlib.Path({str(target)!r}).resolve()
 assert pathlib.Path(vecq_hw.__file__).resolve().is_relative_to(site), vecq_hw.__file__

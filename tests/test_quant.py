@@ -139,6 +139,45 @@ def test_value_and_odd_encoding():
     np.testing.assert_array_equal(r.value(), (r.codes + 0.5) * r.alpha + r.beta)
 
 
+@pytest.mark.parametrize("cls", [VecQ, UL2Q])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8, 12, 16])
+def test_levels_table_is_the_half_integer_grid(cls, k):
+    r = cls(k).quantize(_weights((3, 5), k))
+    lo = -(2 ** (k - 1))
+    assert r.levels.dtype == np.int64 and r.levels.shape == (2**k,)
+    assert r.levels.tolist() == [2 * c + 1 for c in range(lo, -lo)] and r.unit == 0.5
+    assert r.encoding == "odd"
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 8, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_value_over_all_codes_equals_half_integer_formula(k, dtype, per_channel):
+    """value() = levels[c - cmin] * unit * alpha is bit for bit the released (c + 1/2) * alpha,
+    for every code, numpy and torch, float32 and float64, with and without beta."""
+    lo, hi = -(2 ** (k - 1)), 2 ** (k - 1) - 1
+    codes = np.arange(lo, hi + 1).reshape(1, -1).repeat(3, axis=0)  # every code in every row
+    rng = np.random.default_rng(k)
+    alpha = rng.uniform(1e-4, 3.0, size=(3,) if per_channel else ()).astype(dtype)
+    beta = rng.normal(size=alpha.shape).astype(dtype)
+    levels = VecQ(k).level_table()
+    for b in (None, beta):
+        r = QuantResult(codes=codes.astype(np.int8 if k <= 8 else np.int16), alpha=alpha, bits=k,
+                        levels=levels, unit=0.5, beta=b)
+        a2 = alpha.reshape(-1, 1) if per_channel else alpha
+        want = (codes.astype(dtype) + dtype(0.5)) * a2  # the released formula, in alpha's dtype
+        if b is not None:
+            want = want + (b.reshape(-1, 1) if per_channel else b)
+        got = r.value()
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        rt = QuantResult(codes=torch.from_numpy(r.codes), alpha=torch.from_numpy(alpha), bits=k,
+                         levels=levels, unit=0.5, beta=None if b is None else torch.from_numpy(b))
+        assert torch.equal(rt.value(), torch.from_numpy(want))
+        np.testing.assert_array_equal(r.multipliers(), 2 * codes + 1)
+        assert torch.equal(rt.multipliers(), torch.from_numpy(2 * codes + 1))
+
+
 # --- direct quantisation loss: VecQ is near the best step of its grid -------------------
 
 def _best_grid_loss(w, k):

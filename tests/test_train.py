@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from vecq_hw import train as train_mod
+from vecq_hw.train import loop as loop_mod
 from vecq_hw.data import find_root
 from vecq_hw.errors import DatasetError, RecipeError
 from vecq_hw.recipe import load_recipe
@@ -84,7 +85,15 @@ BAD = [
     ("model.options.depth", 3, "model.options.depth"),
     ("model.options.bits", 4, "model.options.bits"),
     ("model.options.hidden", "big", "model.options.hidden"),
+    ("model.options.hidden", 0, "model.options.hidden"),  # #11 item 11: was a traceback in training
+    ("model.options.image_size", 30, "model.options.image_size"),  # MNIST is 28 x 28
+    ("model.options.conv_channels", [4], "model.options"),  # the builder itself refuses it
     ("data.dataset", "cifar10", "data.dataset"),
+    ("quant.act_type", "ap_ufixed<8,3>", "quant.act_type"),  # TRN/WRAP after ReLU: not exportable
+    ("quant.act_type", "ap_fixed<8,3,AP_RND,AP_WRAP>", "quant.act_type"),
+    ("train.device", "tpu", "train.device"),
+    ("train.threads", 0, "train.threads"),
+    ("train.workers", -1, "train.workers"),
     ("data.train_limit", 0, "data.train_limit"),
     ("data.extra", 1, "data.extra"),
     ("quant.method", "ternary", "quant.method"),
@@ -122,7 +131,14 @@ def test_bad_recipes(tmp_path, field, value, where):
 def test_bad_yaml_and_not_a_mapping(tmp_path):
     f = tmp_path / "r.yaml"
     f.write_text("model: [1, 2\n")
-    with pytest.raises(RecipeError, match=r"r\.yaml: invalid YAML at line"):
+    with pytest.raises(RecipeError, match=r"r\.yaml: unparseable YAML at line"):
+        load_recipe(f)
+    # the model files' strict reader: a second key or an anchor would silently change meaning
+    f.write_text("model: {name: mlp}\nmodel: {name: lenet5}\n")
+    with pytest.raises(RecipeError, match=r"r\.yaml: duplicate key 'model' \(line 2\)"):
+        load_recipe(f)
+    f.write_text("model: &m {name: mlp}\nother: *m\n")
+    with pytest.raises(RecipeError, match="anchors and aliases are not allowed"):
         load_recipe(f)
     f.write_text("- 1\n- 2\n")
     with pytest.raises(RecipeError, match=r"r\.yaml.*expected a mapping"):
@@ -186,7 +202,7 @@ def test_resume_matches_uninterrupted(tmp_path, full_run, stop):
 def test_resume_after_crash_mid_epoch(tmp_path, full_run, monkeypatch):
     full, _ = full_run
     calls = {"n": 0}
-    real = train_mod._train_one_epoch
+    real = loop_mod._train_one_epoch
 
     def crashing(*a, **k):
         calls["n"] += 1
@@ -194,11 +210,11 @@ def test_resume_after_crash_mid_epoch(tmp_path, full_run, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(train_mod, "_train_one_epoch", crashing)
+    monkeypatch.setattr(loop_mod, "_train_one_epoch", crashing)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _train(TINY, run)
-    monkeypatch.setattr(train_mod, "_train_one_epoch", real)
+    monkeypatch.setattr(loop_mod, "_train_one_epoch", real)
     assert torch.load(run / CHECKPOINT, weights_only=False)["epochs_done"] == 2
     _train(TINY, run, resume=True)
     _assert_same_state(_state(full), _state(run))
@@ -238,3 +254,81 @@ def test_data_root_is_relative_to_recipe(tmp_path):
     with pytest.raises(DatasetError) as ei:
         _train(f, tmp_path / "out")
     assert str(tmp_path / "data") in str(ei.value) and "train-images-idx3-ubyte.gz" in str(ei.value)
+
+
+# ----------------------------------------------------------------------------- run folders (#11 items 13, 14)
+
+def test_existing_run_needs_resume_or_overwrite(tmp_path, mnist):
+    from click.testing import CliRunner
+
+    from vecq_hw.cli import cli
+    from vecq_hw.errors import VecQError
+
+    run = tmp_path / "run"
+    _train(TINY, run, stop_after_epochs=1)
+    before = (run / CHECKPOINT).read_bytes()
+    with pytest.raises(VecQError) as ei:
+        _train(TINY, run)
+    msg = str(ei.value)
+    assert "--resume" in msg and "--overwrite" in msg and str(run) in msg and "\n" not in msg
+    assert (run / CHECKPOINT).read_bytes() == before  # the interrupted run is kept
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY))
+    res = CliRunner().invoke(cli, ["train", str(recipe), "--out", str(run), "--threads", "1"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "--overwrite" in res.output
+    assert (run / CHECKPOINT).read_bytes() == before
+    r = _train(TINY, run, overwrite=True, stop_after_epochs=1)  # starts over
+    assert r["epochs_done"] == 1
+    with pytest.raises(VecQError, match="exclude each other"):
+        _train(TINY, run, resume=True, overwrite=True)
+
+
+class _Payload:
+    """A pickled object that runs code when unpickled (what a hostile run folder holds)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+@pytest.mark.parametrize("which", ["model.pt", "checkpoint.pt"])
+def test_run_folder_with_pickled_code_is_refused(tmp_path, which, mnist):
+    from vecq_hw.errors import VecQError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "executed"
+    rec, _ = load_recipe(TINY)
+    if which == "model.pt":
+        torch.save({"version": 2, "recipe": rec, "state_dict": _Payload(marker)}, run / "model.pt")
+        call = lambda: load_run(run)  # noqa: E731
+    else:
+        torch.save({"version": 2, "recipe": rec, "epochs_done": 1, "x": _Payload(marker)},
+                   run / CHECKPOINT)
+        call = lambda: _train(TINY, run, resume=True)  # noqa: E731
+    with pytest.raises(VecQError) as ei:
+        call()
+    msg = str(ei.value)
+    assert "not plain data" in msg and which in msg and "\n" not in msg, msg
+    assert not marker.exists()  # the payload never ran
+
+
+def test_checkpoints_are_plain_data(full_run):
+    run, _ = full_run
+    for f in (CHECKPOINT, "model.pt"):
+        torch.load(run / f, weights_only=True)  # no pickled objects beyond plain data
+
+
+def test_resume_keeps_adaptive_step_cache(tmp_path, mnist):
+    """refresh_every > 1: the cached step and call counter are in the checkpoint, so a resumed
+    run reuses the step exactly where the uninterrupted run does."""
+    rec = _set(_set(TINY, "quant.adaptive", True), "quant.refresh_every", 2)
+    rec = _set(_set(rec, "train.float_epochs", 0), "train.epochs", 2)
+    _train(rec, tmp_path / "full")
+    _train(rec, tmp_path / "run", stop_after_epochs=1)
+    ck = torch.load(tmp_path / "run" / CHECKPOINT, weights_only=True)
+    assert ck["quant_state"] and all(s["calls"] > 0 for s in ck["quant_state"].values())
+    _train(rec, tmp_path / "run", resume=True)
+    _assert_same_state(_state(tmp_path / "full"), _state(tmp_path / "run"))

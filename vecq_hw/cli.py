@@ -1,19 +1,44 @@
 """The `vecq-hw` command: train, export, sim, hls, csim, report, demo.
 
-Each command is a thin shell over the Python API of the same name. Bad input (a
-``VecQError``) is printed as its one line and the command exits 2, without a traceback.
+Each command is a thin shell over the Python API of the same name. Every failure a user can
+cause or meet is one line on stderr, ``error: ...``, and an exit status that says whose it is:
+
+    0  success
+    2  bad input: a file, recipe, option or argument we refuse (``VecQError``, click usage errors)
+    3  a tool we run failed: compiler or link error, crash, timeout, or a C/RTL simulation that
+       disagrees with the simulator (``ToolError``)
+
+Anything else (a traceback, exit 1) is a bug in vecq_hw.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import VecQError
+from .errors import ToolError, VecQError
+from .hls import options as hls_options
+
+
+EXIT_BAD_INPUT = 2
+EXIT_TOOL_FAILED = 3
+
+
+#: a default object repr, '<ast.BoolOp object at 0x7f...>': says nothing to a user
+_OBJECT_REPR = re.compile(r"<([A-Za-z_][\w.]*) object at 0x[0-9a-fA-F]+>")
+
+
+def _fail(message, status: int):
+    line = _OBJECT_REPR.sub(lambda m: f"a {m.group(1)} object", " ".join(str(message).split()))
+    click.echo("error: " + line, err=True)  # always one line
+    sys.exit(status)
 
 
 def _clean_errors(fn):
@@ -22,12 +47,55 @@ def _clean_errors(fn):
         try:
             return fn(*args, **kwargs)
         except VecQError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _fail(exc, EXIT_BAD_INPUT)
+        except ToolError as exc:
+            _fail(exc, EXIT_TOOL_FAILED)
+        except OSError as exc:  # a path we were told to read or write: missing, unwritable, full
+            if exc.errno == errno.EPIPE:  # `vecq-hw ... | head`: click handles a closed stdout
+                raise
+            where = exc.filename if exc.filename is not None else ""
+            _fail(f"{where}: {exc.strerror or exc}" if where else (exc.strerror or exc), EXIT_BAD_INPUT)
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _FiniteFloat(click.FloatRange):
+    """A float option in a range that is also finite: click's FloatRange lets 'nan' and 'inf' through."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+FINITE_POSITIVE = _FiniteFloat(min=0, min_open=True)
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _OneLineGroup(click.Group):
+    """click's usage errors as one line (``error: ...``, exit 2) instead of Usage/Try/Error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # `vecq-hw` alone: the help text, as click prints it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except click.UsageError as exc:
+            cmd = exc.ctx.command_path if exc.ctx is not None else (prog_name or "vecq-hw")
+            _fail(f"{exc.format_message()} (see: {cmd} --help)", EXIT_BAD_INPUT)
+        except click.ClickException as exc:  # e.g. a file click could not open
+            _fail(exc.format_message(), EXIT_BAD_INPUT)
+        except click.Abort:
+            _fail("aborted", 1)
+        # --help/--version return their exit code here; a command returns None
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vecq_hw")
 def cli():
     """VecQ low-bit networks: PyTorch training -> integer model -> bit-exact HLS C++."""
@@ -39,24 +107,57 @@ def cli():
 @click.option("--data", "data_root", type=click.Path(file_okay=False), envvar="VECQ_HW_DATA",
               help="dataset folder (default: $VECQ_HW_DATA, then ../shared/datasets)")
 @click.option("--resume", is_flag=True, help="continue from the run folder's last checkpoint")
+@click.option("--overwrite", is_flag=True, help="delete the run folder's previous run and start over")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+              help="where to train (default: the recipe's train.device, auto = cuda if available)")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per process (default: recipe, else the cores this process may use)")
+@click.option("--nproc", type=click.IntRange(min=1), default=None,
+              help="data-parallel processes on this machine: runs torchrun --standalone itself")
 @_clean_errors
-def train(recipe, out_dir, data_root, resume):
-    """Train a recipe (YAML from configs/) into a run folder."""
+def train(recipe, out_dir, data_root, resume, overwrite, device, threads, nproc):
+    """Train a recipe (YAML from configs/) into a run folder.
+
+    Data-parallel: `--nproc N` here, or `torchrun [rendezvous flags] --nproc-per-node N -m
+    vecq_hw.cli train RECIPE --out DIR` (multi-node); the global batch is train.batch_size.
+    """
+    import os
+
+    if nproc is not None:
+        from .train.loop import preflight
+        from .train.dist import launch
+        if os.environ.get("RANK") or os.environ.get("WORLD_SIZE"):
+            raise VecQError("--nproc starts torchrun itself; under torchrun (RANK/WORLD_SIZE set) leave it out")
+        preflight(recipe, out_dir, resume=resume, overwrite=overwrite, world=nproc)
+        args = [recipe, "--out", out_dir] + (["--data", data_root] if data_root else [])
+        args += (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
+        args += (["--device", device] if device else []) + (["--threads", str(threads)] if threads else [])
+        sys.exit(launch(nproc, args, threads))
     from .train import train as run_training
-    metrics = run_training(recipe, out_dir, resume=resume, data_root=data_root)
-    click.echo(json.dumps(metrics, indent=2))
+    try:
+        metrics = run_training(recipe, out_dir, resume=resume, overwrite=overwrite, data_root=data_root,
+                               device=device, threads=threads)
+    except VecQError:
+        from .train.dist import quiet_rank
+        if quiet_rank():  # a valid multi-process world: rank 0 prints the line for all ranks
+            sys.exit(2)
+        raise
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(json.dumps(metrics, indent=2))
 
 
 @cli.command()
 @click.argument("source", type=click.Path(exists=True))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="model folder to write")
-@click.option("--scale-bits", default=16, show_default=True, help="significant bits kept of each layer's largest scale")
+@click.option("--scale-bits", default=16, show_default=True, type=int,
+              help="significant bits kept of each layer's largest scale (range checked by the exporter)")
 @click.option("--scale-frac", type=int, default=None, help="fix the scales' fractional bits instead")
 @click.option("--multiplier", type=click.Choice(["auto", "dsp", "fabric"]), default="auto", show_default=True,
               help="HLS multiplier binding for 5..8-bit layers")
 @click.option("--overwrite", is_flag=True, help="replace an existing model folder")
 @click.option("--data", "data_root", type=click.Path(file_okay=False), envvar="VECQ_HW_DATA")
-@click.option("--eval-limit", default=1000, show_default=True, help="test images used to report the accuracy effect")
+@click.option("--eval-limit", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="test images used to report the accuracy effect (0: none)")
 @_clean_errors
 def export(source, out_dir, scale_bits, scale_frac, multiplier, overwrite, data_root, eval_limit):
     """Export a trained run folder (or its model.pt) to model.yaml + integer tables."""
@@ -71,7 +172,7 @@ def export(source, out_dir, scale_bits, scale_frac, multiplier, overwrite, data_
 @_clean_errors
 def check(model_dir):
     """Validate a model folder and print its layers and weight memory."""
-    from .export.model_io import load_model, weight_memory_report
+    from .ir.io import load_model, weight_memory_report
     from .report import describe_model
     model = load_model(model_dir)
     click.echo(describe_model(model, weight_memory_report(model)))
@@ -80,7 +181,8 @@ def check(model_dir):
 @cli.command()
 @click.argument("model_dir", type=click.Path())
 @click.option("--input", "input_path", required=True, type=click.Path(dir_okay=False),
-              help=".npy float array (N,)+input shape, channels-last")
+              help=".npy array (N,)+input shape, channels-last, of input values (any numeric dtype; read in "
+                   "blocks: memory grows with the outputs, not with the inputs)")
 @click.option("--output", "output_path", type=click.Path(dir_okay=False), help=".npy of output values (float64)")
 @click.option("--mantissas", is_flag=True, help="write integer mantissas instead of values")
 @click.option("--trace", "trace_dir", type=click.Path(file_okay=False), help="write every layer's output here")
@@ -88,63 +190,193 @@ def check(model_dir):
 def sim(model_dir, input_path, output_path, mantissas, trace_dir):
     """Run the bit-accurate simulator on a batch and print per-layer overflow counts."""
     from .flow import simulate_files
-    click.echo(simulate_files(model_dir, input_path, output_path, mantissas=mantissas, trace_dir=trace_dir))
+    click.echo(simulate_files(model_dir, input_path, output_path, mantissas=mantissas, trace_dir=trace_dir,
+                              warn=lambda line: click.echo(line, err=True)))
 
 
 @cli.command()
 @click.argument("model_dir", type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="HLS project folder")
-@click.option("--backend", type=click.Choice(["Vivado", "Vitis"]), default="Vitis", show_default=True)
-@click.option("--io-type", type=click.Choice(["io_parallel", "io_stream"]), default="io_parallel", show_default=True)
-@click.option("--reuse-factor", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--strategy", type=click.Choice(["Latency", "Resource"]), default="Latency", show_default=True)
-@click.option("--part", default="xcu250-figd2104-2L-e", show_default=True)
-@click.option("--clock-period", default=5.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
+@click.option("--backend", type=click.Choice(list(hls_options.BACKENDS)), default=hls_options.DEFAULTS.backend,
+              show_default=True)
+@click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
+              show_default=True)
+@click.option("--reuse-factor", default=1, show_default=True, type=click.IntRange(min=1),
+              help="default reuse factor R of every weighted layer (R products share one multiplier slot, II = R)")
+@click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R",
+              help="one weighted layer's reuse factor (repeat the option; R must divide the layer's products)")
+@click.option("--strategy", type=click.Choice(list(hls_options.STRATEGIES)), default=hls_options.DEFAULTS.strategy,
+              show_default=True)
+@click.option("--part", default=hls_options.DEFAULTS.part, show_default=True)
+@click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--test-inputs", type=click.Path(dir_okay=False),
               help=".npy inputs for the testbench (default: 100 random inputs of the input type)")
-@click.option("--project-name", default="myproject", show_default=True)
+@click.option("--project-name", default="myproject", show_default=True,
+              help="top function and file names: a C identifier, not a C++ keyword")
+@click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def hls(model_dir, out_dir, backend, io_type, reuse_factor, strategy, part, clock_period, test_inputs, project_name):
+def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, part, clock_period, test_inputs,
+        project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
+    from .hls.folding import parse_reuse
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
-                            project_name=project_name))
+                            project_name=project_name, overwrite=overwrite, reuse=parse_reuse(reuse)))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--reuse-factor", default=1, show_default=True, type=click.IntRange(min=1),
+              help="default reuse factor of every weighted layer")
+@click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R", help="one layer's reuse factor (repeatable)")
+@click.option("--part", default=None, help="FPGA part (configs/hardware/parts.yaml; default: its 'default')")
+@click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
+@click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
+              show_default=True)
+@_clean_errors
+def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type):
+    """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
+    from .flow import estimate_hls
+    from .hls.folding import parse_reuse
+    click.echo(estimate_hls(model_dir, reuse=parse_reuse(reuse), reuse_factor=reuse_factor, part=part,
+                            clock_period=clock_period, io_type=io_type))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--part", required=True, help="FPGA part (configs/hardware/parts.yaml)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="write the HLS project with the chosen folding here")
+@click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
+@click.option("--target", type=click.Choice(["throughput", "latency"]), default="throughput", show_default=True)
+@click.option("--headroom", default=0.8, show_default=True, type=click.FloatRange(min=0, max=1, min_open=True),
+              help="fraction of every resource of the part the design may use")
+@click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=None,
+              help="default: try both and keep the better plan")
+@click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
+@_clean_errors
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overwrite):
+    """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
+
+    Exits 1 when nothing fits (the closest plan is printed)."""
+    from .flow import fit_hls
+    text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
+                       io_type=io_type, overwrite=overwrite)
+    click.echo(text)
+    if not ok:
+        sys.exit(1)
 
 
 @cli.command()
 @click.argument("project_dir", type=click.Path(file_okay=False))
-@click.option("--opt", default="-O1", show_default=True, help="g++ optimisation level")
+@click.option("--opt", default="-O3", show_default=True, type=click.Choice(["-O0", "-O1", "-O2", "-O3", "-Os", "-Og"]),
+              help="g++ optimisation level (hls.csim.DEFAULT_OPT)")
+@click.option("--timeout", type=FINITE_POSITIVE, default=None,
+              help="stop after this many seconds, build included (default: no limit); finished shards are kept")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: every CPU)")
+@click.option("--restart", is_flag=True, help="discard the samples kept from an earlier unfinished run")
 @_clean_errors
-def csim(project_dir, opt):
-    """C-simulate a generated project with g++ and the ap_types headers; exit 1 on any mismatch."""
-    from .hls import csim as run_csim
-    result = run_csim(project_dir, opt=opt)
+def csim(project_dir, opt, timeout, jobs, restart):
+    """C-simulate a generated project with g++ and the ap_types headers; exit 3 on any mismatch.
+
+    Progress goes to stderr. Ctrl-C stops the testbench processes; the samples finished so far are
+    kept, and running the command again continues from there."""
+    from .hls.csim import CsimInterrupted, csim as run_csim
+    try:
+        result = run_csim(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, progress=True)
+    except CsimInterrupted as exc:
+        click.echo(f"interrupted: {exc}", err=True)
+        sys.exit(130)
     click.echo(result.summary())
-    sys.exit(0 if result.ok else 1)
+    if not result.ok:  # the generated C++ disagrees with the simulator: a tool failure, not bad input
+        raise ToolError(f"{project_dir}: C simulation disagrees with the simulator in {result.mismatches} of "
+                        f"{result.n} samples ({result.value_mismatches} output values)")
 
 
 @cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--data", "data_root", type=click.Path(file_okay=False), envvar="VECQ_HW_DATA")
-@click.option("--limit", default=1000, show_default=True, help="test images")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="test images C-simulated")
 @_clean_errors
 def report(run_dir, data_root, limit):
     """Accuracy (float, QAT, simulator, C simulation), mismatches, memory, overflow per layer."""
-    from .report import run_report
-    click.echo(run_report(run_dir, data_root=data_root, limit=limit))
+    from .flow import check_csim_agrees, report_run
+    from .report import format_report
+    r = report_run(run_dir, data_root=data_root, limit=limit)
+    click.echo(format_report(r))
+    check_csim_agrees(r, run_dir)  # a C simulation that disagrees: exit 3 after the report
 
 
 @cli.command()
 @click.option("--out", "out_dir", default="demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--data", "data_root", type=click.Path(file_okay=False), envvar="VECQ_HW_DATA")
 @click.option("--recipe", default=None, type=click.Path(dir_okay=False), help="default: configs/demo_lenet5_mnist_w2a8.yaml")
-@click.option("--csim-images", default=1000, show_default=True)
+@click.option("--csim-images", default=1000, show_default=True, type=click.IntRange(min=1))
 @_clean_errors
 def demo(out_dir, data_root, recipe, csim_images):
     """Train LeNet-5 (2-bit VecQ, 8-bit activations) on MNIST, export, generate HLS, C-simulate, report."""
     from .flow import run_demo
     run_demo(out_dir, data_root=data_root, recipe=recipe, csim_images=csim_images)
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="RTL project folder")
+@click.option("--flavor", type=click.Choice(["verilog", "vhdl"]), default="verilog", show_default=True)
+@click.option("--latency-cutoff", default=5.0, show_default=True, type=_FiniteFloat(min=0),
+              help="da4ml delay units per pipeline stage; 0 = one combinational block")
+@click.option("--clock-period", default=5.0, show_default=True, type=FINITE_POSITIVE,
+              help="ns, written into the xdc/sdc constraints")
+@click.option("--part", default="xc7z020clg400-1", show_default=True)
+@click.option("--max-adder-bits", default=3_000_000, show_default=True, type=click.IntRange(min=1),
+              help="refuse models whose estimated size is larger")
+@click.option("--overwrite", is_flag=True, help="replace an existing RTL project folder")
+@_clean_errors
+def rtl(model_dir, out_dir, flavor, latency_cutoff, clock_period, part, max_adder_bits, overwrite):
+    """Trace a model folder with da4ml and write Verilog/VHDL plus Vivado/Quartus scripts."""
+    from .export import load_model
+    from .rtl import RtlOptions, write
+    opts = RtlOptions(flavor=flavor, latency_cutoff=latency_cutoff, clock_period=clock_period, part=part,
+                      max_adder_bits=max_adder_bits)
+    click.echo(write(load_model(model_dir), out_dir, opts, overwrite=overwrite).summary())
+
+
+@cli.command()
+@click.argument("project_dir", type=click.Path(file_okay=False))
+@click.option("--inputs", "input_path", type=click.Path(dir_okay=False),
+              help=".npy input mantissas (integers) or values (floats), (N,)+input shape")
+@click.option("-n", "n", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="random inputs (the HLS testbench's generator and seed) when --inputs is not given")
+@_clean_errors
+def rtlsim(project_dir, input_path, n):
+    """Verilate the RTL; compare it and da4ml's interpreter with the simulator exactly (exit 3 on any mismatch)."""
+    from .rtl import load_project, simulate
+    from .rtl.verilator import load_inputs
+    prj = load_project(project_dir)
+    x = load_inputs(prj, input_path) if input_path else None
+    result = simulate(prj, x, n=n)
+    click.echo(result.summary())
+    if not result.ok:
+        raise ToolError(f"rtlsim: {result.rtl_mismatches} RTL and {result.interp_mismatches} interpreter "
+                        f"mismatches of {result.n_values} values")
+
+
+@cli.command()
+@click.argument("project_dir", type=click.Path(file_okay=False))
+@click.option("--part", default=None, help="Xilinx part (default: the project's)")
+@click.option("--dsp", is_flag=True, help="allow DSP inference (default: LUTs and carry chains only)")
+@click.option("--retime", is_flag=True, help="let yosys retime flip-flops (synth_xilinx -retime)")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="also write the report here")
+@_clean_errors
+def synth(project_dir, part, dsp, retime, json_path):
+    """yosys synth_xilinx counts (LUTs, carry, FFs, DSPs, BRAMs, depth); not Vivado post-route results."""
+    from .rtl import synth as run_synth
+    report = run_synth(project_dir, part=part, dsp=dsp, retime=retime)
+    click.echo(report.table())
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
 
 
 def main(argv=None):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import pickle
 import struct
 import zlib
 from pathlib import Path
@@ -42,6 +43,9 @@ __all__ = [
     "to_tensors",
     "make_loader",
     "num_classes",
+    "CIFAR10_MD5",
+    "load_cifar10",
+    "cifar10_folder",
 ]
 
 ENV_VAR = "VECQ_HW_DATA"
@@ -249,12 +253,16 @@ def load_dataset(name: str, split: str = "train", root=None, limit: int | None =
 def to_tensors(images: np.ndarray, labels: np.ndarray, *, flatten: bool = False):
     """uint8 images -> float32 tensors ``x / 256`` (exact multiples of 2**-8 in [0, 1)).
 
-    Layout ``(N, 1, 28, 28)``; ``flatten=True`` gives ``(N, 784)``.
+    Layout ``(N, 1, 28, 28)`` (``(N, C, H, W)`` images, e.g. CIFAR-10, keep theirs);
+    ``flatten=True`` gives ``(N, 784)``.
     """
     import torch
 
     x = torch.from_numpy(np.asarray(images, dtype=np.float32) / np.float32(256.0))
-    x = x.reshape(x.shape[0], -1) if flatten else x.unsqueeze(1)
+    if flatten:
+        x = x.reshape(x.shape[0], -1)
+    elif x.ndim == 3:  # (N, H, W) grey images get their channel axis; (N, C, H, W) stays
+        x = x.unsqueeze(1)
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     return x.contiguous(), y
 
@@ -267,16 +275,146 @@ def make_dataset(name: str, split: str, root=None, limit=None, *, flatten: bool 
 
 
 def make_loader(dataset, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                drop_last: bool = False):
-    """A single-process DataLoader; shuffling is driven by its own seeded generator.
+                drop_last: bool = False, sampler=None, workers: int = 0, pin_memory: bool = False):
+    """A DataLoader; shuffling is driven by its own seeded generator (or by ``sampler``).
 
     The generator is exposed as ``loader.generator`` so a training loop can checkpoint its
-    state and resume with the same order.
+    state and resume with the same order. ``sampler`` replaces the shuffle (the training loop
+    passes its distributed epoch sampler). ``workers`` > 0 and ``pin_memory`` are for feeding a
+    GPU: the sampler still runs in the main process, so the batches are the same.
     """
     import torch
     from torch.utils.data import DataLoader
 
     gen = torch.Generator()
     gen.manual_seed(int(seed))
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      num_workers=0, drop_last=drop_last)
+    extra = {"persistent_workers": True} if workers > 0 else {}
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle if sampler is None else False,
+                      sampler=sampler, generator=gen, num_workers=int(workers),
+                      pin_memory=bool(pin_memory), drop_last=drop_last, **extra)
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+
+#: the folder name of the official "python version" archive (cifar-10-python.tar.gz)
+CIFAR10_FOLDER = "cifar-10-batches-py"
+_CIFAR10_SPLITS = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+#: published md5 of every file of cifar-10-batches-py (the same table torchvision checks)
+CIFAR10_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickler for the CIFAR batches: plain containers plus numpy array reconstruction.
+
+    The official files are Python 2 pickles of dicts holding bytes, lists of ints and one
+    uint8 ndarray. Any other global (a class, a function such as ``os.system``) is refused, so
+    a tampered file cannot run code while we read it.
+    """
+
+    _NUMPY = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(0))[0]  # numpy's array rebuild function
+
+    def find_class(self, module, name):
+        if (module, name) in self._NUMPY:
+            return self._NUMPY[(module, name)]
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return self._RECONSTRUCT
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 writes bytes at protocol 2
+            return _latin1_encode
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data file")
+
+
+def _latin1_encode(text, encoding="latin1"):
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("only latin-1 byte strings are allowed")
+    return text.encode("latin1")
+
+
+def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            blob = _PlainUnpickler(f, encoding="bytes").load()
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError) as exc:
+        raise DatasetError(f"cannot read CIFAR-10 batch ({' '.join(str(exc).split())})",
+                           file=str(path)) from None
+    if not isinstance(blob, dict):
+        raise DatasetError(f"expected a pickled dict with b'data' and b'labels', got "
+                           f"{type(blob).__name__}", file=str(path))
+    data = blob.get(b"data", blob.get("data"))
+    labels = blob.get(b"labels", blob.get("labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+            or data.shape[1] != 3072:
+        got = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DatasetError(f"expected b'data' as a uint8 array of shape (N, 3072), got {got}",
+                           file=str(path))
+    if not isinstance(labels, list) or len(labels) != data.shape[0] or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 9 for v in labels):
+        raise DatasetError(f"expected b'labels' as a list of {data.shape[0]} integers in 0..9",
+                           file=str(path))
+    return data, np.asarray(labels, dtype=np.int64)
+
+
+def cifar10_folder(root=None) -> Path:
+    """The folder holding ``data_batch_1`` etc.: ``root``, ``root/cifar-10-batches-py`` or
+    ``root/cifar10/cifar-10-batches-py`` (``root`` None: the usual data folders)."""
+    looked = []
+    for cand, _why in _candidate_roots(root):
+        for folder in (cand, cand / CIFAR10_FOLDER, cand / "cifar10" / CIFAR10_FOLDER):
+            looked.append(str(_pretty(folder)))
+            if (folder / "test_batch").is_file() or (folder / "data_batch_1").is_file():
+                return folder
+    raise DatasetError(f"no CIFAR-10 folder ({CIFAR10_FOLDER} with data_batch_1..5, test_batch) "
+                       f"found; looked in {', '.join(looked)} (pass root= or set ${ENV_VAR})",
+                       file="cifar10")
+
+
+def load_cifar10(split: str = "train", root=None, limit: int | None = None, *,
+                 md5: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10 from the official "python version" batches: ``(images uint8 (N, 3, 32, 32),
+    labels int64 (N,))``, channels-first as stored (the R, G, B planes of each row).
+
+    Every file read is first checked against ``md5`` (default :data:`CIFAR10_MD5`, the
+    published checksums); pass your own table for hand-made files. The pickles are read with
+    a restricted unpickler (plain data and numpy arrays only). ``limit`` keeps the first N.
+    """
+    if split not in _CIFAR10_SPLITS:
+        raise DatasetError(f"unknown split {split!r}; expected 'train' or 'test'", file="cifar10")
+    if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise DatasetError(f"limit must be a positive integer, got {limit!r}", file="cifar10")
+    table = CIFAR10_MD5 if md5 is None else md5
+    folder = cifar10_folder(root)
+    xs, ys, n = [], [], 0
+    for fname in _CIFAR10_SPLITS[split]:
+        path = folder / fname
+        if not path.is_file():
+            raise DatasetError(f"missing CIFAR-10 file {fname} in {_pretty(folder)}; expected "
+                               f"{', '.join(_CIFAR10_SPLITS[split])}", file=str(path))
+        want = table.get(fname)
+        if want is None:
+            raise DatasetError(f"no md5 given for {fname}; the md5 table must list every file read",
+                               file=str(path))
+        got = _md5(path)
+        if got != want:
+            raise DatasetError(f"md5 mismatch for {fname} in {_pretty(folder)}: got {got}, expected "
+                               f"{want}; the file is corrupt or not the official CIFAR-10 batch",
+                               file=str(path))
+        x, y = _load_cifar_batch(path)
+        xs.append(x)
+        ys.append(y)
+        n += len(y)
+        if limit is not None and n >= limit:
+            break
+    images = np.concatenate(xs).reshape(-1, 3, 32, 32)
+    labels = np.concatenate(ys)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return np.ascontiguousarray(images), labels

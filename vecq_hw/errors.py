@@ -43,3 +43,7 @@ class RecipeError(VecQError):
 
 class DatasetError(VecQError):
     """A dataset file that is missing or corrupt."""
+
+
+class ToolError(Exception):
+    """A tool we run failed (compiler, simulator, mismatch): exit 3."""

@@ -32,10 +32,18 @@ INTEGER_BOUND = 512     # sanity bound on I; keeps frac far from double's denorm
 _U64 = np.uint64
 #: quantize_mantissa's in-place shift path needs |m| below this (m + offset stays in int64)
 _FAST_LIMIT = 1 << 62
-_SPELLING = re.compile(r"\s*(ap_fixed|ap_ufixed|ap_int|ap_uint)\s*<(.*)>\s*")
-_INT = re.compile(r"[+-]?\d+")
+# re.ASCII: \s and \d are what C++ reads as whitespace and digits (not NBSP, not '１２')
+_SPELLING = re.compile(r"\s*(ap_fixed|ap_ufixed|ap_int|ap_uint)\s*<(.*)>\s*", re.ASCII)
+_WHITESPACE = " \t\n\r\f\v"
+# decimal without leading zeros: C++ reads 012 as octal 10 (and 0x10, 0b1, 1'0 otherwise too)
+_INT = re.compile(r"[+-]?(0|[1-9][0-9]*)", re.ASCII)
 _EXPECTED = ("expected ap_fixed<W,I[,Q[,O[,N]]]>, ap_ufixed<W,I[,Q[,O[,N]]]>, "
              "ap_int<W> or ap_uint<W>")
+
+
+def _is_int(v) -> bool:
+    """A plain int: not a bool (printed 'True', which C++ does not read as 1), not a float."""
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,13 @@ class FixedType:
         name = self._name()
         if self.kind not in ("fixed", "int"):
             raise FixedTypeError(f"{name}: kind must be 'fixed' or 'int', got {self.kind!r}")
-        if not isinstance(self.width, int) or not 1 <= self.width <= MAX_WIDTH:
+        if not _is_int(self.width) or not 1 <= self.width <= MAX_WIDTH:
             raise FixedTypeError(f"{name}: width must be an integer in 1..{MAX_WIDTH} "
                                  f"(mantissas are held in int64), got {self.width!r}")
         if not self.signed and self.width > MAX_WIDTH - 1:
             raise FixedTypeError(f"{name}: unsigned width must be at most {MAX_WIDTH - 1} "
                                  "(mantissas are held in int64)")
-        if not isinstance(self.integer, int) or abs(self.integer) > INTEGER_BOUND:
+        if not _is_int(self.integer) or abs(self.integer) > INTEGER_BOUND:
             raise FixedTypeError(f"{name}: integer bits must be an integer in "
                                  f"-{INTEGER_BOUND}..{INTEGER_BOUND}, got {self.integer!r}")
         if self.rounding not in ROUNDING_MODES:
@@ -67,7 +75,7 @@ class FixedType:
         if self.overflow not in OVERFLOW_MODES:
             raise FixedTypeError(f"{name}: unknown overflow mode {self.overflow!r} "
                                  f"(expected one of {', '.join(OVERFLOW_MODES)})")
-        if not isinstance(self.sat_bits, int) or not 0 <= self.sat_bits <= self.width:
+        if not _is_int(self.sat_bits) or not 0 <= self.sat_bits <= self.width:
             raise FixedTypeError(f"{name}: saturation bits N must be in 0..W={self.width}, "
                                  f"got {self.sat_bits!r}")
         if self.kind == "int" and (self.integer != self.width or self.rounding != "AP_TRN"
@@ -87,7 +95,7 @@ class FixedType:
         match = _SPELLING.fullmatch(text)
         if not match:
             raise FixedTypeError(f"bad fixed-point type {text!r}: {_EXPECTED}")
-        base, args = match.group(1), [a.strip() for a in match.group(2).split(",")]
+        base, args = match.group(1), [a.strip(_WHITESPACE) for a in match.group(2).split(",")]
         is_int = base in ("ap_int", "ap_uint")
         nmax = 1 if is_int else 5
         if not (1 if is_int else 2) <= len(args) <= nmax:
@@ -97,8 +105,9 @@ class FixedType:
         for pos in (0, 1, 4):
             if pos < len(args) and not _INT.fullmatch(args[pos]):
                 what = ("width W", "integer bits I", "", "", "saturation bits N")[pos]
-                raise FixedTypeError(f"bad fixed-point type {text!r}: {what} must be an "
-                                     f"integer, got {args[pos]!r}")
+                raise FixedTypeError(f"bad fixed-point type {text!r}: {what} must be a "
+                                     "decimal integer in ASCII digits without leading zeros "
+                                     f"(C++ reads 012 as octal 10), got {args[pos]!r}")
         width = int(args[0])
         kw = dict(width=width, integer=width if is_int else int(args[1]),
                   signed=base in ("ap_fixed", "ap_int"), kind="int" if is_int else "fixed")
@@ -206,8 +215,8 @@ class FixedType:
             (np.rint if q == "AP_RND_CONV" else np.floor)(t, out=t)
             if o == "AP_WRAP":
                 return self._wrap(t.astype(np.int64)).astype(dtype, copy=False)
-            lo = -self.max_mantissa if (o == "AP_SAT_SYM" and self.signed) else self.min_mantissa
-            return np.clip(t, lo, self.max_mantissa, out=t).astype(dtype, copy=False)
+            lo, hi = self.overflow_range()
+            return np.clip(t, lo, hi, out=t).astype(dtype, copy=False)
         fl = np.floor(t)
         half = fl + 0.5
         if q == "AP_TRN":
@@ -252,10 +261,13 @@ class FixedType:
         return out
 
     def overflow_range(self) -> tuple[int, int]:
-        """The mantissas the overflow step leaves alone (AP_SAT_SYM also moves the signed min)."""
+        """The mantissas the overflow step leaves alone (AP_SAT_SYM also moves the signed min).
+
+        AP_SAT_SYM saturates negatives to -max, except at W = 1 where max is 0: ap_types sets
+        the minimum (bit W-1) and then ORs in the LSB, the same bit there, giving -1."""
         lo, hi = self.min_mantissa, self.max_mantissa
         if self.signed and self.overflow == "AP_SAT_SYM":
-            lo = -hi
+            lo = -max(hi, 1)
         return lo, hi
 
     # -- the arithmetic -------------------------------------------------------------------

@@ -58,9 +58,7 @@ def quantize_mantissa_tensor(x: torch.Tensor, t: FixedType) -> torch.Tensor:
     inc = round_increment(t.rounding, qb, sticky, neg, (fl & 1) == 1)
     r = fl + inc.to(torch.int64)
 
-    lo, hi, w, n = t.min_mantissa, t.max_mantissa, t.width, t.sat_bits
-    if t.overflow == "AP_SAT_SYM" and t.signed:
-        lo = -hi
+    (lo, hi), w, n = t.overflow_range(), t.width, t.sat_bits    # AP_SAT_SYM: see there
     over = (big & ~neg) | (~big & (r > hi))
     under = (big & neg) | (~big & (r < lo))
     v = _wrap(r, t)
@@ -107,13 +105,15 @@ def _quantize_saturating(x: torch.Tensor, t: FixedType) -> torch.Tensor:
     most 24 significant bits), clamping to two LSBs beyond the range changes no saturating
     result, and after it |y| <= 2**(W+1), so floor(y) and floor(y) + 1/2 are exact in the
     working dtype. Rounding decisions compare y with those two (never with a remainder,
-    which can round). float32 suffices up to W = 22, float64 above. The tests compare this
-    path against the exact one for every mode.
+    which can round). float32 suffices for W <= 22 and 0 <= frac <= 100: scaling up never
+    underflows (a negative frac could round a tiny negative x to -0 and floor it to 0, not
+    -1), 2**frac and 2**-frac are normal float32 numbers, and an overflow to inf only means
+    "beyond the range", which the clamp handles. Otherwise float64: every narrow float times
+    2**frac, |frac| <= 576, is a normal float64. The tests compare this path against the
+    exact one for every mode and against g++ (test_fixed_oracle).
     """
-    lo, hi = float(t.min_mantissa), float(t.max_mantissa)
-    if t.overflow == "AP_SAT_SYM" and t.signed:
-        lo = -hi
-    work = torch.float32 if t.width <= 22 else torch.float64
+    lo, hi = map(float, t.overflow_range())                   # AP_SAT_SYM: see there
+    work = torch.float32 if t.width <= 22 and 0 <= t.frac <= 100 else torch.float64
     y = torch.clamp(x.detach().to(work) * 2.0 ** t.frac, lo - 2.0, hi + 2.0)
     fl = torch.floor(y)
     half = fl + 0.5

@@ -15,7 +15,7 @@ def _pyplot():
 
 
 def plot_weight_histograms(model, path) -> Path:
-    """One panel per VecQ layer: the float weights and the levels (c + 1/2) * alpha they map to.
+    """One panel per VecQ layer: the float weights and the levels levels[c]·unit·alpha they map to.
 
     Per-channel layers have one alpha per output channel; the panel then shows the levels of
     the channel with the median alpha, so the plot stays readable.
@@ -28,9 +28,7 @@ def plot_weight_histograms(model, path) -> Path:
         iw = m.integer_weights()
         alpha = np.asarray(iw.alpha, dtype=np.float64).reshape(-1)
         a = float(np.median(alpha))
-        lo, hi = -(1 << (iw.bits - 1)), (1 << (iw.bits - 1)) - 1
-        unit = 0.5 if iw.encoding == "odd" else 1.0
-        levels = [(2 * c + 1) * a * unit if iw.encoding == "odd" else c * a for c in range(lo, hi + 1)]
+        levels = iw.levels.astype(np.float64) * iw.unit * a  # the quantiser's own table
         ax.hist(w, bins=120, color="#4c72b0", alpha=0.8)
         for v in levels:
             ax.axvline(v, color="#c44e52", lw=0.8)

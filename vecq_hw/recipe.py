@@ -12,12 +12,12 @@ data:
   root: null                       # optional data folder (relative to the recipe's folder)
   train_limit: null                # optional: first N training samples
   test_limit: null                 # optional: first N test samples
-quant:
-  method: vecq                     # vecq | ul2q
-  bits: 2                          # 1..8
-  per_channel: false
-  adaptive: false                  # optional, vecq only: searched step instead of the table (issue #6)
-  refresh_every: 1                 # optional, vecq only: adaptive search on every N-th forward
+quant:                             # the weight quantiser: {method, ...its options}, checked
+  method: vecq                     #   against vecq_hw.quant's registry (vecq | ul2q | any
+  bits: 2                          #   registered method); bits 1..8
+  per_channel: false               # vecq: per_channel, adaptive (searched step, issue #6),
+  adaptive: false                  #   refresh_every (adaptive search on every N-th forward);
+  refresh_every: 1                 #   ul2q: per_channel, offset (default false here)
   act_type: ap_ufixed<8,3,AP_RND,AP_SAT>       # ReLU outputs
   in_type: ap_ufixed<8,0,AP_RND,AP_SAT>        # optional, input quantiser
   out_type: ap_fixed<16,6,AP_RND_CONV,AP_SAT>  # logits
@@ -34,6 +34,10 @@ train:
   step_size: 1                     # optional, step schedule: epochs per decay
   gamma: 0.1                       # optional, step schedule: decay factor
   seed: 0
+  device: auto                     # optional: auto (cuda if available) | cpu | cuda
+  threads: null                    # optional: torch threads per process (null: the cores
+                                   #   this process may use, $OMP_NUM_THREADS if set)
+  workers: null                    # optional: DataLoader workers (null: 0 on CPU, a few on GPU)
 ```
 
 :func:`load_recipe` validates and returns a plain dict with every optional field filled in.
@@ -49,13 +53,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .strict_yaml import load_strict_yaml
 
 from .errors import RecipeError
 
 FORMAT_VERSION = 1
 
-__all__ = ["FORMAT_VERSION", "load_recipe", "validate_recipe", "recipe_model_options"]
+__all__ = ["FORMAT_VERSION", "RUNTIME_KEYS", "load_recipe", "validate_recipe", "recipe_model_options"]
 
 _REQ = object()  # marker: required field
 
@@ -88,6 +92,26 @@ def _fixed_spelling(value: str) -> str | None:
     return None
 
 
+def _act_type_unexportable(value: str) -> str | None:
+    """Why an activation type cannot be exported, or None.
+
+    In every model a recipe builds, ``act_type`` quantises a ReLU output; the exporter folds
+    ReLU-then-quantise into requantise-then-ReLU, which is exact only for saturating overflow
+    (``MONOTONE_OVERFLOW`` in vecq_hw/export/handlers.py). Checked here so that such a recipe is
+    refused before training, not after it.
+    """
+    from .export.handlers import MONOTONE_OVERFLOW as _MONOTONE_OVERFLOW  # the exporter's rule
+    from .fixed import FixedType
+
+    t = FixedType.parse(value)
+    if t.overflow in _MONOTONE_OVERFLOW:
+        return None
+    sat = f"ap_{'' if t.signed else 'u'}fixed<{t.width},{t.integer},{t.rounding},AP_SAT>"
+    return (f"expected a saturating overflow mode ({', '.join(_MONOTONE_OVERFLOW)}) for the type "
+            f"that follows each ReLU, got {value!r} (overflow {t.overflow}), which the exporter "
+            f"cannot fold exactly; e.g. {sat}")
+
+
 _SCHEMA: dict[str, Any] = {
     "format_version": _Spec("int", choices=(FORMAT_VERSION,)),
     "name": _Spec("str", None, nullable=True),
@@ -102,12 +126,7 @@ _SCHEMA: dict[str, Any] = {
         "train_limit": _Spec("int", None, lo=1, nullable=True),
         "test_limit": _Spec("int", None, lo=1, nullable=True),
     },
-    "quant": {
-        "method": _Spec("str", choices=("vecq", "ul2q")),
-        "bits": _Spec("int", lo=1, hi=8),
-        "per_channel": _Spec("bool", False),
-        "adaptive": _Spec("bool", False),
-        "refresh_every": _Spec("int", 1, lo=1),
+    "quant": {  # plus the weight quantiser's method and options (_weight_quant)
         "act_type": _Spec("str", "ap_ufixed<8,3,AP_RND,AP_SAT>", check=_fixed_spelling),
         "in_type": _Spec("str", "ap_ufixed<8,0,AP_RND,AP_SAT>", check=_fixed_spelling),
         "out_type": _Spec("str", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", check=_fixed_spelling),
@@ -125,8 +144,16 @@ _SCHEMA: dict[str, Any] = {
         "step_size": _Spec("int", 1, lo=1),
         "gamma": _Spec("float", 0.1, lo=0.0, lo_open=True, hi=1.0),
         "seed": _Spec("int", 0, lo=0, hi=2**32 - 1),
+        # where the run executes (RUNTIME_KEYS): not part of the model; a run may resume
+        # with other values
+        "device": _Spec("str", "auto", choices=("auto", "cpu", "cuda")),
+        "threads": _Spec("int", None, lo=1, hi=1024, nullable=True),
+        "workers": _Spec("int", None, lo=0, hi=64, nullable=True),
     },
 }
+
+#: train.* keys that say where a run executes, not what it computes
+RUNTIME_KEYS = ("device", "threads", "workers")
 
 _KIND_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
                "dict": "a mapping"}
@@ -190,6 +217,23 @@ def _walk(schema: dict, data: Any, prefix: str, fail) -> dict:
     return out
 
 
+def _weight_quant(config: dict, fail, file: str) -> dict:
+    """The quant section's weight-quantiser keys, checked by the quantiser registry; returns
+    its full config ``{method, bits, ...every option}`` (defaults filled)."""
+    from .errors import VecQError
+    from .nn import MAX_LAYER_BITS
+    from .quant import QUANTIZERS, quantizer_from_config
+
+    for key, what in (("method", f"one of {', '.join(sorted(QUANTIZERS))}"), ("bits", "an integer")):
+        if key not in config:
+            fail(f"quant.{key}", f"missing required field; expected {what}")
+    try:
+        q = quantizer_from_config(config, max_bits=MAX_LAYER_BITS, prefix="quant.", file=file)
+    except VecQError as exc:
+        raise RecipeError(exc.detail, file=file, field=exc.field) from None
+    return q.get_config()
+
+
 def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     """Validate a parsed recipe; returns a normalised copy with defaults filled in."""
     file = str(file)
@@ -202,7 +246,13 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
                             f"got {type(data).__name__}")
     if "format_version" in data and data["format_version"] != FORMAT_VERSION:
         fail("format_version", f"expected {FORMAT_VERSION}, got {data['format_version']!r}")
+    quant = data.get("quant")
+    weight_quant = None
+    if isinstance(quant, dict):  # split off the weight quantiser's keys: the registry checks them
+        weight_quant = {k: v for k, v in quant.items() if k not in _SCHEMA["quant"]}
+        data = {**data, "quant": {k: v for k, v in quant.items() if k in _SCHEMA["quant"]}}
     rec = _walk(_SCHEMA, data, "", fail)
+    rec["quant"] = {**_weight_quant(weight_quant, fail, file), **rec["quant"]}
 
     from .models import MODELS, QUANT_OPTIONS, canonical_name, model_options
 
@@ -214,8 +264,8 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     for k, v in rec["model"]["options"].items():
         where = f"model.options.{k}"
         if k in QUANT_OPTIONS:
-            fail(where, "set this in the quant section (as quant.method/bits/per_channel/"
-                        "adaptive/refresh_every/act_type/in_type/out_type), not as a model option")
+            fail(where, "set this in the quant section (quant.method and the quantiser's options "
+                        "such as bits/per_channel, or act_type/in_type/out_type), not as a model option")
         if k not in allowed:
             fail(where, f"unknown option for model {rec['model']['name']!r}; expected some of "
                         f"{', '.join(o for o in allowed if o not in QUANT_OPTIONS)}")
@@ -223,7 +273,7 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
         if isinstance(default, bool):
             ok = isinstance(v, bool)
         elif isinstance(default, int):
-            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 1  # every int option is a size
         elif isinstance(default, (tuple, list)):
             ok = isinstance(v, list) and len(v) > 0 and all(
                 (isinstance(e, int) and not isinstance(e, bool) and e >= 1)
@@ -234,18 +284,37 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
             ok = True
         if not ok:
             fail(where, f"expected a value like the default {default!r}, got {v!r}")
-    if rec["quant"]["method"] != "vecq":
-        if rec["quant"]["adaptive"]:
-            fail("quant.adaptive", f"adaptive only applies to method 'vecq', got method "
-                                   f"{rec['quant']['method']!r}")
-        if rec["quant"]["refresh_every"] != 1:
-            fail("quant.refresh_every", f"refresh_every only applies to method 'vecq', got method "
-                                        f"{rec['quant']['method']!r}")
+    why = _act_type_unexportable(rec["quant"]["act_type"])
+    if why:
+        fail("quant.act_type", why)
+    _check_model_builds(rec, fail)
     if rec["data"]["root"] is not None and not rec["data"]["root"].strip():
         fail("data.root", "expected a folder path, got an empty string")
     if rec["train"]["qat_lr"] is None:
         rec["train"]["qat_lr"] = rec["train"]["lr"]
     return rec
+
+
+#: every recipe dataset (MNIST, Fashion-MNIST) holds 28 x 28 single-channel images
+DATASET_IMAGE = {"image_size": 28, "in_channels": 1}
+
+
+def _check_model_builds(rec: dict, fail) -> None:
+    """Refuse, before any training, options the dataset or the model builder cannot take."""
+    from .models import build_model
+
+    opts = rec["model"]["options"]
+    for key, want in DATASET_IMAGE.items():
+        if key in opts and opts[key] != want:
+            fail(f"model.options.{key}", f"expected {want}: the {rec['data']['dataset']} images have {key} {want}, got {opts[key]}")
+    import torch
+
+    try:  # float mode, one forward pass on two blank images: every shape the builder makes
+        model = build_model(rec["model"]["name"], **recipe_model_options(rec, bits=None)).eval()
+        with torch.no_grad():
+            model(torch.zeros((2,) + tuple(model.input_shape)))
+    except (ValueError, TypeError, RuntimeError, IndexError) as exc:
+        fail("model.options", f"expected options the model can be built with: {' '.join(str(exc).split())}")
 
 
 def load_recipe(source, *, base_dir: str | Path | None = None) -> tuple[dict, Path | None]:
@@ -262,13 +331,7 @@ def load_recipe(source, *, base_dir: str | Path | None = None) -> tuple[dict, Pa
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecipeError(f"cannot read recipe ({exc.strerror or exc})", file=str(path)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"invalid YAML{where}: {problem}", file=str(path)) from None
+    data = load_strict_yaml(text, file=str(path), error=RecipeError)  # the model files' reader
     return validate_recipe(data, file=str(path)), path.resolve().parent
 
 
@@ -279,7 +342,9 @@ def recipe_model_options(rec: dict, *, bits="recipe") -> dict:
     for k, v in list(opts.items()):
         if isinstance(v, list):
             opts[k] = tuple(tuple(e) if isinstance(e, list) else e for e in v)
-    opts.update(bits=q["bits"] if bits == "recipe" else bits, quantizer=q["method"],
-                per_channel=q["per_channel"], act_type=q["act_type"], in_type=q["in_type"],
-                out_type=q["out_type"], adaptive=q["adaptive"], refresh_every=q["refresh_every"])
+    types = ("act_type", "in_type", "out_type")
+    opts.update(weight_quant={k: v for k, v in q.items() if k not in types},
+                **{k: q[k] for k in types})
+    if bits != "recipe":  # None: float mode (the layers keep the quantiser); k: its bits
+        opts["bits"] = bits
     return opts

@@ -1,20 +1,13 @@
-"""Deployment report: one pipeline behind `vecq-hw demo` and `vecq-hw report`.
+"""Report text: turns numbers the flow computed into the lines people read.
 
-Given a training run, it exports the integer model, simulates it on the test set, generates
-the HLS project, C-simulates it on a subset and prints one report comparing the float model,
-the QAT model, the simulator and the C simulation on the same images.
+Formatting only: nothing here computes, loads, writes or runs anything (the pipeline behind
+`vecq-hw demo` and `vecq-hw report` is ``vecq_hw.flow.deploy_report``), and nothing here imports
+the flow, so the flow can import this module freely.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
-
-import numpy as np
-
 from . import ir
-from .errors import VecQError
 
 
 def memory_lines(mem: dict) -> list[str]:
@@ -65,7 +58,7 @@ def format_report(r: dict) -> str:
     if r.get("csim_summary"):
         lines.append(r["csim_summary"])
     lines += memory_lines(r["memory"])
-    lines += ["", "requantisation overflow on the test set (simulator):", overflow_table(r["overflow"]), ""]
+    lines += ["", "overflow on the test set (simulator: the input conversion, then every requantisation):", overflow_table(r["overflow"]), ""]
     lines += [f"integer model: {r['model_dir']}", f"HLS project:   {r['project_dir']}  ({r['backend']}, {r['io_type']})",
               "  take it into the vendor tools (not available here):",
               f"    cd {r['project_dir']} && vitis_hls -f build_prj.tcl        # Vitis HLS (or vivado_hls -f build_prj.tcl)",
@@ -74,86 +67,32 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backend="Vitis",
-                  io_type="io_parallel", progress=print) -> dict:
-    """Export -> simulate -> HLS -> C-simulate -> report, for one training run."""
-    from .data import load_dataset
-    from .export.model_io import load_model, save_model, weight_memory_report
-    from .flow import export_torch, images_to_inputs, predict_sim, predict_torch
-    from .hls import csim, write_project
-    from .plots import plot_weight_histograms
-    from .train import load_run
-
-    run_dir, work_dir = Path(run_dir), Path(work_dir)
-    model, recipe = load_run(run_dir)
-    dataset = recipe["data"]["dataset"]
-    metrics = json.loads((run_dir / "metrics.json").read_text()) if (run_dir / "metrics.json").exists() else {}
-
-    progress("exporting the integer model ...")
-    save_model(export_torch(model), work_dir / "model", overwrite=True)
-    imodel = load_model(work_dir / "model")  # downstream reads the saved integer model only
-
-    images, labels = load_dataset(dataset, "test", root=data_root)
-    progress(f"QAT model and simulator on {len(labels)} test images ...")
-    qat = predict_torch(model, images)
-    sim, res = predict_sim(imodel, images, count_overflow=True)
-
-    m = min(int(csim_images), len(labels))
-    progress(f"writing the HLS project and C-simulating {m} images with g++ ...")
-    prj = write_project(imodel, work_dir / "hls_prj", backend=backend, io_type=io_type,
-                        test_inputs=images_to_inputs(images[:m], imodel))
-    t0 = time.perf_counter()
-    cs = csim(prj)
-    if not cs.ok and cs.outputs is None:
-        raise VecQError(f"C simulation failed to build or run:\n{cs.log[-2000:]}", file=prj)
-    csim_pred = np.argmax(cs.outputs.reshape(m, -1), axis=1)
-    csim_seconds = time.perf_counter() - t0
-
-    plots = plot_weight_histograms(model, work_dir / "weights.png")
-    curve = run_dir / "training_curve.png"
-    plots = [str(p) for p in ([plots] + ([curve] if curve.exists() else []))]
-
-    r = {
-        "model": getattr(model, "arch", imodel.name), "dataset": dataset,
-        "n_test": int(len(labels)), "n_csim": m,
-        "float_accuracy": metrics.get("float_test_accuracy"),
-        "qat_accuracy": float(np.mean(qat == labels)),
-        "sim_accuracy": float(np.mean(sim == labels)),
-        "qat_accuracy_subset": float(np.mean(qat[:m] == labels[:m])),
-        "sim_accuracy_subset": float(np.mean(sim[:m] == labels[:m])),
-        "csim_accuracy": float(np.mean(csim_pred == labels[:m])),
-        "qat_sim_agreement": float(np.mean(qat == sim)),
-        "csim_mismatches": int(cs.mismatches), "csim_values": int(cs.n_values),
-        "csim_value_mismatches": int(cs.value_mismatches),
-        "csim_seconds": round(csim_seconds, 2), "csim_summary": cs.summary(),
-        "memory": weight_memory_report(imodel),
-        "overflow": res.overflow,
-        "model_dir": str(work_dir / "model"), "project_dir": str(prj),
-        "backend": backend, "io_type": io_type, "plots": plots,
-    }
-    (work_dir / "report.json").write_text(json.dumps(r, indent=2, default=_jsonable))
-    text = format_report(r)
-    (work_dir / "report.txt").write_text(text + "\n")
-    return r
+def format_estimate(est, *, per_layer: bool = True) -> str:
+    """The pre-synthesis estimate (``vecq_hw.estimate.Estimate``) as a table a person reads quickly."""
+    part, tot, use = est.part, est.totals(), est.utilisation()
+    lines = []
+    if per_layer:
+        lines.append(f"{'layer':<14}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
+                     f"{'BRAM18':>8}{'cycles':>12}")
+        for lyr in est.layers:
+            lines.append(f"{lyr.name[:13]:<14}{lyr.kind[:16]:<17}{lyr.reuse or '':>9}{lyr.slots or '':>9}"
+                         f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.cycles:>12,}")
+    lines.append(f"total on {part.name} ({est.io_type}):  LUTs {tot['luts']:,.0f} ({use['luts']:.0%})  "
+                 f"FFs {tot['ffs']:,.0f} ({use['ffs']:.0%})  DSPs {tot['dsps']:,.0f} ({use['dsps']:.0%})  "
+                 f"BRAM18 {tot['bram18']:,.0f} ({use['bram18']:.0%})  URAM {tot['uram']:,.0f}")
+    lines.append(f"II {est.ii:,} cycles, latency {est.latency:,} cycles; at {1e3 / est.clock_period:.0f} MHz: "
+                 f"{est.fps:,.0f} frames/s, {est.latency * est.clock_period / 1e3:,.1f} us")
+    lines.append("(estimate before synthesis: LUTs per product calibrated on yosys mappings; not a Vivado report)")
+    return "\n".join(lines)
 
 
-def _jsonable(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    return str(o)
-
-
-def run_report(run_dir, *, data_root=None, limit=1000) -> str:
-    """`vecq-hw report RUN`: RUN is a demo folder (with run/) or a training run folder."""
-    run_dir = Path(run_dir)
-    if (run_dir / "run").is_dir():
-        train_dir, work = run_dir / "run", run_dir
-    else:
-        train_dir, work = run_dir, run_dir / "deploy"
-    if not (train_dir / "model.pt").exists():
-        raise VecQError("not a training run (no model.pt); expected a folder written by `vecq-hw train` or "
-                        "`vecq-hw demo`", file=run_dir)
-    r = deploy_report(train_dir, work, data_root=data_root, csim_images=limit, progress=lambda s: None)
-    return format_report(r)
+def format_fit(result) -> str:
+    """What ``vecq-hw fit`` chose (or why nothing fits, and what comes closest)."""
+    head = f"headroom {result.headroom:.0%}, target {result.target}, {result.candidates} balanced plans tried"
+    if result.ok:
+        plan = ", ".join(f"{k}={v}" for k, v in result.plan.reuse().items())
+        return f"plan ({head}): {plan}\n" + format_estimate(result.plan)
+    over = ", ".join(f"{r} {u:.0%}" for r, u in result.over_budget().items())
+    plan = ", ".join(f"{k}={v}" for k, v in result.closest.reuse().items())
+    return (f"NOTHING FITS {result.closest.part.name} at {result.headroom:.0%} ({head}); the closest, fully folded "
+            f"({plan}), needs {over}:\n" + format_estimate(result.closest))

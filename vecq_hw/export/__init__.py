@@ -1,7 +1,8 @@
-"""Export: PyTorch -> integer model (``torch_export``), integer model <-> folder (``model_io``).
+"""Export: PyTorch -> integer model (``torch_export``).
 
-Import-light on purpose: the submodules (numpy, PyYAML, torch) load on first use, so
-``from vecq_hw.export import load_model`` never pulls in torch.
+The integer model's file format lives in :mod:`vecq_hw.ir.io`; the names below are kept here
+for code written against earlier releases. Import-light on purpose: nothing here pulls in
+torch until ``torch_export`` is used.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ __all__ = list(_MODEL_IO + _PACKING)
 
 def __getattr__(name: str):
     if name in _MODEL_IO:
-        from . import model_io
-        return getattr(model_io, name)
+        from ..ir import io
+        return getattr(io, name)
     if name in _PACKING:
-        from . import packing
+        from ..ir import packing
         return getattr(packing, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

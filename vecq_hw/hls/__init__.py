@@ -1,13 +1,30 @@
-"""Integer model -> hls4ml project with our low-bit kernels; g++ C simulation.
+"""The HLS back end: integer model -> hls4ml project with our low-bit kernels; g++ C simulation.
 
-    write_project(model, out_dir, backend=..., io_type=..., ...) -> Path
-    build_hls_model(model, ...) -> compiled hls4ml ModelGraph (predict / trace in process)
-    csim(prj_dir, jobs=2, opt='-O1') -> CsimResult
+    write_project(model, out_dir, HlsOptions(...), expected=(x_mantissa, y_mantissa)) -> Path
+    build_hls_model(model, out_dir, HlsOptions(...)) -> compiled hls4ml ModelGraph (predict / trace)
+    csim(prj_dir, jobs=None, opt='-O3', timeout=None, progress=False) -> CsimResult (resumable)
+
+Names load lazily: ``from vecq_hw.hls.options import HlsOptions`` (the CLI's defaults) does not
+import hls4ml.
 """
 
-from .convert import build_graph, check_pinned, layer_list
-from .csim import CsimError, CsimResult, csim
-from .project import build_hls_model, hls_description, write_project, write_test_data
+from importlib import import_module
 
-__all__ = ["CsimError", "CsimResult", "build_graph", "build_hls_model", "check_pinned", "csim", "hls_description",
-           "layer_list", "write_project", "write_test_data"]
+# eager and cheap (no hls4ml); also keeps ``vecq_hw.hls.csim`` the function, not the submodule
+from .csim import CsimError, CsimResult, csim
+
+_EXPORTS = {
+    "HlsOptions": ".options", "build_graph": ".convert", "check_pinned": ".convert", "layer_list": ".convert",
+    "build_hls_model": ".project",
+    "hls_description": ".project", "write_project": ".project", "write_test_data": ".project",
+}
+
+__all__ = sorted(set(_EXPORTS) | {"CsimError", "CsimResult", "csim"})
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

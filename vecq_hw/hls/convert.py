@@ -1,226 +1,152 @@
 """Integer model (vecq_hw IR) -> hls4ml layer list + config -> ModelGraph.
 
-The hls4ml model is built from a layer list (``ModelGraph.from_layer_list``), never by tracing
-PyTorch. Every precision comes from the integer model: inputs, outputs, accumulators, weights,
-scales, biases, pooling accumulators, activation tables; :func:`check_pinned` proves that no
-type in the finished graph was left to a default.
+The hls4ml model is built from a layer list (``ModelGraph.from_layer_list``) over
+``model.nodes()`` with every layer's real ``inputs``, never by tracing PyTorch. What each kind
+becomes, and every precision it carries, comes from its mapping (:mod:`.mappings`);
+:func:`check_pinned` proves against the same mappings that no type in the finished graph was
+left to a default (hls4ml's own Clone layers, inserted in io_stream where a tensor is read
+twice, must carry their source's type).
 """
 
 from __future__ import annotations
 
-import re
-
-import numpy as np
-from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, NamedType
+from hls4ml.model.types import NamedType
 
 from .. import ir
 from ..errors import VecQError
-from ..fixed import FixedType
+from .folding import check_reuse_names
 from .layers import register
+from .mappings import mapping_for, pool_accum_type
+from .options import IO_TYPES, STRATEGIES, HlsOptions
+from .products import choose_product
+from .types import hls_name, precision_of, precision_string, same_precision
 
-IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("Latency", "Resource")
-
-
-def precision_of(t: FixedType):
-    """hls4ml precision object for a FixedType (all modes explicit)."""
-    if t.overflow == "AP_WRAP_SM":
-        raise VecQError(f"{t}: AP_WRAP_SM is not supported by the HLS generation (hls4ml has no such mode)")
-    if t.kind == "int":
-        return IntegerPrecisionType(width=t.width, signed=t.signed)
-    return FixedPrecisionType(width=t.width, integer=t.integer, signed=t.signed, rounding_mode=t.rounding[3:],
-                              saturation_mode=t.overflow[3:], saturation_bits=t.sat_bits)
+__all__ = ["IO_TYPES", "STRATEGIES", "build_graph", "check_pinned", "hls_config", "hls_name", "layer_list",
+           "pool_accum_type", "precision_of", "precision_string", "term_type"]
 
 
-def precision_string(t: FixedType) -> str:
-    """Fully explicit spelling for hls4ml's config parser."""
-    if t.kind == "int":
-        return str(t)
-    u = "" if t.signed else "u"
-    return f"ap_{u}fixed<{t.width},{t.integer},{t.rounding},{t.overflow},{t.sat_bits}>"
+#: hls4ml's Clone copies an io_stream tensor to at most 7 readers
+MAX_STREAM_READERS = 7
 
 
-def hls_name(name: str, taken: set[str]) -> str:
-    """A C identifier for a layer name, unique within the model."""
-    base = re.sub(r"\W", "_", name)
-    if not base or base[0].isdigit():
-        base = "l_" + base
-    if base.lower() in ("input",):
-        base = base + "_1"
-    out, i = base, 1
-    while out.lower() in taken:
-        i += 1
-        out = f"{base}_{i}"
-    taken.add(out.lower())
-    return out
+def term_type(in_type, layer_or_bits):
+    """Exact type of one product x * d (a weighted layer's product, or the named k-bit tables')."""
+    if isinstance(layer_or_bits, ir.Weighted):
+        return choose_product(layer_or_bits, in_type).term
+    from .products import _named_term
+
+    return _named_term(in_type, int(layer_or_bits))
 
 
-def term_type(in_type: FixedType, bits: int) -> FixedType:
-    """Exact type of one product x * d, |d| <= 2**bits - 1."""
-    extra = bits + 2
-    return FixedType(width=min(in_type.width + extra, 64), integer=in_type.integer + extra, signed=True)
+def _options(options: HlsOptions | None, kw: dict) -> HlsOptions:
+    return HlsOptions.from_kwargs(options, **kw) if kw else (options or HlsOptions())
 
 
-def pool_accum_type(in_type: FixedType, out_type: FixedType, area: int) -> FixedType:
-    """Exact accumulator for an average pool: the window sum, with out_type's fractional bits.
-
-    hls4ml computes ``accum_t y = sum; y /= N``; ap_fixed division by an integer keeps the
-    dividend's fractional bits, so with frac >= in.frac + log2(N) the mean is exact.
-    """
-    extra = area.bit_length() - 1
-    frac = max(out_type.frac, in_type.frac + extra)
-    integer = max(in_type.integer + extra, out_type.integer) + 1
-    return FixedType(width=integer + frac, integer=integer, signed=True)
-
-
-def layer_list(model: ir.Model, *, strategy: str = "Latency", reuse_factor: int = 1, check: bool = True):
+def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: bool = True, **option_kw):
     """The hls4ml layer list and per-layer precision config for an integer model.
 
     Returns (layers, layer_config, names) where names maps IR layer name -> hls4ml name.
     ``check=False`` skips :meth:`Model.check` (only for tests that break a model on purpose).
     """
+    opts = _options(options, option_kw)
     if check:
         model.check()
+    if opts.io_type == "io_stream":
+        for src, readers in model.consumers().items():
+            if len(readers) > MAX_STREAM_READERS:
+                raise VecQError(f"layer '{src}' is read by {len(readers)} layers; io_stream copies a stream to "
+                                f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
+    check_reuse_names(model, opts.reuse)
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
-    prev = None
-    for layer, in_shape, in_type, out_shape in model.walk():
+    for node in model.nodes():
+        layer = node.layer
+        mapping = mapping_for(node)
+        why = mapping.refuse(node, opts)
+        if why:
+            raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")
         name = hls_name(layer.name, taken)
         names[layer.name] = name
-        prec = {"result": precision_string(layer.out_type)}
-        d: dict = {"name": name}
-        if prev is not None:
-            d["inputs"] = [prev]
-        if isinstance(layer, ir.Input):
-            d.update(class_name="InputLayer", input_shape=list(layer.shape))
-        elif isinstance(layer, ir.Weighted):
-            acc, term = layer.accum_type, term_type(in_type, layer.bits)
-            prec.update(accum=precision_string(acc), term=precision_string(term))
-            d.update(
-                bits=int(layer.bits), encoding=layer.encoding, multiplier=layer.multiplier,
-                codes_data=np.asarray(layer.codes, dtype=np.int64),
-                scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac,
-                bias_mantissas=layer.bias, bias_frac=layer.bias_type.frac,
-                vecq_types={"weight": FixedType(width=int(layer.bits), integer=int(layer.bits), kind="int"),
-                            "scale": layer.scale_type, "bias": layer.bias_type, "out": layer.out_type},
-                accum_t=NamedType(f"{name}_accum_t", precision_of(acc)),
-                term_t=NamedType(f"{name}_term_t", precision_of(term)),
-                strategy=strategy, reuse_factor=int(reuse_factor),
-            )
-            prec.update(weight=f"ap_int<{layer.bits}>", scale=precision_string(layer.scale_type),
-                        bias=precision_string(layer.bias_type))
-            if isinstance(layer, ir.Dense):
-                d.update(class_name="VecQDense", n_in=int(in_shape[0]), n_out=int(out_shape[0]))
-            else:
-                kh, kw = layer.kernel
-                pt, pb, pl, pr = (int(p) for p in layer.padding)
-                d.update(class_name="VecQConv2D", in_height=int(in_shape[0]), in_width=int(in_shape[1]),
-                         n_chan=int(in_shape[2]), out_height=int(out_shape[0]), out_width=int(out_shape[1]),
-                         n_filt=int(out_shape[2]), filt_height=kh, filt_width=kw,
-                         stride_height=int(layer.stride[0]), stride_width=int(layer.stride[1]),
-                         pad_top=pt, pad_bottom=pb, pad_left=pl, pad_right=pr)
-        elif isinstance(layer, ir.ReLU):
-            d.update(class_name="Activation", activation="relu")
-            prec["table"] = precision_string(layer.out_type)  # unused by relu, pinned anyway
-            d["table_t"] = NamedType(f"{name}_table_t", precision_of(layer.out_type))
-        elif isinstance(layer, ir.Pool2D):
-            avg = isinstance(layer, ir.AvgPool2D)
-            acc = (pool_accum_type(in_type, layer.out_type, layer.pool[0] * layer.pool[1]) if avg
-                   else layer.out_type)
-            prec["accum"] = precision_string(acc)
-            d.update(class_name="AveragePooling2D" if avg else "MaxPooling2D", data_format="channels_last",
-                     in_height=int(in_shape[0]), in_width=int(in_shape[1]), n_filt=int(in_shape[2]),
-                     out_height=int(out_shape[0]), out_width=int(out_shape[1]),
-                     pool_height=int(layer.pool[0]), pool_width=int(layer.pool[1]),
-                     stride_height=int(layer.stride[0]), stride_width=int(layer.stride[1]),
-                     pad_top=0, pad_bottom=0, pad_left=0, pad_right=0, count_pad=False)
-        elif isinstance(layer, ir.Flatten):
-            d.update(class_name="Reshape", target_shape=[int(out_shape[0])])
-        else:  # pragma: no cover - ir.check refuses unknown kinds
-            raise VecQError(f"layer '{layer.name}': kind '{layer.kind}' has no HLS implementation")
+        d = {"name": name, "class_name": mapping.class_name(node, opts)}
+        if layer.inputs:
+            d["inputs"] = [names[src] for src in layer.inputs]
+        d.update(mapping.attrs(node, opts))
+        prec = {}
+        for key, t in mapping.types(node, opts).items():
+            prec[key] = precision_string(t)
+            if key != "result":
+                d[f"{key}_t"] = NamedType(f"{name}_{key}_t", precision_of(t))
         layers.append(d)
-        cfg[name] = {"Precision": prec, "Trace": True, "ReuseFactor": int(reuse_factor),
-                     "Strategy": strategy}
-        prev = name
+        cfg[name] = {"Precision": prec, "Trace": True, "ReuseFactor": int(d.get("reuse_factor", opts.reuse_factor)),
+                     "Strategy": opts.strategy}
     return layers, cfg, names
 
 
-def hls_config(model: ir.Model, *, backend="Vivado", io_type="io_parallel", reuse_factor=1, strategy="Latency",
-               part="xcu250-figd2104-2L-e", clock_period=5, project_name="myproject", output_dir="hls_prj",
-               trace=False, check=True):
+def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir="hls_prj", trace=False,
+               check=True, **option_kw):
     """(config dict for ModelGraph.from_layer_list, layer list, name map)."""
     from hls4ml.backends import get_backend
 
-    if backend not in ("Vivado", "Vitis"):
-        raise VecQError(f"backend must be 'Vivado' or 'Vitis', got {backend!r}")
-    if io_type not in IO_TYPES:
-        raise VecQError(f"io_type must be one of {IO_TYPES}, got {io_type!r}")
-    if strategy not in STRATEGIES:
-        raise VecQError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    if not isinstance(reuse_factor, int) or reuse_factor < 1:
-        raise VecQError(f"reuse_factor must be a positive integer, got {reuse_factor!r}")
+    opts = _options(options, option_kw)
     register()
-    layers, layer_cfg, names = layer_list(model, strategy=strategy, reuse_factor=reuse_factor, check=check)
-    config = get_backend(backend).create_initial_config(part=part, clock_period=clock_period, io_type=io_type)
-    config.update(Backend=backend, OutputDir=str(output_dir), ProjectName=project_name, InputData=None,
+    layers, layer_cfg, names = layer_list(model, opts, check=check)
+    config = get_backend(opts.backend).create_initial_config(part=opts.part, clock_period=opts.clock_period,
+                                                             io_type=opts.io_type)
+    config.update(Backend=opts.backend, OutputDir=str(output_dir), ProjectName=opts.project_name, InputData=None,
                   OutputPredictions=None)
     config["HLSConfig"] = {
-        "Model": {"Precision": {"default": precision_string(model.input.out_type)}, "ReuseFactor": reuse_factor,
-                  "Strategy": strategy, "TraceOutput": bool(trace), "BramFactor": 1_000_000_000},
+        "Model": {"Precision": {"default": precision_string(model.input.out_type)},
+                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy, "TraceOutput": bool(trace),
+                  "BramFactor": 1_000_000_000},
         "LayerName": layer_cfg,
     }
     return config, layers, names
 
 
-def build_graph(model: ir.Model, **kw):
+def build_graph(model: ir.Model, options: HlsOptions | None = None, *, output_dir="hls_prj", trace=False,
+                check=True, **option_kw):
     """ModelGraph for an integer model (not written, not compiled), plus the name map."""
     from hls4ml.model.graph import ModelGraph
 
-    config, layers, names = hls_config(model, **kw)
+    opts = _options(options, option_kw)
+    config, layers, names = hls_config(model, opts, output_dir=output_dir, trace=trace, check=check)
     graph = ModelGraph.from_layer_list(config, layers)
-    check_pinned(graph, model, names)
+    check_pinned(graph, model, names, opts)
     return graph, names
 
 
-def _same(prec, t: FixedType) -> bool:
-    want = precision_of(t)
-    if isinstance(prec, FixedPrecisionType) != isinstance(want, FixedPrecisionType) or prec.width != want.width or prec.signed != want.signed:
-        return False
-    if isinstance(want, FixedPrecisionType):
-        return (prec.integer == want.integer and prec.rounding_mode == want.rounding_mode
-                and prec.saturation_mode == want.saturation_mode
-                and (prec.saturation_bits or 0) == (want.saturation_bits or 0))
-    return True
+def _check_types(what: str, node, expected: dict) -> None:
+    """Every output variable and every NamedType '<key>_t' of an hls4ml node is as expected."""
+    for var in node.variables.values():
+        if not same_precision(var.type.precision, expected["result"]):
+            raise VecQError(f"{what}: hls4ml output type {var.type.precision} differs from {expected['result']}")
+    for key, value in node.attributes.items():
+        if not key.endswith("_t") or not isinstance(value, NamedType):
+            continue
+        want = expected.get(key[:-2])
+        if want is None:
+            raise VecQError(f"{what}: hls4ml type '{key}' = {value.precision} is not pinned")
+        if not same_precision(value.precision, want):
+            raise VecQError(f"{what}: hls4ml type '{key}' = {value.precision}, expected {want}")
 
 
-def check_pinned(graph, model: ir.Model, names: dict[str, str]) -> None:
-    """Every type in the hls4ml graph is the one the integer model says (no default, no 'auto')."""
-    types = {}
-    for layer, _, in_type, _ in model.walk():
-        types[names[layer.name]] = (layer, in_type)
+def check_pinned(graph, model: ir.Model, names: dict[str, str], options: HlsOptions | None = None) -> None:
+    """Every type in the hls4ml graph is the one the layer's mapping emits (no default, no 'auto')."""
+    opts = options or HlsOptions()
+    expected, out_of = {}, {}
+    for node in model.nodes():
+        expected[names[node.layer.name]] = (node.layer, mapping_for(node).types(node, opts))
+        out_of[names[node.layer.name]] = node.layer.out_type
     for node in graph.get_layers():
-        if node.name not in types:
+        if node.class_name == "Clone":
+            # hls4ml's io_stream copy of a tensor read twice: it must carry the source's type
+            src = node.inputs[0]
+            if src not in out_of:
+                raise VecQError(f"hls4ml clone layer '{node.name}' reads '{src}', which the integer model lacks")
+            want = out_of[src]
+            _check_types(f"clone layer '{node.name}'", node, {"result": want})
+            continue
+        if node.name not in expected:
             raise VecQError(f"hls4ml added a layer '{node.name}' ({node.class_name}) the integer model does not have")
-        layer, in_type = types[node.name]
-        out = node.get_output_variable().type.precision
-        if not _same(out, layer.out_type):
-            raise VecQError(f"layer '{layer.name}': hls4ml output type {out} differs from {layer.out_type}")
-        expected = {"result_t": layer.out_type}
-        if isinstance(layer, ir.Weighted):
-            expected.update(accum_t=layer.accum_type, scale_t=layer.scale_type, bias_t=layer.bias_type,
-                            term_t=term_type(in_type, layer.bits),
-                            weight_t=FixedType(width=layer.bits, integer=layer.bits, kind="int"))
-        elif isinstance(layer, ir.AvgPool2D):
-            expected["accum_t"] = pool_accum_type(in_type, layer.out_type, layer.pool[0] * layer.pool[1])
-        elif isinstance(layer, ir.MaxPool2D):
-            expected["accum_t"] = layer.out_type
-        elif isinstance(layer, ir.ReLU):
-            expected["table_t"] = layer.out_type
-        for key, value in node.attributes.items():
-            if not key.endswith("_t") or not isinstance(value, NamedType):
-                continue
-            if key not in expected:
-                raise VecQError(f"layer '{layer.name}': hls4ml type '{key}' = {value.precision} is not pinned")
-            if not _same(value.precision, expected[key]):
-                raise VecQError(f"layer '{layer.name}': hls4ml type '{key}' = {value.precision}, "
-                                f"expected {expected[key]}")
+        layer, types = expected[node.name]
+        _check_types(f"layer '{layer.name}'", node, types)

@@ -1,9 +1,11 @@
-"""hls4ml layer classes and templates for the VecQ weighted layers (extension API).
+"""hls4ml layer classes and templates for our kernels (hls4ml's extension API).
 
-``VecQDense`` and ``VecQConv2D`` are registered with :func:`hls4ml.model.layers.register_layer`;
-their config/function templates and the C++ header ``hls_templates/nnet_vecq.h`` are registered
-with the 'Vivado' and 'Vitis' backends (``register_template`` / ``register_source``). hls4ml's
-own layers serve for ReLU, pooling and flatten (their precisions pinned by :mod:`.convert`).
+``VecQDense``, ``VecQConv2D``, ``VecQDepthwiseConv2D`` (weighted, the level-table product bound
+in their config), ``VecQGlobalAvgPool2D`` and ``VecQPool2D`` (any stride) are registered with
+:func:`hls4ml.model.layers.register_layer`; their config/function templates and the C++ header
+``hls_templates/nnet_vecq.h`` with the 'Vivado' and 'Vitis' backends. hls4ml's own layers serve
+for ReLU, pooling with stride == size, add and flatten. Which class a layer kind becomes, and
+every type it is pinned to, is decided in :mod:`.mappings`; this module only declares classes.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from hls4ml.model.layers import Layer, register_layer
 from hls4ml.model.types import WeightVariable
 
 from .. import resources
+from .options import BACKENDS
+from .types import precision_of
 
 #: our C++ kernels and file templates
 TEMPLATE_DIR = resources.TEMPLATE_DIR
 KERNEL_HEADER = TEMPLATE_DIR / "nnet_vecq.h"
-BACKENDS = ("Vivado", "Vitis")
 MULTIPLIER_CODES = {"auto": 0, "dsp": 1, "fabric": 2}
-ENCODING_CODES = {"odd": 0, "int": 1}
+#: 'custom' tables do not read CONFIG_T::encoding (their product class reads the level ROM)
+ENCODING_CODES = {"odd": 0, "int": 1, "custom": 2}
 
 
 class ExactWeightVariable(WeightVariable):
@@ -68,6 +72,7 @@ class _VecQWeighted(Layer):
         Attribute("bits"),
         Attribute("encoding", value_type=str),
         Attribute("multiplier", value_type=str),
+        Attribute("product_config", value_type=str),
         WeightAttribute("weight"),
         WeightAttribute("scale"),
         WeightAttribute("bias"),
@@ -77,15 +82,12 @@ class _VecQWeighted(Layer):
         TypeAttribute("accum"),
         TypeAttribute("term"),
     ]
+    #: attribute names giving the output shape
+    out_shape_attrs: tuple[str, ...] = ()
 
-    def _out_precision(self):
-        from .convert import precision_of
-
-        return precision_of(self.get_attr("vecq_types")["out"])
-
-    def _add_tables(self):
-        from .convert import precision_of
-
+    def initialize(self):
+        shape = [self.get_attr(a) for a in self.out_shape_attrs]
+        self.add_output_variable(shape, precision=precision_of(self.get_attr("vecq_types")["out"]))
         types = self.get_attr("vecq_types")
         codes = np.asarray(self.get_attr("codes_data"), dtype=np.int64)
         self._add_exact("weight", "w{index}", precision_of(types["weight"]), codes.astype(np.float64),
@@ -104,25 +106,41 @@ class _VecQWeighted(Layer):
         self.set_attr(name, var)
 
 
+_CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
+                  "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
+
+
 class VecQDense(_VecQWeighted):
     _expected_attributes = [Attribute("n_in"), Attribute("n_out")]
-
-    def initialize(self):
-        self.add_output_variable([self.get_attr("n_out")], precision=self._out_precision())
-        self._add_tables()
+    out_shape_attrs = ("n_out",)
 
 
 class VecQConv2D(_VecQWeighted):
-    _expected_attributes = [
-        Attribute(n)
-        for n in ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
-                  "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
-    ]
+    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
+    out_shape_attrs = ("out_height", "out_width", "n_filt")
+
+
+class VecQDepthwiseConv2D(_VecQWeighted):
+    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
+    out_shape_attrs = ("out_height", "out_width", "n_chan")
+
+
+class VecQGlobalAvgPool2D(Layer):
+    _expected_attributes = [Attribute("n_pixels"), Attribute("n_chan"), Attribute("mult"), TypeAttribute("accum"),
+                            TypeAttribute("mult")]
 
     def initialize(self):
-        shape = [self.get_attr("out_height"), self.get_attr("out_width"), self.get_attr("n_filt")]
-        self.add_output_variable(shape, precision=self._out_precision())
-        self._add_tables()
+        self.add_output_variable([self.get_attr("n_chan")], precision=precision_of(self.get_attr("vecq_out_type")))
+
+
+class VecQPool2D(Layer):
+    _expected_attributes = [Attribute(n) for n in ("in_height", "in_width", "n_chan", "out_height", "out_width",
+                                                   "pool_height", "pool_width", "stride_height", "stride_width",
+                                                   "average", "log2_area")] + [TypeAttribute("accum")]
+
+    def initialize(self):
+        shape = [self.get_attr("out_height"), self.get_attr("out_width"), self.get_attr("n_chan")]
+        self.add_output_variable(shape, precision=precision_of(self.get_attr("vecq_out_type")))
 
 
 _common_config = """    static const unsigned bits = {bits};
@@ -135,21 +153,9 @@ _common_config = """    static const unsigned bits = {bits};
     typedef {accum_t.name} accum_t;
     typedef {scale_t.name} scale_t;
     typedef {bias_t.name} bias_t;
-"""
+{product_config}"""
 
-dense_config_template = (
-    """struct config{index} : nnet::vecq_dense_config {{
-    static const unsigned n_in = {n_in};
-    static const unsigned n_out = {n_out};
-"""
-    + _common_config
-    + "}};\n"
-)
-
-conv2d_config_template = (
-    """struct config{index} : nnet::vecq_conv2d_config {{
-    static const unsigned n_in = {in_height} * {in_width} * {n_chan};
-    static const unsigned n_out = {out_height} * {out_width} * {n_filt};
+_conv_geometry_config = """    static const unsigned n_in = {in_height} * {in_width} * {n_chan};
     static const unsigned in_height = {in_height}, in_width = {in_width}, n_chan = {n_chan};
     static const unsigned out_height = {out_height}, out_width = {out_width}, n_filt = {n_filt};
     static const unsigned filt_height = {filt_height}, filt_width = {filt_width};
@@ -157,59 +163,72 @@ conv2d_config_template = (
     static const unsigned pad_top = {pad_top}, pad_bottom = {pad_bottom};
     static const unsigned pad_left = {pad_left}, pad_right = {pad_right};
 """
-    + _common_config
-    + "}};\n"
-)
 
-dense_function_template = "nnet::vecq_dense<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {s}, {b});"
-conv2d_function_template = "nnet::vecq_conv2d<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {s}, {b});"
+CONFIG_TEMPLATES = {
+    VecQDense: "struct config{index} : nnet::vecq_dense_config {{\n"
+               "    static const unsigned n_in = {n_in};\n    static const unsigned n_out = {n_out};\n"
+               + _common_config + "}};\n",
+    VecQConv2D: "struct config{index} : nnet::vecq_conv2d_config {{\n"
+                "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
+                + _conv_geometry_config + _common_config + "}};\n",
+    VecQDepthwiseConv2D: "struct config{index} : nnet::vecq_depthwise_config {{\n"
+                         "    static const unsigned n_out = {out_height} * {out_width} * {n_chan};\n"
+                         + _conv_geometry_config + _common_config + "}};\n",
+    VecQGlobalAvgPool2D: """struct config{index} : nnet::vecq_global_pool_config {{
+    static const unsigned n_pixels = {n_pixels}, n_chan = {n_chan};
+    static const unsigned long long mult = {mult}ULL;
+    static const unsigned reuse_factor = {reuse};
+    typedef {accum_t.name} accum_t;
+    typedef {mult_t.name} mult_t;
+}};\n""",
+    VecQPool2D: """struct config{index} : nnet::vecq_pool2d_config {{
+    static const unsigned in_height = {in_height}, in_width = {in_width}, n_chan = {n_chan};
+    static const unsigned out_height = {out_height}, out_width = {out_width};
+    static const unsigned pool_height = {pool_height}, pool_width = {pool_width};
+    static const unsigned stride_height = {stride_height}, stride_width = {stride_width};
+    static const unsigned average = {average}, log2_area = {log2_area};
+    static const unsigned reuse_factor = {reuse};
+    typedef {accum_t.name} accum_t;
+}};\n""",
+}
+
+_weighted_call = "<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {s}, {b});"
+FUNCTION_TEMPLATES = {
+    VecQDense: "nnet::vecq_dense" + _weighted_call,
+    VecQConv2D: "nnet::vecq_conv2d" + _weighted_call,
+    VecQDepthwiseConv2D: "nnet::vecq_depthwise_conv2d" + _weighted_call,
+    VecQGlobalAvgPool2D: "nnet::vecq_global_avg_pool<{input_t}, {output_t}, {config}>({input}, {output});",
+    VecQPool2D: "nnet::vecq_pool2d<{input_t}, {output_t}, {config}>({input}, {output});",
+}
 include_list = ["nnet_utils/nnet_vecq.h"]
 
 
 class _VecQConfigTemplate(LayerConfigTemplate):
-    def __init__(self, layer_class, template):
+    def __init__(self, layer_class):
         super().__init__(layer_class)
-        self.template = template
+        self.template = CONFIG_TEMPLATES[layer_class]
 
     def format(self, node):
         params = self._default_config_params(node)
-        params["encoding_code"] = ENCODING_CODES[node.get_attr("encoding")]
-        params["multiplier_code"] = MULTIPLIER_CODES[node.get_attr("multiplier")]
-        params["latency"] = "true" if str(node.get_attr("strategy", "latency")).lower() == "latency" else "false"
+        if isinstance(node, _VecQWeighted):
+            params["encoding_code"] = ENCODING_CODES[node.get_attr("encoding")]
+            params["multiplier_code"] = MULTIPLIER_CODES[node.get_attr("multiplier")]
+            params["latency"] = "true" if str(node.get_attr("strategy", "latency")).lower() == "latency" else "false"
         return self.template.format(**params)
 
 
 class _VecQFunctionTemplate(FunctionCallTemplate):
-    def __init__(self, layer_class, template):
+    def __init__(self, layer_class):
         super().__init__(layer_class, include_header=include_list)
-        self.template = template
+        self.template = FUNCTION_TEMPLATES[layer_class]
 
     def format(self, node):
         params = self._default_function_params(node)
-        params["w"] = node.get_weights("weight").name
-        params["s"] = node.get_weights("scale").name
-        params["b"] = node.get_weights("bias").name
+        if isinstance(node, _VecQWeighted):
+            params["w"] = node.get_weights("weight").name
+            params["s"] = node.get_weights("scale").name
+            params["b"] = node.get_weights("bias").name
         return self.template.format(**params)
-
-
-class VecQDenseConfigTemplate(_VecQConfigTemplate):
-    def __init__(self):
-        super().__init__(VecQDense, dense_config_template)
-
-
-class VecQConv2DConfigTemplate(_VecQConfigTemplate):
-    def __init__(self):
-        super().__init__(VecQConv2D, conv2d_config_template)
-
-
-class VecQDenseFunctionTemplate(_VecQFunctionTemplate):
-    def __init__(self):
-        super().__init__(VecQDense, dense_function_template)
-
-
-class VecQConv2DFunctionTemplate(_VecQFunctionTemplate):
-    def __init__(self):
-        super().__init__(VecQConv2D, conv2d_function_template)
 
 
 _registered = False
@@ -220,12 +239,14 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    register_layer("VecQDense", VecQDense)
-    register_layer("VecQConv2D", VecQConv2D)
+    for cls in CONFIG_TEMPLATES:
+        register_layer(cls.__name__, cls)
     for name in BACKENDS:
         backend = get_backend(name)
-        for tmpl in (VecQDenseConfigTemplate, VecQConv2DConfigTemplate, VecQDenseFunctionTemplate,
-                     VecQConv2DFunctionTemplate):
-            backend.register_template(tmpl)
+        for cls in CONFIG_TEMPLATES:
+            backend.register_template(type(f"{cls.__name__}ConfigTemplate", (_VecQConfigTemplate,),
+                                          {"__init__": lambda self, c=cls: _VecQConfigTemplate.__init__(self, c)}))
+            backend.register_template(type(f"{cls.__name__}FunctionTemplate", (_VecQFunctionTemplate,),
+                                           {"__init__": lambda self, c=cls: _VecQFunctionTemplate.__init__(self, c)}))
         backend.register_source(KERNEL_HEADER)
     _registered = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,20 +29,21 @@ from ..errors import VecQError
 from .convert import build_graph
 from .csim import BUILD_DIR
 from .layers import TEMPLATE_DIR
+from .options import DEFAULTS, HlsOptions
 
 GENERATOR = "vecq_hw.hls"
 CFLAGS = "-std=c++0x"
-N_DEFAULT_TESTS = 64
 
 _env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
                           keep_trailing_newline=True)
 
 
-def hls_description(*, project_name="myproject", part="xcu250-figd2104-2L-e", clock_period=5, backend="Vivado",
-                    clock_uncertainty=None, steps=("csim", "synth"), version="1.0.0") -> dict:
+def hls_description(*, project_name=DEFAULTS.project_name, part=DEFAULTS.part, clock_period=DEFAULTS.clock_period,
+                    backend=DEFAULTS.backend, clock_uncertainty=None, steps=("csim", "synth"),
+                    version="1.0.0") -> dict:
     """The one description both tool scripts (Tcl and the v++ config) are rendered from."""
     if clock_uncertainty is None:
-        clock_uncertainty = "27%" if backend == "Vitis" else "12.5%"
+        clock_uncertainty = DEFAULTS.replace(backend=backend).clock_uncertainty()
     return {
         "generator": GENERATOR,
         "project": project_name,
@@ -62,11 +64,7 @@ def render_scripts(desc: dict, out_dir: Path) -> None:
 
 
 def _input_mantissas(model: ir.Model, test_inputs) -> np.ndarray:
-    from .examples import random_inputs
-
     t = model.input.out_type
-    if test_inputs is None:
-        return random_inputs(model, N_DEFAULT_TESTS, seed=12345)
     x = np.asarray(test_inputs)
     shape = tuple(model.input.shape)
     if x.shape == shape:
@@ -82,13 +80,33 @@ def _input_mantissas(model: ir.Model, test_inputs) -> np.ndarray:
     return np.asarray(t.from_float(x.astype(np.float64)), dtype=np.int64)
 
 
-def write_test_data(model: ir.Model, out_dir, test_inputs=None) -> int:
-    """Write input mantissas and the simulator's expected output mantissas; returns N."""
-    from ..sim import simulate
+def _checked_expected(model: ir.Model, expected):
+    """The caller's (input mantissas, output mantissas), shapes and ranges checked."""
+    try:
+        x, y = expected
+    except (TypeError, ValueError):
+        raise VecQError("expected: a pair (input mantissas, output mantissas)", field="expected") from None
+    x = _input_mantissas(model, x)
+    y = np.asarray(y)
+    n = x.shape[0]
+    out_shape = tuple(model.output_shape)
+    if y.dtype.kind not in "iu" or y.shape not in ((n,) + out_shape, (n, int(np.prod(out_shape)))):
+        raise VecQError(f"expected outputs: {n} integer mantissa rows of shape {out_shape}, got {y.dtype} "
+                        f"{y.shape}", field="expected")
+    t = model.output_type
+    y = y.astype(np.int64)
+    if y.size and (y.min() < t.min_mantissa or y.max() > t.max_mantissa):
+        raise VecQError(f"expected outputs: mantissas outside the output type {t}", field="expected")
+    return x, y
 
+
+def write_test_data(model: ir.Model, out_dir, expected) -> int:
+    """Write input mantissas and the expected output mantissas; returns N.
+
+    ``expected``: (input mantissas, output mantissas) computed by the caller (the simulator's
+    outputs, as ``vecq_hw.flow.write_hls_project`` computes them): hls/ runs no simulator."""
     out_dir = Path(out_dir)
-    m = _input_mantissas(model, test_inputs)
-    expected = np.asarray(simulate(model, x_mantissa=m).output, dtype=np.int64)
+    m, expected = _checked_expected(model, expected)
     n = m.shape[0]
     tb = out_dir / "tb_data"
     tb.mkdir(parents=True, exist_ok=True)
@@ -116,37 +134,116 @@ def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, i
     return info
 
 
-def write_project(model: ir.Model, out_dir, *, backend="Vivado", io_type="io_parallel", reuse_factor=1,
-                  strategy="Latency", part="xcu250-figd2104-2L-e", clock_period=5, project_name="myproject",
-                  test_inputs=None, reference: ir.Model | None = None, check: bool = True) -> Path:
+def _is_our_project(path: Path) -> bool:
+    """A folder this module wrote: its vecq_project.json names our generator."""
+    try:
+        meta = json.loads((path / "vecq_project.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("generator") == GENERATOR
+
+
+def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Write into a new or empty folder; replace only a project of ours, and only when asked."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise VecQError("exists and is a file, expected an HLS project folder", file=out_dir)
+    if not any(out_dir.iterdir()):
+        return
+    if not _is_our_project(out_dir):
+        raise VecQError("exists and is not a vecq_hw HLS project; refusing to replace it", file=out_dir)
+    if not overwrite:
+        raise VecQError("already holds an HLS project; pass --overwrite (overwrite=True) to replace it, files "
+                        "added to it included", file=out_dir)
+
+
+_CODE_NOISE = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+_IDENTIFIER = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*\b")
+_PLACEHOLDER = "vecq_placeholder_top"
+
+
+def _identifiers(code: str) -> set[str]:
+    """The identifiers of C++ source (comments and string literals removed)."""
+    return set(_IDENTIFIER.findall(_CODE_NOISE.sub(" ", code)))
+
+
+def _check_name_is_free(project_name: str, prj: Path, info: dict) -> None:
+    """The top function's name must not be a name the generated C++ already uses.
+
+    ``HlsOptions`` makes it a C identifier and not a keyword; here it is checked against what
+    the project declares besides it: our testbench's names (``x``, ``in``, ``main``, ...), the
+    types, configs and weight arrays hls4ml writes (``input_t``, ``config2``, ``w2``), the file
+    names beside ``<project>.h`` (``defines``, ``parameters``) and every macro of the headers.
+    A clash would only show as a g++ error at csim time (or a silently different meaning).
+    """
+    taken = _identifiers(_env.get_template("vecq_test.cpp.j2").render(**dict(info, project=_PLACEHOLDER,
+                                                                              top=_PLACEHOLDER)))
+    fw = prj / "firmware"
+    for name in ("defines.h", "parameters.h"):
+        if (fw / name).is_file():
+            taken |= _identifiers((fw / name).read_text(errors="replace"))
+    own = {fw / f"{project_name}.h", fw / f"{project_name}.cpp"}
+    taken |= {p.stem for p in fw.rglob("*") if p.is_file() and p.suffix in (".h", ".cpp", ".txt") and p not in own}
+    define = re.compile(r"^\s*#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+    for p in fw.rglob("*.h"):
+        if p not in own:
+            taken |= set(define.findall(p.read_text(errors="replace")))
+    # hls4ml's own file names beside <project>.h (a project 'defines' would overwrite defines.h)
+    taken |= {"defines", "parameters", "weights", "nnet_utils", "ap_types", "nnet", "hls", "std", "main",
+              "firmware"}
+    taken.discard(_PLACEHOLDER)
+    if project_name in taken:
+        raise VecQError(f"'{project_name}' is already a name in the generated C++ (our testbench, hls4ml's types, "
+                        f"weights or headers); choose another top function name", field="project_name")
+    if project_name.startswith("_") and len(project_name) > 1 and project_name[1].isupper():
+        raise VecQError(f"'{project_name}': names starting with '_' and a capital are reserved in C++",
+                        field="project_name")
+
+
+def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *, expected=None,
+                  check: bool = True, overwrite: bool = False, **option_kw) -> Path:
     """Write the HLS project for ``model`` to ``out_dir`` (atomically) and return its path.
 
-    ``test_inputs``: (N,) + input shape, integer mantissas of the input type or floats (converted
-    with the input type's ``from_float``); default: 64 random inputs. The expected outputs are the
-    simulator's on ``reference`` (default: ``model`` itself; tests pass a deliberately broken
-    ``model`` with ``check=False`` and the intact model as ``reference``).
+    ``options``: :class:`HlsOptions` (the keywords backend=, io_type=, reuse_factor=, strategy=,
+    part=, clock_period=, project_name= still work and override it). ``expected``: the caller's
+    (input mantissas (N,) + input shape, the simulator's output mantissas) for the testbench;
+    without it the project has no test data (it synthesises, but ``csim`` has nothing to run).
+    ``check=False`` skips :meth:`Model.check` (tests that break a model on purpose only).
+    ``out_dir`` must be new, empty, or (with ``overwrite=True``) a project written here before:
+    a folder that is not one of our projects is never replaced. Every file lands inside it.
     """
+    for gone in ("test_inputs", "reference"):
+        if gone in option_kw:  # hls/ no longer runs the simulator
+            raise VecQError(f"write_project no longer takes {gone}=; pass expected=(input mantissas, the "
+                            "simulator's output mantissas)")
+    opts = HlsOptions.from_kwargs(options, **option_kw)
+    backend, io_type, project_name = opts.backend, opts.io_type, opts.project_name
+    reuse_factor, strategy = opts.reuse_factor, opts.strategy
     out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and not (out_dir / "vecq_project.json").is_file() and (
-            not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise VecQError("exists and is not a vecq_hw HLS project; refusing to replace it", file=out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    _check_out_dir(out_dir, overwrite)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VecQError(f"cannot create the project's parent folder ({exc.strerror or exc})", file=out_dir) from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        graph, names = build_graph(model, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
-                                   strategy=strategy, part=part, clock_period=clock_period,
-                                   project_name=project_name, output_dir=str(tmp), check=check)
+        graph, names = build_graph(model, opts, output_dir=str(tmp), check=check)
         graph.write()
         info = _write_testbench(graph, model, tmp, project_name, io_type)
-        n = write_test_data(reference if reference is not None else model, tmp, test_inputs)
-        render_scripts(hls_description(project_name=project_name, part=part, clock_period=clock_period,
+        _check_name_is_free(project_name, tmp, info)
+        n = write_test_data(model, tmp, expected) if expected is not None else 0
+        render_scripts(hls_description(project_name=project_name, part=opts.part, clock_period=opts.clock_period,
                                        backend=backend), tmp)
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,
+                    reuse=dict(opts.reuse),
                     n_tests=n, model=model.name, layer_names=names,
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})
         (tmp / "vecq_project.json").write_text(json.dumps(meta, indent=1))
         # hls4ml also leaves its float testbench data hooks; ours replaces the testbench file.
+        _check_confined(tmp)
         if out_dir.exists():
+            _check_out_dir(out_dir, overwrite)  # unchanged while we worked
             # keep the csim build cache: it is keyed by content, so an identical project
             # regenerated here is not compiled again
             if (out_dir / BUILD_DIR).is_dir():
@@ -163,17 +260,22 @@ def write_project(model: ir.Model, out_dir, *, backend="Vivado", io_type="io_par
     return out_dir
 
 
-def build_hls_model(model: ir.Model, out_dir=None, *, backend="Vivado", io_type="io_parallel", reuse_factor=1,
-                    strategy="Latency", part="xcu250-figd2104-2L-e", clock_period=5, project_name="myproject",
-                    trace=False):
+def _check_confined(prj: Path) -> None:
+    """Nothing the writers made points outside the project (the last line of defence)."""
+    root = prj.resolve()
+    for p in prj.rglob("*"):
+        if p.is_symlink() or root not in p.resolve().parents:
+            raise VecQError(f"the generated project holds '{p.relative_to(prj)}', which points outside it",
+                            file=prj)
+
+
+def build_hls_model(model: ir.Model, out_dir=None, options: HlsOptions | None = None, *, trace=False, **option_kw):
     """The compiled hls4ml ModelGraph (hls4ml's own g++ build) for in-process ``predict``/``trace``.
 
     Feed it float64 arrays of exactly representable input values (``T.to_float(mantissas)``).
     """
     if out_dir is None:
         out_dir = tempfile.mkdtemp(prefix="vecq_hls_")
-    graph, _ = build_graph(model, backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy,
-                           part=part, clock_period=clock_period, project_name=project_name,
-                           output_dir=str(out_dir), trace=trace)
+    graph, _ = build_graph(model, HlsOptions.from_kwargs(options, **option_kw), output_dir=str(out_dir), trace=trace)
     graph.compile()
     return graph

@@ -5,7 +5,10 @@
 ``quantizer`` ('vecq' | 'ul2q'), ``per_channel``, ``act_type`` (ReLU output quantiser),
 ``in_type`` (input quantiser, first module), ``out_type`` (logit quantiser, last module),
 ``num_classes``, ``batch_norm``; ``adaptive`` and ``refresh_every`` (VecQ only: the searched
-step of issue #6, see :class:`vecq_hw.quant.VecQ`). Each model carries plain attributes
+step of issue #6, see :class:`vecq_hw.quant.VecQ`); or ``weight_quant``, a quantiser object or
+``{method, ...options}`` config (any registered method) that replaces quantizer/per_channel/
+adaptive/refresh_every, each layer getting its own copy (``bits`` then overrides its bits only
+when passed; None = float mode). Each model carries plain attributes
 ``input_shape`` (without the batch dimension: (C, H, W) for CNNs, (features,) for MLPs),
 ``num_classes`` and ``arch``.
 """
@@ -19,16 +22,20 @@ from torch import nn
 from ._common import DEFAULT_ACT_TYPE, DEFAULT_IN_TYPE, DEFAULT_OUT_TYPE
 from .lenet import lenet5
 from .mlp import mlp
+from .mobilenet_block import mobilenet_block
+from .resnet_small import resnet_small
 from .vgg import vgg_small
 
-MODELS = {"lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp}
+MODELS = {"lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp, "resnet_small": resnet_small,
+          "mobilenet_block": mobilenet_block}
 ALIASES = {"lenet": "lenet5", "lenet-5": "lenet5", "vgg": "vgg_small"}
 
 #: options every builder takes that a training recipe sets from its ``quant`` section
 QUANT_OPTIONS = ("bits", "quantizer", "per_channel", "act_type", "in_type", "out_type", "adaptive",
-                 "refresh_every")
+                 "refresh_every", "weight_quant")
 
 __all__ = ["MODELS", "build_model", "model_options", "canonical_name", "lenet5", "vgg_small",
+           "resnet_small", "mobilenet_block",
            "mlp", "DEFAULT_ACT_TYPE", "DEFAULT_IN_TYPE", "DEFAULT_OUT_TYPE", "QUANT_OPTIONS"]
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..nn import DEFAULT_BITS
 from ._common import (DEFAULT_ACT_TYPE, DEFAULT_IN_TYPE, DEFAULT_OUT_TYPE, block_tail, conv,
                       finish, fixed_quant, linear, quant_args)
 
 
-def lenet5(*, bits: int | None = 2, quantizer: str = "vecq", per_channel: bool = False,
-           adaptive: bool = False, refresh_every: int = 1,
+def lenet5(*, bits: int | None = DEFAULT_BITS, quantizer: str = "vecq", per_channel: bool = False,
+           adaptive: bool = False, refresh_every: int = 1, weight_quant=None,
            act_type: str = DEFAULT_ACT_TYPE, in_type: str = DEFAULT_IN_TYPE,
            out_type: str = DEFAULT_OUT_TYPE, num_classes: int = 10, in_channels: int = 1,
            image_size: int = 28, conv_channels=(32, 64), hidden: int = 512,
@@ -18,7 +19,7 @@ def lenet5(*, bits: int | None = 2, quantizer: str = "vecq", per_channel: bool =
     dense hidden -> BN -> ReLU -> act quant -> dense num_classes -> out quant."""
     if image_size % 4:
         raise ValueError("lenet5: image_size must be divisible by 4")
-    q = quant_args(bits, quantizer, per_channel, adaptive, refresh_every)
+    q = quant_args(bits, quantizer, per_channel, adaptive, refresh_every, weight_quant)
     c1, c2 = (int(c) for c in conv_channels)
     layers: list[nn.Module] = [fixed_quant(in_type)]
     layers.append(conv(in_channels, c1, 5, q, padding=2))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..nn import DEFAULT_BITS
 from ._common import (DEFAULT_ACT_TYPE, DEFAULT_IN_TYPE, DEFAULT_OUT_TYPE, block_tail, finish,
                       fixed_quant, linear, quant_args)
 
 
-def mlp(*, bits: int | None = 2, quantizer: str = "vecq", per_channel: bool = False,
-        adaptive: bool = False, refresh_every: int = 1,
+def mlp(*, bits: int | None = DEFAULT_BITS, quantizer: str = "vecq", per_channel: bool = False,
+        adaptive: bool = False, refresh_every: int = 1, weight_quant=None,
         act_type: str = DEFAULT_ACT_TYPE, in_type: str = DEFAULT_IN_TYPE,
         out_type: str = DEFAULT_OUT_TYPE, in_features: int = 784, hidden=(256, 128),
         num_classes: int = 10, batch_norm: bool = True) -> nn.Sequential:
@@ -17,7 +18,7 @@ def mlp(*, bits: int | None = 2, quantizer: str = "vecq", per_channel: bool = Fa
 
     Input layout (N, in_features); for MNIST, images are flattened in row-major order.
     """
-    q = quant_args(bits, quantizer, per_channel, adaptive, refresh_every)
+    q = quant_args(bits, quantizer, per_channel, adaptive, refresh_every, weight_quant)
     layers: list[nn.Module] = [fixed_quant(in_type)]
     n = int(in_features)
     for h in hidden:

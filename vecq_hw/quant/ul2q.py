@@ -18,7 +18,8 @@ sigma is unchanged), and is what the VecQ layers use unless asked otherwise.
 
 from __future__ import annotations
 
-from vecq_hw.quant.base import MAX_QUANT_BITS, WeightQuantizer, check_bits
+from vecq_hw.quant.base import MAX_QUANT_BITS, HalfIntegerGrid, WeightQuantizer, check_bits, check_bool
+from vecq_hw.quant.registry import register_quantizer
 
 #: lambda_k for k = 1..8 (the reference's table, full precision).
 UL2Q_LAMBDAS = (
@@ -42,14 +43,21 @@ def ul2q_lambda(bits: int) -> float:
     return UL2Q_LAMBDAS[bits - 1] if bits <= 8 else 6.0 / (2**bits - 1)
 
 
-class UL2Q(WeightQuantizer):
-    """µL2Q quantiser: ``UL2Q(bits=2, per_channel=False, offset=True)``."""
+@register_quantizer
+class UL2Q(HalfIntegerGrid, WeightQuantizer):
+    """µL2Q quantiser: ``UL2Q(bits=2, per_channel=False, offset=True)``.
+
+    Half-integer grid (levels 2c + 1, unit 1/2). Config: ``{method: ul2q, bits, per_channel,
+    offset}``; built from a config (recipes, layer shorthand), ``offset`` defaults to false,
+    the form the hardware can hold.
+    """
 
     name = "ul2q"
+    CONFIG_DEFAULTS = {"offset": False}
 
     def __init__(self, bits: int = 2, per_channel: bool = False, offset: bool = True):
         super().__init__(bits, per_channel)
-        self.offset = bool(offset)
+        self.offset = check_bool(offset, "offset")
         self.lam = ul2q_lambda(self.bits)
 
     def _quantize_rows(self, w, ops):
@@ -58,6 +66,3 @@ class UL2Q(WeightQuantizer):
         centred = w - beta if self.offset else w
         codes = ops.round_clip(centred / (alpha + EPS) - 0.5, self.cmin, self.cmax)
         return codes, alpha, beta
-
-    def __repr__(self) -> str:
-        return f"UL2Q(bits={self.bits}, per_channel={self.per_channel}, offset={self.offset})"

@@ -29,7 +29,8 @@ every N-th torch call only and re-derives the codes from the cached step in betw
 from __future__ import annotations
 
 from vecq_hw.quant.adaptive import adaptive_rows, check_refresh_every
-from vecq_hw.quant.base import MAX_QUANT_BITS, WeightQuantizer, check_bits
+from vecq_hw.quant.base import MAX_QUANT_BITS, HalfIntegerGrid, WeightQuantizer, check_bits, check_bool
+from vecq_hw.quant.registry import register_quantizer
 
 #: lambda_k for k = 1..8 (the reference's table).
 VECQ_LAMBDAS = (1.0000, 0.9957, 0.5860, 0.3352, 0.1881, 0.1041, 0.0569, 0.0308)
@@ -44,10 +45,13 @@ def vecq_lambda(bits: int) -> float:
     return VECQ_LAMBDAS[bits - 1] if bits <= 8 else 6.0 / (2**bits - 1)
 
 
-class VecQ(WeightQuantizer):
+@register_quantizer
+class VecQ(HalfIntegerGrid, WeightQuantizer):
     """VecQ quantiser: ``VecQ(bits=2, per_channel=False, adaptive=False, refresh_every=1)``.
 
-    No mean offset; ``adaptive``/``refresh_every``: see the module docstring.
+    Half-integer grid (levels 2c + 1, unit 1/2), no mean offset; ``adaptive``/
+    ``refresh_every``: see the module docstring. Config: ``{method: vecq, bits, per_channel,
+    adaptive, refresh_every}``.
     """
 
     name = "vecq"
@@ -56,7 +60,7 @@ class VecQ(WeightQuantizer):
                  refresh_every: int = 1):
         super().__init__(bits, per_channel)
         self.lam = vecq_lambda(self.bits)
-        self.adaptive = bool(adaptive)
+        self.adaptive = check_bool(adaptive, "adaptive")
         self.refresh_every = check_refresh_every(refresh_every)
         self._step_cache = None  # adaptive torch path: (tensor key, cached step)
         self._calls = 0
@@ -74,9 +78,3 @@ class VecQ(WeightQuantizer):
         q = codes + 0.5
         alpha = ops.sum(w * q) / (ops.sum(q * q) + EPS)
         return codes, alpha, None
-
-    def __repr__(self) -> str:
-        if not self.adaptive:
-            return super().__repr__()
-        return (f"VecQ(bits={self.bits}, per_channel={self.per_channel}, adaptive=True, "
-                f"refresh_every={self.refresh_every})")

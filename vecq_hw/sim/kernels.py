@@ -4,13 +4,21 @@ Every kernel maps mantissas of its input type to mantissas of its ``out_type`` e
 arithmetic contract (``shared/DESIGN.md``) defines it (int64, or the same integers in a float
 carrier: ``float_requant``):
 
-* Dense / Conv2D: ``acc = sum_i x_i * d_i`` (exact, frac = input frac), then
-  ``y = acc * s + b`` (exact, frac = ``layer.product_frac(in_type)``), then the ONE
-  requantisation ``out_type.quantize_mantissa(y, product_frac)``.
+* Dense / Conv2D / DepthwiseConv2D: ``acc = sum_i x_i * d_i`` with d = levels[code]
+  (exact, frac = input frac), then ``y = acc * s + b`` (exact, frac =
+  ``layer.product_frac(in_type)``), then the ONE requantisation
+  ``out_type.quantize_mantissa(y, product_frac)``.
+* Add: every input shifted onto the largest fractional width (exact), summed exactly (int64:
+  ``Model.check`` bounds the sum's width), then the ONE requantisation.
+* GlobalAvgPool2D: exact window sum (int64), times the pinned constant ``mult`` (exact), then
+  the ONE requantisation from ``in_frac + mult_type.frac`` fractional bits.
 * ReLU: ``max(0, x)`` shifted onto the output frac (exact by ``Model.check``).
 * MaxPool2D: window maximum (type unchanged). AvgPool2D: window sum shifted onto the
   output frac, which ``Model.check`` guarantees is at least ``in_frac + log2(area)``.
 * Flatten: C-order reshape of (H, W, C).
+
+Kernels are registered by layer kind (:func:`kernel_for`); the simulator looks them up there,
+so a new kind adds one class here and nothing else in the simulator.
 
 Why the accumulation may run in float BLAS and stay exact
 -----------------------------------------------------------
@@ -63,8 +71,24 @@ def accumulation_dtype(acc_width: int, force: str | None = None):
     return np.int64
 
 
+#: layer kind -> kernel class
+KERNELS: dict[str, type["Kernel"]] = {}
+
+
+def kernel_for(*kinds: str):
+    """Class decorator: register a kernel for these layer kinds."""
+    def register(cls):
+        for kind in kinds:
+            KERNELS[kind] = cls
+        return cls
+    return register
+
+
 class Kernel:
-    """A compiled layer: ``run(x_m) -> out_m`` on a chunk; optional overflow counting."""
+    """A compiled layer: ``run(x_m) -> out_m`` on a chunk; optional overflow counting.
+
+    Single-input kernels implement ``run(x, counts)``; multi-input ones override
+    ``run_many(xs, counts)``. ``in_shape``/``in_type`` are the first input's."""
 
     requantises = False
 
@@ -72,16 +96,27 @@ class Kernel:
         self.layer, self.in_shape, self.in_type, self.out_shape = layer, in_shape, in_type, out_shape
         self.out_type = layer.out_type
 
+    @classmethod
+    def from_node(cls, node: ir.Node, force_dtype=None) -> "Kernel":
+        return cls(node.layer, node.in_shapes[0], node.in_types[0], node.out_shape)
+
     def run(self, x: np.ndarray, counts: dict | None = None) -> np.ndarray:  # pragma: no cover
         """Input mantissas (int64 or an exact float carrier) -> output mantissas.
 
-        ``x`` belongs to the kernel: the simulator hands over arrays it made for this chunk
-        (and copies them into the trace first), so a kernel may overwrite it."""
+        ``x`` belongs to the kernel: the simulator hands over arrays no other layer still
+        reads (and copies them into the trace first), so a kernel may overwrite it."""
         raise NotImplementedError
+
+    def run_many(self, xs: list[np.ndarray], counts: dict | None = None) -> np.ndarray:
+        return self.run(xs[0], counts)
 
 
 class WeightedKernel(Kernel):
     requantises = True
+
+    @classmethod
+    def from_node(cls, node, force_dtype=None):
+        return cls(node.layer, node.in_shapes[0], node.in_types[0], node.out_shape, force_dtype)
 
     def __init__(self, layer: ir.Weighted, in_shape, in_type, out_shape, force_dtype=None):
         super().__init__(layer, in_shape, in_type, out_shape)
@@ -126,11 +161,13 @@ class WeightedKernel(Kernel):
         return out.reshape(shape)
 
 
+@kernel_for("dense")
 class DenseKernel(WeightedKernel):
     def accumulate(self, x):
         return x.astype(self.dtype, copy=False) @ self.weights
 
 
+@kernel_for("conv2d")
 class Conv2DKernel(WeightedKernel):
     def accumulate(self, x):
         layer = self.layer
@@ -161,6 +198,69 @@ class Conv2DKernel(WeightedKernel):
         return acc
 
 
+@kernel_for("depthwise_conv2d")
+class DepthwiseConv2DKernel(WeightedKernel):
+    """acc[n, i, j, c] = sum over the window of x[n, i*sh + u, j*sw + v, c] * d[u, v, c].
+
+    Exact in a float carrier for the same reason as the GEMM: every partial sum lies inside
+    the accumulator bound (see the module docstring), which the float dtype holds exactly."""
+
+    def accumulate(self, x):
+        layer = self.layer
+        kh, kw = layer.kernel
+        sh, sw = layer.stride
+        pt, pb, pl, pr = layer.padding
+        oh, ow, c = self.out_shape
+        xf = x.astype(self.dtype, copy=False)
+        if any(layer.padding):
+            xf = np.pad(xf, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        d = self.weights.reshape(kh, kw, c)
+        acc = np.zeros((x.shape[0], oh, ow, c), dtype=self.dtype)
+        for u in range(kh):
+            for v in range(kw):
+                acc += xf[:, u:u + sh * (oh - 1) + 1:sh, v:v + sw * (ow - 1) + 1:sw, :] * d[u, v]
+        return acc
+
+
+class _RequantKernel(Kernel):
+    """A kernel whose exact int64 result y (``frac`` fractional bits) is requantised once."""
+
+    requantises = True
+
+    def requantize(self, y: np.ndarray, frac: int, counts) -> np.ndarray:
+        if counts is not None:
+            _count_overflow(counts, y, frac, self.out_type, _rounding_only_type(self.out_type))
+        return self.out_type.quantize_mantissa(y, frac, out=y)
+
+
+@kernel_for("add")
+class AddKernel(_RequantKernel):
+    def __init__(self, layer, in_shapes, in_types, out_shape):
+        super().__init__(layer, in_shapes[0], in_types[0], out_shape)
+        self.frac = max(t.frac for t in in_types)
+        self.shifts = [self.frac - t.frac for t in in_types]
+
+    @classmethod
+    def from_node(cls, node, force_dtype=None):
+        return cls(node.layer, node.in_shapes, node.in_types, node.out_shape)
+
+    def run_many(self, xs, counts=None):
+        y = np.zeros(xs[0].shape, dtype=np.int64)
+        for x, k in zip(xs, self.shifts):
+            xi = x.astype(np.int64, copy=False)  # carriers hold integers: exact
+            y += (xi << np.int64(k)) if k else xi
+        return self.requantize(y, self.frac, counts)
+
+
+@kernel_for("global_avg_pool")
+class GlobalAvgPoolKernel(_RequantKernel):
+    def run(self, x, counts=None):
+        y = x.astype(np.int64, copy=False).sum(axis=(1, 2))  # exact: Model.check bounds the width
+        y *= np.int64(self.layer.mult)
+        return self.requantize(y, self.in_type.frac + self.layer.mult_type.frac, counts)
+
+
+@kernel_for("relu")
 class ReLUKernel(Kernel):
     def run(self, x, counts=None):
         k = self.out_type.frac - self.in_type.frac
@@ -190,6 +290,7 @@ def _window_slices(layer: ir.Pool2D, out_shape):
                    slice(dx, dx + sw * (ow - 1) + 1, sw), slice(None))
 
 
+@kernel_for("maxpool2d")
 class MaxPoolKernel(Kernel):
     def run(self, x, counts=None):
         it = _window_slices(self.layer, self.out_shape)
@@ -199,6 +300,7 @@ class MaxPoolKernel(Kernel):
         return out
 
 
+@kernel_for("avgpool2d")
 class AvgPoolKernel(Kernel):
     def run(self, x, counts=None):
         x = x.astype(np.int64, copy=False)  # the window sum and shift are integer operations
@@ -214,21 +316,17 @@ class AvgPoolKernel(Kernel):
         return out
 
 
+@kernel_for("flatten")
 class FlattenKernel(Kernel):
     def run(self, x, counts=None):
         return x.reshape(x.shape[0], -1)
 
 
-def make_kernel(layer, in_shape, in_type, out_shape, force_dtype=None) -> Kernel:
-    if isinstance(layer, ir.Dense):
-        return DenseKernel(layer, in_shape, in_type, out_shape, force_dtype)
-    if isinstance(layer, ir.Conv2D):
-        return Conv2DKernel(layer, in_shape, in_type, out_shape, force_dtype)
-    cls = {ir.ReLU: ReLUKernel, ir.MaxPool2D: MaxPoolKernel, ir.AvgPool2D: AvgPoolKernel,
-           ir.Flatten: FlattenKernel}.get(type(layer))
+def make_kernel(node: ir.Node, force_dtype=None) -> Kernel:
+    cls = KERNELS.get(node.layer.kind)
     if cls is None:
-        raise TypeError(f"the simulator has no kernel for layer kind {layer.kind!r}")
-    return cls(layer, in_shape, in_type, out_shape)
+        raise TypeError(f"the simulator has no kernel for layer kind {node.layer.kind!r}")
+    return cls.from_node(node, force_dtype)
 
 
 # -- overflow accounting --------------------------------------------------------------------

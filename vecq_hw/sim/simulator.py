@@ -1,8 +1,9 @@
 """The bit-accurate simulator over the integer model (``vecq_hw.ir``).
 
-``simulate(model, x)`` runs a batch through the chain in fixed-size chunks, so peak memory
-depends on ``chunk_size``, not on the number of samples (the output, and the trace when
-asked for, are the only arrays that grow with N).
+``simulate(model, x)`` runs a batch through the graph (in its topological order) in
+fixed-size chunks, so peak memory depends on ``chunk_size``, not on the number of samples
+(the output, and the trace when asked for, are the only arrays that grow with N). Within a
+chunk an activation is kept until its last reader has run, then dropped.
 """
 
 from __future__ import annotations
@@ -48,10 +49,11 @@ class Simulator:
         self.model = model
         self.in_type: FixedType = model.input.out_type
         self.in_shape = tuple(int(s) for s in model.input.shape)
-        self.kernels: list[Kernel] = [
-            make_kernel(layer, in_shape, in_type, out_shape, force_dtype)
-            for layer, in_shape, in_type, out_shape in model.walk()
-            if not isinstance(layer, ir.Input)]
+        nodes = model.nodes()
+        self.kernels: list[Kernel] = [make_kernel(n, force_dtype) for n in nodes[1:]]
+        # reads left of each activation, per layer position: who may overwrite what
+        readers = model.consumers()
+        self._n_readers = {name: len(r) for name, r in readers.items()}
         self.out_shape = tuple(model.output_shape)
         self.out_type = model.output_type
 
@@ -103,12 +105,22 @@ class Simulator:
         if count_overflow:
             counts = {k.layer.name: {"saturated": 0, "wrapped": 0, "total": 0}
                       for k in self.kernels if k.requantises}
+        in_name = self.model.input.name
         for start in range(0, n, chunk_size):
             h = convert(src[start:start + chunk_size])
             if traces is not None:
-                traces[self.model.input.name][start:start + chunk_size] = h
+                traces[in_name][start:start + chunk_size] = h
+            live = {in_name: h}
+            left = dict(self._n_readers)
             for k in self.kernels:
-                h = k.run(h, None if counts is None else counts.get(k.layer.name))
+                xs = []
+                for src_name in k.layer.inputs:
+                    left[src_name] -= 1
+                    # a kernel may overwrite its input: hand over the array itself only to its last reader
+                    xs.append(live.pop(src_name) if left[src_name] == 0 else live[src_name].copy())
+                c = None if counts is None else counts.get(k.layer.name)
+                h = k.run(xs[0], c) if len(xs) == 1 else k.run_many(xs, c)
+                live[k.layer.name] = h
                 if traces is not None:
                     traces[k.layer.name][start:start + chunk_size] = h
             output[start:start + chunk_size] = h
@@ -137,10 +149,12 @@ def auto_chunk_size(model: ir.Model) -> int:
     CNN gets about a hundred. Memory is bounded either way, whatever the batch size.
     """
     widest = 1
-    for layer, in_shape, _, out_shape in model.walk():
-        per = int(np.prod(out_shape))
-        if isinstance(layer, ir.Conv2D):
-            per = max(per, int(np.prod(out_shape[:2])) * int(np.prod(layer.codes.shape[:3])))
+    for node in model.nodes():
+        per = int(np.prod(node.out_shape))
+        if isinstance(node.layer, ir.Conv2D):  # the im2col matrix
+            per = max(per, int(np.prod(node.out_shape[:2])) * int(np.prod(node.layer.codes.shape[:3])))
+        elif node.in_shapes:
+            per = max(per, int(np.prod(node.in_shapes[0])))
         widest = max(widest, per)
     return int(max(1, min(1 << 12, CHUNK_BUDGET // widest)))
 

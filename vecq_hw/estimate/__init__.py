@@ -1,0 +1,15 @@
+"""Pre-synthesis estimate of the HLS design (resources, II, latency) and the folding search.
+
+    estimate(model, reuse={layer: R}, part='xc7z020', clock_period=5.0) -> Estimate
+    fit(model, part='xc7z020', headroom=0.8, target='throughput') -> FitResult
+    get_part(name) / known_parts()          # configs/hardware/parts.yaml
+
+The LUT model is calibrated on yosys mappings (:mod:`.calibrate`, configs/hardware/lut_calibration.yaml).
+"""
+
+from .fit import FitResult, fit
+from .model import Estimate, LayerEstimate, estimate, product_luts
+from .parts import Part, get_part, known_parts
+
+__all__ = ["Estimate", "FitResult", "LayerEstimate", "Part", "estimate", "fit", "get_part", "known_parts",
+           "product_luts"]

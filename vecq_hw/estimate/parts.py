@@ -1,0 +1,63 @@
+"""The FPGA parts table (``configs/hardware/parts.yaml``): resources of common devices, by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from ..errors import VecQError
+
+RESOURCES = ("luts", "ffs", "dsps", "bram18", "uram")
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str
+    family: str
+    luts: int
+    ffs: int
+    dsps: int
+    bram18: int
+    uram: int
+    hls_part: str  # a full part name (package, speed grade) for the HLS project
+
+    def budget(self, headroom: float) -> dict[str, float]:
+        return {r: getattr(self, r) * headroom for r in RESOURCES}
+
+
+@lru_cache(maxsize=1)
+def load_parts() -> tuple[dict[str, Part], str]:
+    import yaml
+
+    from ..resources import CONFIG_DIR
+
+    path = CONFIG_DIR / "hardware" / "parts.yaml"
+    data = yaml.safe_load(path.read_text())
+    parts = {}
+    for name, d in data["parts"].items():
+        try:
+            parts[name] = Part(name=name, **d)
+        except TypeError as exc:
+            raise VecQError(f"part '{name}': {exc}", file=path, field="parts") from None
+    return parts, str(data["default"])
+
+
+def known_parts() -> list[str]:
+    return sorted(load_parts()[0])
+
+
+def default_part() -> str:
+    return load_parts()[1]
+
+
+def get_part(name: "str | Part | None") -> Part:
+    """The table entry ``name`` starts with (``xc7z020clg400-1`` -> xc7z020); else one line listing them."""
+    if isinstance(name, Part):
+        return name
+    parts, default = load_parts()
+    key = str(name or default).lower()
+    for short in sorted(parts, key=len, reverse=True):
+        if key.startswith(short):
+            return parts[short]
+    raise VecQError(f"unknown part '{name}': known parts are {', '.join(sorted(parts))} (configs/hardware/parts.yaml)",
+                    field="part")

@@ -1,0 +1,92 @@
+"""Folding of weighted layers: the reuse factor R, its legal values and what it costs in time.
+
+A weighted layer computes P products per input (dense: n_in * n_out per vector; conv2d:
+kh * kw * c_in * c_out per output pixel; depthwise: kh * kw * c per pixel). With reuse factor R
+the kernel (``nnet_vecq.h``, ``vecq_dense_folded`` / ``vecq_conv_folded``) computes P / R of
+them per cycle: R products share one multiplier slot and the layer accepts a new input (pixel)
+every R cycles (II = R). R = 1 is the unfolded kernel; R = P is fully folded (one product slot).
+R must divide P, so every slot does the same work each cycle and the weight ROM splits into
+P / R equal cyclic banks. No hls4ml import here: the estimator and the CLI read it cheaply.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..errors import VecQError
+
+WEIGHTED_KINDS = ("dense", "conv2d", "depthwise_conv2d")
+
+
+def products_per_input(node: ir.Node) -> int:
+    """P: products the layer computes per input vector (dense) or per output pixel (conv)."""
+    layer = node.layer
+    if layer.kind == "dense":
+        return int(node.in_shapes[0][0]) * int(node.out_shape[0])
+    kh, kw = (int(k) for k in layer.kernel)
+    c_in = int(node.in_shapes[0][-1])
+    if layer.kind == "conv2d":
+        return kh * kw * c_in * int(node.out_shape[-1])
+    if layer.kind == "depthwise_conv2d":
+        return kh * kw * c_in
+    raise VecQError(f"layer '{layer.name}': kind '{layer.kind}' has no products to fold")
+
+
+def inputs_per_frame(node: ir.Node) -> int:
+    """How many times per frame the P products run: 1 (dense) or the output pixels (conv)."""
+    if node.layer.kind == "dense":
+        return 1
+    return int(node.out_shape[0]) * int(node.out_shape[1])
+
+
+def divisors(n: int) -> list[int]:
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def _nearby(p: int, r: int) -> str:
+    legal = divisors(p)
+    below = [d for d in legal if d < r][-2:]
+    above = [d for d in legal if d > r][:2]
+    return ", ".join(str(d) for d in below + above)
+
+
+def check_reuse(node: ir.Node, r: int) -> int:
+    """``r`` if it folds this layer evenly (a divisor of P), else one line naming the layer."""
+    p = products_per_input(node)
+    name, kind = node.layer.name, node.layer.kind
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise VecQError(f"layer '{name}' ({kind}): reuse factor must be a positive integer, got {r!r}")
+    if p % r:
+        raise VecQError(f"layer '{name}' ({kind}): reuse factor {r} must divide its {p} products per input "
+                        f"(nearest legal: {_nearby(p, r)})")
+    return r
+
+
+def weighted_nodes(model: ir.Model) -> list[ir.Node]:
+    return [n for n in model.nodes() if n.layer.kind in WEIGHTED_KINDS]
+
+
+def check_reuse_names(model: ir.Model, reuse: dict) -> None:
+    """Every per-layer entry names a weighted layer of the model."""
+    names = [n.layer.name for n in weighted_nodes(model)]
+    for name in reuse:
+        if name not in names:
+            raise VecQError(f"reuse: '{name}' is not a weighted layer of model '{model.name}' "
+                            f"(weighted layers: {', '.join(names) or 'none'})", field="reuse")
+
+
+def reuse_plan(model: ir.Model, opts) -> dict[str, int]:
+    """{weighted layer name: validated R} for these options (per-layer entries over the default)."""
+    check_reuse_names(model, opts.reuse)
+    return {n.layer.name: check_reuse(n, opts.reuse_of(n.layer.name)) for n in weighted_nodes(model)}
+
+
+def parse_reuse(items) -> dict[str, int]:
+    """CLI ``--reuse LAYER=R`` (repeated) -> {LAYER: R}; a bad item is one line naming it."""
+    out: dict[str, int] = {}
+    for item in items or ():
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise VecQError(f"--reuse: expected LAYER=R with R a positive integer, got {item!r}")
+        out[name.strip()] = int(value)
+    return out

@@ -1,0 +1,106 @@
+"""The HLS back end's options, with their defaults and their validation in one place.
+
+Everything that names a back end, an io type, a strategy, a part or a clock reads
+:class:`HlsOptions` (the CLI's defaults included), so the defaults cannot differ between
+modules. This module imports neither hls4ml nor the simulator: the CLI reads it cheaply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+
+from ..errors import VecQError
+
+BACKENDS = ("Vitis", "Vivado")
+IO_TYPES = ("io_parallel", "io_stream")
+STRATEGIES = ("Latency", "Resource")
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: '$' would let a trailing newline through
+#: C/C++ words a top function may not be called (Python's keyword list is not C's)
+_CXX_RESERVED = frozenset("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t
+char32_t class compl const constexpr const_cast continue decltype default delete do double dynamic_cast else enum
+explicit export extern false float for friend goto if inline int long mutable namespace new noexcept not not_eq
+nullptr operator or or_eq private protected public register reinterpret_cast return short signed sizeof static
+static_assert static_cast struct switch template this thread_local throw true try typedef typeid typename union
+unsigned using virtual void volatile wchar_t while xor xor_eq main""".split())
+
+
+@dataclass(frozen=True)
+class HlsOptions:
+    """How to generate an HLS project (hls4ml + our kernels).
+
+    ``backend``: hls4ml back end, 'Vitis' (the default: what the CLI promises) or 'Vivado';
+    ``io_type``: 'io_parallel' (arrays) or 'io_stream' (hls::stream FIFOs between layers);
+    ``strategy``/``reuse_factor``: hls4ml's; ``part``/``clock_period`` (ns): the target.
+    ``reuse``: per-layer reuse factors ``{layer name: R}`` overriding ``reuse_factor`` for that
+    weighted layer (folding, :mod:`.folding`: R products share one multiplier slot, II = R).
+    """
+
+    backend: str = "Vitis"
+    io_type: str = "io_parallel"
+    strategy: str = "Latency"
+    reuse_factor: int = 1
+    part: str = "xcu250-figd2104-2L-e"
+    clock_period: float = 5.0
+    project_name: str = "myproject"
+    reuse: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> "HlsOptions":
+        """Refuse a bad option with one line naming it (``VecQError``)."""
+        def bad(fld, want, got):
+            raise VecQError(f"expected {want}, got {got!r}", field=fld)
+
+        if self.backend not in BACKENDS:
+            bad("backend", " or ".join(BACKENDS), self.backend)
+        if self.io_type not in IO_TYPES:
+            bad("io_type", " or ".join(IO_TYPES), self.io_type)
+        if self.strategy not in STRATEGIES:
+            bad("strategy", " or ".join(STRATEGIES), self.strategy)
+        if isinstance(self.reuse_factor, bool) or not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
+            bad("reuse_factor", "a positive integer", self.reuse_factor)
+        if not isinstance(self.reuse, dict):
+            bad("reuse", "a mapping {layer name: reuse factor}", self.reuse)
+        for name, r in self.reuse.items():
+            if not isinstance(name, str) or not name:
+                bad("reuse", "layer names as keys", name)
+            if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+                bad(f"reuse.{name}", "a positive integer", r)
+        if not isinstance(self.part, str) or not _PART.match(self.part):
+            bad("part", "an FPGA part name (letters, digits, '-', '_', '.')", self.part)
+        if (isinstance(self.clock_period, bool) or not isinstance(self.clock_period, (int, float))
+                or not 0 < float(self.clock_period) < 1e6):
+            bad("clock_period", "a positive number of nanoseconds", self.clock_period)
+        name = self.project_name
+        if (not isinstance(name, str) or not _IDENT.match(name) or name in _CXX_RESERVED
+                or name.startswith("__")):
+            bad("project_name", "a C identifier that is not a C++ keyword (letters, digits, '_')", name)
+        return self
+
+    def replace(self, **changes) -> "HlsOptions":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_kwargs(cls, base: "HlsOptions | None" = None, **kw) -> "HlsOptions":
+        """``base`` (default: the defaults) with the given fields replaced; unknown names refused."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        for k in kw:
+            if k not in names:
+                raise VecQError(f"unknown HLS option '{k}', expected one of {sorted(names)}")
+        return dataclasses.replace(base or cls(), **kw)
+
+    def reuse_of(self, layer_name: str) -> int:
+        """The reuse factor asked for a weighted layer (its own entry, else ``reuse_factor``)."""
+        return int(self.reuse.get(layer_name, self.reuse_factor))
+
+    def clock_uncertainty(self) -> str:
+        return "27%" if self.backend == "Vitis" else "12.5%"
+
+
+DEFAULTS = HlsOptions()
+
+__all__ = ["BACKENDS", "DEFAULTS", "HlsOptions", "IO_TYPES", "STRATEGIES"]

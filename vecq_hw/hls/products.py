@@ -1,0 +1,112 @@
+"""The HLS product x * levels[c] of a weighted layer, chosen in Python from its level table.
+
+One C++ class per product kind (``hls_templates/nnet_vecq.h``), bound in the layer's config
+struct by ``template <class x_T, class C> using product = nnet::<class><x_T, C>;`` plus the
+constant tables that class reads:
+
+* the named tables ('odd': d = 2c + 1, 'int': d = c) keep the released kernels and their cost:
+  ``vecq_product_named`` (k = 1 add/sub, k <= 4 shift-add over the code bits, k >= 5 one
+  multiply bound by ``CONFIG_T::multiplier``);
+* any other table, by :func:`vecq_hw.ir.product_kind`: 'addsub' (every level -1/0/+1):
+  ``vecq_product_addsub``; 'shift_add' (every level <= 2 signed powers of two):
+  ``vecq_product_shift_add`` with the canonical signed digits as two ROMs; 'multiply':
+  ``vecq_product_rom``, a multiplier by the level read from a constant ROM.
+
+``term`` is the exact type of one product (and of each shifted copy in a shift-add).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import ir
+from ..fixed import FixedType
+
+CPP_CLASSES = {"named": "vecq_product_named", "addsub": "vecq_product_addsub",
+               "shift_add": "vecq_product_shift_add", "multiply": "vecq_product_rom",
+               "shift_add_n": "vecq_product_shift_add_n"}  # issue 14 (ESB): <= k/2 shifted copies
+
+
+@dataclass(frozen=True)
+class Product:
+    kind: str  # 'named', 'addsub', 'shift_add' or 'multiply'
+    term: FixedType  # exact type of x * d for every code
+    config: str  # C++ lines for the config struct (the product binding and its tables)
+
+
+def csd_digits(v: int) -> list[tuple[int, int]]:
+    """(sign, exponent) of v's canonical signed-digit form, lowest first: v = sum s * 2**e."""
+    out, e, v = [], 0, int(v)
+    while v:
+        if v & 1:
+            s = 1 if (v & 3) == 1 else -1  # ...01 -> +1, ...11 -> -1 (and carry)
+            out.append((s, e))
+            v -= s
+        v >>= 1
+        e += 1
+    return out
+
+
+def _named_term(in_type: FixedType, bits: int) -> FixedType:
+    """The released kernels' term type: |d| <= 2**bits - 1 (unchanged, so is their cost)."""
+    extra = bits + 2
+    return FixedType(width=min(in_type.width + extra, 64), integer=in_type.integer + extra, signed=True)
+
+
+def _bounded_term(in_type: FixedType, magnitude: int) -> FixedType:
+    """Exact signed type of x * m for every |m| <= magnitude and every x of in_type."""
+    lo = min(in_type.min_mantissa * magnitude, -in_type.max_mantissa * magnitude, 0)
+    hi = max(in_type.max_mantissa * magnitude, -in_type.min_mantissa * magnitude, 0)
+    w = ir.signed_width_for(lo, hi)
+    return FixedType(width=w, integer=w - in_type.frac, signed=True)
+
+
+def _rom(name: str, values, ctype: str = "int") -> str:
+    vals = ", ".join(str(int(v)) for v in values)
+    return (f"    static {ctype} {name}(unsigned i) {{\n"
+            f"        static const {ctype} t[{len(values)}] = {{{vals}}};\n"
+            f"        return t[i];\n    }}\n")
+
+
+def _rom2(name: str, rows, ctype: str, cols: int = 2) -> str:
+    vals = ", ".join("{" + ", ".join(str(int(v)) for v in r) + "}" for r in rows)
+    return (f"    static {ctype} {name}(unsigned i, unsigned k) {{\n"
+            f"        static const {ctype} t[{len(rows)}][{cols}] = {{{vals}}};\n"
+            f"        return t[i][k];\n    }}\n")
+
+
+def _binding(kind: str) -> str:
+    return f"    template <class x_T, class C> using product = nnet::{CPP_CLASSES[kind]}<x_T, C>;\n"
+
+
+def choose_product(layer: ir.Weighted, in_type: FixedType) -> Product:
+    """The product for ``layer``'s level table on inputs of ``in_type``."""
+    levels = np.asarray(layer.levels, dtype=np.int64)
+    if layer.encoding in ir.NAMED_LEVELS:
+        return Product("named", _named_term(in_type, int(layer.bits)), _binding("named"))
+    kind = ir.product_kind(levels)
+    mag = int(np.max(np.abs(levels)))
+    if kind == "addsub":
+        return Product(kind, _bounded_term(in_type, 1), _binding(kind) + _rom("level", levels))
+    if kind == "shift_add":
+        digits = [csd_digits(v) for v in levels]
+        rows_s = [[s for s, _ in d] + [0] * (2 - len(d)) for d in digits]
+        rows_e = [[e for _, e in d] + [0] * (2 - len(d)) for d in digits]
+        # each shifted copy x * 2**e must be exact in term_t too (CSD may overshoot |d|: 7 = 8 - 1)
+        top = max([mag] + [1 << e for d in digits for _, e in d])
+        return Product(kind, _bounded_term(in_type, top),
+                       _binding(kind) + _rom2("digit_sign", rows_s, "int") + _rom2("digit_shift", rows_e, "unsigned"))
+    if kind == "shift_add_n":  # issue 14: as shift_add, with n_terms digit columns
+        digits = [csd_digits(v) for v in levels]
+        n = max(len(d) for d in digits)
+        rows_s = [[s for s, _ in d] + [0] * (n - len(d)) for d in digits]
+        rows_e = [[e for _, e in d] + [0] * (n - len(d)) for d in digits]
+        top = max([mag] + [1 << e for d in digits for _, e in d])
+        return Product(kind, _bounded_term(in_type, top),
+                       _binding(kind) + f"    static const unsigned n_terms = {n};\n"
+                       + _rom2("digit_sign", rows_s, "int", n) + _rom2("digit_shift", rows_e, "unsigned", n))
+    width = ir.level_width(levels)
+    return Product("multiply", _bounded_term(in_type, mag),
+                   _binding("multiply") + f"    typedef ap_int<{width}> level_t;\n" + _rom("level", levels))

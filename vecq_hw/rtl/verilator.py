@@ -1,0 +1,259 @@
+"""``build`` and ``simulate``: Verilator runs the generated Verilog; three executions must agree.
+
+The harness is da4ml's own binder (``hdl/sim/<top>_wrapper_binder.cc``: bit packing, clocking
+a pipelined design for its latency) behind a small ``main`` of ours that reads and writes
+int32 files, built into one executable with ``verilator --exe --build``. The executable is
+keyed by a hash of every HDL source, so an unchanged project is never rebuilt and an edited
+one always is.
+
+``simulate`` runs the same input mantissas through
+
+1. the numpy simulator (``vecq_hw.sim``), the reference;
+2. da4ml's bit-exact interpreter on the traced graph (``comb.json``);
+3. the Verilated RTL;
+
+and compares 2 and 3 with 1 exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ToolError, VecQError
+from .project import RtlProject, load_project
+
+_MAIN = r"""// vecq_hw RTL harness: int32 mantissas in, int32 raw output fields out (da4ml binder packing)
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include "%(binder)s"
+
+int main(int argc, char **argv) {
+    if (argc != 4) { std::fprintf(stderr, "usage: %%s IN OUT N\n", argv[0]); return 2; }
+    size_t n = std::strtoull(argv[3], nullptr, 10);
+    typedef %(top)s_wrapper_config C;
+    std::vector<int32_t> inp(n * C::N_inp), out(n * C::N_out);
+    FILE *f = std::fopen(argv[1], "rb");
+    if (!f || std::fread(inp.data(), 4, inp.size(), f) != inp.size()) { std::fprintf(stderr, "bad input file\n"); return 2; }
+    std::fclose(f);
+    batch_inference<C>(inp.data(), out.data(), n, 1);
+    f = std::fopen(argv[2], "wb");
+    if (!f || std::fwrite(out.data(), 4, out.size(), f) != out.size()) { std::fprintf(stderr, "cannot write output\n"); return 2; }
+    std::fclose(f);
+    return 0;
+}
+"""
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise ToolError(f"{name} not found on PATH (install it: apt-get install -y {name}, or `make install`)")
+    return path
+
+
+def _source_hash(prj: RtlProject) -> str:
+    h = hashlib.sha256()
+    for p in prj.sources() + [prj.hdl / "sim" / f"{prj.manifest['top']}_wrapper_binder.cc"]:
+        h.update(str(p.relative_to(prj.path)).encode())
+        h.update(p.read_bytes())
+    h.update(_MAIN.encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class BuildResult:
+    executable: Path
+    seconds: float
+    cached: bool
+
+
+def build(project, *, jobs: int = 2, timeout: float = 3600) -> BuildResult:
+    """Verilate and compile the project's harness (cached on the sources' hash)."""
+    prj = project if isinstance(project, RtlProject) else load_project(project)
+    if prj.options.flavor != "verilog":
+        raise VecQError("rtlsim needs the Verilog flavor (VHDL would need GHDL)", file=str(prj.path),
+                        field="options.flavor")
+    verilator = _tool("verilator")
+    top = prj.manifest["top"]
+    wrapper = f"{top}_wrapper"
+    sim = prj.hdl / "sim"
+    stamp = _source_hash(prj)
+    exe = sim / f"vecq_harness_{stamp}"
+    if exe.is_file():
+        return BuildResult(exe, 0.0, True)
+    for old in sim.glob("vecq_harness_*"):
+        old.unlink()
+    t0 = time.perf_counter()
+    main = sim / "vecq_main.cpp"
+    main.write_text(_MAIN % {"binder": f"{wrapper}_binder.cc", "top": top})
+    obj = sim / "obj_vecq"
+    shutil.rmtree(obj, ignore_errors=True)
+    # -O0 everywhere: a build of many small adders is dominated by compile time, and the run
+    # is a few thousand vectors; -Wno-fatal: lint warnings in generated code are not failures
+    cmd = [verilator, "--cc", "--exe", "--build", "-j", str(jobs), "-Wno-fatal", "--Mdir", str(obj),
+           "--prefix", f"V{wrapper}", "-o", exe.name, "-CFLAGS", f"-std=c++17 -I{sim}",
+           "-MAKEFLAGS", "OPT_FAST=-O0 OPT_SLOW=-O0 OPT_GLOBAL=-O0",
+           f"-I{prj.hdl / 'src'}", f"-I{prj.hdl / 'src' / 'static'}", f"{wrapper}.v", str(main)]
+    try:
+        r = subprocess.run(cmd, cwd=sim, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"verilator build timed out after {timeout:.0f} s") from None
+    built = obj / exe.name
+    if r.returncode != 0 or not built.is_file():
+        log = (r.stdout + r.stderr).strip().splitlines()
+        first = next((ln for ln in log if "%Error" in ln or "error:" in ln), log[-1] if log else "")
+        (sim / "verilator_build.log").write_text(r.stdout + r.stderr)
+        raise ToolError(f"verilator build failed: {first.strip()} (log: {sim / 'verilator_build.log'})")
+    built.rename(exe)
+    shutil.rmtree(obj, ignore_errors=True)
+    return BuildResult(exe, time.perf_counter() - t0, False)
+
+
+def _kifs(qints):
+    from da4ml.types import minimal_kif
+    return np.array([minimal_kif(q) for q in qints], dtype=np.int64).reshape(-1, 3)
+
+
+def predict_rtl(project, x_mantissa: np.ndarray, *, build_result: BuildResult | None = None,
+                timeout: float = 3600) -> np.ndarray:
+    """Output mantissas (N, n_out) int64 of the Verilated design for input mantissas."""
+    prj = project if isinstance(project, RtlProject) else load_project(project)
+    exe = (build_result or build(prj)).executable
+    comb = prj.comb()
+    n = x_mantissa.shape[0]
+    x = np.asarray(x_mantissa, dtype=np.int64).reshape(n, -1)
+    model_in = prj.manifest["input_type"]
+    from ..fixed import FixedType
+    tin, tout = FixedType.parse(model_in), FixedType.parse(prj.manifest["output_type"])
+    # the binder takes floor(value * 2**f_in) with f_in the widest input grid: our mantissas,
+    # shifted if da4ml tracks a different grid (never coarser: inputs are quantised to tin)
+    f_in = int(_kifs(comb.inp_qint)[:, 2].max())
+    shift_in = f_in - tin.frac
+    raw_in = x << shift_in if shift_in >= 0 else x >> -shift_in
+    k, i, f = _kifs(comb.out_qint).max(axis=0)
+    bw = int(k + i + f)
+    work = prj.hdl / "sim"
+    fin, fout = work / "vecq_inputs.bin", work / "vecq_outputs.bin"
+    raw_in.astype(np.int32).tofile(fin)
+    try:
+        r = subprocess.run([str(exe), str(fin), str(fout), str(n)], capture_output=True, text=True,
+                           timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"RTL simulation timed out after {timeout:.0f} s") from None
+    if r.returncode != 0:
+        raise ToolError(f"RTL simulation failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[:300]}")
+    raw = np.fromfile(fout, dtype=np.int32).astype(np.int64).reshape(n, -1)
+    fin.unlink()
+    fout.unlink()
+    # each output is a bw-bit field (sign-extended inside the wrapper when signed) at grid 2**-f
+    raw &= (1 << bw) - 1
+    if k:
+        raw = np.where(raw >= 1 << (bw - 1), raw - (1 << bw), raw)
+    sh = int(tout.frac - f)
+    if sh >= 0:
+        return raw << sh
+    if np.any(raw & ((1 << -sh) - 1)):
+        raise ToolError(f"RTL outputs are not on the grid of {tout}")
+    return raw >> -sh
+
+
+def predict_interp(project, x_mantissa: np.ndarray) -> np.ndarray:
+    """Output mantissas (N, n_out) of da4ml's interpreter on the traced graph."""
+    from ..fixed import FixedType
+    prj = project if isinstance(project, RtlProject) else load_project(project)
+    tin, tout = FixedType.parse(prj.manifest["input_type"]), FixedType.parse(prj.manifest["output_type"])
+    n = x_mantissa.shape[0]
+    vals = np.ldexp(np.asarray(x_mantissa, dtype=np.int64).reshape(n, -1).astype(np.float64), -tin.frac)
+    out = prj.comb().predict(vals, n_threads=1)
+    m = np.ldexp(out, tout.frac)
+    if not np.all(np.isfinite(m)) or np.any(m != np.round(m)):
+        raise ToolError(f"da4ml interpreter outputs are not on the grid of {tout}")
+    return m.astype(np.int64)
+
+
+@dataclass
+class RtlSimResult:
+    n: int
+    n_values: int
+    rtl_mismatches: int
+    interp_mismatches: int
+    build: BuildResult
+    rtl_seconds: float
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rtl_mismatches == 0 and self.interp_mismatches == 0
+
+    def summary(self) -> str:
+        b = "cached build" if self.build.cached else f"Verilator build {self.build.seconds:.1f} s"
+        lines = [f"RTL simulation ({b}, run {self.rtl_seconds:.2f} s): {self.n} inputs, {self.n_values} output values",
+                 f"  Verilator RTL vs simulator:      {self.rtl_mismatches} mismatches",
+                 f"  da4ml interpreter vs simulator:  {self.interp_mismatches} mismatches"]
+        lines += [f"  {e}" for e in self.examples]
+        lines.append("OK: bit-exact" if self.ok else "FAILED: mismatches")
+        return "\n".join(lines)
+
+
+def default_inputs(project, n: int) -> np.ndarray:
+    """``n`` random input mantissas from the generator and default seed the HLS flow draws
+    its testbench vectors with (``vecq-hw hls`` without --test-inputs): its first 100 are
+    exactly the HLS testbench's."""
+    from ..ir.examples import random_inputs
+    prj = project if isinstance(project, RtlProject) else load_project(project)
+    return random_inputs(prj.model(), n)
+
+
+def load_inputs(project, path) -> np.ndarray:
+    """Input mantissas from a .npy file: integers are mantissas, floats are converted."""
+    from ..fixed import FixedType
+    prj = project if isinstance(project, RtlProject) else load_project(project)
+    t = FixedType.parse(prj.manifest["input_type"])
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise VecQError(f"cannot read a .npy array: {exc}", file=str(path)) from None
+    shape = tuple(prj.manifest["input_shape"])
+    if x.shape[1:] != shape:
+        raise VecQError(f"expected shape (N,) + {shape}, got {x.shape}", file=str(path))
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < t.min_mantissa or x.max() > t.max_mantissa):
+            raise VecQError(f"integer inputs are mantissas of {t} and must lie in "
+                            f"[{t.min_mantissa}, {t.max_mantissa}]", file=str(path))
+        return x.astype(np.int64)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise VecQError(f"expected integer mantissas or float values, got dtype {x.dtype}", file=str(path))
+    return np.asarray(t.from_float(x.astype(np.float64)), dtype=np.int64)
+
+
+def simulate(project, x_mantissa: np.ndarray | None = None, *, n: int = 2000, jobs: int = 2,
+             max_examples: int = 5) -> RtlSimResult:
+    """Run simulator, da4ml interpreter and Verilated RTL on the same inputs; compare exactly."""
+    from ..sim import simulate as sim_run
+    prj = project if isinstance(project, RtlProject) else load_project(project)
+    if x_mantissa is None:
+        x_mantissa = default_inputs(prj, n)
+    model = prj.model()
+    n = x_mantissa.shape[0]
+    ref = sim_run(model, x_mantissa=x_mantissa).output.reshape(n, -1)
+    interp = predict_interp(prj, x_mantissa)
+    b = build(prj, jobs=jobs)
+    t0 = time.perf_counter()
+    rtl = predict_rtl(prj, x_mantissa, build_result=b)
+    secs = time.perf_counter() - t0
+    examples = []
+    for name, got in (("RTL", rtl), ("interpreter", interp)):
+        bad = np.argwhere(got != ref)
+        for s, j in bad[:max_examples]:
+            examples.append(f"{name}: input {s} output {j}: got {got[s, j]}, simulator {ref[s, j]}")
+    return RtlSimResult(n=n, n_values=int(ref.size), rtl_mismatches=int((rtl != ref).sum()),
+                        interp_mismatches=int((interp != ref).sum()), build=b, rtl_seconds=secs,
+                        examples=examples)
