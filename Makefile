@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@command -v g++ >/dev/null || { echo "g++ is required for C simulation (apt-get install g++)"; exit 1; }
 	@command -v verilator >/dev/null && command -v yosys >/dev/null || { \
 	  echo "installing verilator and yosys (the RTL path) with apt-get ..."; \
-	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y verilator yosys) >/dev/null || { \
+	  ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y verilator yosys) >/dev/null || { \
 	  echo "verilator and yosys are required (RTL tests): 'apt-get install -y verilator yosys' failed; install them and rerun"; exit 1; }; }
 	@touch $(STAMP)
 

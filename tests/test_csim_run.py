@@ -152,3 +152,15 @@ def test_progress_lines_when_not_a_terminal():
     assert lines[0] == "csim: 20/100 samples (20 kept from an earlier run)"
     assert [int(re.match(r"csim: (\d+)/100 samples \(", line).group(1)) for line in lines[1:]] == [40, 60, 80, 100]
     assert all("samples/s" in line and "ETA" in line for line in lines[1:])
+
+
+def test_error_lines_are_cut_at_a_word_boundary():
+    """#11 item 7: a compiler's long assertion line must not end mid-word."""
+    from vecq_hw.hls.csim import _first_error
+
+    words = "nnet_pooling.h:42: assertion failed: " + " ".join(f"word{i:03d}" for i in range(80))
+    line = _first_error("note: something\n" + words + "\n")
+    assert len(line) <= 300 and line.endswith(" ...")
+    kept = line[:-4].split(" ")
+    assert all(w in words.split(" ") for w in kept)  # every word kept whole
+    assert _first_error("short error: x\n") == "short error: x"

@@ -405,9 +405,18 @@ def _data_shape(prj: Path) -> tuple[int, int]:
 def _first_error(out: str) -> str:
     for line in out.splitlines():
         if "error" in line.lower():
-            return line.strip()[:300]
+            return _shorten(line)
     lines = [line for line in out.splitlines() if line.strip()]
-    return lines[-1].strip()[:300] if lines else ""
+    return _shorten(lines[-1]) if lines else ""
+
+
+def _shorten(line: str, limit: int = 300) -> str:
+    """The line, cut at a word boundary (never mid-word) with '...' when longer than ``limit``."""
+    line = " ".join(line.split())
+    if len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit - 3)
+    return line[:cut if cut > 0 else limit - 3] + " ..."
 
 
 def clean(prj_dir) -> None:
