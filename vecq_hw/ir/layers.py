@@ -283,6 +283,8 @@ def _window_out(size: int, pad: int, k: int, stride: int) -> int:
 @dataclass(eq=False)
 class _Conv(Weighted):
     GEOMETRY: ClassVar[tuple[str, ...]] = ("stride", "padding")
+    #: the codes table's shape as messages spell it; its comma count gives the rank
+    CODES_SPELLING: ClassVar[str] = ""
     PARAMS: ClassVar[tuple[str, ...]] = ("bits", "levels", "multiplier", "stride", "padding", "accum_type",
                                          "scale_type", "bias_type")
     stride: tuple[int, int] = (1, 1)
@@ -300,6 +302,16 @@ class _Conv(Weighted):
         return (_window_out(h, pt + pb, kh, self.stride[0]), _window_out(w, pl + pr, kw, self.stride[1]),
                 self.n_out)
 
+    @classmethod
+    def codes_shape_problem(cls, codes_shape, in_shapes):
+        shape = in_shapes[0]
+        want = cls.CODES_SPELLING.format(c=shape[2] if len(shape) == 3 else "c")
+        if len(shape) != 3:
+            return "", f"{cls.kind} needs an (h, w, c) input, got shape {tuple(shape)}"
+        if len(codes_shape) != want.count(",") + 1 or codes_shape[2] != shape[2]:
+            return "codes", f"expected shape {want}, got {tuple(codes_shape)}"
+        return None
+
     def check(self, in_shapes, in_types, fail):
         if (len(self.stride) != 2 or len(self.padding) != 4 or min(self.stride) < 1
                 or min(self.padding) < 0):
@@ -310,15 +322,7 @@ class _Conv(Weighted):
 @dataclass(eq=False)
 class Conv2D(_Conv):
     kind: ClassVar[str] = "conv2d"
-
-    @classmethod
-    def codes_shape_problem(cls, codes_shape, in_shapes):
-        shape = in_shapes[0]
-        if len(shape) != 3:
-            return "", f"conv2d needs an (h, w, c) input, got shape {tuple(shape)}"
-        if len(codes_shape) != 4 or codes_shape[2] != shape[2]:
-            return "codes", f"expected shape (kh, kw, {shape[2]}, c_out), got {tuple(codes_shape)}"
-        return None
+    CODES_SPELLING: ClassVar[str] = "(kh, kw, {c}, c_out)"
 
 
 @dataclass(eq=False)
@@ -326,15 +330,7 @@ class DepthwiseConv2D(_Conv):
     """One k x k filter per channel (PyTorch groups = channels, multiplier 1)."""
 
     kind: ClassVar[str] = "depthwise_conv2d"
-
-    @classmethod
-    def codes_shape_problem(cls, codes_shape, in_shapes):
-        shape = in_shapes[0]
-        if len(shape) != 3:
-            return "", f"depthwise_conv2d needs an (h, w, c) input, got shape {tuple(shape)}"
-        if len(codes_shape) != 3 or codes_shape[2] != shape[2]:
-            return "codes", f"expected shape (kh, kw, {shape[2]}), got {tuple(codes_shape)}"
-        return None
+    CODES_SPELLING: ClassVar[str] = "(kh, kw, {c})"
 
 
 # --------------------------------------------------------------------------------- simple kinds
