@@ -50,7 +50,7 @@ from vecq_hw.train.sq_schedule import set_sq_ratio, stage_ratio
 
 NETWORKS = {"mlp": ("mnist", lambda wq: mlp(weight_quant=wq, hidden=(64,)), True),
             "lenet5": ("mnist", lambda wq: lenet5(weight_quant=wq), False),
-            "vgg_small": ("fashion_mnist", lambda wq: vgg_small(weight_quant=wq), False)}
+            "vgg_small": ("fashion-mnist", lambda wq: vgg_small(weight_quant=wq), False)}
 METHODS = ("vecq", "ul2q", "esb", "alq", "sq_vecq", "sq_twn")
 
 

@@ -16,6 +16,9 @@
 //   vecq_product_shift_add every level a sum of <= 2 signed powers of two: two shifted copies of x
 //   vecq_product_rom       any other table: a multiplier by the level read from a constant ROM
 //                          (CONFIG_T::level), bound by CONFIG_T::multiplier like the named k >= 5
+// The kernels accumulate through each class's mac(acc, x, c), acc += x * d: the multiplier-free
+// classes add their shifted copies of x straight into acc (see vecq_mac below for why that is
+// exact); product(x, c) is the same value as one term_t, kept for the kernel tests and the ROM path.
 #ifndef NNET_VECQ_H_
 #define NNET_VECQ_H_
 
@@ -29,6 +32,10 @@ namespace nnet {
 enum vecq_multiplier { vecq_mul_auto = 0, vecq_mul_dsp = 1, vecq_mul_fabric = 2 };
 
 template <class data_T, class CONFIG_T> struct vecq_product_named;
+
+// compile-time type choice (kept free of <type_traits> for the HLS front ends)
+template <bool C, class A, class B> struct vecq_pick { typedef A type; };
+template <class A, class B> struct vecq_pick<false, A, B> { typedef B type; };
 
 struct vecq_dense_config {
     static const unsigned n_in = 1;
@@ -89,6 +96,32 @@ template <class term_T, class data_T, class code_T, unsigned ENC> struct vecq_sh
     }
 };
 
+// acc += x * d for the named tables, k <= 4: the same shifted copies of x as vecq_shift_add,
+// added into acc directly. d = 2c + 1 = 1 + sum_{b<k-1} c[b] 2^(b+1) - c[k-1] 2^k (encoding 0),
+// d = c = sum_{b<k-1} c[b] 2^b - c[k-1] 2^(k-1) (encoding 1).
+template <class acc_T, class code_T, unsigned BITS, unsigned ENC> struct vecq_shift_add_mac {
+    static void mac(acc_T &acc, const acc_T &xa, code_T c) {
+        #pragma HLS INLINE
+        if (BITS == 1) { // no multiplier at all: add or subtract x (encoding 0), subtract or skip (1)
+            if (c[0])
+                acc -= xa;
+            else if (ENC == 0)
+                acc += xa;
+            return;
+        }
+        const unsigned e = ENC == 0 ? 1 : 0;
+        if (ENC == 0)
+            acc += xa;
+        for (unsigned b = 0; b + 1 < BITS; b++) {
+            #pragma HLS UNROLL
+            if (c[b])
+                acc += (acc_T)(xa << (b + e));
+        }
+        if (c[BITS - 1])
+            acc -= (acc_T)(xa << (BITS - 1 + e));
+    }
+};
+
 template <class CONFIG_T> struct vecq_decode {
     typedef ap_int<CONFIG_T::bits + 2> d_t;
     static d_t decode(typename CONFIG_T::weight_t c) {
@@ -136,6 +169,20 @@ template <class data_T, class CONFIG_T> struct vecq_product_named {
         }
         return vecq_mul_auto_<data_T, CONFIG_T>(x, c);
     }
+    // k <= 4: x once in accum_t, shared by every product of x; k >= 5: x itself (the multiplier's operand)
+    typedef typename vecq_pick<(CONFIG_T::bits <= 4), typename CONFIG_T::accum_t, data_T>::type operand_t;
+    static operand_t operand(data_T x) {
+        #pragma HLS INLINE
+        return x;
+    }
+    static void mac(typename CONFIG_T::accum_t &acc, const operand_t &xo, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        if (CONFIG_T::bits <= 4)
+            vecq_shift_add_mac<typename CONFIG_T::accum_t, typename CONFIG_T::weight_t, CONFIG_T::bits,
+                               CONFIG_T::encoding>::mac(acc, xo, c);
+        else
+            acc += product(xo, c);
+    }
 };
 
 // index of a code in the level table (code -2^(k-1) first)
@@ -158,17 +205,31 @@ template <class data_T, class CONFIG_T> struct vecq_product_addsub {
             return (typename CONFIG_T::term_t)(-xs);
         return (typename CONFIG_T::term_t)0;
     }
+    typedef typename CONFIG_T::accum_t operand_t; // x once in accum_t, shared by every product of x
+    static operand_t operand(data_T x) {
+        #pragma HLS INLINE
+        return x;
+    }
+    static void mac(typename CONFIG_T::accum_t &acc, const operand_t &xa, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        const int d = CONFIG_T::level(vecq_level_index<CONFIG_T>(c));
+        if (d > 0)
+            acc += xa;
+        else if (d < 0)
+            acc -= xa;
+    }
 };
 
-// every level is s1 2^e1 + s2 2^e2 with s in {-1, 0, +1} (CONFIG_T::digit_sign / digit_shift, the
-// canonical signed digits): two shifted copies of x and one adder; term_t holds x 2^e exactly
-template <class data_T, class CONFIG_T> struct vecq_product_shift_add {
+// every level a sum of at most N signed powers of two (CONFIG_T::digit_sign / digit_shift, N
+// columns, the canonical signed digits): N shifted copies of x and N - 1 adders, no multiplier;
+// term_t holds every x 2^e exactly. shift_add (N = 2) and ESB's shift_add_n are this class.
+template <class data_T, class CONFIG_T, unsigned N> struct vecq_product_digits {
     static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
         #pragma HLS INLINE
         typename CONFIG_T::term_t xs = x;
         typename CONFIG_T::term_t p = 0;
         const unsigned i = vecq_level_index<CONFIG_T>(c);
-        for (unsigned k = 0; k < 2; k++) {
+        for (unsigned k = 0; k < N; k++) {
             #pragma HLS UNROLL
             const int s = CONFIG_T::digit_sign(i, k);
             typename CONFIG_T::term_t t = xs << CONFIG_T::digit_shift(i, k);
@@ -179,7 +240,27 @@ template <class data_T, class CONFIG_T> struct vecq_product_shift_add {
         }
         return p;
     }
+    typedef typename CONFIG_T::accum_t operand_t; // x once in accum_t, shared by every product of x
+    static operand_t operand(data_T x) {
+        #pragma HLS INLINE
+        return x;
+    }
+    static void mac(typename CONFIG_T::accum_t &acc, const operand_t &xa, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        const unsigned i = vecq_level_index<CONFIG_T>(c);
+        for (unsigned k = 0; k < N; k++) {
+            #pragma HLS UNROLL
+            const int s = CONFIG_T::digit_sign(i, k);
+            if (s > 0)
+                acc += (typename CONFIG_T::accum_t)(xa << CONFIG_T::digit_shift(i, k));
+            else if (s < 0)
+                acc -= (typename CONFIG_T::accum_t)(xa << CONFIG_T::digit_shift(i, k));
+        }
+    }
 };
+
+// every level is s1 2^e1 + s2 2^e2 with s in {-1, 0, +1}: two shifted copies of x and one adder
+template <class data_T, class CONFIG_T> struct vecq_product_shift_add : vecq_product_digits<data_T, CONFIG_T, 2> {};
 
 // any other table: d read from the constant level ROM, one multiply bound like the named k >= 5
 template <class data_T, class CONFIG_T> typename CONFIG_T::term_t vecq_rom_fabric_(data_T x, typename CONFIG_T::level_t d) {
@@ -207,12 +288,48 @@ template <class data_T, class CONFIG_T> struct vecq_product_rom {
         typename CONFIG_T::term_t p = x * d;
         return p;
     }
+    typedef data_T operand_t; // the multiplier's own operand
+    static operand_t operand(data_T x) {
+        #pragma HLS INLINE
+        return x;
+    }
+    static void mac(typename CONFIG_T::accum_t &acc, const operand_t &x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        acc += product(x, c);
+    }
 };
 
 // x * levels[c] by the layer's product class
 template <class data_T, class CONFIG_T> typename CONFIG_T::term_t vecq_product(data_T x, typename CONFIG_T::weight_t c) {
     #pragma HLS INLINE
     return CONFIG_T::template product<data_T, CONFIG_T>::product(x, c);
+}
+
+// acc += x * levels[c] by the layer's product class (issue 16: the C simulation spends most of
+// its time here). The multiplier-free classes add shifted copies of x into acc with no term_t
+// temporary: the same adders, a third of the ap_types operations per product. Exact: accum_t
+// has x's fraction bits (xa = x is exact) and wraps (AP_WRAP), so after every + or - (and every
+// << of xa) acc equals the true partial sum modulo 2^W; the final sum lies in accum_t's range
+// (its width comes from the worst-case bound), so it is the true sum.
+// vecq_operand(x) is x in the class's operand type (accum_t for the shift-and-add classes): a
+// kernel that multiplies one x by many weights converts it once and calls vecq_mac_op.
+template <class data_T, class CONFIG_T> struct vecq_operand_of {
+    typedef typename CONFIG_T::template product<data_T, CONFIG_T>::operand_t type;
+};
+template <class data_T, class CONFIG_T> typename vecq_operand_of<data_T, CONFIG_T>::type vecq_operand(data_T x) {
+    #pragma HLS INLINE
+    return CONFIG_T::template product<data_T, CONFIG_T>::operand(x);
+}
+template <class data_T, class CONFIG_T>
+void vecq_mac_op(typename CONFIG_T::accum_t &acc, const typename vecq_operand_of<data_T, CONFIG_T>::type &xo,
+                 typename CONFIG_T::weight_t c) {
+    #pragma HLS INLINE
+    CONFIG_T::template product<data_T, CONFIG_T>::mac(acc, xo, c);
+}
+template <class data_T, class CONFIG_T>
+void vecq_mac(typename CONFIG_T::accum_t &acc, data_T x, typename CONFIG_T::weight_t c) {
+    #pragma HLS INLINE
+    vecq_mac_op<data_T, CONFIG_T>(acc, vecq_operand<data_T, CONFIG_T>(x), c);
 }
 
 // The one rounding of the contract: acc * s + b is exact in ap_types, then converted once.
@@ -237,16 +354,28 @@ void vecq_dense_latency(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out],
     #pragma HLS ARRAY_PARTITION variable=bias complete
     #pragma HLS ARRAY_PARTITION variable=data complete
     #pragma HLS ARRAY_PARTITION variable=res complete
-VecQDenseOut:
+    // every loop is unrolled: inputs outer, outputs inner only converts each input's operand once
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_out];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+VecQDenseInit:
     for (unsigned j = 0; j < CONFIG_T::n_out; j++) {
         #pragma HLS UNROLL
-        typename CONFIG_T::accum_t acc = 0;
-    VecQDenseIn:
-        for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
+        acc[j] = 0;
+    }
+VecQDenseIn:
+    for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
+        #pragma HLS UNROLL
+        const typename vecq_operand_of<data_T, CONFIG_T>::type xo = vecq_operand<data_T, CONFIG_T>(data[i]);
+    VecQDenseOut:
+        for (unsigned j = 0; j < CONFIG_T::n_out; j++) {
             #pragma HLS UNROLL
-            acc += vecq_product<data_T, CONFIG_T>(data[i], weights[i * CONFIG_T::n_out + j]);
+            vecq_mac_op<data_T, CONFIG_T>(acc[j], xo, weights[i * CONFIG_T::n_out + j]);
         }
-        res[j] = vecq_requant<res_T, CONFIG_T>(acc, scale[j], bias[j]);
+    }
+VecQDenseResult:
+    for (unsigned j = 0; j < CONFIG_T::n_out; j++) {
+        #pragma HLS UNROLL
+        res[j] = vecq_requant<res_T, CONFIG_T>(acc[j], scale[j], bias[j]);
     }
 }
 
@@ -265,7 +394,7 @@ VecQDenseOut:
     VecQDenseIn:
         for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
             #pragma HLS UNROLL
-            acc += vecq_product<data_T, CONFIG_T>(data[i], weights[i * CONFIG_T::n_out + j]);
+            vecq_mac<data_T, CONFIG_T>(acc, data[i], weights[i * CONFIG_T::n_out + j]);
         }
         res[j] = vecq_requant<res_T, CONFIG_T>(acc, scale[j], bias[j]);
     }
@@ -311,7 +440,7 @@ VecQDenseReuse:
         for (unsigned b = 0; b < block; b++) {
             #pragma HLS UNROLL
             const unsigned p = r * block + b; // weights[i * n_out + j]
-            acc[p % CONFIG_T::n_out] += vecq_product<data_T, CONFIG_T>(data[p / CONFIG_T::n_out], weights[p]);
+            vecq_mac<data_T, CONFIG_T>(acc[p % CONFIG_T::n_out], data[p / CONFIG_T::n_out], weights[p]);
         }
     }
     // the requantisation folds too: ceil(n_out / R) units, one per output every cycle
@@ -367,7 +496,7 @@ VecQFoldRows:
                     const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
                     if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
                         continue; // zero padding contributes nothing
-                    acc[f] += vecq_product<data_T, CONFIG_T>(data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
+                    vecq_mac<data_T, CONFIG_T>(acc[f], data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
                                                              weights[p]);
                 }
             }
@@ -438,30 +567,43 @@ void vecq_conv2d_pixel(const data_T data[CONFIG_T::in_height * CONFIG_T::in_widt
                        const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
                        const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt]) {
     #pragma HLS INLINE
-VecQConvFilt:
+    // every loop is unrolled: the order (input taps outer, filters inner) only lets one input's
+    // operand be converted once for all filters (vecq_operand), the same products and sums
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+VecQConvInit:
     for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
         #pragma HLS UNROLL
-        typename CONFIG_T::accum_t acc = 0;
-    VecQConvKh:
-        for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
+        acc[f] = 0;
+    }
+VecQConvKh:
+    for (unsigned kh = 0; kh < CONFIG_T::filt_height; kh++) {
+        #pragma HLS UNROLL
+    VecQConvKw:
+        for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
             #pragma HLS UNROLL
-        VecQConvKw:
-            for (unsigned kw = 0; kw < CONFIG_T::filt_width; kw++) {
+            const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
+            const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
+            if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
+                continue; // zero padding contributes nothing
+        VecQConvChan:
+            for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
                 #pragma HLS UNROLL
-                const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
-                const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
-                if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
-                    continue; // zero padding contributes nothing
-            VecQConvChan:
-                for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                const typename vecq_operand_of<data_T, CONFIG_T>::type xo =
+                    vecq_operand<data_T, CONFIG_T>(data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c]);
+                const unsigned w0 = ((kh * CONFIG_T::filt_width + kw) * CONFIG_T::n_chan + c) * CONFIG_T::n_filt;
+            VecQConvFilt:
+                for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
                     #pragma HLS UNROLL
-                    acc += vecq_product<data_T, CONFIG_T>(
-                        data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
-                        weights[((kh * CONFIG_T::filt_width + kw) * CONFIG_T::n_chan + c) * CONFIG_T::n_filt + f]);
+                    vecq_mac_op<data_T, CONFIG_T>(acc[f], xo, weights[w0 + f]);
                 }
             }
         }
-        res[(oh * CONFIG_T::out_width + ow) * CONFIG_T::n_filt + f] = vecq_requant<res_T, CONFIG_T>(acc, scale[f], bias[f]);
+    }
+VecQConvResult:
+    for (unsigned f = 0; f < CONFIG_T::n_filt; f++) {
+        #pragma HLS UNROLL
+        res[(oh * CONFIG_T::out_width + ow) * CONFIG_T::n_filt + f] = vecq_requant<res_T, CONFIG_T>(acc[f], scale[f], bias[f]);
     }
 }
 
@@ -500,6 +642,19 @@ void vecq_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T
         vecq_conv_folded<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data, res, weights, scale, bias);
     else
         vecq_conv2d_unfolded<data_T, res_T, CONFIG_T>(data, res, weights, scale, bias);
+}
+
+// pack p of an input stream into a line buffer of ROWS rows of ROW_LEN values (input row r in
+// buffer row r % ROWS); shared by the conv and pool line-buffer kernels
+template <class data_T, unsigned ROWS, unsigned ROW_LEN>
+void vecq_lines_store(typename data_T::value_type lines[ROWS * ROW_LEN], const data_T &in, unsigned p) {
+    #pragma HLS INLINE
+VecQLinesStore:
+    for (unsigned k = 0; k < data_T::size; k++) {
+        #pragma HLS UNROLL
+        const unsigned e = p * data_T::size + k;
+        lines[((e / ROW_LEN) % ROWS) * ROW_LEN + e % ROW_LEN] = in[k];
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -543,7 +698,7 @@ VecQLineReuse:
             const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
             if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
                 continue; // zero padding contributes nothing
-            acc[f] += vecq_product<x_T, CONFIG_T>(
+            vecq_mac<x_T, CONFIG_T>(acc[f],
                 lines[((unsigned(ih) % rows) * CONFIG_T::in_width + unsigned(iw)) * CONFIG_T::n_chan + c], weights[p]);
         }
     }
@@ -580,12 +735,7 @@ void vecq_conv_stream_lines(hls::stream<data_T> &data_stream, hls::stream<res_T>
     unsigned fill = 0, oh = 0;
 VecQLineRead:
     for (unsigned p = 0; p < n_data / data_T::size; p++) {
-        data_T in = data_stream.read();
-        for (unsigned k = 0; k < data_T::size; k++) {
-            #pragma HLS UNROLL
-            const unsigned e = p * data_T::size + k;
-            lines[((e / row_len) % rows) * row_len + e % row_len] = in[k];
-        }
+        vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
         const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
         // every output row whose last needed input row has arrived (clipped to the input: bottom padding)
     VecQLineEmit:
@@ -623,35 +773,6 @@ void vecq_conv2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_strea
 }
 
 // ---------------------------------------------------------------------------------------------
-// io_stream helpers: a whole frame in, an array kernel, the frame out (exactly the array kernel)
-// ---------------------------------------------------------------------------------------------
-template <class data_T, unsigned N> void vecq_read_frame(hls::stream<data_T> &s, typename data_T::value_type frame[N]) {
-VecQReadFrame:
-    for (unsigned p = 0; p < N / data_T::size; p++) {
-        #pragma HLS PIPELINE
-        data_T pack = s.read();
-        for (unsigned k = 0; k < data_T::size; k++) {
-            #pragma HLS UNROLL
-            frame[p * data_T::size + k] = pack[k];
-        }
-    }
-}
-
-template <class res_T, unsigned N> void vecq_write_frame(const typename res_T::value_type frame[N], hls::stream<res_T> &s) {
-VecQWriteFrame:
-    for (unsigned p = 0; p < N / res_T::size; p++) {
-        #pragma HLS PIPELINE
-        res_T pack;
-        PRAGMA_DATA_PACK(pack)
-        for (unsigned k = 0; k < res_T::size; k++) {
-            #pragma HLS UNROLL
-            pack[k] = frame[p * res_T::size + k];
-        }
-        s.write(pack);
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // DepthwiseConv2D: one kh x kw filter per channel; weights (kh, kw, c); same contract as conv
 //     acc_c = sum_{kh,kw} x[ih, iw, c] * levels[code[kh, kw, c]];  out = (res_T)(acc_c * s_c + b_c)
 // ---------------------------------------------------------------------------------------------
@@ -684,7 +805,7 @@ VecQDwRows:
                         const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
                         if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
                             continue; // zero padding contributes nothing
-                        acc += vecq_product<data_T, CONFIG_T>(data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
+                        vecq_mac<data_T, CONFIG_T>(acc, data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
                                                               weights[(kh * CONFIG_T::filt_width + kw) * CONFIG_T::n_chan + c]);
                     }
                 }
@@ -751,14 +872,53 @@ VecQGapChan:
     }
 }
 
+// io_stream GAP (issue 13): n_chan running sums, never the frame. Each value is added to its
+// channel's sum as it streams in (PIPELINE II=1: one pack per cycle; the sums are completely
+// partitioned so a pack's channels all add in the same cycle, a single-adder loop-carried
+// dependency per channel); after the last pixel, the same single conversion (res_T)(sum * mult)
+// as the array kernel. Same accum_t, same exact sums: bit-identical to the array kernel.
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_global_avg_pool(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream) {
+    typedef typename res_T::value_type y_T;
     static const unsigned n_data = CONFIG_T::n_pixels * CONFIG_T::n_chan;
-    typename data_T::value_type frame[n_data];
-    typename res_T::value_type out[CONFIG_T::n_chan];
-    vecq_read_frame<data_T, n_data>(data_stream, frame);
-    vecq_global_avg_pool<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(frame, out);
-    vecq_write_frame<res_T, CONFIG_T::n_chan>(out, res_stream);
+    static_assert(n_data % data_T::size == 0, "vecq GAP: the input packs must tile the frame");
+    static_assert(CONFIG_T::n_chan % res_T::size == 0, "vecq GAP: the output packs must tile the channels");
+    typename CONFIG_T::mult_t m;
+    ap_uint<64> mm = CONFIG_T::mult;
+    m.range(CONFIG_T::mult_t::width - 1, 0) = mm.range(CONFIG_T::mult_t::width - 1, 0);
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_chan];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+VecQGapStreamInit:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+        #pragma HLS UNROLL
+        acc[c] = 0;
+    }
+    unsigned c0 = 0; // channel of the pack's first value
+VecQGapStreamRead:
+    for (unsigned p = 0; p < n_data / data_T::size; p++) {
+        #pragma HLS PIPELINE II=1
+        data_T in = data_stream.read();
+    VecQGapStreamPack:
+        for (unsigned k = 0; k < data_T::size; k++) {
+            #pragma HLS UNROLL
+            // packs of whole pixels (hls4ml's io_stream): channel k % n_chan, a constant once unrolled
+            const unsigned c = data_T::size % CONFIG_T::n_chan == 0 ? k % CONFIG_T::n_chan
+                                                                     : (c0 + k) % CONFIG_T::n_chan;
+            acc[c] += in[k];
+        }
+        c0 = (c0 + data_T::size) % CONFIG_T::n_chan;
+    }
+VecQGapStreamWrite:
+    for (unsigned p = 0; p < CONFIG_T::n_chan / res_T::size; p++) {
+        #pragma HLS PIPELINE
+        res_T pack;
+        PRAGMA_DATA_PACK(pack)
+        for (unsigned k = 0; k < res_T::size; k++) {
+            #pragma HLS UNROLL
+            pack[k] = (y_T)(acc[p * res_T::size + k] * m);
+        }
+        res_stream.write(pack);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -814,42 +974,93 @@ VecQPoolRows:
     }
 }
 
+// io_stream Pool2D with a line buffer (issue 13), the structure of vecq_conv_stream_lines: the
+// kernel keeps the last pool_height input rows (pool_height x in_width x n_chan values, never the
+// frame; one row more when a stream pack can straddle two rows, so that the pack lands without
+// overwriting a row still needed), emits each output row as soon as its last input row has
+// arrived, and packs the pixels into res_T packs. No padding (valid pooling, as the array
+// kernel). The window is exactly the array kernel's (same first value for max, same accum_t sum
+// and the one conversion acc * 2^-log2_area for average): bit-identical. The buffer is
+// partitioned cyclically by n_chan so one pixel's channels are read in parallel; the output
+// columns are pipelined at II = reuse_factor (one output pixel, all channels, per II), as the
+// array kernel's.
+template <class x_T, class y_T, typename CONFIG_T, unsigned ROWS>
+void vecq_pool_pixel_lines(const x_T lines[ROWS * CONFIG_T::in_width * CONFIG_T::n_chan], unsigned oh, unsigned ow,
+                           y_T px[CONFIG_T::n_chan]) {
+    #pragma HLS INLINE
+    ap_ufixed<1, 1 - int(CONFIG_T::log2_area)> q; // 2^-log2_area, exactly
+    q[0] = 1;
+VecQPoolLineChan:
+    for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+        #pragma HLS UNROLL
+        typename CONFIG_T::accum_t acc = 0;
+        x_T best = lines[(((oh * CONFIG_T::stride_height) % ROWS) * CONFIG_T::in_width + ow * CONFIG_T::stride_width) *
+                             CONFIG_T::n_chan + c];
+        for (unsigned kh = 0; kh < CONFIG_T::pool_height; kh++) {
+            #pragma HLS UNROLL
+            for (unsigned kw = 0; kw < CONFIG_T::pool_width; kw++) {
+                #pragma HLS UNROLL
+                const unsigned ih = oh * CONFIG_T::stride_height + kh, iw = ow * CONFIG_T::stride_width + kw;
+                x_T x = lines[((ih % ROWS) * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c];
+                if (CONFIG_T::average)
+                    acc += x;
+                else if (x > best)
+                    best = x;
+            }
+        }
+        if (CONFIG_T::average)
+            px[c] = (y_T)(acc * q);
+        else
+            px[c] = (y_T)best;
+    }
+}
+
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_pool2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream) {
-    static const unsigned n_data = CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan;
-    static const unsigned n_res = CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_chan;
-    typename data_T::value_type frame[n_data];
-    #pragma HLS ARRAY_PARTITION variable=frame cyclic factor=CONFIG_T::n_chan
-    typename res_T::value_type out[n_res];
-    #pragma HLS ARRAY_PARTITION variable=out cyclic factor=CONFIG_T::n_chan
-    vecq_read_frame<data_T, n_data>(data_stream, frame);
-    vecq_pool2d<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(frame, out);
-    vecq_write_frame<res_T, n_res>(out, res_stream);
+    typedef typename data_T::value_type x_T;
+    typedef typename res_T::value_type y_T;
+    static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
+    static const unsigned n_data = CONFIG_T::in_height * row_len;
+    static const unsigned rows = CONFIG_T::pool_height + (row_len % data_T::size == 0 ? 0 : 1);
+    static_assert(data_T::size <= row_len, "vecq pool line buffer: a stream pack must not exceed one input row");
+    static_assert(n_data % data_T::size == 0, "vecq pool line buffer: the input packs must tile the frame");
+    x_T lines[rows * row_len];
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
+    y_T px[CONFIG_T::n_chan];
+    #pragma HLS ARRAY_PARTITION variable=px complete
+    res_T pack;
+    PRAGMA_DATA_PACK(pack)
+    unsigned fill = 0, oh = 0;
+VecQPoolLineRead:
+    for (unsigned p = 0; p < n_data / data_T::size; p++) {
+        vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
+        const unsigned rows_done = ((p + 1) * data_T::size) / row_len; // input rows complete so far
+        // the output row whose last input row has just arrived (windows lie inside the input)
+    VecQPoolLineEmit:
+        while (oh < CONFIG_T::out_height && oh * CONFIG_T::stride_height + CONFIG_T::pool_height <= rows_done) {
+        VecQPoolLineCols:
+            for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+                #pragma HLS PIPELINE II=CONFIG_T::reuse_factor
+                vecq_pool_pixel_lines<x_T, y_T, CONFIG_T, rows>(lines, oh, ow, px);
+                for (unsigned c = 0; c < CONFIG_T::n_chan; c++) {
+                    pack[fill++] = px[c];
+                    if (fill == res_T::size) {
+                        res_stream.write(pack);
+                        fill = 0;
+                    }
+                }
+            }
+            oh++;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // issue 14 (ESB): every level a sum of at most CONFIG_T::n_terms signed powers of two
-// (CONFIG_T::digit_sign / digit_shift, n_terms columns, the canonical signed digits): n_terms
-// shifted copies of x and n_terms - 1 adders, no multiplier; term_t holds every x 2^e exactly
+// (vecq_product_digits above): n_terms shifted copies of x and n_terms - 1 adders, no multiplier
 // ---------------------------------------------------------------------------------------------
-template <class data_T, class CONFIG_T> struct vecq_product_shift_add_n {
-    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
-        #pragma HLS INLINE
-        typename CONFIG_T::term_t xs = x;
-        typename CONFIG_T::term_t p = 0;
-        const unsigned i = vecq_level_index<CONFIG_T>(c);
-        for (unsigned k = 0; k < CONFIG_T::n_terms; k++) {
-            #pragma HLS UNROLL
-            const int s = CONFIG_T::digit_sign(i, k);
-            typename CONFIG_T::term_t t = xs << CONFIG_T::digit_shift(i, k);
-            if (s > 0)
-                p += t;
-            else if (s < 0)
-                p -= t;
-        }
-        return p;
-    }
-};
+template <class data_T, class CONFIG_T>
+struct vecq_product_shift_add_n : vecq_product_digits<data_T, CONFIG_T, CONFIG_T::n_terms> {};
 // end of vecq_product_shift_add_n
 
 } // namespace nnet

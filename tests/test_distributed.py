@@ -21,8 +21,8 @@ import yaml
 from click.testing import CliRunner
 
 from vecq_hw.cli import cli
-from vecq_hw.data import find_root, make_loader
-from vecq_hw.errors import DatasetError, RecipeError, VecQError
+from vecq_hw.data import make_loader
+from vecq_hw.errors import RecipeError, VecQError
 from vecq_hw.train import train
 from vecq_hw.train.dist import EpochSampler
 from vecq_hw.train.loop import _epoch_seed
@@ -36,14 +36,6 @@ DIST = copy.deepcopy(TINY)
 DIST["data"].update(train_limit=320, test_limit=51)  # 26 / 25 test images on ranks 0 / 1
 DIST["quant"].update(adaptive=True, refresh_every=2)
 DIST["train"].update(batch_size=64, float_epochs=1, epochs=1)
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    try:
-        find_root("mnist")
-    except DatasetError:
-        pytest.skip("MNIST files not available")
 
 
 def _free_port() -> int:

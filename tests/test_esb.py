@@ -170,7 +170,8 @@ def test_shift_add_n_kernel_every_code_every_input(tmp_path):
             name = f"cfg{b}_{k}_{len(calls)}"
             structs.append(
                 f"struct {name} : nnet::vecq_dense_config {{\n    static const unsigned bits = {b};\n"
-                f"    typedef ap_int<{b}> weight_t;\n    typedef {precision_string(p.term)} term_t;\n{p.config}}};\n"
+                f"    typedef ap_int<{b}> weight_t;\n    typedef {precision_string(p.term)} term_t;\n"
+                f"    typedef ap_fixed<48, {48 - t.frac}> accum_t;\n{p.config}}};\n"
                 f"static const long long levels_{name}[{1 << b}] = {{{', '.join(str(int(v)) for v in levels)}}};\n")
             calls.append(f"bad += sweep<{name}, {dt} >(levels_{name});")
     program = r"""
@@ -193,7 +194,10 @@ template <class C, class data_T> int sweep(const long long *levels) {
             if (x < 0) xm -= 1LL << data_T::width;
             ap_fixed<64, 64 - (data_T::width - data_T::iwidth)> want;
             want.range(63, 0) = ap_int<64>(xm * d).range(63, 0);
-            if (got != want) {
+            const typename C::accum_t start = (c * 3 - 1) * 0.25; // the kernels' path: acc += x * d
+            typename C::accum_t acc = start;
+            nnet::vecq_mac<data_T, C>(acc, x, code);
+            if (got != want || acc != start + want) {
                 if (bad < 5)
                     printf("c=%d d=%lld x=%s got %s\n", c, d, x.to_string(10).c_str(), got.to_string(10).c_str());
                 bad++;
@@ -222,7 +226,12 @@ def test_shift_add_n_is_written_without_multiply():
     from vecq_hw.hls.layers import KERNEL_HEADER
 
     text = KERNEL_HEADER.read_text()
-    body = text[text.index("struct vecq_product_shift_add_n {"):text.index("// end of vecq_product_shift_add_n")]
-    code = "\n".join(line.split("//")[0] for line in body.splitlines())
+    # shift_add_n is the signed-digit class with n_terms digits ...
+    body = text[text.index("struct vecq_product_shift_add_n"):text.index("// end of vecq_product_shift_add_n")]
+    assert "vecq_product_digits<data_T, CONFIG_T, CONFIG_T::n_terms>" in body
+    # ... which has no multiply: two loops over its N digits (product() and mac(), the kernels'
+    # path), shifts and adds only
+    digits = text[text.index("struct vecq_product_digits {"):text.index("// every level is s1 2^e1")]
+    code = "\n".join(line.split("//")[0] for line in digits.splitlines())
     assert "*" not in code and "<<" in code
-    assert code.count("CONFIG_T::n_terms") == 1
+    assert code.count("k < N;") == 2

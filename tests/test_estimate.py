@@ -141,3 +141,20 @@ def test_cli_estimate_fit_and_reuse(tmp_path):
     assert r.output.startswith("plan (") and (tmp_path / "prj" / "vecq_project.json").is_file()
     r = _cli("fit", tmp_path / "m", "--part", "xc7z020", "--headroom", "0.00001", "--out", tmp_path / "none")
     assert r.exit_code == 1 and "NOTHING FITS xc7z020" in r.output and not (tmp_path / "none").exists()
+
+
+def test_stream_pool_estimate_is_a_line_buffer_not_a_frame():
+    """io_stream pools with stride != size stream through pool_height rows (vecq_pool2d): their
+    buffer estimate must not grow with the input's height (the frame-buffered kernel's did)."""
+    from vecq_hw import ir
+    from vecq_hw.fixed import FixedType
+
+    def pool_layer(height):
+        t = FixedType(8, 2, True)
+        m = ir.Model(name="p", layers=[ir.Input(name="input_1", out_type=t, shape=(height, 13, 3)),
+                                       ir.MaxPool2D(name="pool", out_type=t, pool=(3, 3), stride=(2, 2))]).check()
+        return next(x for x in estimate(m, io_type="io_stream").layers if x.name == "pool")
+
+    short, tall = pool_layer(16), pool_layer(16 * 64)
+    assert (tall.bram18, tall.luts) == (short.bram18, short.luts)
+    assert tall.cycles == 64 * short.cycles  # one input pixel per cycle: h * w

@@ -3,7 +3,11 @@
 For every k in 1..8, both encodings, every k-bit code and a sweep of inputs (every value of a
 signed and of an unsigned fixed-point type), the multiplier-free (k = 1), shift-and-add
 (k = 2..4) and multiplier (k = 5..8, auto/dsp/fabric) paths must equal x * d exactly, and the
-requantisation must equal one conversion of the exact y = acc * s + b.
+requantisation must equal one conversion of the exact y = acc * s + b. The kernels accumulate
+through vecq_mac (acc += x * d, shifted copies of x added straight into acc): checked from a
+non-zero start, and in a narrow accumulator starting at the edge of its range opposite to the
+product's sign, where the partial sums leave the range (they wrap) and only the modular
+argument in nnet_vecq.h keeps the sum exact (a saturating accumulator fails this check).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ AP_TYPES = Path(hls4ml.__file__).parent / "templates" / "vivado" / "ap_types"
 NNET_UTILS = Path(hls4ml.__file__).parent / "templates" / "vivado" / "nnet_utils"
 
 PROGRAM = r"""
+#include <cmath>
 #include <cstdio>
 #include "ap_fixed.h"
 #include "ap_int.h"
@@ -37,10 +42,16 @@ template <unsigned K, unsigned ENC, unsigned MUL, class data_T> struct cfg : nne
     typedef ap_fixed<7, 2> bias_t;
 };
 
+// a narrow accum_t that holds one product x * d (|x| <= 2^iwidth, |d| < 2^K)
+template <unsigned K, unsigned ENC, unsigned MUL, class data_T> struct cfg_tight : cfg<K, ENC, MUL, data_T> {
+    typedef ap_fixed<data_T::width - data_T::iwidth + data_T::iwidth + K + 1, data_T::iwidth + K + 1> accum_t;
+};
+
 long long checked = 0;
 
 template <unsigned K, unsigned ENC, unsigned MUL, class data_T> int sweep() {
     typedef cfg<K, ENC, MUL, data_T> C;
+    typedef cfg_tight<K, ENC, MUL, data_T> T;
     int bad = 0;
     const int lo = -(1 << (K - 1)), hi = (1 << (K - 1)) - 1;
     for (int c = lo; c <= hi; c++) {
@@ -54,6 +65,23 @@ template <unsigned K, unsigned ENC, unsigned MUL, class data_T> int sweep() {
                 if (bad < 5)
                     printf("k=%u enc=%u mul=%u c=%d x=%s: got %s\n", K, ENC, MUL, c, x.to_string(10).c_str(),
                            got.to_string(10).c_str());
+                bad++;
+            }
+            const typename C::accum_t start = (c * 3 - 1) * 0.25; // exact: accum_t has >= 5 fraction bits
+            typename C::accum_t acc = start;
+            nnet::vecq_mac<data_T, C>(acc, x, code);
+            // start at max (product < 0) or min (product >= 0): the sum is in range, partial sums not
+            typedef typename T::accum_t tight_t;
+            const double edge = x * ap_int<12>(d) < 0
+                ? ldexp(1.0, tight_t::iwidth - 1) - ldexp(1.0, tight_t::iwidth - tight_t::width)
+                : -ldexp(1.0, tight_t::iwidth - 1);
+            const tight_t tight_start = edge;
+            tight_t tight = tight_start;
+            nnet::vecq_mac<data_T, T>(tight, x, code);
+            if (acc != start + x * ap_int<12>(d) || tight != tight_start + x * ap_int<12>(d)) {
+                if (bad < 5)
+                    printf("mac k=%u enc=%u c=%d x=%s: got %s / %s\n", K, ENC, c, x.to_string(10).c_str(),
+                           acc.to_string(10).c_str(), tight.to_string(10).c_str());
                 bad++;
             }
             checked++;
@@ -169,7 +197,8 @@ def _custom_program() -> tuple[str, list]:
                 f"    static const unsigned encoding = 2;\n"
                 f"    static const unsigned multiplier = {dict(auto=0, dsp=1, fabric=2)[mult]};\n"
                 f"    typedef ap_int<{bits}> weight_t;\n"
-                f"    typedef {precision_string(p.term)} term_t;\n{p.config}}};\n"
+                f"    typedef {precision_string(p.term)} term_t;\n"
+                f"    typedef ap_fixed<48, {48 - in_types[dt].frac}> accum_t;\n{p.config}}};\n"
                 f"static const long long levels_{name}[{1 << bits}] = {{{', '.join(str(v) for v in levels)}}};\n")
             calls.append(f"bad += sweep_custom<{name}, {dt} >(levels_{name});")
     program = (r"""
@@ -196,10 +225,14 @@ template <class C, class data_T> int sweep_custom(const long long *levels) {
                 xm -= 1LL << data_T::width;
             ap_fixed<64, 64 - (data_T::width - data_T::iwidth)> want;
             want.range(63, 0) = ap_int<64>(xm * d).range(63, 0);
-            if (got != want) {
+            // the kernels' path: acc += x * d from a non-zero start (vecq_mac)
+            const typename C::accum_t start = (c * 3 - 1) * 0.25;
+            typename C::accum_t acc = start;
+            nnet::vecq_mac<data_T, C>(acc, x, code);
+            if (got != want || acc != start + want) {
                 if (bad < 5)
-                    printf("bits=%u c=%d d=%lld x=%s: got %s\n", C::bits, c, d, x.to_string(10).c_str(),
-                           got.to_string(10).c_str());
+                    printf("bits=%u c=%d d=%lld x=%s: got %s, acc %s\n", C::bits, c, d, x.to_string(10).c_str(),
+                           got.to_string(10).c_str(), acc.to_string(10).c_str());
                 bad++;
             }
             checked++;
@@ -231,10 +264,12 @@ def test_custom_table_products_equal_plain_products(tmp_path):
 
 
 def test_product_classes_have_no_multiply_where_none_is_promised():
-    """addsub and shift_add are written without '*'; the ROM multiply carries the bindings."""
+    """addsub and shift_add (vecq_product_digits, N = 2) are written without '*'; the ROM
+    multiply carries the bindings."""
     text = KERNEL_HEADER.read_text()
-    for start, end in (("struct vecq_product_addsub {", "// every level is s1"),
-                       ("struct vecq_product_shift_add {", "// any other table")):
+    assert "struct vecq_product_shift_add : vecq_product_digits<data_T, CONFIG_T, 2> {};" in text
+    for start, end in (("struct vecq_product_addsub {", "// every level a sum of at most N"),
+                       ("struct vecq_product_digits {", "// any other table")):
         body = text[text.index(start):text.index(end)]
         assert "*" not in "\n".join(line.split("//")[0] for line in body.splitlines())
     rom = text[text.index("vecq_rom_fabric_"):text.index("struct vecq_product_rom")]

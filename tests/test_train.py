@@ -13,7 +13,6 @@ import yaml
 
 from vecq_hw import train as train_mod
 from vecq_hw.train import loop as loop_mod
-from vecq_hw.data import find_root
 from vecq_hw.errors import DatasetError, RecipeError
 from vecq_hw.recipe import load_recipe
 from vecq_hw.train import CHECKPOINT, load_run, train
@@ -21,14 +20,6 @@ from vecq_hw.train import CHECKPOINT, load_run, train
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 TINY = yaml.safe_load((CONFIGS / "tiny_test.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    try:
-        find_root("mnist")
-    except DatasetError:
-        pytest.skip("MNIST files not available")
 
 
 @pytest.fixture(scope="module")

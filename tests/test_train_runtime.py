@@ -11,21 +11,12 @@ import yaml
 from click.testing import CliRunner
 
 from vecq_hw.cli import cli
-from vecq_hw.data import find_root
-from vecq_hw.errors import DatasetError, VecQError
+from vecq_hw.errors import VecQError
 from vecq_hw.train import CHECKPOINT, default_threads, train
 from vecq_hw.train import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "configs" / "tiny_test.yaml").read_text())
-
-
-@pytest.fixture(scope="module")
-def mnist():
-    try:
-        find_root("mnist")
-    except DatasetError:
-        pytest.skip("MNIST files not available")
 
 
 def test_default_threads_follow_available_cores(monkeypatch):

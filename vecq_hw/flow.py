@@ -311,7 +311,10 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
                           reuse=result.plan.reuse())
         path = write_hls_project(model, out_dir, opts, random_inputs(model, 100), overwrite=overwrite)
-        text += f"\nwrote {backend} {io_type} project for {hls_part} to {path}\nnext: vecq-hw csim {path}"
+        from .estimate.plot import write_fit_plot  # matplotlib only when a plot is written
+        plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder
+        text += (f"\nwrote {backend} {io_type} project for {hls_part} to {path}\n"
+                 f"plot of the {len(result.tried)} foldings estimated: {plot}\nnext: vecq-hw csim {path}")
     return text, result.ok
 
 

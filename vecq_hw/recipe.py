@@ -38,6 +38,12 @@ train:
   threads: null                    # optional: torch threads per process (null: the cores
                                    #   this process may use, $OMP_NUM_THREADS if set)
   workers: null                    # optional: DataLoader workers (null: 0 on CPU, a few on GPU)
+  alq:                             # optional, quant.method alq only (ALQ's procedure, issue 14):
+    loss_aware_epochs: 2           #   the first N of `epochs` run ALQ's loss-aware steps and
+                                   #   pruning (null: half of them, at least 1); the rest: STE
+    prune_every: 10                #   optimizer steps between pruning rounds (null: one round
+                                   #   per loss-aware epoch); the last loss-aware epoch prunes
+                                   #   to quant.target_bits
 ```
 
 :func:`load_recipe` validates and returns a plain dict with every optional field filled in.
@@ -152,6 +158,13 @@ _SCHEMA: dict[str, Any] = {
     },
 }
 
+#: train.alq: ALQ's schedule (vecq_hw/train/alq_schedule.py); the per-round pruning rate,
+#: top-k fraction, max bases and target average bits are the quantiser's own options (quant.*)
+_ALQ_SCHEMA: dict[str, Any] = {
+    "loss_aware_epochs": _Spec("int", None, lo=1, hi=10000, nullable=True),
+    "prune_every": _Spec("int", None, lo=1, nullable=True),
+}
+
 #: train.* keys that say where a run executes, not what it computes
 RUNTIME_KEYS = ("device", "threads", "workers")
 
@@ -234,6 +247,24 @@ def _weight_quant(config: dict, fail, file: str) -> dict:
     return q.get_config()
 
 
+def _alq_schedule(rec: dict, alq: Any, fail) -> None:
+    """train.alq: only with quant.method alq, where it is always filled in (defaults)."""
+    if rec["quant"]["method"] != "alq":
+        if alq is not None:
+            fail("train.alq", f"expected no ALQ schedule: quant.method is {rec['quant']['method']!r}, not 'alq'")
+        return
+    if alq is not None and not isinstance(alq, dict):
+        fail("train.alq", f"expected a mapping with fields {', '.join(_ALQ_SCHEMA)}, got {type(alq).__name__}")
+    cfg = _walk(_ALQ_SCHEMA, {} if alq is None else alq, "train.alq.", fail)
+    epochs = rec["train"]["epochs"]
+    if cfg["loss_aware_epochs"] is None:
+        cfg["loss_aware_epochs"] = max(1, epochs // 2)
+    elif cfg["loss_aware_epochs"] > epochs:
+        fail("train.alq.loss_aware_epochs", f"expected at most train.epochs = {epochs} (the loss-aware "
+                                            f"epochs are the first of them), got {cfg['loss_aware_epochs']}")
+    rec["train"]["alq"] = cfg
+
+
 def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     """Validate a parsed recipe; returns a normalised copy with defaults filled in."""
     file = str(file)
@@ -251,8 +282,13 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     if isinstance(quant, dict):  # split off the weight quantiser's keys: the registry checks them
         weight_quant = {k: v for k, v in quant.items() if k not in _SCHEMA["quant"]}
         data = {**data, "quant": {k: v for k, v in quant.items() if k in _SCHEMA["quant"]}}
+    alq = None
+    if isinstance(data.get("train"), dict) and "alq" in data["train"]:  # ALQ's schedule, checked below
+        alq = data["train"]["alq"]
+        data = {**data, "train": {k: v for k, v in data["train"].items() if k != "alq"}}
     rec = _walk(_SCHEMA, data, "", fail)
     rec["quant"] = {**_weight_quant(weight_quant, fail, file), **rec["quant"]}
+    _alq_schedule(rec, alq, fail)
 
     from .models import MODELS, QUANT_OPTIONS, canonical_name, model_options
 

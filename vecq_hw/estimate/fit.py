@@ -7,12 +7,12 @@ a layer can have, from the unfolded design's II up (sorted); for 'throughput' th
 (part x headroom, every resource) wins, for 'latency' the fitting plan with the least summed
 latency. Each candidate is checked with the full estimate, so the returned plan is never above
 the budget; when none fits, ``plan`` is None and ``closest`` is the most folded plan, with the
-resources it exceeds.
+resources it exceeds. ``tried`` keeps every plan estimated on the way (for the plot in :mod:`.plot`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from .. import ir
 from ..errors import VecQError
@@ -30,6 +30,9 @@ class FitResult:
     headroom: float
     target: str
     candidates: int
+    # every plan the search estimated (both io types when fit chose the io type), the chosen or
+    # closest one included: what the LUTs-vs-fps plot (:mod:`.plot`) shows; never used to choose
+    tried: list[Estimate] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -56,10 +59,11 @@ def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "thr
         results = [fit(model, part, headroom=headroom, target=target, clock_period=clock_period, io_type=io)
                    for io in ("io_parallel", "io_stream")]
         ok = [r for r in results if r.ok]
+        tried = [e for r in results for e in r.tried]
         if not ok:  # closest: the one exceeding the budget least
-            return min(results, key=lambda r: max(r.closest.utilisation().values()))
+            return replace(min(results, key=lambda r: max(r.closest.utilisation().values())), tried=tried)
         key = (lambda r: r.plan.ii) if target == "throughput" else (lambda r: r.plan.latency)
-        return min(ok, key=key)
+        return replace(min(ok, key=key), tried=tried)
     if target not in TARGETS:
         raise VecQError(f"expected one of {', '.join(TARGETS)}, got {target!r}", field="target")
     if isinstance(headroom, bool) or not isinstance(headroom, (int, float)) or not 0 < headroom <= 1:
@@ -79,7 +83,7 @@ def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "thr
     # bottleneck fold up to it for free (fewer resources, same throughput)
     floor = estimate(model, {}, **kw).ii
     ts = sorted({floor} | {c for v in options.values() for _, c in v if c >= floor})
-    best, seen = None, set()
+    best, seen, tried = None, set(), []
     for t in ts:
         plan = _plan_for(model, options, t, kw)
         key = tuple(sorted(plan.items()))
@@ -87,6 +91,7 @@ def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "thr
             continue
         seen.add(key)
         est = estimate(model, plan, **kw)
+        tried.append(est)
         if not est.fits(headroom):
             continue
         if target == "throughput":
@@ -95,10 +100,12 @@ def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "thr
         if best is None or est.latency < best.latency:
             best = est
     most_folded = estimate(model, {n: max(r for r, _ in v) for n, v in options.items()}, **kw)
+    if tuple(sorted(most_folded.reuse().items())) not in seen:
+        tried.append(most_folded)  # the slow end of the curve (estimated anyway)
     if best is not None:
         assert best.fits(headroom)  # the guarantee: never a plan above the budget
     return FitResult(plan=best, closest=best or most_folded, headroom=float(headroom), target=target,
-                     candidates=len(seen))
+                     candidates=len(seen), tried=tried)
 
 
 __all__ = ["FitResult", "RESOURCES", "TARGETS", "fit"]

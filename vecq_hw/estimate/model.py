@@ -183,10 +183,14 @@ def _io(e: LayerEstimate, node: ir.Node, io_type: str) -> None:
         # vecq_conv_stream_lines: filt_height + 1 rows, n_chan banks; reading overlaps nothing
         b, lut = _bram_or_lutram(int(c), (int(layer.kernel[0]) + 1) * int(w), width)
         e.cycles += int(h * w)
-    elif layer.kind in ("maxpool2d", "avgpool2d") and tuple(layer.stride) == tuple(layer.pool):
-        b, lut = _bram_or_lutram(int(c), int(layer.pool[0]) * int(w), width)  # hls4ml's streaming pool
+    elif layer.kind in ("maxpool2d", "avgpool2d"):
+        # hls4ml's streaming pool (stride == size) and ours (vecq_pool2d, any stride): pool_height
+        # rows, n_chan banks (ours keeps one more row only for packs that straddle rows, which
+        # hls4ml's one-pixel packs never do); each output row leaves as its last input row arrives
+        b, lut = _bram_or_lutram(int(c), int(layer.pool[0]) * int(w), width)
         e.cycles = max(e.cycles, int(h * w))
-    else:  # our frame-buffered kernels (pool with stride != size, global pool)
+    else:  # add: pixel by pixel, but its inputs' streams hold up to a frame (hls4ml's default
+        # stream depth is the tensor's pixel count: the skip branch must not stall the other)
         b, lut = _bram_or_lutram(int(c), int(h * w), width)
         b2, lut2 = _bram_or_lutram(int(oc), int(oh * ow), int(layer.out_type.width))
         b, lut = b + b2, lut + lut2

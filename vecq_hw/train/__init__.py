@@ -3,7 +3,9 @@
 Two phases: ``float_epochs`` of float pre-training (weighted layers with ``bits=None``; the
 input, activation and logit quantisers are active throughout, with their straight-through
 gradients), then ``epochs`` of QAT with the recipe's weight quantiser. Each phase starts a
-fresh optimizer and learning-rate schedule (``qat_lr`` for the QAT phase).
+fresh optimizer and learning-rate schedule (``qat_lr`` for the QAT phase). ALQ recipes split
+the QAT epochs into ALQ's loss-aware steps with pruning, then STE post-training
+(:mod:`.alq_schedule`); SQ recipes stage the quantised fraction (:mod:`.sq_schedule`).
 
 Run folder (``out_dir``)::
 

@@ -12,6 +12,10 @@
 3. ``finish()``: writes w_hat and the per-group basis counts into the layers and turns
    quantisation on: ordinary STE post-training then trains bases and alpha through the float
    weight (each forward re-derives them with the pruned counts), and export reads the same.
+
+``state_dict()`` / ``load_state_dict()`` hold everything the steps read (bases, alphas, which
+bases are kept, Adam's moments and step count) as plain CPU tensors, exactly: a loop that
+saves them with its checkpoint continues bit for bit (``vecq-hw train``: :mod:`.alq_schedule`).
 """
 
 from __future__ import annotations
@@ -57,7 +61,28 @@ class _State:
             self.layer.weight.copy_(self.w_hat().reshape(self.shape).to(self.layer.weight.dtype))
 
     def counts(self) -> np.ndarray:
-        return self.on.sum(1).numpy().astype(np.int64)
+        return self.on.sum(1).cpu().numpy().astype(np.int64)
+
+    def state(self) -> dict:
+        """Plain CPU tensors; B is in {-1, 0, +1}, stored as int8 (exact)."""
+        return {"B": self.B.to(torch.int8).cpu(), "alpha": self.alpha.cpu().clone(),
+                "on": self.on.cpu().clone(), "m": self.m.cpu().clone(), "v": self.v.cpu().clone(),
+                "t": int(self.t)}
+
+    def load(self, st: dict, where: str) -> None:
+        dev = self.layer.weight.device
+        want = {"B": tuple(self.B.shape), "alpha": tuple(self.alpha.shape), "on": tuple(self.on.shape),
+                "m": tuple(self.m.shape), "v": tuple(self.v.shape)}
+        for k, shape in want.items():
+            if not isinstance(st.get(k), torch.Tensor) or tuple(st[k].shape) != shape:
+                raise VecQError(f"ALQ state does not fit the layer: expected {k} of shape {shape}",
+                                field=f"{where}.{k}")
+        self.B = st["B"].to(device=dev, dtype=torch.float64)
+        self.alpha = st["alpha"].to(device=dev, dtype=torch.float64)
+        self.on = st["on"].to(device=dev, dtype=torch.bool)
+        self.m = st["m"].to(device=dev, dtype=torch.float64)
+        self.v = st["v"].to(device=dev, dtype=torch.float64)
+        self.t = int(st["t"])
 
     def sort(self) -> None:
         """Keep the bases of each group in decreasing |alpha| (unused last): the last used basis
@@ -87,6 +112,25 @@ class ALQTrainer:
             s.sort()
             s.write()
             s.layer.quantize = False  # the forward uses the weight = w_hat itself
+
+    def state_dict(self) -> dict:
+        """Every layer's ALQ state (see :meth:`_State.state`), in ``self.layers`` order."""
+        return {"layers": [s.state() for s in self.states]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: the layers run in float mode on w_hat, as after
+        ``init()`` (the weights are rewritten from the stored bases and alphas)."""
+        layers = state.get("layers") if isinstance(state, dict) else None
+        if not isinstance(layers, list) or len(layers) != len(self.layers):
+            n = len(layers) if isinstance(layers, list) else "no"
+            raise VecQError(f"ALQ state holds {n} layers, the model has {len(self.layers)}", field="alq.layers")
+        self.states = []
+        for i, (m, st) in enumerate(zip(self.layers, layers)):
+            s = _State(m, m._wq)
+            s.load(st, f"alq.layers[{i}]")
+            s.write()
+            m.quantize = False
+            self.states.append(s)
 
     def _moments(self, s: _State):
         grad = s.layer.weight.grad

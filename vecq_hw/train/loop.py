@@ -18,6 +18,8 @@ from ..errors import RecipeError, VecQError
 from ..models import build_model
 from ..recipe import RUNTIME_KEYS, load_recipe, recipe_model_options
 from . import dist as D
+from .alq_schedule import ALQSchedule, alq_counts, load_alq_counts
+from .alq_schedule import check_identical as alq_check_identical
 from .quantstate import load_quant_state, needs_step_sync, quant_state
 from .sq_schedule import set_sq_ratio, stage_ratio
 from .runfiles import (CHECKPOINT, CKPT_VERSION, CURVE_FILE, LOG_FILE, METRICS_FILE, MODEL_FILE,
@@ -57,7 +59,14 @@ def _phases(rec: dict) -> list[dict]:
     out = []
     if t["float_epochs"]:
         out.append({"name": "float", "epochs": t["float_epochs"], "lr": t["lr"], "bits": None})
-    out.append({"name": "qat", "epochs": t["epochs"], "lr": t["qat_lr"], "bits": rec["quant"]["bits"]})
+    bits = rec["quant"]["bits"]
+    if rec["quant"]["method"] == "alq":  # ALQ's loss-aware steps + pruning, then STE (alq_schedule.py)
+        la = t["alq"]["loss_aware_epochs"]
+        out.append({"name": "alq", "epochs": la, "lr": t["qat_lr"], "bits": bits})
+        if t["epochs"] > la:
+            out.append({"name": "qat", "epochs": t["epochs"] - la, "lr": t["qat_lr"], "bits": bits})
+    else:
+        out.append({"name": "qat", "epochs": t["epochs"], "lr": t["qat_lr"], "bits": bits})
     start = 0
     for p in out:
         p["start"] = start
@@ -72,12 +81,16 @@ def _phase_of(phases: list[dict], epoch: int) -> dict:
     raise AssertionError(epoch)
 
 
-def _make_optimizer(rec: dict, model: nn.Module, lr: float, steps_per_epoch: int, epochs: int):
+def _make_optimizer(rec: dict, model: nn.Module, lr: float, steps_per_epoch: int, epochs: int,
+                    params=None):
+    """``params``: what the optimizer trains (default every parameter of ``model``; ALQ's
+    loss-aware phase leaves out the ALQ weights, which its own steps update)."""
     t = rec["train"]
+    params = list(model.parameters()) if params is None else params
     if t["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=t["weight_decay"])
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=t["weight_decay"])
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=t["momentum"],
+        opt = torch.optim.SGD(params, lr=lr, momentum=t["momentum"],
                               weight_decay=t["weight_decay"])
     total = max(1, steps_per_epoch * epochs)
     kind, step_size, gamma = t["lr_schedule"], t["step_size"], t["gamma"]
@@ -152,6 +165,20 @@ def _train_one_epoch(model, loader, opt, sched, *, desc: str, progress: bool, de
                             refresh=False)
     bar.close()
     return float(loss_sum), int(correct), n
+
+
+def _alq_after_step(alq, opt, then):
+    """After each optimizer step of ALQ's loss-aware phase: one ALQ step with the learning rate
+    that optimizer step used (the scheduler has already moved on), then ``then``."""
+    lr = [opt.param_groups[0]["lr"]]
+
+    def after():
+        alq.after_step(lr[0])
+        lr[0] = opt.param_groups[0]["lr"]
+        if then is not None:
+            then()
+
+    return after
 
 
 def _plot(history: list[dict], path: Path, title: str) -> None:
@@ -379,6 +406,7 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
     test_part = torch.utils.data.Subset(test_ds, range(d.rank, len(test_ds), d.world))
     test_loader = make_loader(test_part, _EVAL_BATCH, workers=workers, pin_memory=pin)
     steps = len(train_loader)
+    alq = ALQSchedule(model, t["alq"]["prune_every"]) if rec["quant"]["method"] == "alq" else None
 
     history: list[dict] = []
     done = 0
@@ -395,9 +423,15 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
         set_weight_bits(model, last_phase["bits"])
         model.load_state_dict(ckpt["model"])
         load_quant_state(model, ckpt.get("quant_state", {}))
+        if alq is not None:  # bases, alphas, Adam moments, pruning progress (alq_schedule.py)
+            try:
+                alq.load(ckpt.get("alq"), last_phase["lr"])
+            except VecQError as exc:
+                raise VecQError(exc.detail, file=str(out / CHECKPOINT), field=exc.field) from None
         if done < total_epochs and _phase_of(phases, done) is last_phase:
             phase = last_phase
-            opt, sched = _make_optimizer(rec, model, phase["lr"], steps, phase["epochs"])
+            opt, sched = _make_optimizer(rec, model, phase["lr"], steps, phase["epochs"],
+                                         alq.parameters() if phase["name"] == "alq" else None)
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
@@ -420,22 +454,30 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
         if p is not phase:  # a new phase: switch bits, fresh optimizer and schedule
             phase = p
             set_weight_bits(model, p["bits"])
-            opt, sched = _make_optimizer(rec, model, p["lr"], steps, p["epochs"])
+            if p["name"] == "alq":
+                alq.start(p["lr"])  # greedy init; then the layers run in float mode on w_hat
+            opt, sched = _make_optimizer(rec, model, p["lr"], steps, p["epochs"],
+                                         alq.parameters() if p["name"] == "alq" else None)
         sampler.set_epoch(done)
         if p["name"] == "qat":  # issue 14: SQ's ratio 50 -> 75 -> 87.5 -> 100 % over the QAT epochs
             set_sq_ratio(model, stage_ratio(done - p["start"], p["epochs"]))
         k = done - p["start"] + 1
         t0 = time.perf_counter()
         lr = opt.param_groups[0]["lr"]
+        after = step_sync if needs_step_sync(model) else None
+        if p["name"] == "alq":
+            after = _alq_after_step(alq, opt, after)
         sums = _train_one_epoch(
-            net, train_loader, opt, sched, progress=bar, device=dev,
-            after_step=step_sync if needs_step_sync(model) else None,
+            net, train_loader, opt, sched, progress=bar, device=dev, after_step=after,
             desc=f"{name} {p['name']} {k}/{p['epochs']}")
+        if p["name"] == "alq":
+            alq.end_epoch(last=k == p["epochs"])  # the last one prunes to the target, then STE
         D.average_bn_stats(d, model)
         sums += _eval_sums(model, test_loader, dev)
         D.sync_quant_state(d, model)
         tr_loss_s, tr_ok, tr_n, te_loss_s, te_ok, te_n = D.reduce_sums(d, list(sums))
         D.check_identical(d, model)
+        alq_check_identical(d, alq)
         tr_loss, tr_acc = tr_loss_s / max(tr_n, 1), tr_ok / max(tr_n, 1)
         te_loss, te_acc = te_loss_s / max(te_n, 1), te_ok / max(te_n, 1)
         dt = time.perf_counter() - t0
@@ -445,6 +487,8 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
         rec_line = {"epoch": done, "phase": p["name"], "phase_epoch": k, "lr": lr,
                     "train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss,
                     "test_acc": te_acc, "time_s": round(dt, 3)}
+        if alq is not None and p["name"] != "float":
+            rec_line["avg_bits"] = alq.average_bits()  # ALQ: average bases per weight
         history.append(rec_line)
         if p["name"] == "float" and k == p["epochs"]:
             float_acc = te_acc
@@ -456,6 +500,7 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
                 "quant_state": quant_state(model), "world_size": d.world,
                 "threads": torch.get_num_threads(),
                 "float_test_acc": float_acc, "train_time_s": elapsed, "finished": False,
+                **({"alq": alq.state()} if alq is not None else {}),
             }, out / CHECKPOINT)
             with open(out / LOG_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(rec_line) + "\n")
@@ -463,6 +508,8 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
         if say:
             line = (f"[{name}] epoch {done}/{total_epochs} ({p['name']}): train loss {tr_loss:.4f} "
                     f"acc {tr_acc:.4f} | test loss {te_loss:.4f} acc {te_acc:.4f} | {dt:.1f}s")
+            if "avg_bits" in rec_line:
+                line += f" | {rec_line['avg_bits']:.3f} bits/weight"
             if bar:
                 from tqdm.auto import tqdm
 
@@ -483,11 +530,14 @@ def _train(rec, base, out: Path, d: D.Dist, dev, *, resume, overwrite, data_root
         "train_time_s": round(elapsed, 3), "threads": torch.get_num_threads(),
         "world_size": d.world, "device": dev.type,
     }
+    if alq is not None:
+        metrics["alq_average_bits"] = alq.average_bits()
     if rank_hook is not None:
         rank_hook(model, d)
     if d.is_main:
         cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        atomic_torch_save({"version": CKPT_VERSION, "recipe": rec, "state_dict": cpu_state},
+        atomic_torch_save({"version": CKPT_VERSION, "recipe": rec, "state_dict": cpu_state,
+                           **({"alq_counts": alq_counts(model)} if alq is not None else {})},
                           out / MODEL_FILE)
         atomic_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
         if plot:
@@ -519,5 +569,10 @@ def load_run(out_dir) -> tuple[nn.Module, dict]:
     rec, _ = load_recipe(rec)
     model = _build(rec, rec["quant"]["bits"])
     model.load_state_dict(state)
+    if "alq_counts" in blob:  # ALQ: the bases each group kept after pruning (not in the state_dict)
+        try:
+            load_alq_counts(model, blob["alq_counts"])
+        except VecQError as exc:
+            raise VecQError(exc.detail, file=str(path), field=exc.field) from None
     model.eval()
     return model, rec
