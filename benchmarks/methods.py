@@ -18,12 +18,16 @@ steps its ratio 50 -> 75 -> 87.5 -> 100 % over its steps. Cells:
 
 Accuracy AS DEPLOYED: exported (tracing, BatchNorm folded), run through the bit-accurate
 simulator on --test-limit test images. Weight memory: codes (sum of n_weights * code bits).
-LUTs per MAC (estimate, product only, the accumulate adder excluded): the kernel's product as
-written for run-time codes, an adder of w bits = w LUT6 (one per bit of carry chain):
-addsub = w_term; shift_add(_n) = (terms - 1) * w_term + w_term for the sign/select;
-named k <= 4 = k * w_term (shift-add over code bits); a fabric multiplier = w_x * w_level
-(one LUT per partial-product bit). Constant weights let synthesis shrink all of these; the
-ranking, not the numbers, is the point until the RTL issue's yosys counts replace them.
+LUTs per MAC, measured by yosys (``synth_xilinx -family xc7 -nodsp``, technology-mapping
+counts, not Vivado post-route): a dot product of 8 terms x_i * levels[c_i], 8-bit signed x,
+in the form our HLS kernels write the method's product (shift-and-add over the code bits for
+the named tables k <= 4, add/subtract/skip for {-1, 0, +1}, one shifted copy of x per signed
+digit for ESB's tables, a multiplier by the ROM level otherwise; each form proven equal to
+x * levels[c] by yosys SAT, ``vecq_hw.estimate.calibrate.prove_kernel_form``), LUTs / 8: one
+product with its share of the adder tree. Two columns: run-time codes (R > 1, the code comes
+from a ROM: the form matters) and constant weights (R = 1, 8 codes drawn uniformly, seed 0:
+synthesis folds the constants, the form no longer matters, the level values do). The product
+name and a hand count (``lut_per_mac`` in the JSON: w LUT6 per w-bit adder) are kept beside.
 """
 
 from __future__ import annotations
@@ -108,6 +112,23 @@ def train_cell(model, method, batches, steps) -> dict:
     else:
         _fit(model, model.parameters(), batches, steps)
     return extra
+
+
+_YOSYS: dict = {}
+
+
+def yosys_lut_per_mac(wq: dict) -> tuple[float, float]:
+    """(run-time codes, constant weights) yosys LUTs per MAC of the product of this weight_quant
+    config's level table (8-bit activations), measured once per table."""
+    from vecq_hw.estimate.calibrate import kernel_lut_per_mac
+    from vecq_hw.quant import quantizer_from_config
+
+    q = quantizer_from_config(dict(wq))
+    levels, bits = np.asarray(q.levels(), dtype=np.int64), int(q.bits)
+    key = (bits, tuple(int(v) for v in levels))
+    if key not in _YOSYS:
+        _YOSYS[key] = (round(kernel_lut_per_mac(levels, bits), 1), round(kernel_lut_per_mac(levels, bits, constant=True), 1))
+    return _YOSYS[key]
 
 
 def lut_per_mac(layer, in_type) -> tuple[str, int]:
@@ -201,17 +222,20 @@ def write(args, budget, rows, scale_lines, scale_rows):
     lines = ["# Methods compared (issue 14)", "", f"Budget: {budget}. A SMALL budget: the numbers rank the "
              "methods' deployed form, they are not converged accuracies. Written by benchmarks/methods.py "
              f"({' '.join(args.argv)}).", "",
-             "| network | bits/weight | method | deployed acc. % | weight memory (bits) | product | LUT/MAC (est.) |",
-             "|---|---|---|---|---|---|---|"]
+             "| network | bits/weight | method | deployed acc. % | weight memory (bits) | product | "
+             "LUT/MAC yosys, run-time codes | LUT/MAC yosys, constant weights |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mem = str(r["weight_bits"])
         if "alq_native_bits" in r:
             mem += f" (ALQ-native {r['alq_native_bits']}, {r['alq_avg_bases']:.2f} bases/weight)"
+        r["lut_per_mac_yosys_rom"], r["lut_per_mac_yosys_const"] = yosys_lut_per_mac(r["config"])
         lines.append(f"| {r['network']} | {r['bits']} | {r['method']} | {100 * r['accuracy']:.1f} | {mem} | "
-                     f"{r['product']} | {r['lut_per_mac']} |")
+                     f"{r['product']} | {r['lut_per_mac_yosys_rom']} | {r['lut_per_mac_yosys_const']} |")
     lines += ["", "bits/weight: code bits (VecQ, µL2Q, SQ), b total bits with k = b - 2 (ESB), target bases per "
-              "weight (ALQ; its codes are 8-bit, see docs/FORMAT.md). LUT/MAC: the product as the kernel writes it "
-              "for run-time codes (see the module docstring); an estimate until yosys counts (RTL issue) replace it."]
+              "weight (ALQ; its codes are 8-bit, see docs/FORMAT.md). LUT/MAC: yosys synth_xilinx -nodsp "
+              "technology-mapping counts of 8-term dot products in the kernels' form, 8-bit activations, "
+              "per product with its share of the adder tree (module docstring); not Vivado post-route numbers."]
     if getattr(args, "skipped", None):
         lines += ["", f"Not run (--time-budget {args.time_budget:g} s exhausted): {', '.join(args.skipped)}."]
     (args.out / "methods.md").write_text("\n".join(lines + scale_lines) + "\n")
