@@ -453,6 +453,22 @@ VecQDenseResult:
     }
 }
 
+// Product p of output pixel (oh, ow) of a folded conv / depthwise (weight-table order, below):
+// its filter f, input channel c and input pixel (ih, iw); false when the tap is in the zero
+// padding (it contributes nothing). Shared by the array and the line-buffer kernels.
+template <typename CONFIG_T, bool DW, unsigned N_FILT>
+bool vecq_conv_tap(unsigned p, unsigned oh, unsigned ow, unsigned &f, unsigned &c, int &ih, int &iw) {
+    #pragma HLS INLINE
+    f = DW ? p % CONFIG_T::n_chan : p % N_FILT;
+    const unsigned t = DW ? p : p / N_FILT; // (kh * filt_width + kw) * n_chan + c
+    c = t % CONFIG_T::n_chan;
+    const unsigned tap = t / CONFIG_T::n_chan;
+    const unsigned kh = tap / CONFIG_T::filt_width, kw = tap % CONFIG_T::filt_width;
+    ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
+    iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
+    return ih >= 0 && iw >= 0 && ih < int(CONFIG_T::in_height) && iw < int(CONFIG_T::in_width);
+}
+
 // Conv2D / depthwise, folded: one output pixel every R cycles (plus the pipeline depth).
 // DW = false: product p = ((kh * filt_width + kw) * n_chan + c) * n_filt + f (conv weight order);
 // DW = true:  product p = (kh * filt_width + kw) * n_chan + c, filter = channel c.
@@ -488,13 +504,9 @@ VecQFoldRows:
                 for (unsigned b = 0; b < block; b++) {
                     #pragma HLS UNROLL
                     const unsigned p = r * block + b;
-                    const unsigned f = DW ? p % CONFIG_T::n_chan : p % N_FILT;
-                    const unsigned t = DW ? p : p / N_FILT; // (kh * filt_width + kw) * n_chan + c
-                    const unsigned c = t % CONFIG_T::n_chan, tap = t / CONFIG_T::n_chan;
-                    const unsigned kh = tap / CONFIG_T::filt_width, kw = tap % CONFIG_T::filt_width;
-                    const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
-                    const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
-                    if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
+                    unsigned f, c;
+                    int ih, iw;
+                    if (!vecq_conv_tap<CONFIG_T, DW, N_FILT>(p, oh, ow, f, c, ih, iw))
                         continue; // zero padding contributes nothing
                     vecq_mac<data_T, CONFIG_T>(acc[f], data[(ih * CONFIG_T::in_width + iw) * CONFIG_T::n_chan + c],
                                                              weights[p]);
@@ -690,13 +702,9 @@ VecQLineReuse:
         for (unsigned b = 0; b < block; b++) {
             #pragma HLS UNROLL
             const unsigned p = r * block + b;
-            const unsigned f = DW ? p % CONFIG_T::n_chan : p % N_FILT;
-            const unsigned t = DW ? p : p / N_FILT; // (kh * filt_width + kw) * n_chan + c
-            const unsigned c = t % CONFIG_T::n_chan, tap = t / CONFIG_T::n_chan;
-            const unsigned kh = tap / CONFIG_T::filt_width, kw = tap % CONFIG_T::filt_width;
-            const int ih = int(oh * CONFIG_T::stride_height + kh) - int(CONFIG_T::pad_top);
-            const int iw = int(ow * CONFIG_T::stride_width + kw) - int(CONFIG_T::pad_left);
-            if (ih < 0 || iw < 0 || ih >= int(CONFIG_T::in_height) || iw >= int(CONFIG_T::in_width))
+            unsigned f, c;
+            int ih, iw;
+            if (!vecq_conv_tap<CONFIG_T, DW, N_FILT>(p, oh, ow, f, c, ih, iw))
                 continue; // zero padding contributes nothing
             vecq_mac<x_T, CONFIG_T>(acc[f],
                 lines[((unsigned(ih) % rows) * CONFIG_T::in_width + unsigned(iw)) * CONFIG_T::n_chan + c], weights[p]);

@@ -14,13 +14,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from kernel_build import compile_and_run
 
 from vecq_hw import ir
 from vecq_hw.ir.levels import MAX_LEVEL
@@ -131,8 +130,6 @@ def test_config_and_bad_options():
 # -- the HLS product: compiled and swept ------------------------------------------------------
 
 hls4ml = pytest.importorskip("hls4ml")
-AP_TYPES = Path(hls4ml.__file__).parent / "templates" / "vivado" / "ap_types"
-NNET_UTILS = Path(hls4ml.__file__).parent / "templates" / "vivado" / "nnet_utils"
 ESB_TABLES = [(b, k) for b in range(5, 9) for k in range(0, b - 1)
               if esb_magnitudes(b, k)[-1] * 2**k <= MAX_LEVEL
               and ir.product_kind(ESB(b, False, k).levels()) == "shift_add_n"]
@@ -212,12 +209,7 @@ template <class C, class data_T> int sweep(const long long *levels) {
     src = tmp_path / "esb.cpp"
     src.write_text(program)
     exe = tmp_path / "esb"
-    build = subprocess.run(["g++", "-std=c++11", "-O0", f"-I{AP_TYPES}", f"-I{NNET_UTILS}",
-                            f"-I{KERNEL_HEADER.parent}", str(src), "-o", str(exe)], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
-    assert "MISMATCHES: 0" in run.stdout, run.stdout[-3000:]
-    assert run.returncode == 0
+    run = compile_and_run(src, exe, timeout=300)
     n = sum(2**b for b, _ in ESB_TABLES) * (2**7 + 2**6)
     assert int(run.stdout.split("CHECKED:")[1].split()[0]) == n
 

@@ -13,16 +13,14 @@ argument in nnet_vecq.h keeps the sum exact (a saturating accumulator fails this
 from __future__ import annotations
 
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
+
+from kernel_build import compile_and_run
 
 from vecq_hw.hls.layers import KERNEL_HEADER
 
 hls4ml = pytest.importorskip("hls4ml")
-AP_TYPES = Path(hls4ml.__file__).parent / "templates" / "vivado" / "ap_types"
-NNET_UTILS = Path(hls4ml.__file__).parent / "templates" / "vivado" / "nnet_utils"
 
 PROGRAM = r"""
 #include <cmath>
@@ -134,12 +132,7 @@ def test_kernel_products_equal_plain_products(tmp_path):
     src = tmp_path / "kernels.cpp"
     src.write_text(PROGRAM)
     exe = tmp_path / "kernels"
-    build = subprocess.run(["g++", "-std=c++11", "-O0", f"-I{AP_TYPES}", f"-I{NNET_UTILS}",
-                            f"-I{KERNEL_HEADER.parent}", str(src), "-o", str(exe)], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert "MISMATCHES: 0" in run.stdout, run.stdout[-3000:]
-    assert run.returncode == 0
+    run = compile_and_run(src, exe)
     checked = int(run.stdout.split("CHECKED:")[1].split()[0])
     assert checked > 100_000
 
@@ -254,12 +247,7 @@ def test_custom_table_products_equal_plain_products(tmp_path):
     src = tmp_path / "custom.cpp"
     src.write_text(program)
     exe = tmp_path / "custom"
-    build = subprocess.run(["g++", "-std=c++11", "-O0", f"-I{AP_TYPES}", f"-I{NNET_UTILS}",
-                            f"-I{KERNEL_HEADER.parent}", str(src), "-o", str(exe)], capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
-    assert "MISMATCHES: 0" in run.stdout, run.stdout[-3000:]
-    assert run.returncode == 0
+    run = compile_and_run(src, exe)
     assert int(run.stdout.split("CHECKED:")[1].split()[0]) > 50_000
 
 
