@@ -1,7 +1,7 @@
 """Estimator vs yosys on held-out designs, and the plans `fit` picks for the paper-size LeNet-5.
 
 Part 1: the LUT-per-product model (configs/hardware/lut_calibration.yaml, fitted by
-  `python -m vecq_hw.estimate.calibrate` on yosys synth_xilinx mappings of dot products) against
+  `python -m vecq_hw.hls.estimate.calibrate` on yosys synth_xilinx mappings of dot products) against
   the yosys counts of designs the fit never saw (other k, other widths, longer dot products):
   median and worst relative error per mode (const: R = 1 weights, var: R > 1 ROM weights).
   --measure re-runs yosys on the held-out designs instead of reading the stored counts.
@@ -25,11 +25,11 @@ import json
 from pathlib import Path
 
 
-from vecq_hw.estimate import estimate, fit
-from vecq_hw.estimate.calibrate import errors, measure
-from vecq_hw.estimate.examples import paper_lenet5
-from vecq_hw.estimate.model import calibration
-from vecq_hw.estimate.plot import write_fit_plot
+from vecq_hw.hls.estimate import estimate, fit
+from vecq_hw.hls.estimate.calibrate import errors, measure
+from vecq_hw.hls.estimate.examples import paper_lenet5
+from vecq_hw.hls.costs import calibration
+from vecq_hw.hls.estimate.plot import write_fit_plot
 from vecq_hw.report import format_estimate, format_fit
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -23,7 +23,7 @@ counts, not Vivado post-route): a dot product of 8 terms x_i * levels[c_i], 8-bi
 in the form our HLS kernels write the method's product (shift-and-add over the code bits for
 the named tables k <= 4, add/subtract/skip for {-1, 0, +1}, one shifted copy of x per signed
 digit for ESB's tables, a multiplier by the ROM level otherwise; each form proven equal to
-x * levels[c] by yosys SAT, ``vecq_hw.estimate.calibrate.prove_kernel_form``), LUTs / 8: one
+x * levels[c] by yosys SAT, ``vecq_hw.hls.estimate.calibrate.prove_kernel_form``), LUTs / 8: one
 product with its share of the adder tree. Two columns: run-time codes (R > 1, the code comes
 from a ROM: the form matters) and constant weights (R = 1, 8 codes drawn uniformly, seed 0:
 synthesis folds the constants, the form no longer matters, the level values do). The product
@@ -120,7 +120,7 @@ _YOSYS: dict = {}
 def yosys_lut_per_mac(wq: dict) -> tuple[float, float]:
     """(run-time codes, constant weights) yosys LUTs per MAC of the product of this weight_quant
     config's level table (8-bit activations), measured once per table."""
-    from vecq_hw.estimate.calibrate import kernel_lut_per_mac
+    from vecq_hw.hls.estimate.calibrate import kernel_lut_per_mac
     from vecq_hw.quant import quantizer_from_config
 
     q = quantizer_from_config(dict(wq))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 from vecq_hw.errors import VecQError
-from vecq_hw.estimate import estimate, fit, get_part, known_parts, product_luts
-from vecq_hw.estimate.examples import paper_lenet5
-from vecq_hw.estimate.model import calibration
+from vecq_hw.hls.estimate import estimate, fit, get_part, known_parts, product_luts
+from vecq_hw.hls.estimate.examples import paper_lenet5
+from vecq_hw.hls.costs import calibration
 from vecq_hw.hls.folding import divisors, products_per_input, weighted_nodes
 from vecq_hw.ir.examples import random_cnn, random_mlp
 
@@ -38,7 +38,7 @@ def test_calibration_is_measured():
     assert "yosys" in cal["source"].lower() and len(cal["points"]) >= 20 and len(cal["held_out"]) >= 10
     # the stored coefficients are the least-squares fit of the stored measurements, and the
     # held-out designs are not among the fitted ones
-    from vecq_hw.estimate.calibrate import fit as refit
+    from vecq_hw.hls.estimate.calibrate import fit as refit
     for mode, coef in refit(cal["points"]).items():
         assert coef == pytest.approx(cal["coefficients"][mode], abs=1e-4)
     fitted = {(p["mode"], p["k"], p["w"], p["n"]) for p in cal["points"]}
@@ -167,7 +167,7 @@ def test_methods_product_forms_are_proven_and_measured():
     (add/subtract/skip) costs fewer LUTs than a multiplier by 8-bit levels."""
     import numpy as np
 
-    from vecq_hw.estimate.calibrate import kernel_lut_per_mac, kernel_product, prove_kernel_form
+    from vecq_hw.hls.estimate.calibrate import kernel_lut_per_mac, kernel_product, prove_kernel_form
     from vecq_hw.ir.levels import named_levels
     from vecq_hw.quant import ESB
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from vecq_hw.errors import VecQError
-from vecq_hw.estimate import estimate, fit, get_part
-from vecq_hw.estimate.plot import write_fit_plot
+from vecq_hw.hls.estimate import estimate, fit, get_part
+from vecq_hw.hls.estimate.plot import write_fit_plot
 from vecq_hw.ir.examples import random_cnn, random_mlp
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

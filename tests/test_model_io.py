@@ -117,7 +117,7 @@ def test_yaml_content(tmp_path):
     assert [r["kind"] for r in doc["layers"]] == [layer.kind for layer in m.layers]
     prev = None
     for rec, (layer, in_shape, _, out_shape) in zip(doc["layers"], m.walk()):
-        assert tuple(rec) == model_io.LAYER_KEYS[rec["kind"]]
+        assert tuple(rec) == model_io.layer_keys(ir.LAYER_KINDS[rec["kind"]])
         assert rec["out_shape"] == list(out_shape) and rec["out_type"] == str(layer.out_type)
         if prev is not None:
             assert rec["inputs"] == [prev]  # a chain: each layer reads the one before

@@ -284,7 +284,7 @@ def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HL
 def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
                  io_type=HLS_DEFAULTS.io_type) -> str:
     """``vecq-hw estimate``: the pre-synthesis estimate of the HLS design with this folding."""
-    from .estimate import estimate
+    from .hls.estimate import estimate
     from .ir.io import load_model
     from .report import format_estimate
     est = estimate(load_model(model_dir), reuse, default_reuse=reuse_factor, part=part, clock_period=clock_period,
@@ -297,7 +297,7 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
     """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it.
 
     Returns (text, ok); nothing is written when nothing fits."""
-    from .estimate import fit, get_part
+    from .hls.estimate import fit, get_part
     from .hls import HlsOptions
     from .ir.io import load_model
     from .report import format_fit
@@ -311,7 +311,7 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
                           reuse=result.plan.reuse())
         path = write_hls_project(model, out_dir, opts, random_inputs(model, 100), overwrite=overwrite)
-        from .estimate.plot import write_fit_plot  # matplotlib only when a plot is written
+        from .hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
         plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder
         text += (f"\nwrote {backend} {io_type} project for {hls_part} to {path}\n"
                  f"plot of the {len(result.tried)} foldings estimated: {plot}\nnext: vecq-hw csim {path}")
@@ -392,7 +392,7 @@ def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backen
         "model_dir": str(work_dir / "model"), "project_dir": str(prj),
         "backend": backend, "io_type": io_type, "plots": plots,
     }
-    from .estimate import estimate as estimate_design
+    from .hls.estimate import estimate as estimate_design
     from .report import format_estimate
     est = estimate_design(imodel, io_type=io_type)  # the deployed (unfolded) design on the default part, 200 MHz
     r["estimate"], r["estimate_text"] = est.to_dict(), ("hardware estimate of this project (unfolded; "

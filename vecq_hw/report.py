@@ -68,7 +68,7 @@ def format_report(r: dict) -> str:
 
 
 def format_estimate(est, *, per_layer: bool = True) -> str:
-    """The pre-synthesis estimate (``vecq_hw.estimate.Estimate``) as a table a person reads quickly."""
+    """The pre-synthesis estimate (``vecq_hw.hls.estimate.Estimate``) as a table a person reads quickly."""
     part, tot, use = est.part, est.totals(), est.utilisation()
     lines = []
     if per_layer:

@@ -5,7 +5,8 @@
     csim(prj_dir, jobs=None, opt='-O3', timeout=None, progress=False) -> CsimResult (resumable)
 
 Names load lazily: ``from vecq_hw.hls.options import HlsOptions`` (the CLI's defaults) does not
-import hls4ml.
+import hls4ml; nor do the per-kind mappings (:mod:`.mappings`), the folding rules and the
+pre-synthesis estimate of the design (``vecq_hw.hls.estimate``: estimate, fit, parts).
 """
 
 from importlib import import_module

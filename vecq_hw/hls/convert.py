@@ -14,7 +14,7 @@ from hls4ml.model.types import NamedType
 
 from .. import ir
 from ..errors import VecQError
-from .folding import check_reuse_names
+from .folding import reuse_plan
 from .layers import register
 from .mappings import mapping_for, pool_accum_type
 from .options import IO_TYPES, STRATEGIES, HlsOptions
@@ -56,7 +56,7 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
             if len(readers) > MAX_STREAM_READERS:
                 raise VecQError(f"layer '{src}' is read by {len(readers)} layers; io_stream copies a stream to "
                                 f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
-    check_reuse_names(model, opts.reuse)
+    reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     for node in model.nodes():

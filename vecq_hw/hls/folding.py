@@ -6,36 +6,35 @@ the kernel (``nnet_vecq.h``, ``vecq_dense_folded`` / ``vecq_conv_folded``) compu
 them per cycle: R products share one multiplier slot and the layer accepts a new input (pixel)
 every R cycles (II = R). R = 1 is the unfolded kernel; R = P is fully folded (one product slot).
 R must divide P, so every slot does the same work each cycle and the weight ROM splits into
-P / R equal cyclic banks. No hls4ml import here: the estimator and the CLI read it cheaply.
+P / R equal cyclic banks. Which layers fold, their P and how often per frame they run is asked
+of each kind's mapping (:mod:`.mappings`). No hls4ml import here: the estimator and the CLI read
+it cheaply.
 """
 
 from __future__ import annotations
 
 from .. import ir
 from ..errors import VecQError
-
-WEIGHTED_KINDS = ("dense", "conv2d", "depthwise_conv2d")
+from .mappings import mapping_for
 
 
 def products_per_input(node: ir.Node) -> int:
-    """P: products the layer computes per input vector (dense) or per output pixel (conv)."""
-    layer = node.layer
-    if layer.kind == "dense":
-        return int(node.in_shapes[0][0]) * int(node.out_shape[0])
-    kh, kw = (int(k) for k in layer.kernel)
-    c_in = int(node.in_shapes[0][-1])
-    if layer.kind == "conv2d":
-        return kh * kw * c_in * int(node.out_shape[-1])
-    if layer.kind == "depthwise_conv2d":
-        return kh * kw * c_in
-    raise VecQError(f"layer '{layer.name}': kind '{layer.kind}' has no products to fold")
+    """P: products the layer computes per input vector (dense) or per output pixel (conv),
+    as its kind's mapping states it; one line for a kind with nothing to fold."""
+    p = mapping_for(node).products_per_input(node)
+    if p is None:
+        raise VecQError(f"layer '{node.layer.name}': kind '{node.layer.kind}' has no products to fold")
+    return p
 
 
 def inputs_per_frame(node: ir.Node) -> int:
     """How many times per frame the P products run: 1 (dense) or the output pixels (conv)."""
-    if node.layer.kind == "dense":
-        return 1
-    return int(node.out_shape[0]) * int(node.out_shape[1])
+    return mapping_for(node).inputs_per_frame(node)
+
+
+def is_weighted(node: ir.Node) -> bool:
+    """The layer has products to fold (its mapping states a P)."""
+    return mapping_for(node).products_per_input(node) is not None
 
 
 def divisors(n: int) -> list[int]:
@@ -63,7 +62,7 @@ def check_reuse(node: ir.Node, r: int) -> int:
 
 
 def weighted_nodes(model: ir.Model) -> list[ir.Node]:
-    return [n for n in model.nodes() if n.layer.kind in WEIGHTED_KINDS]
+    return [n for n in model.nodes() if is_weighted(n)]
 
 
 def check_reuse_names(model: ir.Model, reuse: dict) -> None:

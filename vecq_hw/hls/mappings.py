@@ -4,25 +4,41 @@ A mapping gives, for one :class:`vecq_hw.ir.Node`, the hls4ml class name, the la
 and ``types``: every precision of that hls4ml layer, by hls4ml's key ('result', 'accum', ...).
 :mod:`.convert` emits exactly those types into the hls4ml config AND checks the finished graph
 against the same dict (:func:`.convert.check_pinned`), so what is emitted and what is pinned
-cannot drift. Adding a layer kind = one mapping here (+ a class in :mod:`.layers` and a kernel
-in ``nnet_vecq.h`` when hls4ml has none that is exact).
+cannot drift.
+
+A mapping also holds its kind's hardware facts: the products per input P of a weighted
+(foldable) layer and how often per frame they run (:mod:`.folding` asks for them), and the
+layer's pre-synthesis cost (:meth:`Mapping.estimate`, summed by :mod:`.estimate`; a kind whose
+mapping gives no estimate is refused there, never guessed).
+
+Adding a layer kind = one mapping, registered with :func:`register` (a decorator too), from
+inside or outside the package (+ a class in :mod:`.layers` and a kernel in ``nnet_vecq.h``
+when hls4ml has none that is exact). No hls4ml import here: the estimator and the CLI read
+it cheaply.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
+from .costs import FOLDED_DEPTH, LayerEstimate, bram_or_lutram, lut_per_product, product_luts
 from .options import HlsOptions
-from .folding import check_reuse
 from .products import choose_product
-from .types import int_type
+
+
+def int_type(width: int) -> FixedType:
+    """ap_int<width> as a FixedType."""
+    return FixedType(width=int(width), integer=int(width), kind="int")
 
 
 class Mapping:
-    """Base: ``class_name``, ``attrs`` and ``types`` of one node; ``refuse`` what cannot be built."""
+    """Base: ``class_name``, ``attrs`` and ``types`` of one node; ``refuse`` what cannot be built;
+    the folding facts and the estimate of the layer."""
 
     kind = ""
 
@@ -40,12 +56,50 @@ class Mapping:
         """Every hls4ml precision of the layer, by key ('result' is the output)."""
         return {"result": node.layer.out_type}
 
+    # -- hardware facts (no hls4ml) ------------------------------------------------------------
+    def products_per_input(self, node: ir.Node) -> int | None:
+        """P of a weighted layer, which the reuse factor folds (None: nothing to fold)."""
+        return None
+
+    def inputs_per_frame(self, node: ir.Node) -> int:
+        """How many times per frame the P products run (1: once, as a dense layer)."""
+        return 1
+
+    def estimate(self, node: ir.Node, reuse: int, io_type: str) -> LayerEstimate | None:
+        """Resources and cycles of this layer; ``reuse`` is its validated reuse factor (0 where
+        :meth:`products_per_input` is None). None: no estimate (the estimator refuses the kind)."""
+        return None
+
+    def stream_buffers(self, e: LayerEstimate, node: ir.Node) -> None:
+        """Add the io_stream line or frame buffers this layer keeps (and the cycles they cost)."""
+
+    def add_io(self, e: LayerEstimate, node: ir.Node, io_type: str) -> LayerEstimate:
+        """Output registers (io_parallel: the whole output; io_stream: one pixel) and buffers."""
+        width = int(node.layer.out_type.width)
+        if io_type == "io_parallel":
+            e.ffs += int(np.prod(node.out_shape)) * width
+            return e
+        e.ffs += int(node.out_shape[-1]) * width  # one output pixel in flight
+        self.stream_buffers(e, node)
+        return e
+
+    def logic_estimate(self, node: ir.Node, io_type: str, luts: float, cycles: int) -> LayerEstimate:
+        """A layer without products: its logic LUTs and cycles, one more cycle of latency, io."""
+        e = LayerEstimate(node.layer.name, node.layer.kind, luts=luts, cycles=cycles, latency=cycles + 1)
+        return self.add_io(e, node, io_type)
+
 
 MAPPINGS: dict[str, Mapping] = {}
 
 
-def register(mapping: Mapping) -> Mapping:
-    MAPPINGS[mapping.kind] = mapping
+def register(mapping):
+    """Register a mapping (an instance, or a Mapping subclass as a class decorator) for its ``kind``.
+
+    Returns what it was given. A later registration for the same kind replaces the earlier."""
+    instance = mapping() if isinstance(mapping, type) else mapping
+    if not isinstance(instance, Mapping) or not instance.kind:
+        raise TypeError(f"expected a Mapping with a kind, got {mapping!r}")
+    MAPPINGS[instance.kind] = instance
     return mapping
 
 
@@ -56,7 +110,32 @@ def mapping_for(node: ir.Node) -> Mapping:
     return m
 
 
-class InputMapping(Mapping):
+def add_buffer(e: LayerEstimate, memory: tuple[int, float]) -> None:
+    """Charge a buffer (BRAM18, LUTs); the layer's latency covers its cycles."""
+    e.bram18 += memory[0]
+    e.luts += memory[1]
+    e.latency = max(e.latency, e.cycles)
+
+
+class _NoLogic:
+    """Wiring only (the input port, a flatten): no resources, one cycle."""
+
+    def estimate(self, node, reuse, io_type):
+        return LayerEstimate(node.layer.name, node.layer.kind)
+
+
+class _Elementwise:
+    """0.5 LUT per bit touched in parallel (every element in io_parallel, one pixel in io_stream)."""
+
+    def estimate(self, node, reuse, io_type):
+        shape, bits, n_in = node.out_shape, int(node.layer.out_type.width), len(node.layer.inputs) or 1
+        parallel = io_type == "io_parallel"
+        lanes = int(np.prod(shape)) if parallel else int(shape[-1])
+        pixels = int(np.prod(shape[:-1])) if len(shape) == 3 else 1
+        return self.logic_estimate(node, io_type, 0.5 * lanes * bits * n_in, 1 if parallel else pixels)
+
+
+class InputMapping(_NoLogic, Mapping):
     kind = "input"
 
     def class_name(self, node, opts):
@@ -84,11 +163,44 @@ class _WeightedMapping(Mapping):
             bias_mantissas=layer.bias, bias_frac=layer.bias_type.frac,
             vecq_types={"weight": int_type(layer.bits), "scale": layer.scale_type, "bias": layer.bias_type,
                         "out": layer.out_type},
-            strategy=opts.strategy, reuse_factor=check_reuse(node, opts.reuse_of(layer.name)),
+            # validated by convert.layer_list (folding.reuse_plan) before any attrs are asked for
+            strategy=opts.strategy, reuse_factor=int(opts.reuse_of(layer.name)),
             **self.geometry(node))
 
     def geometry(self, node) -> dict:  # pragma: no cover
         raise NotImplementedError
+
+    def estimate(self, node, reuse, io_type):
+        """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
+        requantisation units, the weight ROM of a folded layer, accumulators and cycles."""
+        layer, r = node.layer, reuse
+        p, per_frame = self.products_per_input(node), self.inputs_per_frame(node)
+        w = int(node.in_types[0].width)
+        product = choose_product(layer, node.in_types[0])
+        k = 1 if product.kind == "addsub" else int(layer.bits)
+        n_out = int(node.out_shape[-1])
+        e = LayerEstimate(layer.name, layer.kind, reuse=r, products=p, slots=p // r)
+        dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
+            product.kind == "multiply" or layer.bits >= 5)
+        if dsp_bound:
+            e.dsps += e.slots
+            e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
+        else:
+            e.luts += product_luts(p, r, k, w)
+        units = math.ceil(n_out / r)
+        acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
+        e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
+        e.ffs += n_out * acc_w + e.slots * int(product.term.width)
+        rom = lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)  # else constants, no ROM
+        if r > 1 and (rom or dsp_bound):  # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits
+            b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
+            e.bram18 += b
+            e.luts += lut
+        requant_cycles = math.ceil(n_out / units) if r > 1 else 0
+        per_input = 1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
+        e.cycles = per_frame * per_input
+        e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
+        return self.add_io(e, node, io_type)
 
 
 class DenseMapping(_WeightedMapping):
@@ -100,37 +212,57 @@ class DenseMapping(_WeightedMapping):
     def geometry(self, node):
         return {"n_in": int(node.in_shapes[0][0]), "n_out": int(node.out_shape[0])}
 
-
-def _conv_geometry(node) -> dict:
-    layer, (h, w, c), out = node.layer, node.in_shapes[0], node.out_shape
-    kh, kw = layer.kernel
-    pt, pb, pl, pr = (int(p) for p in layer.padding)
-    return dict(in_height=int(h), in_width=int(w), n_chan=int(c), out_height=int(out[0]), out_width=int(out[1]),
-                n_filt=int(out[2]), filt_height=kh, filt_width=kw, stride_height=int(layer.stride[0]),
-                stride_width=int(layer.stride[1]), pad_top=pt, pad_bottom=pb, pad_left=pl, pad_right=pr)
+    def products_per_input(self, node):
+        return int(node.in_shapes[0][0]) * int(node.out_shape[0])
 
 
-class Conv2DMapping(_WeightedMapping):
+class _ConvMapping(_WeightedMapping):
+    """A k x k window per output pixel: P products per pixel, every output pixel per frame."""
+
+    def geometry(self, node):
+        layer, (h, w, c), out = node.layer, node.in_shapes[0], node.out_shape
+        kh, kw = layer.kernel
+        pt, pb, pl, pr = (int(p) for p in layer.padding)
+        return dict(in_height=int(h), in_width=int(w), n_chan=int(c), out_height=int(out[0]), out_width=int(out[1]),
+                    n_filt=int(out[2]), filt_height=kh, filt_width=kw, stride_height=int(layer.stride[0]),
+                    stride_width=int(layer.stride[1]), pad_top=pt, pad_bottom=pb, pad_left=pl, pad_right=pr)
+
+    def window_products(self, node) -> int:
+        """kh * kw * c_in: the products of one window over every input channel."""
+        kh, kw = (int(k) for k in node.layer.kernel)
+        return kh * kw * int(node.in_shapes[0][-1])
+
+    def inputs_per_frame(self, node):
+        return int(node.out_shape[0]) * int(node.out_shape[1])
+
+    def stream_buffers(self, e, node):
+        # vecq_conv_stream_lines: filt_height + 1 rows, n_chan banks; reading overlaps nothing
+        h, w, c = node.in_shapes[0]
+        e.cycles += int(h * w)
+        add_buffer(e, bram_or_lutram(int(c), (int(node.layer.kernel[0]) + 1) * int(w), int(node.in_types[0].width)))
+
+
+class Conv2DMapping(_ConvMapping):
     kind = "conv2d"
 
     def class_name(self, node, opts):
         return "VecQConv2D"
 
-    def geometry(self, node):
-        return _conv_geometry(node)
+    def products_per_input(self, node):
+        return self.window_products(node) * int(node.out_shape[-1])
 
 
-class DepthwiseConv2DMapping(_WeightedMapping):
+class DepthwiseConv2DMapping(_ConvMapping):
     kind = "depthwise_conv2d"
 
     def class_name(self, node, opts):
         return "VecQDepthwiseConv2D"
 
-    def geometry(self, node):
-        return _conv_geometry(node)
+    def products_per_input(self, node):
+        return self.window_products(node)
 
 
-class ReLUMapping(Mapping):
+class ReLUMapping(_Elementwise, Mapping):
     kind = "relu"
 
     def class_name(self, node, opts):
@@ -195,6 +327,19 @@ class _PoolMapping(Mapping):
         return dict(geo, data_format="channels_last", n_filt=int(c), pad_top=0, pad_bottom=0, pad_left=0,
                     pad_right=0, count_pad=False)
 
+    def estimate(self, node, reuse, io_type):
+        shape, bits = node.out_shape, int(node.layer.out_type.width)
+        luts = 0.5 * int(shape[-1]) * bits * int(np.prod(node.layer.pool))  # a comparator/adder per window
+        return self.logic_estimate(node, io_type, luts, int(np.prod(shape[:-1])))
+
+    def stream_buffers(self, e, node):
+        # hls4ml's streaming pool (stride == size) and ours (vecq_pool2d, any stride): pool_height
+        # rows, n_chan banks (ours keeps one more row only for packs that straddle rows, which
+        # hls4ml's one-pixel packs never do); each output row leaves as its last input row arrives
+        h, w, c = node.in_shapes[0]
+        e.cycles = max(e.cycles, int(h * w))
+        add_buffer(e, bram_or_lutram(int(c), int(node.layer.pool[0]) * int(w), int(node.in_types[0].width)))
+
 
 class MaxPoolMapping(_PoolMapping):
     kind = "maxpool2d"
@@ -221,8 +366,13 @@ class GlobalAvgPoolMapping(Mapping):
         return {"n_pixels": int(h * w), "n_chan": int(c), "mult": int(node.layer.mult),
                 "vecq_out_type": node.layer.out_type}
 
+    def estimate(self, node, reuse, io_type):
+        """One channel per cycle; 0.5 LUT per input bit of a pixel."""
+        channels, bits = int(node.in_shapes[0][-1]), int(node.in_types[0].width)
+        return self.logic_estimate(node, io_type, 0.5 * channels * bits * (len(node.layer.inputs) or 1), channels)
 
-class AddMapping(Mapping):
+
+class AddMapping(_Elementwise, Mapping):
     """hls4ml's Merge 'add': ``res[i] = data1[i] + data2[i]`` (nnet_merge.h / nnet_merge_stream.h).
 
     ap_fixed ``+`` yields a full-precision sum (both operands aligned to the larger frac, one
@@ -246,8 +396,19 @@ class AddMapping(Mapping):
     def attrs(self, node, opts):
         return {"op": "add"}
 
+    def stream_buffers(self, e, node):
+        # pixel by pixel, but its inputs' streams hold up to a frame (hls4ml's default stream
+        # depth is the tensor's pixel count: the skip branch must not stall the other)
+        if len(node.out_shape) != 3:
+            return
+        (h, w, c), (oh, ow, oc) = node.in_shapes[0], node.out_shape
+        b, lut = bram_or_lutram(int(c), int(h * w), int(node.in_types[0].width))
+        b2, lut2 = bram_or_lutram(int(oc), int(oh * ow), int(node.layer.out_type.width))
+        e.cycles += int(h * w + oh * ow)
+        add_buffer(e, (b + b2, lut + lut2))
 
-class FlattenMapping(Mapping):
+
+class FlattenMapping(_NoLogic, Mapping):
     kind = "flatten"
 
     def class_name(self, node, opts):

@@ -55,7 +55,3 @@ def hls_name(name: str, taken: set[str]) -> str:
     taken.add(out.lower())
     return out
 
-
-def int_type(width: int) -> FixedType:
-    """ap_int<width> as a FixedType."""
-    return FixedType(width=int(width), integer=int(width), kind="int")

@@ -30,6 +30,7 @@ from .layers import (
     ReLU,
     Weighted,
     fan_in,
+    register_kind,
 )
 from .levels import NAMED_LEVELS, level_width, levels_name, multipliers, named_levels, product_kind
 
@@ -41,5 +42,5 @@ __all__ = [
     "Input", "LAYER_KINDS", "Layer", "MAX_EXACT_WIDTH", "MULTIPLIERS", "MaxPool2D", "Model", "NAMED_LEVELS",
     "Node", "Pool2D", "ReLU", "Weighted", "accumulator_type", "aligned_sum_type", "code_range", "fan_in",
     "find_cycle", "level_width", "levels_name", "multipliers", "named_levels", "product_kind",
-    "signed_width_for",
+    "register_kind", "signed_width_for",
 ]

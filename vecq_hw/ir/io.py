@@ -74,8 +74,6 @@ V1_LAYER_KEYS: dict[str, tuple[str, ...]] = {
     "avgpool2d": _V1_COMMON + ("in_shape", "out_shape", "pool", "stride", "out_type"),
     "flatten": _V1_COMMON + ("in_shape", "out_shape", "out_type"),
 }
-#: the current format's keys per kind
-LAYER_KEYS: dict[str, tuple[str, ...]] = {kind: layer_keys(cls) for kind, cls in LAYER_KINDS.items()}
 TOP_KEYS = ("format_version", "name", "layers")
 TABLE_KEYS = ("file", "dtype", "shape", "sha256")
 IMAGE_KEYS = ("file", "layout", "bits", "count", "bytes", "sha256")
@@ -196,7 +194,7 @@ def _layer_record(layer: Layer, out_shape, stem: str, files: dict[str, bytes]) -
         rec["weights_image"] = {"file": fname, "layout": LAYOUT, "bits": int(layer.bits),
                                 "count": int(layer.codes.size), "bytes": len(image),
                                 "sha256": _sha256(image)}
-    assert tuple(rec) == LAYER_KEYS[layer.kind], (tuple(rec), layer.kind)
+    assert tuple(rec) == layer_keys(cls), (tuple(rec), layer.kind)
     return rec
 
 
@@ -518,13 +516,13 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
         r.fail(fld, f"expected a mapping, got {_what(rec)}")
     if "kind" not in rec:
         r.fail(f"{fld}.kind", "missing")
-    kinds = tuple(V1_LAYER_KEYS) if version == 1 else tuple(LAYER_KEYS)
+    kinds = tuple(V1_LAYER_KEYS) if version == 1 else tuple(LAYER_KINDS)  # kinds registered so far
     kind = r.str_(rec["kind"], f"{fld}.kind", kinds)
     cls = LAYER_KINDS[kind]
     if "name" in rec:
         r.name(rec["name"], f"{fld}.name")
         fld = f"{fld} ({rec['name']})"
-    r.mapping(rec, fld, V1_LAYER_KEYS[kind] if version == 1 else LAYER_KEYS[kind])
+    r.mapping(rec, fld, V1_LAYER_KEYS[kind] if version == 1 else layer_keys(cls))
     name = rec["name"]
     if (i == 0) != (kind == "input"):
         r.fail(f"{fld}.kind", "the first layer, and only the first, must be an input layer")

@@ -495,10 +495,25 @@ class Flatten(Layer):
             fail("out_type", f"flatten keeps its input type {in_types[0]}, got {self.out_type}")
 
 
-LAYER_KINDS: dict[str, type[Layer]] = {
-    cls.kind: cls for cls in (Input, Dense, Conv2D, DepthwiseConv2D, ReLU, MaxPool2D, AvgPool2D,
-                              GlobalAvgPool2D, Add, Flatten)
-}
+#: kind name -> its class: what the model file format reads and writes (:mod:`.io`)
+LAYER_KINDS: dict[str, type[Layer]] = {}
+
+
+def register_kind(cls: type[Layer]) -> type[Layer]:
+    """Register a layer class under its ``kind`` (usable as a class decorator), from inside or
+    outside the package: the folder format reads and writes it from then on. A kind already
+    taken by another class is refused (a built-in kind cannot be replaced by accident)."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)) or cls.kind in ("", Layer.kind):
+        raise TypeError(f"expected a Layer subclass with its own kind, got {cls!r}")
+    have = LAYER_KINDS.get(cls.kind)
+    if have is not None and have is not cls:
+        raise ValueError(f"layer kind '{cls.kind}' is already registered by {have.__name__}")
+    LAYER_KINDS[cls.kind] = cls
+    return cls
+
+
+for _cls in (Input, Dense, Conv2D, DepthwiseConv2D, ReLU, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Add, Flatten):
+    register_kind(_cls)
 
 
 def fan_in(layer: Weighted) -> int:
@@ -514,4 +529,4 @@ def check_buildable_types(layer: Layer, fail: Fail) -> None:
 
 __all__ = ["Add", "AvgPool2D", "Conv2D", "Dense", "DepthwiseConv2D", "Flatten", "GlobalAvgPool2D", "Input",
            "LAYER_KINDS", "Layer", "MaxPool2D", "MULTIPLIERS", "Pool2D", "ReLU", "Weighted", "fan_in",
-           "check_buildable_types"]
+           "check_buildable_types", "register_kind"]

@@ -9,6 +9,10 @@ output pixel gets its own adder graph (interior pixels share one solved graph).
 
 Activations are numpy object arrays of da4ml ``FixedVariable`` in channels-last order, so
 flatten is a C-order reshape exactly like the simulator's.
+
+Each kind is traced by one op registered with ``@rtl_op("kind")`` (like the simulator's
+``@kernel_for``), from inside or outside the package; a kind without one is refused with one
+line naming the layer before anything is traced.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import decimal
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Callable
 
 import numpy as np
 from da4ml.cmvm import solve
@@ -148,15 +153,60 @@ def _post(layer: ir.Weighted, in_type: FixedType):
     return post
 
 
-def _weighted(layer: ir.Weighted, x: np.ndarray, in_type: FixedType, out_shape, solver: _Solver, hw) -> np.ndarray:
-    post = _post(layer, in_type)
-    d = layer.multipliers().astype(np.int64)
-    if isinstance(layer, ir.Dense):
-        return post(solver.matvec(x, d))
+@dataclass
+class TraceStep:
+    """One node to trace, as an op (:func:`rtl_op`) receives it: the layer, its input values
+    (object arrays of da4ml ``FixedVariable``, one per input, channels-last) and their types, its
+    output shape, and what the whole trace shares (the cached CMVM solver, da4ml's HWConfig)."""
+
+    layer: ir.Layer
+    xs: list
+    in_types: tuple
+    out_shape: tuple
+    solver: _Solver
+    hw: HWConfig
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.xs[0]
+
+    @property
+    def in_type(self) -> FixedType:
+        return self.in_types[0]
+
+    @property
+    def where(self) -> str:
+        return f"layer '{self.layer.name}'"
+
+
+#: layer kind -> op(step) -> the node's output values (an object array of FixedVariables)
+RTL_OPS: dict[str, Callable[[TraceStep], np.ndarray]] = {}
+
+
+def rtl_op(*kinds: str):
+    """Decorator: register a function that traces one node of these layer kinds into da4ml
+    values (``op(step: TraceStep) -> np.ndarray`` of FixedVariables, shaped like the node's output).
+    Every requantisation it needs goes through :func:`.requant.requantize` (exact or refused)."""
+    def register(op):
+        for kind in kinds:
+            RTL_OPS[kind] = op
+        return op
+    return register
+
+
+@rtl_op("dense")
+def _dense(s: TraceStep) -> np.ndarray:
+    return _post(s.layer, s.in_type)(s.solver.matvec(s.x, s.layer.multipliers().astype(np.int64)))
+
+
+@rtl_op("conv2d")
+def _conv(s: TraceStep) -> np.ndarray:
+    post = _post(s.layer, s.in_type)
+    d = s.layer.multipliers().astype(np.int64)
     d2 = d.reshape(-1, d.shape[-1])  # rows in (kh, kw, cin) order, as the simulator's im2col
-    out = np.empty(tuple(out_shape), dtype=object)
-    for r, c, patch in _windows(x, layer, out_shape, hw):
-        out[r, c] = post(solver.matvec(patch.reshape(-1), d2))
+    out = np.empty(tuple(s.out_shape), dtype=object)
+    for r, c, patch in _windows(s.x, s.layer, s.out_shape, s.hw):
+        out[r, c] = post(s.solver.matvec(patch.reshape(-1), d2))
     return out
 
 
@@ -179,39 +229,84 @@ def _windows(x: np.ndarray, layer, out_shape, hw):
             yield r, c, patch
 
 
-def _depthwise(layer, x: np.ndarray, in_type: FixedType, out_shape, solver: _Solver, hw) -> np.ndarray:
+@rtl_op("depthwise_conv2d")
+def _depthwise(s: TraceStep) -> np.ndarray:
     """One kh x kw filter per channel: a one-column product per channel and pixel."""
-    post = _post(layer, in_type)
-    d = layer.multipliers().astype(np.int64)  # (kh, kw, c)
+    post = _post(s.layer, s.in_type)
+    d = s.layer.multipliers().astype(np.int64)  # (kh, kw, c)
     ch = d.shape[2]
-    out = np.empty(tuple(out_shape), dtype=object)
-    for r, c, patch in _windows(x, layer, out_shape, hw):
-        acc = [solver.matvec(patch[:, :, k].reshape(-1), d[:, :, k].reshape(-1, 1))[0] for k in range(ch)]
+    out = np.empty(tuple(s.out_shape), dtype=object)
+    for r, c, patch in _windows(s.x, s.layer, s.out_shape, s.hw):
+        acc = [s.solver.matvec(patch[:, :, k].reshape(-1), d[:, :, k].reshape(-1, 1))[0] for k in range(ch)]
         out[r, c] = post(acc)
     return out
 
 
-def _pool(layer, x: np.ndarray, out_shape) -> np.ndarray:
-    oh, ow, ch = out_shape
-    (ph, pw), (sh, sw) = layer.pool, layer.stride
+def _pool(s: TraceStep, combine, scale: Decimal) -> np.ndarray:
+    """Each window folded with ``combine``, times ``scale`` (1: unchanged)."""
+    oh, ow, ch = s.out_shape
+    (ph, pw), (sh, sw) = s.layer.pool, s.layer.stride
     out = np.empty((oh, ow, ch), dtype=object)
-    area_shift = Decimal(2) ** -((ph * pw).bit_length() - 1)
     for r in range(oh):
         for c in range(ow):
             for k in range(ch):
-                win = [x[r * sh + dy, c * sw + dx, k] for dy in range(ph) for dx in range(pw)]
+                win = [s.x[r * sh + dy, c * sw + dx, k] for dy in range(ph) for dx in range(pw)]
                 acc = win[0]
                 for v in win[1:]:
-                    acc = max_var(acc, v) if isinstance(layer, ir.MaxPool2D) else acc + v
-                if isinstance(layer, ir.AvgPool2D):
-                    acc = acc * area_shift  # exact: Model.check pins a power-of-two window
-                out[r, c, k] = acc
+                    acc = combine(acc, v)
+                out[r, c, k] = acc * scale if scale != 1 else acc
     return out
 
 
-def _relu(x: np.ndarray) -> np.ndarray:
-    flat = [v.relu() if v.low < 0 else v for v in x.ravel()]
-    return np.array(flat, dtype=object).reshape(x.shape)
+@rtl_op("maxpool2d")
+def _max_pool(s: TraceStep) -> np.ndarray:
+    return _pool(s, max_var, Decimal(1))
+
+
+@rtl_op("avgpool2d")
+def _avg_pool(s: TraceStep) -> np.ndarray:
+    ph, pw = s.layer.pool
+    # exact: Model.check pins a power-of-two window
+    return _pool(s, lambda a, b: a + b, Decimal(2) ** -((ph * pw).bit_length() - 1))
+
+
+@rtl_op("relu")
+def _relu(s: TraceStep) -> np.ndarray:
+    """Exact: Model.check guarantees out_type holds every non-negative input value."""
+    flat = [v.relu() if v.low < 0 else v for v in s.x.ravel()]
+    return np.array(flat, dtype=object).reshape(s.x.shape)
+
+
+@rtl_op("flatten")
+def _flatten(s: TraceStep) -> np.ndarray:
+    return s.x.reshape(-1)  # channels-last C order, as the simulator's
+
+
+@rtl_op("add")
+def _add(s: TraceStep) -> np.ndarray:
+    """Sum exactly (da4ml aligns the grids), then the ONE requantisation from the finest grid."""
+    frac = max(t.frac for t in s.in_types)
+    total = s.xs[0]
+    for x in s.xs[1:]:
+        total = total + x  # object arrays: elementwise FixedVariable additions
+    flat = [requantize(v, frac, s.layer.out_type, s.where) for v in total.ravel()]
+    return np.array(flat, dtype=object).reshape(total.shape)
+
+
+@rtl_op("global_avg_pool")
+def _global_avg(s: TraceStep) -> np.ndarray:
+    """Exact window sum times the pinned constant mult (a mantissa of mult_type), then the
+    ONE requantisation from in_frac + mult_type.frac fractional bits."""
+    layer, x = s.layer, s.x
+    h, w, c = x.shape
+    mult = Decimal(int(layer.mult)) * Decimal(2) ** -layer.mult_type.frac
+    out = np.empty(c, dtype=object)
+    for k in range(c):
+        acc = x[0, 0, k]
+        for v in list(x[:, :, k].ravel())[1:]:
+            acc = acc + v
+        out[k] = requantize(acc * mult, s.in_type.frac + layer.mult_type.frac, layer.out_type, s.where)
+    return out
 
 
 def trace_model(model: ir.Model, opts: RtlOptions | None = None, progress=None) -> TraceResult:
@@ -228,113 +323,58 @@ def trace_model(model: ir.Model, opts: RtlOptions | None = None, progress=None) 
         return _trace(model, opts or RtlOptions(), progress)
 
 
-def _kind(name: str):
-    """An ir class by name, or None where this version of the model has no such kind."""
-    return getattr(ir, name, None)
-
-
-def _is(layer, name: str) -> bool:
-    cls = _kind(name)
-    return cls is not None and isinstance(layer, cls)
-
-
-def _nodes(model: ir.Model):
-    """(layer, input names, input shapes, input types, out_shape) in topological order:
-    ``model.nodes()`` where the model is a graph, else the chain of ``model.walk()``."""
-    if hasattr(model, "nodes"):
-        for n in model.nodes():
-            names = tuple(getattr(n.layer, "inputs", ()) or ())
-            yield n.layer, names, tuple(n.in_shapes), tuple(n.in_types), tuple(n.out_shape)
-        return
-    prev = None
-    for layer, in_shape, in_type, out_shape in model.walk():
-        ins = () if prev is None else (prev,)
-        yield layer, ins, (() if prev is None else (in_shape,)), (() if prev is None else (in_type,)), out_shape
-        prev = layer.name
-
-
-def _add(layer, xs, in_types) -> np.ndarray:
-    """Sum exactly (da4ml aligns the grids), then the ONE requantisation from the finest grid."""
-    frac = max(t.frac for t in in_types)
-    where = f"layer '{layer.name}'"
-    total = xs[0]
-    for x in xs[1:]:
-        total = total + x  # object arrays: elementwise FixedVariable additions
-    flat = [requantize(v, frac, layer.out_type, where) for v in total.ravel()]
-    return np.array(flat, dtype=object).reshape(total.shape)
-
-
-def _global_avg(layer, x, in_type) -> np.ndarray:
-    """Exact window sum times the pinned constant mult (a mantissa of mult_type), then the
-    ONE requantisation from in_frac + mult_type.frac fractional bits."""
-    h, w, c = x.shape
-    mult = Decimal(int(layer.mult)) * Decimal(2) ** -layer.mult_type.frac
-    where = f"layer '{layer.name}'"
-    out = np.empty(c, dtype=object)
-    for k in range(c):
-        acc = x[0, 0, k]
-        for v in list(x[:, :, k].ravel())[1:]:
-            acc = acc + v
-        out[k] = requantize(acc * mult, in_type.frac + layer.mult_type.frac, layer.out_type, where)
-    return out
-
-
-def _trace(model: ir.Model, opts: RtlOptions, progress) -> TraceResult:
+def _check_traceable(model: ir.Model, opts: RtlOptions) -> int:
+    """Refuse, before any tracing, a kind without an op or a model above the size budget;
+    returns the adder-bits estimate."""
     model.check()
+    for layer in model.layers[1:]:
+        if layer.kind not in RTL_OPS:
+            raise RtlUnsupported(f"layer '{layer.name}': kind '{layer.kind}' is not supported by the RTL path")
     est = estimate_adder_bits(model)
     if est > opts.max_adder_bits:
         raise RtlUnsupported(f"model '{model.name}': estimated {est:,} adder bits, above the budget of "
                              f"{opts.max_adder_bits:,} (fully unrolled; raise --max-adder-bits to try anyway)")
+    return est
+
+
+def _input(layer: ir.Input, hw: HWConfig):
+    """The traced design's input port and its values, quantised to the model's input type."""
+    t = layer.out_type
+    if t.width > MAX_IO_WIDTH:
+        raise RtlUnsupported(f"input '{layer.name}': {t} is wider than the {MAX_IO_WIDTH} bits "
+                             "da4ml's Verilator binder moves")
+    inp = FixedVariableArrayInput(tuple(layer.shape), hwconf=hw)
+    return inp, np.asarray(inp.quantize(*_kif(t))._vars, dtype=object)
+
+
+def _trace(model: ir.Model, opts: RtlOptions, progress) -> TraceResult:
+    est = _check_traceable(model, opts)
     t0 = time.perf_counter()
     hw = HWConfig(opts.adder_size, opts.carry_size, -1)
     solver = _Solver(opts, hw)
-    inp = None
-    values: dict[str, np.ndarray] = {}
+    inp, values = _input(model.input, hw)
+    values = {model.input.name: values}
     info = []
-    for layer, names, in_shapes, in_types, out_shape in _nodes(model):
+    nodes = model.nodes()
+    for node in nodes[1:]:  # the first is the input
         t1 = time.perf_counter()
-        xs = [values[n] for n in names]
-        x = xs[0] if xs else None
-        in_type = in_types[0] if in_types else None
-        if isinstance(layer, ir.Input):
-            t = layer.out_type
-            if t.width > MAX_IO_WIDTH:
-                raise RtlUnsupported(f"input '{layer.name}': {t} is wider than the {MAX_IO_WIDTH} bits "
-                                     "da4ml's Verilator binder moves")
-            in_t, in_s = t, out_shape
-            inp = FixedVariableArrayInput(tuple(out_shape), hwconf=hw)
-            y = np.asarray(inp.quantize(*_kif(t))._vars, dtype=object)
-        elif _is(layer, "DepthwiseConv2D"):
-            y = _depthwise(layer, x, in_type, out_shape, solver, hw)
-        elif isinstance(layer, ir.Weighted):
-            y = _weighted(layer, x, in_type, out_shape, solver, hw)
-        elif isinstance(layer, ir.ReLU):
-            y = _relu(x)  # exact: Model.check guarantees out_type holds every non-negative input
-        elif isinstance(layer, (ir.MaxPool2D, ir.AvgPool2D)):
-            y = _pool(layer, x, out_shape)
-        elif isinstance(layer, ir.Flatten):
-            y = x.reshape(-1)
-        elif _is(layer, "Add"):
-            y = _add(layer, xs, in_types)
-        elif _is(layer, "GlobalAvgPool2D"):
-            y = _global_avg(layer, x, in_type)
-        else:
-            kind = getattr(layer, "kind", type(layer).__name__)
-            raise RtlUnsupported(f"layer '{layer.name}': kind '{kind}' is not supported by the RTL path")
-        values[layer.name] = y
-        info.append({"name": layer.name, "kind": getattr(layer, "kind", type(layer).__name__),
-                     "out_shape": list(out_shape), "seconds": round(time.perf_counter() - t1, 4)})
+        layer = node.layer
+        step = TraceStep(layer, [values[n] for n in layer.inputs], node.in_types, node.out_shape, solver, hw)
+        values[layer.name] = RTL_OPS[layer.kind](step)
+        info.append({"name": layer.name, "kind": layer.kind, "out_shape": list(node.out_shape),
+                     "seconds": round(time.perf_counter() - t1, 4)})
         if progress:
             progress(layer.name)
-    t = layer.out_type  # the last layer is the model's output
+    out = nodes[-1]
+    t = out.layer.out_type  # the last layer is the model's output
     if t.width > MAX_IO_WIDTH:
-        raise RtlUnsupported(f"output of layer '{layer.name}': {t} is wider than the "
+        raise RtlUnsupported(f"output of layer '{out.layer.name}': {t} is wider than the "
                              f"{MAX_IO_WIDTH} bits da4ml's Verilator binder moves")
-    outs = list(values[layer.name].ravel())
-    comb = comb_trace(inp, outs, keep_dead_inputs=True)
+    comb = comb_trace(inp, list(values[out.layer.name].ravel()), keep_dead_inputs=True)
     widest = max(sum(minimal_kif(op.qint)) for op in comb.ops)
     if widest > MAX_GRAPH_WIDTH:
         raise RtlUnsupported(f"model '{model.name}': an intermediate value needs {widest} bits, more than "
                              f"the {MAX_GRAPH_WIDTH} da4ml's interpreter computes exactly")
     return TraceResult(comb=comb, seconds=time.perf_counter() - t0, adder_bits_estimate=est, layers=info,
-                       in_type=in_t, in_shape=tuple(in_s), out_type=t, out_shape=tuple(out_shape))
+                       in_type=model.input.out_type, in_shape=tuple(nodes[0].out_shape), out_type=t,
+                       out_shape=tuple(out.out_shape))

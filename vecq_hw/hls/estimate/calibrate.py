@@ -9,7 +9,7 @@ odd levels), w-bit signed activations, k-bit codes, summed exactly; LUTs / N is 
 one product with its share of the adder tree. yosys ``synth_xilinx -family xc7 -nodsp`` counts
 are technology-mapping counts, not Vivado post-route numbers (same caveat as ``rtl/synth.py``).
 
-    python -m vecq_hw.estimate.calibrate      # re-measure, refit, write configs/hardware/lut_calibration.yaml
+    python -m vecq_hw.hls.estimate.calibrate      # re-measure, refit, write configs/hardware/lut_calibration.yaml
 
 The fit is least squares on lut = a0 + a1 w + a2 k + a3 k w per mode on FIT_BITS x FIT_WIDTHS;
 the HELD_OUT designs (other k, w and N) give the stated calibration error.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ToolError
+from ...errors import ToolError
 
 MODES = ("const", "var")
 #: fitted on this grid ...
@@ -127,7 +127,7 @@ def errors(coefficients: dict, points: list[dict]) -> dict:
 
 
 def run(out_path: Path | None = None, jobs: int = 3, progress=print) -> dict:
-    from ..resources import CONFIG_DIR
+    from ...resources import CONFIG_DIR
     import yaml
 
     fit_designs = [(m, k, w, N_FIT) for m in MODES for k in FIT_BITS for w in FIT_WIDTHS]
@@ -145,7 +145,7 @@ def run(out_path: Path | None = None, jobs: int = 3, progress=print) -> dict:
            "held_out_error": {m: errors(coef, [p for p in held if p["mode"] == m]) for m in MODES},
            "points": points, "held_out": held}
     out_path = Path(out_path or CONFIG_DIR / "hardware" / "lut_calibration.yaml")
-    out_path.write_text("# written by `python -m vecq_hw.estimate.calibrate`; do not edit by hand\n"
+    out_path.write_text("# written by `python -m vecq_hw.hls.estimate.calibrate`; do not edit by hand\n"
                         + yaml.safe_dump(cal, sort_keys=False, width=120))
     return cal
 
@@ -177,8 +177,8 @@ def kernel_product(levels, bits: int) -> tuple[str, list]:
     """(kind, data) of the product our kernels build for this table (hls/products.py's choice):
     'odd'/'int' named tables with k <= 4 -> shift-and-add over the code bits; otherwise
     'addsub', 'digits' (canonical signed digits per code) or 'multiply'."""
-    from ..hls.products import csd_digits
-    from ..ir.levels import levels_name, product_kind
+    from ..products import csd_digits
+    from ...ir.levels import levels_name, product_kind
 
     levels = np.asarray(levels, dtype=np.int64)
     name = levels_name(levels, bits)
@@ -197,7 +197,7 @@ def kernel_dot_verilog(levels, bits: int, w: int, n: int, top: str = "dot", *, c
     """y = sum_i x_i * levels[c_i] in the kernels' form, w-bit signed x; k-bit code inputs, or
     the constant ``codes`` (R = 1: the tool folds them). ``form='multiply'``: the plain
     x * levels[c] (the reference the kernels' form is proven equal to)."""
-    from ..hls.products import csd_digits
+    from ..products import csd_digits
 
     levels = np.asarray(levels, dtype=np.int64)
     kind, digits = kernel_product(levels, bits) if form is None else (form, [])

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import ir
-from ..fixed import FixedType
-from ..ir.examples import random_codes, relu_type, weighted_layer
+from ... import ir
+from ...fixed import FixedType
+from ...ir.examples import random_codes, relu_type, weighted_layer
 
 
 def paper_lenet5(bits: int = 2, *, seed: int = 0, size: int = 28, channels=(32, 64), hidden: int = 512,

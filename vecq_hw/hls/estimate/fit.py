@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .. import ir
-from ..errors import VecQError
-from ..hls.folding import divisors, products_per_input, weighted_nodes
+from ... import ir
+from ...errors import VecQError
+from ..folding import divisors, products_per_input, weighted_nodes
 from .model import Estimate, estimate
 from .parts import RESOURCES, get_part
 

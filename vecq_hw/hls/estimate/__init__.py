@@ -4,11 +4,14 @@
     fit(model, part='xc7z020', headroom=0.8, target='throughput') -> FitResult
     get_part(name) / known_parts()          # configs/hardware/parts.yaml
 
-The LUT model is calibrated on yosys mappings (:mod:`.calibrate`, configs/hardware/lut_calibration.yaml).
+Each layer's cost comes from its kind's HLS mapping (:mod:`vecq_hw.hls.mappings`); the LUT model
+(:mod:`vecq_hw.hls.costs`) is calibrated on yosys mappings (:mod:`.calibrate`,
+configs/hardware/lut_calibration.yaml).
 """
 
+from ..costs import LayerEstimate, product_luts
 from .fit import FitResult, fit
-from .model import Estimate, LayerEstimate, estimate, product_luts
+from .model import Estimate, estimate
 from .parts import Part, get_part, known_parts
 
 __all__ = ["Estimate", "FitResult", "LayerEstimate", "Part", "estimate", "fit", "get_part", "known_parts",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import VecQError
+from ...errors import VecQError
 
 DEFAULT_NAME = "fit_candidates.png"
 STYLE = {"io_parallel": ("o", "C1"), "io_stream": ("s", "C0")}  # marker, colour

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import VecQError
+from ...errors import VecQError
 
 RESOURCES = ("luts", "ffs", "dsps", "bram18", "uram")
 
@@ -29,7 +29,7 @@ class Part:
 def load_parts() -> tuple[dict[str, Part], str]:
     import yaml
 
-    from ..resources import CONFIG_DIR
+    from ...resources import CONFIG_DIR
 
     path = CONFIG_DIR / "hardware" / "parts.yaml"
     data = yaml.safe_load(path.read_text())
