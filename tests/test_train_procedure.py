@@ -23,6 +23,7 @@ Checked through the recipe path (``vecq_hw.train.train`` on 64 MNIST images):
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import json
 import math
@@ -163,17 +164,25 @@ class ToySchedule(QuantProcedure):
             layers[n].weight_quant.gain = g
 
 
+@contextlib.contextmanager
+def _toy_in_the_registries():
+    """The toy quantiser and its procedure registered; the registries restored afterwards."""
+    saved_q, saved_p = dict(QUANTIZERS), dict(PROCEDURES)
+    try:
+        register_quantizer(ToyQuantizer)
+        register_procedure(ToyQuantizer)(ToySchedule)
+        yield
+    finally:
+        for reg, saved in ((QUANTIZERS, saved_q), (PROCEDURES, saved_p)):
+            reg.clear()
+            reg.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def toy_registered():
-    """The toy quantiser and its procedure in the registries, removed afterwards."""
-    saved_q, saved_p = dict(QUANTIZERS), dict(PROCEDURES)
-    register_quantizer(ToyQuantizer)
-    register_procedure(ToyQuantizer)(ToySchedule)
-    ToySchedule.calls = []
-    yield
-    for reg, saved in ((QUANTIZERS, saved_q), (PROCEDURES, saved_p)):
-        reg.clear()
-        reg.update(saved)
+    with _toy_in_the_registries():
+        ToySchedule.calls = []
+        yield
 
 
 def _train(out, **kw):
@@ -182,15 +191,11 @@ def _train(out, **kw):
 
 @pytest.fixture(scope="module")
 def full_run(mnist, tmp_path_factory):
-    saved_q, saved_p = dict(QUANTIZERS), dict(PROCEDURES)
-    register_quantizer(ToyQuantizer)
-    register_procedure(ToyQuantizer)(ToySchedule)
+    """One uninterrupted run: its folder, metrics and final model (from the rank hook)."""
     run = tmp_path_factory.mktemp("toy") / "run"
     final = {}
-    metrics = _train(run, _rank_hook=lambda model, d: final.update(model=model))
-    for reg, saved in ((QUANTIZERS, saved_q), (PROCEDURES, saved_p)):
-        reg.clear()
-        reg.update(saved)
+    with _toy_in_the_registries():
+        metrics = _train(run, _rank_hook=lambda model, d: final.update(model=model))
     return run, metrics, final["model"]
 
 

@@ -116,7 +116,8 @@ class _VecQWeight:
                            bits=r.bits, levels=r.levels, unit=r.unit)
 
     def _quant_repr(self) -> str:
-        return f"weight_quant={self._wq!r}" + (", quantize=False" if self._wq is not None and not self._quantize else "")
+        off = self._wq is not None and not self._quantize
+        return f"weight_quant={self._wq!r}" + (", quantize=False" if off else "")
 
 
 def set_quantize(model: nn.Module, on: bool) -> int:

@@ -23,8 +23,8 @@ from vecq_hw.quant.base import (
 )
 from vecq_hw.quant.adaptive import optimal_steps
 from vecq_hw.quant.ul2q import UL2Q, UL2Q_LAMBDAS, ul2q_lambda
-from vecq_hw.quant.registry import (PROCEDURES, QUANTIZERS, procedure_class, quantizer_class, quantizer_from_config,
-                                    register_procedure, register_quantizer)
+from vecq_hw.quant.registry import (PROCEDURES, QUANTIZERS, procedure_class, quantizer_class,
+                                    quantizer_from_config, register_procedure, register_quantizer)
 from vecq_hw.quant.vecq import VECQ_LAMBDAS, VecQ, vecq_lambda
 # issue 14: ESB, ALQ, BWN/TWN and SQ register themselves on import
 from vecq_hw.quant.esb import ESB

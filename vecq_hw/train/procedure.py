@@ -64,7 +64,7 @@ from ..quant.registry import PROCEDURES, procedure_class
 
 #: the Trainer's own phases: float pre-training, then QAT with the recipe's quantiser
 FLOAT, QAT = "float", "qat"
-#: checkpoint and model.pt entries a procedure's key or extras must not replace
+#: checkpoint entries (and model.pt's state_dict): a procedure's key may be none of them
 RESERVED = ("version", "recipe", "epochs_done", "phase", "model", "optimizer", "scheduler", "rng",
             "history", "quant_state", "world_size", "threads", "float_test_acc", "train_time_s",
             "finished", "state_dict")
