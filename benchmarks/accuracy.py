@@ -123,7 +123,7 @@ def float_checkpoint(net: str, epochs: int, lr: float, cache: Path, limit: int |
     print(f"[{net}] float training (seed {seed}), {epochs} epoch(s) on {limit or 60000} images ...",
           flush=True)
     torch.manual_seed(seed)
-    model = build_model(arch, bits=None, **TYPES)
+    model = build_model(arch, weight_quant=None, **TYPES)
     x, y = to_tensors(*load_dataset(dataset, "train", limit=limit))
     dt = _fit(model, x, y, epochs, lr, seed, device)
     xt, yt = to_tensors(*load_dataset(dataset, "test"))
@@ -140,9 +140,10 @@ def float_checkpoint(net: str, epochs: int, lr: float, cache: Path, limit: int |
 
 def qat_run(net: str, method: str, bits: int, ckpt: dict, args, train_xy, test, seed: int = SEED) -> dict:
     arch, dataset, _ = NETWORKS[net]
-    opts = dict(bits=bits, quantizer="ul2q" if method == "ul2q" else "vecq", **TYPES)
+    wq = {"method": "ul2q" if method == "ul2q" else "vecq", "bits": bits}
     if method == "vecq_adaptive":
-        opts.update(adaptive=True, refresh_every=args.refresh_every)
+        wq.update(adaptive=True, refresh_every=args.refresh_every)
+    opts = dict(weight_quant=wq, **TYPES)
     torch.manual_seed(seed)
     model = build_model(arch, **opts)
     model.load_state_dict(ckpt["state_dict"])

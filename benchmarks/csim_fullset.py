@@ -69,7 +69,7 @@ def demo_shaped_model(images):
     from vecq_hw.models import build_model
 
     torch.manual_seed(0)
-    net = build_model("lenet5", bits=2, quantizer="vecq", conv_channels=(16, 32), hidden=256,
+    net = build_model("lenet5", weight_quant={"method": "vecq", "bits": 2}, conv_channels=(16, 32), hidden=256,
                       in_type="ap_ufixed<8,0,AP_RND,AP_SAT>", act_type="ap_ufixed<8,3,AP_RND,AP_SAT>",
                       out_type="ap_fixed<16,6,AP_RND_CONV,AP_SAT>")
     net.train()  # batch-norm running statistics from real images, so activations are not degenerate

@@ -117,7 +117,7 @@ def float_lenet(cache: Path, epochs: int, limit: int | None) -> dict[str, np.nda
     from vecq_hw.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("lenet5", bits=None)
+    model = build_model("lenet5", weight_quant=None)
     x, y = to_tensors(*load_dataset("mnist", "train", limit=limit))
     xt, yt = to_tensors(*load_dataset("mnist", "test"))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)

@@ -104,7 +104,7 @@ def train_cell(model, method, batches, steps) -> dict:
              after=lambda s: (tr.step(), tr.prune(rounds=1) if s % max(1, n // 5) == 0 else None))
         extra["alq_avg_bases"] = tr.prune()
         tr.finish()
-        extra["alq_native_bits"] = int(sum(int(np.sum(m.weight_quantizer.counts)) * m.weight[0].numel()
+        extra["alq_native_bits"] = int(sum(int(np.sum(m.weight_quant.counts)) * m.weight[0].numel()
                                            for m in tr.layers))
         _fit(model, model.parameters(), batches, steps - steps // 2 - n)
     elif method.startswith("sq"):

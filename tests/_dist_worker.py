@@ -51,8 +51,8 @@ def run_quantstate(dump: str) -> None:
     torch.set_num_threads(1)
     d = D.init(D.from_env(), torch.device("cpu"))
     torch.manual_seed(0)
-    model = build_model("lenet5", bits=2, conv_channels=(4, 8), hidden=16, adaptive=True,
-                        refresh_every=3)
+    model = build_model("lenet5", conv_channels=(4, 8), hidden=16,
+                        weight_quant={"method": "vecq", "bits": 2, "adaptive": True, "refresh_every": 3})
     net = D.wrap(model, torch.device("cpu"))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(100 + d.rank)  # each rank its own data

@@ -11,8 +11,9 @@ import yaml
 from vecq_hw.errors import RecipeError, VecQError
 from vecq_hw.models import build_model
 from vecq_hw.nn import VecQConv2d, VecQLinear
+from vecq_hw.quant import VecQ
 from vecq_hw.quant import adaptive as ad
-from vecq_hw.recipe import load_recipe, recipe_model_options
+from vecq_hw.train.recipe import load_recipe, recipe_model_options
 
 TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "tiny_test.yaml").read_text())
 
@@ -34,10 +35,10 @@ def _loss(layer) -> float:
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 def test_adaptive_layer_never_worse_than_table(make, per_channel, bits):
     torch.manual_seed(bits)
-    table = make(bits=bits, per_channel=per_channel)
+    table = make(weight_quant=VecQ(bits, per_channel))
     with torch.no_grad():  # heavy-tailed weights: the table step is not the best there
         table.weight.copy_(torch.distributions.Laplace(0.0, 0.1).sample(table.weight.shape))
-    adap = make(bits=bits, per_channel=per_channel, adaptive=True)
+    adap = make(weight_quant=VecQ(bits, per_channel, adaptive=True))
     adap.load_state_dict(table.state_dict())
     lt, la = _loss(table), _loss(adap)
     assert la <= lt * (1 + 1e-6)
@@ -51,13 +52,13 @@ def test_adaptive_layer_never_worse_than_table(make, per_channel, bits):
 
 def test_layer_options_refused():
     with pytest.raises(VecQError, match="adaptive"):
-        VecQLinear(4, 2, quantizer="ul2q", adaptive=True)
+        VecQLinear(4, 2, weight_quant={"method": "ul2q", "adaptive": True})
     with pytest.raises(VecQError, match="refresh_every"):
-        VecQLinear(4, 2, quantizer="ul2q", refresh_every=3)
+        VecQLinear(4, 2, weight_quant={"method": "ul2q", "refresh_every": 3})
     with pytest.raises(VecQError, match="refresh_every"):
-        VecQLinear(4, 2, adaptive=True, refresh_every=0)
+        VecQLinear(4, 2, weight_quant={"method": "vecq", "adaptive": True, "refresh_every": 0})
     with pytest.raises(VecQError, match="adaptive"):
-        VecQLinear(4, 2, adaptive="yes")
+        VecQLinear(4, 2, weight_quant={"method": "vecq", "adaptive": "yes"})
 
 
 def test_refresh_every_searches_every_nth_forward(monkeypatch):
@@ -70,19 +71,19 @@ def test_refresh_every_searches_every_nth_forward(monkeypatch):
 
     monkeypatch.setattr(ad, "optimal_steps", counting)
     torch.manual_seed(0)
-    layer = VecQLinear(64, 8, bits=3, adaptive=True, refresh_every=3)
+    layer = VecQLinear(64, 8, weight_quant=VecQ(3, adaptive=True, refresh_every=3))
     opt = torch.optim.SGD(layer.parameters(), lr=0.01)
     x = torch.randn(5, 64)
-    q0 = layer.weight_quantizer
+    q0 = layer.weight_quant
     for _ in range(7):  # forward + an in-place update, as in training
         opt.zero_grad()
         layer(x).sum().backward()
         opt.step()
-    assert layer.weight_quantizer is q0  # one quantiser kept across forward calls
+    assert layer.weight_quant is q0  # one quantiser kept across forward calls
     assert len(calls) == 3  # calls 0, 3 and 6 searched; the other 4 reused the step
 
     calls.clear()
-    every = VecQLinear(64, 8, bits=3, adaptive=True)  # refresh_every=1: every call
+    every = VecQLinear(64, 8, weight_quant=VecQ(3, adaptive=True))  # refresh_every=1: every call
     for _ in range(4):
         every(x)
     assert len(calls) == 4
@@ -91,8 +92,8 @@ def test_refresh_every_searches_every_nth_forward(monkeypatch):
     layer.reset_quant_cache()
     layer(x)
     assert len(calls) == 1  # a reset cache searches at once
-    layer.set_bits(4)  # new bits: a new quantiser, a new search
-    assert layer.weight_quantizer is not q0 and layer.weight_quantizer.bits == 4
+    layer.weight_quant = q0.with_bits(4)  # new bits: a new quantiser, a new search
+    assert layer.weight_quant is not q0 and layer.weight_quant.bits == 4
     layer(x)
     assert len(calls) == 2
 
@@ -107,8 +108,7 @@ def test_recipe_fields_validate_and_reach_the_layers():
                                     "refresh_every": 4}
     model = build_model(rec["model"]["name"], **opts)
     layers = [m for m in model.modules() if isinstance(m, (VecQLinear, VecQConv2d))]
-    assert layers and all(m.adaptive and m.refresh_every == 4 for m in layers)
-    assert all(m.weight_quantizer.adaptive for m in layers)
+    assert layers and all(m.weight_quant.adaptive and m.weight_quant.refresh_every == 4 for m in layers)
 
     for fields, where in [(dict(adaptive="yes"), "quant.adaptive"),
                           (dict(adaptive=1), "quant.adaptive"),

@@ -79,7 +79,7 @@ def test_pruning_reaches_the_target_within_one_basis(target):
     model = _tiny()
     for m in model:
         if isinstance(m, VecQLinear):
-            m.weight_quantizer.target_bits = target
+            m.weight_quant.target_bits = target
     x = torch.randn(256, 64, generator=torch.Generator().manual_seed(3))
     y = (x[:, :10] * 3).argmax(1)
     tr = ALQTrainer(model, lr=1e-3)
@@ -100,13 +100,13 @@ def test_pruning_reaches_the_target_within_one_basis(target):
     one_basis = max(n for n, _ in groups) / total
     assert avg <= target and target - avg < one_basis, (avg, target, one_basis)
     tr.finish()
-    counts = np.concatenate([m.weight_quantizer.counts for m in tr.layers])
+    counts = np.concatenate([m.weight_quant.counts for m in tr.layers])
     assert abs(sum(int(c) * n for c, (n, g) in zip(counts, [gg for gg in groups for _ in range(gg[1])]))
                / total - avg) < 1e-12
     # deployed form: int table, codes = sum a_i beta_i with |a_i| <= 2**P, a pruned row is 0
     for m in tr.layers:
         r = m.integer_weights()
-        q = m.weight_quantizer
+        q = m.weight_quant
         assert r.encoding == "int" and r.bits == 8
         for j, c in enumerate(q.counts):
             vals = np.unique(r.codes[j])
@@ -115,7 +115,7 @@ def test_pruning_reaches_the_target_within_one_basis(target):
                 assert np.all(r.codes[j] == 0)
             assert np.abs(r.codes[j]).max() <= int(c) * 2 ** grid_bits(8, 3)
         # the training forward is the exported weight, bit for bit
-        w_fwd = m.weight_quantizer(m.weight).detach()
+        w_fwd = m.weight_quant(m.weight).detach()
         torch.testing.assert_close(w_fwd.double(), torch.from_numpy(r.value()).double(), rtol=0, atol=1e-7)
 
 

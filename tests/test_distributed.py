@@ -25,7 +25,7 @@ from vecq_hw.data import make_loader
 from vecq_hw.errors import RecipeError, VecQError
 from vecq_hw.train import train
 from vecq_hw.train.dist import EpochSampler
-from vecq_hw.train.loop import _epoch_seed
+from vecq_hw.train.epoch import _epoch_seed
 from vecq_hw.train.quantstate import state_equal
 
 ROOT = Path(__file__).resolve().parents[1]

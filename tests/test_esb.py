@@ -110,7 +110,7 @@ def test_gradient_reaches_the_weights():
     layer(x).pow(2).sum().backward()
     assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
     # straight-through: d loss / d w == d loss / d w_hat
-    w_hat = layer.weight_quantizer.quantize_torch(layer.weight).value().detach().requires_grad_(True)
+    w_hat = layer.weight_quant.quantize_torch(layer.weight).value().detach().requires_grad_(True)
     torch.nn.functional.linear(x, w_hat, layer.bias).pow(2).sum().backward()
     torch.testing.assert_close(layer.weight.grad, w_hat.grad)
 

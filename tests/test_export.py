@@ -40,7 +40,7 @@ def _randomise_bn(bn: nn.Module, gen: torch.Generator):
 def small_cnn(bits, seed=0, per_channel=False, quantizer="vecq"):
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    q = dict(bits=bits, per_channel=per_channel, quantizer=quantizer)
+    q = dict(weight_quant={"method": quantizer, "bits": bits, "per_channel": per_channel})
     m = nn.Sequential(
         FixedQuant(IN_T),
         VecQConv2d(2, 4, 3, padding=1, **q), nn.BatchNorm2d(4), nn.ReLU(), FixedQuant(ACT_T),
@@ -156,7 +156,7 @@ def test_accumulator_is_the_narrowest_that_holds_the_worst_case():
     (lambda: nn.Sequential(FixedQuant(IN_T), VecQLinear(4, 2), nn.ReLU()), "followed by"),
     (lambda: nn.Sequential(FixedQuant(IN_T), VecQLinear(4, 2), nn.ReLU(), FixedQuant("ap_ufixed<8,3,AP_RND,AP_WRAP>")),
      "saturating"),
-    (lambda: nn.Sequential(FixedQuant(IN_T), VecQLinear(4, 2, bits=None), FixedQuant(OUT_T)), "float mode"),
+    (lambda: nn.Sequential(FixedQuant(IN_T), VecQLinear(4, 2, weight_quant=None), FixedQuant(OUT_T)), "float mode"),
     (lambda: nn.Sequential(FixedQuant(IN_T), VecQLinear(5, 2), FixedQuant(OUT_T)), "expects 5 inputs"),
 ])
 def test_unsupported_models_are_one_clear_error(build, needle):

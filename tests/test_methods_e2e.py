@@ -98,7 +98,7 @@ def train_sq(x, y):
     model = mlp(weight_quant={"method": "sq", "base": "twn", "bits": 2, "per_channel": True}, hidden=(32,))
     _fit(model, model.parameters(), _batches(x, y), STEPS,
          before_step=lambda s: set_sq_ratio(model, stage_ratio(s, STEPS)))
-    assert all(m._wq.ratio == 1.0 for m in model.modules() if hasattr(m, "_wq") and m._wq is not None)
+    assert all(m.weight_quant.ratio == 1.0 for m in model.modules() if getattr(m, "weight_quant", None) is not None)
     return model
 
 

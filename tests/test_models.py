@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from vecq_hw.models import MODELS, build_model, model_options
-from vecq_hw.nn import FixedQuant, VecQConv2d, VecQLinear
-from vecq_hw.train import set_weight_bits
+from vecq_hw.nn import FixedQuant, VecQConv2d, VecQLinear, set_quantize
+from vecq_hw.quant import UL2Q, VecQ
 
 CASES = [
     ("lenet5", {}, (2, 1, 28, 28), 10),
@@ -22,7 +22,7 @@ CASES = [
 @pytest.mark.parametrize("name,opts,shape,classes", CASES)
 def test_shapes_and_structure(name, opts, shape, classes):
     torch.manual_seed(0)
-    m = build_model(name, bits=2, **opts)
+    m = build_model(name, weight_quant=VecQ(2), **opts)
     assert type(m) is nn.Sequential
     assert all(not isinstance(c, nn.Sequential) for c in m)  # flat
     assert isinstance(m[0], FixedQuant) and isinstance(m[-1], FixedQuant)
@@ -41,34 +41,45 @@ def test_shapes_and_structure(name, opts, shape, classes):
 
 
 def test_lenet5_layout():
-    m = build_model("lenet5", bits=2, quantizer="ul2q", per_channel=True,
-                    act_type="ap_ufixed<6,2,AP_RND,AP_SAT>")
+    q = UL2Q(2, per_channel=True, offset=False)
+    m = build_model("lenet5", weight_quant=q, act_type="ap_ufixed<6,2,AP_RND,AP_SAT>")
     convs = [c for c in m if isinstance(c, VecQConv2d)]
     dense = [c for c in m if isinstance(c, VecQLinear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
         (1, 32, (5, 5), (2, 2)), (32, 64, (5, 5), (2, 2))]
     assert [(d.in_features, d.out_features) for d in dense] == [(64 * 7 * 7, 512), (512, 10)]
     assert sum(isinstance(c, nn.MaxPool2d) for c in m) == 2
-    assert all(c.bits == 2 and c.quantizer == "ul2q" and c.per_channel for c in convs + dense)
+    # every layer its own quantiser (caches), each with the given one's options
+    assert all(c.weight_quant.get_config() == q.get_config() and c.weight_quant is not q for c in convs + dense)
+    assert len({id(c.weight_quant) for c in convs + dense}) == 4
     assert str(m[4].fixed_type).startswith("ap_ufixed<6,2")
 
 
-def test_float_mode_and_bit_switch():
+def test_float_mode_and_quantize_switch():
     torch.manual_seed(0)
-    m = build_model("mlp", bits=None, hidden=(16,))
+    m = build_model("mlp", hidden=(16,), weight_quant={"method": "vecq", "bits": 2})
     x = torch.rand(4, 784)
     m.eval()
     with torch.no_grad():
+        assert set_quantize(m, False) == 2  # a QAT schedule's float phase
         y_float = m(x)
-        assert set_weight_bits(m, 2) == 2
+        assert set_quantize(m, True) == 2
         y_q = m(x)
     assert not torch.equal(y_float, y_q)
-    assert all(c.bits == 2 for c in m if isinstance(c, VecQLinear))
+    assert all(c.quantize and c.weight_quant.bits == 2 for c in m if isinstance(c, VecQLinear))
+    plain = build_model("mlp", hidden=(16,), weight_quant=None)  # float layers, nothing to switch
+    assert set_quantize(plain, True) == 0
+    plain.load_state_dict(m.state_dict())
+    plain.eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), y_float)
 
 
 def test_registry_errors():
     assert set(MODELS) == {"lenet5", "vgg_small", "mlp", "resnet_small", "mobilenet_block"}
-    assert build_model("lenet", bits=None).arch == "lenet5"
+    assert build_model("lenet", weight_quant=None).arch == "lenet5"
+    with pytest.raises(TypeError, match="no option"):
+        build_model("mlp", bits=2)  # the old shorthand: the quantiser is weight_quant
     with pytest.raises(KeyError, match="unknown model"):
         build_model("resnet50")
     with pytest.raises(TypeError, match="no option"):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from vecq_hw.errors import ExportError, VecQError
 from vecq_hw.fixed import FixedType
-from vecq_hw.nn import FixedQuant, VecQConv2d, VecQLinear
+from vecq_hw.nn import DEFAULT_WEIGHT_QUANT, FixedQuant, VecQConv2d, VecQLinear, set_quantize
 from vecq_hw.quant import UL2Q, VecQ
 
 
@@ -34,10 +34,10 @@ def _weights_from_codes(iw, ndim):
 
 LAYERS = [_linear, _conv]
 QUANT_OPTS = [
-    dict(quantizer="vecq", per_channel=False),
-    dict(quantizer="vecq", per_channel=True),
-    dict(quantizer="ul2q", per_channel=False),
-    dict(quantizer="ul2q", per_channel=True),
+    dict(method="vecq", per_channel=False),
+    dict(method="vecq", per_channel=True),
+    dict(method="ul2q", per_channel=False),  # a config: ul2q without its mean offset
+    dict(method="ul2q", per_channel=True),
 ]
 
 
@@ -45,7 +45,7 @@ QUANT_OPTS = [
 @pytest.mark.parametrize("opts", QUANT_OPTS)
 @pytest.mark.parametrize("bits", list(range(1, 9)))
 def test_integer_weights_equal_forward_weights(make, opts, bits):
-    layer = make(bits=bits, **opts)
+    layer = make(weight_quant={**opts, "bits": bits})
     # float32: forward computes (c + 1/2)*alpha in float32, i.e. the exact product rounded once
     iw = layer.integer_weights()
     assert iw.codes.dtype == np.int8 and iw.codes.shape == tuple(layer.weight.shape)
@@ -72,7 +72,8 @@ def test_integer_weights_equal_forward_weights(make, opts, bits):
 
 @pytest.mark.parametrize("make", LAYERS)
 def test_ste_gradient_reaches_float_weight(make):
-    layer = make(bits=2, quantizer="vecq")
+    layer = make()  # DEFAULT_WEIGHT_QUANT: 2-bit VecQ
+    assert layer.weight_quant.get_config() == VecQ(2).get_config() == {**VecQ(2).get_config(), **DEFAULT_WEIGHT_QUANT}
     x = torch.randn((3, 12) if isinstance(layer, nn.Linear) else (3, 3, 5, 5))
     layer(x).square().sum().backward()
     # identity STE: d/dw equals d/dw_hat of the same loss
@@ -82,9 +83,8 @@ def test_ste_gradient_reaches_float_weight(make):
     torch.testing.assert_close(layer.weight.grad, wq.grad, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("bits", [None, 32])
-def test_float_mode(bits):
-    layer = _linear(bits=bits)
+def test_float_mode():
+    layer = _linear(weight_quant=None)
     plain = nn.Linear(12, 5)
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(4, 12)
@@ -92,17 +92,17 @@ def test_float_mode(bits):
     assert torch.equal(layer(x), plain(x))
     with pytest.raises(ExportError, match="float mode"):
         layer.integer_weights()
-    q = _linear(bits=3)
-    q.quantize = False
+    q = _linear(weight_quant=VecQ(3))
+    q.quantize = False  # the switch of a QAT schedule: float mode, the quantiser kept
     assert torch.equal(q(x), F.linear(x, q.weight, q.bias))
     with pytest.raises(ExportError):
         q.integer_weights()
     q.quantize = True
-    q.integer_weights()
+    assert q.integer_weights().bits == 3
 
 
 def test_ul2q_offset_layer_trains_but_does_not_export():
-    layer = _linear(bits=2, quantizer="ul2q", offset=True)
+    layer = _linear(weight_quant=UL2Q(2, offset=True))
     with torch.no_grad():
         layer.weight.add_(0.3)
     x = torch.randn(4, 12)
@@ -116,12 +116,12 @@ def test_ul2q_offset_layer_trains_but_does_not_export():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(groups=2), "groups"),  # depthwise (groups == channels) only
-    (dict(bits=0), "bits"),
-    (dict(bits=9), "bits"),
-    (dict(bits=2.0), "bits"),
-    (dict(bits=16), "bits"),
-    (dict(quantizer="lsq"), "quantizer"),
-    (dict(offset=True), "offset"),  # offset only with ul2q
+    (dict(weight_quant={"method": "vecq", "bits": 0}), "weight_quant.bits"),
+    (dict(weight_quant={"method": "vecq", "bits": 9}), "weight_quant.bits"),
+    (dict(weight_quant={"method": "vecq", "bits": 2.0}), "weight_quant.bits"),
+    (dict(weight_quant=VecQ(16)), "weight_quant.bits"),
+    (dict(weight_quant={"method": "lsq"}), "weight_quant.method"),
+    (dict(weight_quant={"method": "vecq", "offset": True}), "weight_quant.offset"),  # ul2q only
 ])
 def test_bad_arguments(kwargs, field):
     if "groups" in kwargs:
@@ -134,14 +134,21 @@ def test_bad_arguments(kwargs, field):
         assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("shorthand", [dict(bits=2), dict(quantizer="ul2q"), dict(per_channel=True)])
+def test_the_old_shorthand_is_gone(shorthand):
+    for make in (lambda: VecQLinear(4, 3, **shorthand), lambda: VecQConv2d(2, 3, 3, **shorthand)):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            make()
+
+
 def test_state_dict_deepcopy_and_to():
-    lin = _linear(bits=3, quantizer="vecq", per_channel=True)
-    conv = _conv(bits=4, quantizer="ul2q")
+    lin = _linear(weight_quant=VecQ(3, per_channel=True))
+    conv = _conv(weight_quant={"method": "ul2q", "bits": 4})
     assert set(lin.state_dict()) == {"weight", "bias"}
     assert set(conv.state_dict()) == set(nn.Conv2d(3, 4, 3).state_dict())
     x = torch.randn(2, 12)
     torch.manual_seed(1)
-    other = VecQLinear(12, 5, bits=3, per_channel=True)
+    other = VecQLinear(12, 5, weight_quant=VecQ(3, per_channel=True))
     other.load_state_dict(lin.state_dict())
     assert torch.equal(other(x), lin(x))
     dup = copy.deepcopy(conv)
@@ -149,15 +156,15 @@ def test_state_dict_deepcopy_and_to():
     assert torch.equal(dup(xc), conv(xc))
     np.testing.assert_array_equal(dup.integer_weights().codes, conv.integer_weights().codes)
     moved = copy.deepcopy(lin).to("cpu").to(torch.float64)
-    assert moved.weight.dtype == torch.float64 and moved.bits == 3
-    assert "bits=3" in repr(lin) and "quantizer='vecq'" in repr(lin) and "per_channel=True" in repr(lin)
+    assert moved.weight.dtype == torch.float64 and moved.weight_quant.bits == 3
+    assert "weight_quant=VecQ(bits=3, per_channel=True" in repr(lin)
     nobias = VecQLinear(3, 2, bias=False)
     assert set(nobias.state_dict()) == {"weight"}
 
 
-def test_bits_can_change_after_construction():
-    layer = _linear(bits=2)
-    layer.bits = 5
+def test_quantiser_can_change_after_construction():
+    layer = _linear()
+    layer.weight_quant = layer.weight_quant.with_bits(5)
     assert layer.integer_weights().bits == 5
     assert layer.integer_weights().codes.max() > 1
 
@@ -192,26 +199,31 @@ def test_fixed_quant_module_behaviour():
 
 
 
-def test_set_bits():
-    layer = _linear(bits=None)
-    layer.set_bits(4)
-    assert layer.quantize and layer.integer_weights().bits == 4
-    layer.set_bits(None)
-    assert not layer.quantize and layer.bits == 4
-    layer.set_bits(32)
-    assert not layer.quantize
-    with pytest.raises(VecQError, match="bits"):
-        layer.set_bits(9)
+def test_quantize_switch():
+    layer = _linear(weight_quant=VecQ(4))
+    model = nn.Sequential(layer, nn.ReLU(), _linear(weight_quant=None))
+    assert set_quantize(model, False) == 1  # the float layer has nothing to switch
+    assert not layer.quantize and layer.weight_quant.bits == 4
+    assert "quantize=False" in repr(layer)
+    assert set_quantize(model, True) == 1 and layer.quantize and layer.integer_weights().bits == 4
+    assert not model[2].quantize
+    for bad in ("yes", 1):
+        with pytest.raises(VecQError, match="quantize"):
+            layer.quantize = bad
+    with pytest.raises(VecQError) as ei:
+        model[2].quantize = True  # no quantiser to switch on
+    assert ei.value.field == "weight_quant" and "\n" not in str(ei.value)
 
 
 # --- quantiser objects ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("make", LAYERS)
-def test_weight_quant_object_equals_shorthand(make):
-    for short, obj in [(dict(bits=3, per_channel=True, adaptive=True), VecQ(3, per_channel=True, adaptive=True)),
-                       (dict(bits=2, quantizer="ul2q"), UL2Q(2, offset=False)),
-                       (dict(bits=4), {"method": "vecq", "bits": 4})]:
-        a, b = make(**short), make(weight_quant=obj)
+def test_weight_quant_object_equals_config(make):
+    for config, obj in [({"method": "vecq", "bits": 3, "per_channel": True, "adaptive": True},
+                         VecQ(3, per_channel=True, adaptive=True)),
+                        ({"method": "ul2q", "bits": 2}, UL2Q(2, offset=False)),
+                        ({"method": "vecq", "bits": 4}, VecQ(4))]:
+        a, b = make(weight_quant=config), make(weight_quant=obj)
         assert a.weight_quant.get_config() == b.weight_quant.get_config()
         ia, ib = a.integer_weights(), b.integer_weights()
         np.testing.assert_array_equal(ia.codes, ib.codes)
@@ -219,43 +231,30 @@ def test_weight_quant_object_equals_shorthand(make):
         assert repr(a) == repr(b)
     q = VecQ(3)
     layer = make(weight_quant=q)
-    assert layer.weight_quant is q and layer.weight_quantizer is q  # the object itself
+    assert layer.weight_quant is q  # the object itself
 
 
-def test_weight_quant_none_is_float_mode_and_can_be_assigned():
+def test_weight_quant_none_is_a_float_layer_and_can_be_assigned():
     layer = _linear(weight_quant=None)
     x = torch.randn(4, 12)
-    assert layer.weight_quant is None and not layer.quantize and layer.bits is None
+    assert layer.weight_quant is None and not layer.quantize
     assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
     assert "weight_quant=None" in repr(layer)
     with pytest.raises(ExportError, match="float mode"):
         layer.integer_weights()
-    with pytest.raises(VecQError, match="weight_quant"):
-        layer.set_bits(2)  # no quantiser to switch on
     layer.weight_quant = VecQ(4, per_channel=True)
-    assert layer.quantize and layer.bits == 4 and layer.integer_weights().bits == 4
+    assert layer.quantize and layer.integer_weights().bits == 4
     layer.weight_quant = layer.weight_quant.with_bits(2)  # a QAT schedule step
-    assert layer.integer_weights().bits == 2 and layer.per_channel
-    layer.weight_quant = None  # float again, the quantiser kept for set_bits
-    assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
-    layer.set_bits(3)
-    assert layer.weight_quant.bits == 3 and layer.weight_quant.per_channel
+    assert layer.integer_weights().bits == 2 and layer.weight_quant.per_channel
+    layer.weight_quant = None  # a float layer again
+    assert not layer.quantize and torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
     layer.weight_quant = {"method": "ul2q", "bits": 2}
-    assert layer.quantizer == "ul2q" and not layer.offset and layer.integer_weights().bits == 2
+    assert layer.weight_quant.name == "ul2q" and not layer.weight_quant.offset
+    assert layer.integer_weights().bits == 2
 
 
-def test_weight_quant_with_bits_and_conflicts():
-    q = VecQ(4, per_channel=True)
-    lazy = _linear(weight_quant=q, bits=None)  # float for now, q when switched on
-    assert not lazy.quantize and lazy.weight_quant is None and lazy.bits == 4
-    lazy.quantize = True
-    assert lazy.weight_quant is q
-    assert _linear(weight_quant=q, bits=2).weight_quant.get_config() == {**q.get_config(), "bits": 2}
-    assert _linear(weight_quant=q, bits=4).weight_quant is q
-    for kwargs, field in [(dict(weight_quant=q, quantizer="ul2q"), "quantizer"),
-                          (dict(weight_quant=q, per_channel=True), "per_channel"),
-                          (dict(weight_quant=None, bits=3), "bits"),
-                          (dict(weight_quant=VecQ(9)), "weight_quant.bits"),
+def test_bad_weight_quant():
+    for kwargs, field in [(dict(weight_quant=VecQ(9)), "weight_quant.bits"),
                           (dict(weight_quant={"method": "vecq", "bits": 9}), "weight_quant.bits"),
                           (dict(weight_quant={"method": "lsq"}), "weight_quant.method"),
                           (dict(weight_quant={"method": "vecq", "offset": True}), "weight_quant.offset"),

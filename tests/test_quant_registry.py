@@ -24,7 +24,7 @@ from vecq_hw.quant import (
     quantizer_from_config,
     register_quantizer,
 )
-from vecq_hw.recipe import load_recipe, recipe_model_options
+from vecq_hw.train.recipe import load_recipe, recipe_model_options
 
 TINY = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "tiny_test.yaml").read_text())
 
@@ -77,7 +77,7 @@ def test_custom_levels_quantiser_in_a_layer(registry, per_channel):
     torch.manual_seed(0)
     q = FourLevels(per_channel=per_channel)
     layer = VecQLinear(16, 5, weight_quant=q).double()
-    assert layer.weight_quant is q and layer.bits == 2
+    assert layer.weight_quant is q and layer.quantize
     iw = layer.integer_weights()
     assert iw.levels.dtype == np.int64 and iw.levels.tolist() == [-4, -1, 1, 4]
     assert iw.unit == 1.0 and iw.encoding == "custom" and iw.beta is None and iw.bits == 2
@@ -128,9 +128,10 @@ def test_custom_quantiser_through_configs_builders_and_recipes(registry):
     rec["quant"].update(method="four_levels", bits=2, spread=8)
     rec, _ = load_recipe(rec)
     assert rec["quant"]["spread"] == 8 and rec["quant"]["method"] == "four_levels"
-    model = build_model(rec["model"]["name"], **recipe_model_options(rec, bits=None))
+    model = build_model(rec["model"]["name"], **recipe_model_options(rec))
     layers = [c for c in model if isinstance(c, (VecQLinear, VecQConv2d))]
-    assert all(not c.quantize and isinstance(c._wq, FourLevels) and c._wq.spread == 8 for c in layers)
+    assert all(c.quantize and isinstance(c.weight_quant, FourLevels) and c.weight_quant.spread == 8
+               for c in layers)
     rec2 = yaml.safe_load(yaml.safe_dump(TINY))
     rec2["quant"].update(method="four_levels", bits=2, adaptive=True)
     with pytest.raises(RecipeError, match=r"field 'quant\.adaptive': unknown option for method "

@@ -79,11 +79,11 @@ def test_ratio_schedule_and_export_is_full():
     assert [stage_ratio(s, 8) for s in range(8)] == [0.5, 0.5, 0.75, 0.75, 0.875, 0.875, 1.0, 1.0]
     layer = VecQLinear(16, 8, weight_quant={"method": "sq", "base": "vecq", "bits": 2, "per_channel": True})
     model = torch.nn.Sequential(layer)
-    assert set_sq_ratio(model, 0.5) == 1 and layer.weight_quantizer.ratio == 0.5
-    w_train = layer.weight_quantizer(layer.weight)
+    assert set_sq_ratio(model, 0.5) == 1 and layer.weight_quant.ratio == 0.5
+    w_train = layer.weight_quant(layer.weight)
     assert int((w_train == layer.weight).all(1).sum()) == 4  # half the channels float
     r = layer.integer_weights()  # export: the base on every channel, whatever the ratio
-    base = layer.weight_quantizer.base_quantizer.quantize_torch(layer.weight).to_numpy()
+    base = layer.weight_quant.base_quantizer.quantize_torch(layer.weight).to_numpy()
     np.testing.assert_array_equal(r.codes, base.codes)
     assert r.encoding == "odd"
     with pytest.raises(VecQError, match="ratio"):
@@ -125,24 +125,24 @@ def test_vecq_hw_train_steps_the_ratio_over_qat_epochs(tmp_path, monkeypatch):
 
     import yaml
 
-    from vecq_hw.train import load_run, loop, train
+    from vecq_hw.train import load_run, sq_schedule, train
 
     rec = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / "tiny_test.yaml").read_text())
     rec = copy.deepcopy(rec)
     rec["quant"].update({"method": "sq", "base": "twn", "bits": 2, "per_channel": True})
     rec["train"].update({"float_epochs": 1, "epochs": 4})
     seen = []
-    original = loop.set_sq_ratio
+    original = sq_schedule.set_sq_ratio
 
     def spy(model, ratio):
         seen.append(ratio)
         return original(model, ratio)
 
-    monkeypatch.setattr(loop, "set_sq_ratio", spy)
+    monkeypatch.setattr(sq_schedule, "set_sq_ratio", spy)
     train(rec, tmp_path / "run", progress=False, plot=False, threads=1)
     assert seen == [0.5, 0.75, 0.875, 1.0]
     model, _ = load_run(tmp_path / "run")
-    layers = [m for m in model.modules() if isinstance(getattr(m, "_wq", None), SQ)]
+    layers = [m for m in model.modules() if isinstance(getattr(m, "weight_quant", None), SQ)]
     assert layers and all(m.integer_weights().encoding == "custom" for m in layers)
     for m in layers:
         assert set(np.unique(m.integer_weights().codes)) <= {-1, 0, 1}

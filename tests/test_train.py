@@ -1,4 +1,4 @@
-"""vecq_hw.recipe + vecq_hw.train: validation, determinism, resume, atomic checkpoints."""
+"""vecq_hw.train.recipe + vecq_hw.train: validation, determinism, resume, atomic checkpoints."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from vecq_hw import train as train_mod
-from vecq_hw.train import loop as loop_mod
+from vecq_hw.train import epoch as epoch_mod
 from vecq_hw.errors import DatasetError, RecipeError
-from vecq_hw.recipe import load_recipe
+from vecq_hw.train.recipe import load_recipe
 from vecq_hw.train import CHECKPOINT, load_run, train
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -193,7 +193,7 @@ def test_resume_matches_uninterrupted(tmp_path, full_run, stop):
 def test_resume_after_crash_mid_epoch(tmp_path, full_run, monkeypatch):
     full, _ = full_run
     calls = {"n": 0}
-    real = loop_mod._train_one_epoch
+    real = epoch_mod._train_one_epoch
 
     def crashing(*a, **k):
         calls["n"] += 1
@@ -201,11 +201,11 @@ def test_resume_after_crash_mid_epoch(tmp_path, full_run, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(loop_mod, "_train_one_epoch", crashing)
+    monkeypatch.setattr(epoch_mod, "_train_one_epoch", crashing)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _train(TINY, run)
-    monkeypatch.setattr(loop_mod, "_train_one_epoch", real)
+    monkeypatch.setattr(epoch_mod, "_train_one_epoch", real)
     assert torch.load(run / CHECKPOINT, weights_only=False)["epochs_done"] == 2
     _train(TINY, run, resume=True)
     _assert_same_state(_state(full), _state(run))

@@ -36,7 +36,7 @@ from click.testing import CliRunner
 
 from vecq_hw.cli import cli
 from vecq_hw.errors import RecipeError
-from vecq_hw.recipe import load_recipe
+from vecq_hw.train.recipe import load_recipe
 from vecq_hw.train import CHECKPOINT, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,7 +253,7 @@ def test_trained_alq_run_exports_with_its_pruned_bases(full_run, tmp_path):
     model, _rec = load_run(run)  # model.pt carries the counts (they are not in the state_dict)
     for name, m in model.named_modules():
         if name in counts:
-            assert m.weight_quantizer.counts.tolist() == counts[name]
+            assert m.weight_quant.counts.tolist() == counts[name]
     rep = export_run(run, tmp_path / "exp", eval_limit=200)  # per-layer check against PyTorch
     assert rep.n_eval == 200
     # the simulator against the PyTorch model (a float reference: the exporter bounds each

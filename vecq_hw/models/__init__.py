@@ -1,14 +1,12 @@
-"""Reference networks built from :mod:`vecq_hw.nn` layers, as flat ``nn.Sequential`` chains.
+"""Reference networks built from :mod:`vecq_hw.nn` layers.
 
 ``build_model(name, **options)`` with ``name`` one of :data:`MODELS` (``lenet5``, ``vgg_small``,
-``mlp``; aliases ``lenet``, ``vgg``). Options common to all: ``bits`` (None = float weights),
-``quantizer`` ('vecq' | 'ul2q'), ``per_channel``, ``act_type`` (ReLU output quantiser),
-``in_type`` (input quantiser, first module), ``out_type`` (logit quantiser, last module),
-``num_classes``, ``batch_norm``; ``adaptive`` and ``refresh_every`` (VecQ only: the searched
-step of issue #6, see :class:`vecq_hw.quant.VecQ`); or ``weight_quant``, a quantiser object or
-``{method, ...options}`` config (any registered method) that replaces quantizer/per_channel/
-adaptive/refresh_every, each layer getting its own copy (``bits`` then overrides its bits only
-when passed; None = float mode). Each model carries plain attributes
+``mlp``, ``resnet_small``, ``mobilenet_block``; aliases ``lenet``, ``vgg``). Options common to
+all: ``weight_quant``, a quantiser object or ``{method, ...options}`` config (any registered
+method; default 2-bit VecQ), each weighted layer getting its own copy, or None for float
+layers; ``act_type`` (ReLU output quantiser), ``in_type`` (input quantiser, first module),
+``out_type`` (logit quantiser, last module), ``num_classes``. A QAT schedule runs a quantised
+model in float mode with :func:`vecq_hw.nn.set_quantize`. Each model carries plain attributes
 ``input_shape`` (without the batch dimension: (C, H, W) for CNNs, (features,) for MLPs),
 ``num_classes`` and ``arch``.
 """
@@ -31,8 +29,7 @@ MODELS = {"lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp, "resnet_small": 
 ALIASES = {"lenet": "lenet5", "lenet-5": "lenet5", "vgg": "vgg_small"}
 
 #: options every builder takes that a training recipe sets from its ``quant`` section
-QUANT_OPTIONS = ("bits", "quantizer", "per_channel", "act_type", "in_type", "out_type", "adaptive",
-                 "refresh_every", "weight_quant")
+QUANT_OPTIONS = ("weight_quant", "act_type", "in_type", "out_type")
 
 __all__ = ["MODELS", "build_model", "model_options", "canonical_name", "lenet5", "vgg_small",
            "resnet_small", "mobilenet_block",

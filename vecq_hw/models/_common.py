@@ -15,48 +15,30 @@ def fixed_quant(spelling: str) -> nn.Module:
     return FixedQuant(spelling)
 
 
-def _per_layer(q: dict) -> dict:
-    """Layer keywords; a given quantiser is cloned, so each layer has its own (caches)."""
-    wq = q.get("weight_quant")
-    if wq is None:
-        return q
-    from ..quant import quantizer_from_config
+def own_quantizer(weight_quant):
+    """A layer's own copy of the builder's ``weight_quant`` (an object or a ``{method, ...}``
+    config; each layer keeps its own caches and generators); None stays None (float layers)."""
+    if weight_quant is None:
+        return None
+    from ..nn import as_weight_quantizer
+    from ..quant import WeightQuantizer
 
-    return {**q, "weight_quant": quantizer_from_config(wq)}
+    if isinstance(weight_quant, WeightQuantizer):
+        weight_quant = weight_quant.get_config()
+    return as_weight_quantizer(weight_quant)
 
 
-def linear(n_in: int, n_out: int, q: dict) -> nn.Module:
+def linear(n_in: int, n_out: int, weight_quant) -> nn.Module:
     from ..nn import VecQLinear
 
-    return VecQLinear(n_in, n_out, bias=True, **_per_layer(q))
+    return VecQLinear(n_in, n_out, bias=True, weight_quant=own_quantizer(weight_quant))
 
 
-def conv(c_in: int, c_out: int, k: int, q: dict, padding: int) -> nn.Module:
+def conv(c_in: int, c_out: int, k: int, weight_quant, padding: int) -> nn.Module:
     from ..nn import VecQConv2d
 
-    return VecQConv2d(c_in, c_out, k, stride=1, padding=padding, bias=True, **_per_layer(q))
-
-
-def quant_args(bits, quantizer, per_channel, adaptive=False, refresh_every=1, weight_quant=None) -> dict:
-    """Layer keywords from a builder's quant options. ``weight_quant`` (a quantiser object or
-    a ``{method, ...}`` config) replaces quantizer/per_channel/adaptive/refresh_every; ``bits``
-    then overrides its bits only when passed (None: float mode, the quantiser kept)."""
-    if weight_quant is not None:
-        from ..nn import DEFAULT_BITS
-
-        given = [k for k, v, d in (("quantizer", quantizer, "vecq"), ("per_channel", per_channel, False),
-                                   ("adaptive", adaptive, False), ("refresh_every", refresh_every, 1))
-                 if v != d]
-        if given:
-            raise TypeError(f"give either weight_quant or {'/'.join(given)}, not both")
-        q = {"weight_quant": weight_quant}
-        if bits is not DEFAULT_BITS:
-            q["bits"] = bits
-        return q
-    q = {"bits": bits, "quantizer": quantizer, "per_channel": per_channel}
-    if adaptive or refresh_every != 1:  # vecq only; the layer refuses them for ul2q
-        q.update(adaptive=adaptive, refresh_every=refresh_every)
-    return q
+    return VecQConv2d(c_in, c_out, k, stride=1, padding=padding, bias=True,
+                      weight_quant=own_quantizer(weight_quant))
 
 
 def block_tail(layers: list, bn: nn.Module | None, act_type: str) -> None:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..nn import DEFAULT_BITS
+from ..nn import DEFAULT_WEIGHT_QUANT
 from ._common import (DEFAULT_ACT_TYPE, DEFAULT_IN_TYPE, DEFAULT_OUT_TYPE, block_tail, finish,
-                      fixed_quant, linear, quant_args)
+                      fixed_quant, linear)
 
 
-def mlp(*, bits: int | None = DEFAULT_BITS, quantizer: str = "vecq", per_channel: bool = False,
-        adaptive: bool = False, refresh_every: int = 1, weight_quant=None,
+def mlp(*, weight_quant=DEFAULT_WEIGHT_QUANT,
         act_type: str = DEFAULT_ACT_TYPE, in_type: str = DEFAULT_IN_TYPE,
         out_type: str = DEFAULT_OUT_TYPE, in_features: int = 784, hidden=(256, 128),
         num_classes: int = 10, batch_norm: bool = True) -> nn.Sequential:
@@ -18,14 +17,13 @@ def mlp(*, bits: int | None = DEFAULT_BITS, quantizer: str = "vecq", per_channel
 
     Input layout (N, in_features); for MNIST, images are flattened in row-major order.
     """
-    q = quant_args(bits, quantizer, per_channel, adaptive, refresh_every, weight_quant)
     layers: list[nn.Module] = [fixed_quant(in_type)]
     n = int(in_features)
     for h in hidden:
         h = int(h)
-        layers.append(linear(n, h, q))
+        layers.append(linear(n, h, weight_quant))
         block_tail(layers, nn.BatchNorm1d(h) if batch_norm else None, act_type)
         n = h
-    layers.append(linear(n, num_classes, q))
+    layers.append(linear(n, num_classes, weight_quant))
     layers.append(fixed_quant(out_type))
     return finish(layers, (int(in_features),), num_classes, "mlp")

@@ -4,6 +4,8 @@ fixed-point activation quantiser."""
 from __future__ import annotations
 
 from vecq_hw.nn.activation import FixedQuant
-from vecq_hw.nn.layers import DEFAULT_BITS, MAX_LAYER_BITS, VecQConv2d, VecQLinear
+from vecq_hw.nn.layers import (DEFAULT_WEIGHT_QUANT, MAX_LAYER_BITS, VecQConv2d, VecQLinear,
+                               as_weight_quantizer, set_quantize)
 
-__all__ = ["DEFAULT_BITS", "MAX_LAYER_BITS", "FixedQuant", "VecQConv2d", "VecQLinear"]
+__all__ = ["DEFAULT_WEIGHT_QUANT", "MAX_LAYER_BITS", "FixedQuant", "VecQConv2d", "VecQLinear",
+           "as_weight_quantizer", "set_quantize"]

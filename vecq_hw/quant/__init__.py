@@ -23,14 +23,14 @@ from vecq_hw.quant.base import (
 )
 from vecq_hw.quant.adaptive import optimal_steps
 from vecq_hw.quant.ul2q import UL2Q, UL2Q_LAMBDAS, ul2q_lambda
-from vecq_hw.quant.registry import QUANTIZERS, quantizer_class, quantizer_from_config, register_quantizer
+from vecq_hw.quant.registry import (PROCEDURES, QUANTIZERS, procedure_class, quantizer_class,
+                                    quantizer_from_config, register_procedure, register_quantizer)
 from vecq_hw.quant.vecq import VECQ_LAMBDAS, VecQ, vecq_lambda
 # issue 14: ESB, ALQ, BWN/TWN and SQ register themselves on import
 from vecq_hw.quant.esb import ESB
 from vecq_hw.quant.alq import ALQ
 from vecq_hw.quant.binary import BWN, TWN
 from vecq_hw.quant.sq import SQ
-
 
 
 def get_quantizer(name: str, bits: int = 2, per_channel: bool = False, **options) -> WeightQuantizer:
@@ -61,6 +61,7 @@ __all__ = [
     "BWN",
     "ESB",
     "MAX_QUANT_BITS",
+    "PROCEDURES",
     "SQ",
     "TWN",
     "QUANTIZERS",
@@ -77,8 +78,10 @@ __all__ = [
     "code_range",
     "get_quantizer",
     "optimal_steps",
+    "procedure_class",
     "quantizer_class",
     "quantizer_from_config",
+    "register_procedure",
     "register_quantizer",
     "ul2q_lambda",
     "ul2q_quantize",

@@ -263,7 +263,7 @@ class WeightQuantizer:
 
     Every ``__init__`` argument is an option: store it under the same attribute name (or
     override ``get_config``). ``CONFIG_DEFAULTS`` overrides constructor defaults when the
-    quantiser is built from a config (a recipe, a layer shorthand).
+    quantiser is built from a config (a recipe, a layer's ``weight_quant`` mapping).
     """
 
     name: ClassVar[str] = "base"

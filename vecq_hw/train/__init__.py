@@ -1,19 +1,22 @@
-"""Quantisation-aware training from a recipe (see :mod:`vecq_hw.recipe`).
+"""Quantisation-aware training from a recipe (see :mod:`vecq_hw.train.recipe`).
 
-Two phases: ``float_epochs`` of float pre-training (weighted layers with ``bits=None``; the
-input, activation and logit quantisers are active throughout, with their straight-through
-gradients), then ``epochs`` of QAT with the recipe's weight quantiser. Each phase starts a
-fresh optimizer and learning-rate schedule (``qat_lr`` for the QAT phase). ALQ recipes split
-the QAT epochs into ALQ's loss-aware steps with pruning, then STE post-training
-(:mod:`.alq_schedule`); SQ recipes stage the quantised fraction (:mod:`.sq_schedule`).
+Two phases: ``float_epochs`` of float pre-training (the weighted layers in float mode,
+:func:`vecq_hw.nn.set_quantize`; the input, activation and logit quantisers are active
+throughout, with their straight-through gradients), then ``epochs`` of QAT with the recipe's
+weight quantiser. Each phase starts a fresh optimizer and learning-rate schedule (``qat_lr`` for
+the QAT phase). A quantiser with its own training procedure rearranges the phases and hooks
+into every epoch and step through :class:`.procedure.QuantProcedure`, registered beside the
+quantiser (:func:`vecq_hw.quant.register_procedure`): ALQ splits the QAT epochs into its
+loss-aware steps with pruning, then STE post-training (:mod:`.alq_schedule`); SQ stages the
+quantised fraction (:mod:`.sq_schedule`).
 
 Run folder (``out_dir``)::
 
     recipe.yaml        the normalised recipe (every default filled in)
-    checkpoint.pt      latest epoch: model, optimizer, scheduler, epoch, RNG and quantiser
-                       state, history (plain data: read with torch.load(weights_only=True))
-    log.jsonl          one JSON record per epoch (loss, accuracy, lr, time)
-    model.pt           final weights + recipe  (load with load_run)
+    checkpoint.pt      latest epoch: model, optimizer, scheduler, epoch, RNG, quantiser and
+                       procedure state, history (plain data: read with torch.load(weights_only=True))
+    log.jsonl          one JSON record per epoch (loss, accuracy, lr, time, procedure progress)
+    model.pt           final weights + recipe (+ the procedure's extras)  (load with load_run)
     metrics.json       float-phase and QAT test accuracy, sizes, timings
     training_curve.png training curves
 
@@ -25,19 +28,25 @@ algorithms are requested. ``train(..., resume=True)`` continues from the last ch
 ends with the same weights as an uninterrupted run (same world size); a checkpoint can also be
 continued with any other world size.
 
-Modules: :mod:`.loop` (the loop), :mod:`.dist` (torch.distributed), :mod:`.runtime` (threads,
-device, progress), :mod:`.runfiles` (files, safe loading), :mod:`.quantstate` (quantiser
-running state).
+Modules: :mod:`.loop` (entry points), :mod:`.trainer` (the Trainer), :mod:`.procedure` (the
+quantiser hook protocol), :mod:`.epoch` (optimizer, training and evaluation passes),
+:mod:`.recipe` (recipes), :mod:`.dist` (torch.distributed), :mod:`.runtime` (threads, device,
+progress), :mod:`.runfiles` (files, safe loading), :mod:`.quantstate` (quantiser running state).
 """
 
 from __future__ import annotations
 
-from .loop import (_epoch_seed, _make_optimizer, _train_one_epoch, check_world, evaluate,
-                   set_weight_bits, train, load_run)
+# the procedures of ALQ and SQ register themselves beside their quantisers on import
+from . import alq_schedule as _alq_schedule  # noqa: F401
+from . import sq_schedule as _sq_schedule  # noqa: F401
+from .epoch import _epoch_seed, _make_optimizer, _train_one_epoch, evaluate
+from .loop import check_world, load_run, train
+from .procedure import Phase, QuantProcedure
 from .runfiles import (CHECKPOINT, CURVE_FILE, LOG_FILE, METRICS_FILE, MODEL_FILE, RECIPE_FILE,
                        atomic_torch_save as _atomic_torch_save, load_plain)
 from .runtime import available_cores, default_threads
+from .trainer import Trainer
 
-__all__ = ["train", "load_run", "evaluate", "set_weight_bits", "check_world", "load_plain",
-           "default_threads", "available_cores", "CHECKPOINT", "MODEL_FILE", "METRICS_FILE",
+__all__ = ["train", "load_run", "evaluate", "check_world", "load_plain", "Trainer", "QuantProcedure",
+           "Phase", "default_threads", "available_cores", "CHECKPOINT", "MODEL_FILE", "METRICS_FILE",
            "LOG_FILE", "CURVE_FILE", "RECIPE_FILE"]

@@ -34,7 +34,7 @@ def alq_layers(model: nn.Module) -> list[nn.Module]:
     """The modules of ``model`` whose weight quantiser is an ALQ."""
     out = []
     for m in model.modules():
-        q = getattr(m, "_wq", None)
+        q = getattr(m, "weight_quant", None)
         if isinstance(q, ALQ):
             out.append(m)
     return out
@@ -107,7 +107,7 @@ class ALQTrainer:
         return [p for p in self.model.parameters() if id(p) not in ids]
 
     def init(self) -> None:
-        self.states = [_State(m, m._wq) for m in self.layers]
+        self.states = [_State(m, m.weight_quant) for m in self.layers]
         for s in self.states:
             s.sort()
             s.write()
@@ -126,7 +126,7 @@ class ALQTrainer:
             raise VecQError(f"ALQ state holds {n} layers, the model has {len(self.layers)}", field="alq.layers")
         self.states = []
         for i, (m, st) in enumerate(zip(self.layers, layers)):
-            s = _State(m, m._wq)
+            s = _State(m, m.weight_quant)
             s.load(st, f"alq.layers[{i}]")
             s.write()
             m.quantize = False

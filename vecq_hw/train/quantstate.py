@@ -20,12 +20,9 @@ from torch import nn
 
 def _quantizer(m: nn.Module):
     """The quantiser a layer's forward uses (None in float mode or without one)."""
-    if not getattr(m, "quantize", False) or not hasattr(m, "weight_quantizer"):
+    if not getattr(m, "quantize", False):
         return None  # float mode: forward does not call the quantiser
-    try:
-        return m.weight_quantizer
-    except Exception:  # noqa: BLE001 - no quantiser configured: nothing to keep
-        return None
+    return getattr(m, "weight_quant", None)
 
 
 def _state_of(q) -> dict:

@@ -1,4 +1,5 @@
-"""The files of a run folder: atomic writes, and checkpoints that hold plain data only.
+"""The files of a run folder: atomic writes, checkpoints that hold plain data only, what a
+folder already holds (:func:`open_run_folder`) and the training curve.
 
 A run folder may come from someone else, so nothing in it is unpickled beyond plain data:
 every ``.pt`` file is read with ``torch.load(weights_only=True)`` (tensors, numbers,
@@ -9,6 +10,7 @@ one line. What needs more than that (numpy's RNG state) is stored as plain data.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pickle
 import random
@@ -20,7 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import VecQError
+from ..errors import RecipeError, VecQError
+from .recipe import RUNTIME_KEYS
 
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -104,3 +107,94 @@ def set_rng_state(state: dict) -> None:
                          n["gauss"]))
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+# ----------------------------------------------------------------------------- the run folder
+
+def open_run_folder(out: Path, rec: dict, *, resume: bool, overwrite: bool, dry_run: bool = False):
+    """Look at what ``out`` holds; returns (checkpoint or None, finished metrics or None).
+
+    Without ``resume``, a folder that already holds run files is refused unless
+    ``overwrite`` (then they are deleted): an interrupted run is never thrown away silently.
+    """
+    ckpt_path = out / CHECKPOINT
+    if resume and overwrite:
+        raise VecQError("--resume and --overwrite exclude each other: continue the run or start over",
+                        file=str(out))
+    if resume and ckpt_path.exists():
+        ckpt = load_plain(ckpt_path, "checkpoint")
+        if not isinstance(ckpt, dict) or ckpt.get("version") != CKPT_VERSION:
+            v = ckpt.get("version") if isinstance(ckpt, dict) else None
+            # a plain scalar is shown; anything else by its type only (no object reprs in messages)
+            v = repr(v) if isinstance(v, (int, str, float, type(None))) else f"of type {type(v).__name__}"
+            raise VecQError(f"unsupported checkpoint version {v} (this vecq_hw writes "
+                            f"{CKPT_VERSION}); start over with --overwrite", file=str(ckpt_path))
+        if comparable_recipe(ckpt["recipe"]) != comparable_recipe(rec):
+            raise RecipeError("recipe differs from the one the checkpoint was trained with; "
+                              "resume with the same recipe or start a new run folder",
+                              file=str(ckpt_path), field="recipe")
+        if ckpt.get("finished") and (out / METRICS_FILE).exists():
+            return ckpt, json.loads((out / METRICS_FILE).read_text())
+        return ckpt, None
+    if not resume:
+        present = [f for f in RUN_FILES if (out / f).exists()]
+        if present and not overwrite:
+            what = "an interrupted run" if CHECKPOINT in present and MODEL_FILE not in present else "a run"
+            raise VecQError(f"already holds {what} ({', '.join(present)}); pass --resume to continue "
+                            f"it or --overwrite to start over", file=str(out))
+        for f in present if not dry_run else ():
+            with contextlib.suppress(FileNotFoundError):
+                (out / f).unlink()
+    return None, None
+
+
+def comparable_recipe(rec: dict) -> dict:
+    """The recipe minus where-it-runs keys (device, threads, workers): a run may resume on
+    another device or thread count."""
+    out = json.loads(json.dumps(rec))
+    for k in RUNTIME_KEYS:
+        out["train"].pop(k, None)
+    return out
+
+
+def checkpoint_threads(out: Path) -> int | None:
+    """The thread count a run folder's checkpoint was trained with (None: no usable one)."""
+    path = out / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        v = load_plain(path, "checkpoint").get("threads")
+    except (VecQError, AttributeError):
+        return None  # open_run_folder reports what is wrong with it
+    return int(v) if isinstance(v, int) and v > 0 else None
+
+
+def write_curve(history: list[dict], path: Path, title: str) -> None:
+    """training_curve.png: loss and accuracy per epoch, the start of QAT marked."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    ep = [h["epoch"] for h in history]
+    ax1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    ax1.plot(ep, [h["test_loss"] for h in history], "s-", label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy")
+    ax2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train")
+    ax2.plot(ep, [100 * h["test_acc"] for h in history], "s-", label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy (%)")
+    qat = [h["epoch"] for h in history if h["phase"] == "qat"]
+    if qat and any(h["phase"] == "float" for h in history):
+        for ax in (ax1, ax2):
+            ax.axvline(min(qat) - 0.5, color="grey", ls="--", lw=1)
+            ax.text(min(qat) - 0.45, ax.get_ylim()[1], " QAT", va="top", fontsize=8, color="grey")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))

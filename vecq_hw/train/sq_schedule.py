@@ -5,6 +5,7 @@
 ``stage_ratio(step, total, stages)`` is the r of a training step when ``total`` steps are split
 into equal stages (a caller's loop calls ``set_sq_ratio(model, stage_ratio(step, total))`` each
 step or epoch). The last stage is always r = 100 %, the form that is exported.
+:class:`SQProcedure` does that per epoch of the QAT phase inside ``vecq-hw train``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from torch import nn
 
 from vecq_hw.errors import VecQError
+from vecq_hw.quant.registry import register_procedure
 from vecq_hw.quant.sq import SQ, SQ_STAGES, check_ratio
+
+from .procedure import Phase, QuantProcedure
 
 
 def sq_quantizers(model: nn.Module) -> list[SQ]:
-    return [m._wq for m in model.modules() if isinstance(getattr(m, "_wq", None), SQ)]
+    return [m.weight_quant for m in model.modules() if isinstance(getattr(m, "weight_quant", None), SQ)]
 
 
 def set_sq_ratio(model: nn.Module, ratio: float) -> int:
@@ -35,3 +39,15 @@ def stage_ratio(step: int, total: int, stages: tuple[float, ...] = SQ_STAGES) ->
     if not stages or stages[-1] != 1.0:
         raise VecQError(f"the last SQ stage must be 1.0 (fully quantised), got {stages}", field="stages")
     return float(stages[min(len(stages) - 1, step * len(stages) // total)])
+
+
+@register_procedure(SQ)
+class SQProcedure(QuantProcedure):
+    """SQ in ``vecq-hw train``: the ratio of each epoch of a quantised phase is its stage's
+    (the epochs split into equal stages). Stateless: the epoch alone decides it."""
+
+    title = "SQ"
+
+    def start_epoch(self, phase: Phase, epoch: int) -> None:
+        if phase.quantize:
+            set_sq_ratio(self.model, stage_ratio(epoch, phase.epochs))

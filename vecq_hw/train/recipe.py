@@ -38,7 +38,9 @@ train:
   threads: null                    # optional: torch threads per process (null: the cores
                                    #   this process may use, $OMP_NUM_THREADS if set)
   workers: null                    # optional: DataLoader workers (null: 0 on CPU, a few on GPU)
-  alq:                             # optional, quant.method alq only (ALQ's procedure, issue 14):
+  alq:                             # optional: the section of the quantiser's training procedure
+                                   #   (train.<key>, checked by it: vecq_hw.train.procedure);
+                                   #   here quant.method alq only (ALQ's procedure, issue 14):
     loss_aware_epochs: 2           #   the first N of `epochs` run ALQ's loss-aware steps and
                                    #   pruning (null: half of them, at least 1); the rest: STE
     prune_every: 10                #   optimizer steps between pruning rounds (null: one round
@@ -59,19 +61,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .strict_yaml import load_strict_yaml
-
-from .errors import RecipeError
+from ..errors import RecipeError
+from ..strict_yaml import load_strict_yaml
+from .procedure import procedure_keys, procedure_options
 
 FORMAT_VERSION = 1
 
-__all__ = ["FORMAT_VERSION", "RUNTIME_KEYS", "load_recipe", "validate_recipe", "recipe_model_options"]
+__all__ = ["FORMAT_VERSION", "RUNTIME_KEYS", "Spec", "build_recipe_model", "load_recipe", "recipe_model_options",
+           "validate_recipe", "walk"]
 
 _REQ = object()  # marker: required field
 
 
-class _Spec:
-    """One field: a type check plus an optional extra check, and a default."""
+class Spec:
+    """One field: a type check plus an optional extra check, and a default (a procedure's
+    ``check_options`` describes its section with these and :func:`walk`)."""
 
     def __init__(self, kind: str, default: Any = _REQ, *, choices=None, lo=None, hi=None,
                  lo_open=False, hi_open=False, nullable=False, check=None, expect=None):
@@ -83,7 +87,7 @@ class _Spec:
 def _fixed_spelling(value: str) -> str | None:
     """None if ``value`` is a valid ap_fixed/ap_ufixed spelling, else why not."""
     try:
-        from .fixed import FixedType
+        from ..fixed import FixedType
     except ImportError:  # fixed.py not available: a structural check only
         ok = re.fullmatch(r"\s*ap_u?fixed\s*<\s*\d+\s*,\s*-?\d+\s*(,\s*AP_\w+\s*){0,2}(,\s*\d+\s*)?>\s*",
                           value)
@@ -106,8 +110,8 @@ def _act_type_unexportable(value: str) -> str | None:
     (``MONOTONE_OVERFLOW`` in vecq_hw/export/handlers.py). Checked here so that such a recipe is
     refused before training, not after it.
     """
-    from .export.handlers import MONOTONE_OVERFLOW as _MONOTONE_OVERFLOW  # the exporter's rule
-    from .fixed import FixedType
+    from ..export.handlers import MONOTONE_OVERFLOW as _MONOTONE_OVERFLOW  # the exporter's rule
+    from ..fixed import FixedType
 
     t = FixedType.parse(value)
     if t.overflow in _MONOTONE_OVERFLOW:
@@ -119,50 +123,43 @@ def _act_type_unexportable(value: str) -> str | None:
 
 
 _SCHEMA: dict[str, Any] = {
-    "format_version": _Spec("int", choices=(FORMAT_VERSION,)),
-    "name": _Spec("str", None, nullable=True),
-    "description": _Spec("str", None, nullable=True),
+    "format_version": Spec("int", choices=(FORMAT_VERSION,)),
+    "name": Spec("str", None, nullable=True),
+    "description": Spec("str", None, nullable=True),
     "model": {
-        "name": _Spec("str", choices=None),  # checked against the registry below
-        "options": _Spec("dict", {}),
+        "name": Spec("str", choices=None),  # checked against the registry below
+        "options": Spec("dict", {}),
     },
     "data": {
-        "dataset": _Spec("str", choices=("mnist", "fashion-mnist")),
-        "root": _Spec("str", None, nullable=True),
-        "train_limit": _Spec("int", None, lo=1, nullable=True),
-        "test_limit": _Spec("int", None, lo=1, nullable=True),
+        "dataset": Spec("str", choices=("mnist", "fashion-mnist")),
+        "root": Spec("str", None, nullable=True),
+        "train_limit": Spec("int", None, lo=1, nullable=True),
+        "test_limit": Spec("int", None, lo=1, nullable=True),
     },
     "quant": {  # plus the weight quantiser's method and options (_weight_quant)
-        "act_type": _Spec("str", "ap_ufixed<8,3,AP_RND,AP_SAT>", check=_fixed_spelling),
-        "in_type": _Spec("str", "ap_ufixed<8,0,AP_RND,AP_SAT>", check=_fixed_spelling),
-        "out_type": _Spec("str", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", check=_fixed_spelling),
+        "act_type": Spec("str", "ap_ufixed<8,3,AP_RND,AP_SAT>", check=_fixed_spelling),
+        "in_type": Spec("str", "ap_ufixed<8,0,AP_RND,AP_SAT>", check=_fixed_spelling),
+        "out_type": Spec("str", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>", check=_fixed_spelling),
     },
     "train": {
-        "optimizer": _Spec("str", "adam", choices=("adam", "sgd")),
-        "lr": _Spec("float", lo=0.0, lo_open=True, hi=10.0),
-        "qat_lr": _Spec("float", None, lo=0.0, lo_open=True, hi=10.0, nullable=True),
-        "momentum": _Spec("float", 0.9, lo=0.0, hi=1.0, hi_open=True),
-        "weight_decay": _Spec("float", 0.0, lo=0.0, hi=1.0),
-        "batch_size": _Spec("int", lo=1, hi=65536),
-        "epochs": _Spec("int", lo=1, hi=10000),
-        "float_epochs": _Spec("int", 0, lo=0, hi=10000),
-        "lr_schedule": _Spec("str", "cosine", choices=("cosine", "step", "none")),
-        "step_size": _Spec("int", 1, lo=1),
-        "gamma": _Spec("float", 0.1, lo=0.0, lo_open=True, hi=1.0),
-        "seed": _Spec("int", 0, lo=0, hi=2**32 - 1),
+        "optimizer": Spec("str", "adam", choices=("adam", "sgd")),
+        "lr": Spec("float", lo=0.0, lo_open=True, hi=10.0),
+        "qat_lr": Spec("float", None, lo=0.0, lo_open=True, hi=10.0, nullable=True),
+        "momentum": Spec("float", 0.9, lo=0.0, hi=1.0, hi_open=True),
+        "weight_decay": Spec("float", 0.0, lo=0.0, hi=1.0),
+        "batch_size": Spec("int", lo=1, hi=65536),
+        "epochs": Spec("int", lo=1, hi=10000),
+        "float_epochs": Spec("int", 0, lo=0, hi=10000),
+        "lr_schedule": Spec("str", "cosine", choices=("cosine", "step", "none")),
+        "step_size": Spec("int", 1, lo=1),
+        "gamma": Spec("float", 0.1, lo=0.0, lo_open=True, hi=1.0),
+        "seed": Spec("int", 0, lo=0, hi=2**32 - 1),
         # where the run executes (RUNTIME_KEYS): not part of the model; a run may resume
         # with other values
-        "device": _Spec("str", "auto", choices=("auto", "cpu", "cuda")),
-        "threads": _Spec("int", None, lo=1, hi=1024, nullable=True),
-        "workers": _Spec("int", None, lo=0, hi=64, nullable=True),
+        "device": Spec("str", "auto", choices=("auto", "cpu", "cuda")),
+        "threads": Spec("int", None, lo=1, hi=1024, nullable=True),
+        "workers": Spec("int", None, lo=0, hi=64, nullable=True),
     },
-}
-
-#: train.alq: ALQ's schedule (vecq_hw/train/alq_schedule.py); the per-round pruning rate,
-#: top-k fraction, max bases and target average bits are the quantiser's own options (quant.*)
-_ALQ_SCHEMA: dict[str, Any] = {
-    "loss_aware_epochs": _Spec("int", None, lo=1, hi=10000, nullable=True),
-    "prune_every": _Spec("int", None, lo=1, nullable=True),
 }
 
 #: train.* keys that say where a run executes, not what it computes
@@ -186,7 +183,7 @@ def _type_ok(kind: str, v: Any) -> bool:
     raise AssertionError(kind)
 
 
-def _check_value(spec: _Spec, v: Any, where: str, fail) -> Any:
+def _check_value(spec: Spec, v: Any, where: str, fail) -> Any:
     if v is None and spec.nullable:
         return None
     if not _type_ok(spec.kind, v):
@@ -207,7 +204,9 @@ def _check_value(spec: _Spec, v: Any, where: str, fail) -> Any:
     return v
 
 
-def _walk(schema: dict, data: Any, prefix: str, fail) -> dict:
+def walk(schema: dict, data: Any, prefix: str, fail) -> dict:
+    """``data`` checked against ``schema`` (field -> :class:`Spec`, or a nested schema), with
+    every default filled in; ``prefix`` starts each field name (``"train.alq."``)."""
     if not isinstance(data, dict):
         fail(prefix or "(top level)", f"expected a mapping, got {type(data).__name__}")
     out = {}
@@ -219,7 +218,7 @@ def _walk(schema: dict, data: Any, prefix: str, fail) -> dict:
         if isinstance(spec, dict):
             if key not in data:
                 fail(where, f"missing section; expected a mapping with fields {', '.join(spec)}")
-            out[key] = _walk(spec, data[key], where + ".", fail)
+            out[key] = walk(spec, data[key], where + ".", fail)
             continue
         if key not in data:
             if spec.default is _REQ:
@@ -233,9 +232,9 @@ def _walk(schema: dict, data: Any, prefix: str, fail) -> dict:
 def _weight_quant(config: dict, fail, file: str) -> dict:
     """The quant section's weight-quantiser keys, checked by the quantiser registry; returns
     its full config ``{method, bits, ...every option}`` (defaults filled)."""
-    from .errors import VecQError
-    from .nn import MAX_LAYER_BITS
-    from .quant import QUANTIZERS, quantizer_from_config
+    from ..errors import VecQError
+    from ..nn import MAX_LAYER_BITS
+    from ..quant import QUANTIZERS, quantizer_from_config
 
     for key, what in (("method", f"one of {', '.join(sorted(QUANTIZERS))}"), ("bits", "an integer")):
         if key not in config:
@@ -245,24 +244,6 @@ def _weight_quant(config: dict, fail, file: str) -> dict:
     except VecQError as exc:
         raise RecipeError(exc.detail, file=file, field=exc.field) from None
     return q.get_config()
-
-
-def _alq_schedule(rec: dict, alq: Any, fail) -> None:
-    """train.alq: only with quant.method alq, where it is always filled in (defaults)."""
-    if rec["quant"]["method"] != "alq":
-        if alq is not None:
-            fail("train.alq", f"expected no ALQ schedule: quant.method is {rec['quant']['method']!r}, not 'alq'")
-        return
-    if alq is not None and not isinstance(alq, dict):
-        fail("train.alq", f"expected a mapping with fields {', '.join(_ALQ_SCHEMA)}, got {type(alq).__name__}")
-    cfg = _walk(_ALQ_SCHEMA, {} if alq is None else alq, "train.alq.", fail)
-    epochs = rec["train"]["epochs"]
-    if cfg["loss_aware_epochs"] is None:
-        cfg["loss_aware_epochs"] = max(1, epochs // 2)
-    elif cfg["loss_aware_epochs"] > epochs:
-        fail("train.alq.loss_aware_epochs", f"expected at most train.epochs = {epochs} (the loss-aware "
-                                            f"epochs are the first of them), got {cfg['loss_aware_epochs']}")
-    rec["train"]["alq"] = cfg
 
 
 def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
@@ -282,15 +263,15 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     if isinstance(quant, dict):  # split off the weight quantiser's keys: the registry checks them
         weight_quant = {k: v for k, v in quant.items() if k not in _SCHEMA["quant"]}
         data = {**data, "quant": {k: v for k, v in quant.items() if k in _SCHEMA["quant"]}}
-    alq = None
-    if isinstance(data.get("train"), dict) and "alq" in data["train"]:  # ALQ's schedule, checked below
-        alq = data["train"]["alq"]
-        data = {**data, "train": {k: v for k, v in data["train"].items() if k != "alq"}}
-    rec = _walk(_SCHEMA, data, "", fail)
+    sections, fields = {}, tuple(_SCHEMA["train"])
+    if isinstance(data.get("train"), dict):  # procedure sections (train.alq, ...): checked below
+        sections = {k: v for k, v in data["train"].items() if k in procedure_keys(fields)}
+        data = {**data, "train": {k: v for k, v in data["train"].items() if k not in sections}}
+    rec = walk(_SCHEMA, data, "", fail)
     rec["quant"] = {**_weight_quant(weight_quant, fail, file), **rec["quant"]}
-    _alq_schedule(rec, alq, fail)
+    procedure_options(rec, sections, fail, fields)
 
-    from .models import MODELS, QUANT_OPTIONS, canonical_name, model_options
+    from ..models import MODELS, canonical_name, model_options
 
     try:
         rec["model"]["name"] = canonical_name(rec["model"]["name"])
@@ -299,12 +280,12 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     allowed = model_options(rec["model"]["name"])
     for k, v in rec["model"]["options"].items():
         where = f"model.options.{k}"
-        if k in QUANT_OPTIONS:
+        if k in _quant_keys():
             fail(where, "set this in the quant section (quant.method and the quantiser's options "
                         "such as bits/per_channel, or act_type/in_type/out_type), not as a model option")
         if k not in allowed:
             fail(where, f"unknown option for model {rec['model']['name']!r}; expected some of "
-                        f"{', '.join(o for o in allowed if o not in QUANT_OPTIONS)}")
+                        f"{', '.join(o for o in allowed if o not in _quant_keys())}")
         default = allowed[k]
         if isinstance(default, bool):
             ok = isinstance(v, bool)
@@ -337,7 +318,7 @@ DATASET_IMAGE = {"image_size": 28, "in_channels": 1}
 
 def _check_model_builds(rec: dict, fail) -> None:
     """Refuse, before any training, options the dataset or the model builder cannot take."""
-    from .models import build_model
+    from ..models import build_model
 
     opts = rec["model"]["options"]
     for key, want in DATASET_IMAGE.items():
@@ -345,8 +326,8 @@ def _check_model_builds(rec: dict, fail) -> None:
             fail(f"model.options.{key}", f"expected {want}: the {rec['data']['dataset']} images have {key} {want}, got {opts[key]}")
     import torch
 
-    try:  # float mode, one forward pass on two blank images: every shape the builder makes
-        model = build_model(rec["model"]["name"], **recipe_model_options(rec, bits=None)).eval()
+    try:  # float layers, one forward pass on two blank images: every shape the builder makes
+        model = build_model(rec["model"]["name"], **{**recipe_model_options(rec), "weight_quant": None}).eval()
         with torch.no_grad():
             model(torch.zeros((2,) + tuple(model.input_shape)))
     except (ValueError, TypeError, RuntimeError, IndexError) as exc:
@@ -371,8 +352,10 @@ def load_recipe(source, *, base_dir: str | Path | None = None) -> tuple[dict, Pa
     return validate_recipe(data, file=str(path)), path.resolve().parent
 
 
-def recipe_model_options(rec: dict, *, bits="recipe") -> dict:
-    """Keyword options for :func:`vecq_hw.models.build_model` from a validated recipe."""
+def recipe_model_options(rec: dict) -> dict:
+    """Keyword options for :func:`vecq_hw.models.build_model` from a validated recipe: the
+    model options plus ``weight_quant`` (the quant section's ``{method, ...options}``) and the
+    activation types."""
     q = rec["quant"]
     opts = dict(rec["model"]["options"])
     for k, v in list(opts.items()):
@@ -381,6 +364,20 @@ def recipe_model_options(rec: dict, *, bits="recipe") -> dict:
     types = ("act_type", "in_type", "out_type")
     opts.update(weight_quant={k: v for k, v in q.items() if k not in types},
                 **{k: q[k] for k in types})
-    if bits != "recipe":  # None: float mode (the layers keep the quantiser); k: its bits
-        opts["bits"] = bits
     return opts
+
+
+def build_recipe_model(rec: dict):
+    """The recipe's model, every weighted layer quantising with the recipe's quantiser."""
+    from ..models import build_model
+
+    return build_model(rec["model"]["name"], **recipe_model_options(rec))
+
+
+def _quant_keys() -> set[str]:
+    """Keys that belong in the quant section: the builders' quant options, ``method`` and every
+    option of a registered quantiser (a model option of that name is refused with a hint)."""
+    from ..models import QUANT_OPTIONS
+    from ..quant import QUANTIZERS
+
+    return {"method", *QUANT_OPTIONS, *(o for cls in QUANTIZERS.values() for o in cls.options())}
