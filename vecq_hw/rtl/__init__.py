@@ -1,17 +1,32 @@
-"""The RTL back end: da4ml Verilog, Verilator simulation, yosys resource counts.
+"""The RTL back end: da4ml Verilog, Verilator predictions, yosys resource counts.
 
 Verbs, like the HLS back end's: ``write`` (trace + write a project folder), ``build``
-(Verilate), ``simulate`` (simulator vs da4ml interpreter vs RTL, exactly), ``predict_rtl``,
-``synth`` (yosys counts). Options: :class:`RtlOptions`.
+(Verilate), ``predict_rtl`` / ``predict_interp`` (output mantissas of the Verilated design and
+of da4ml's interpreter), ``synth`` (yosys counts). The comparison with the simulator is the
+flow's (``vecq_hw.flow.simulate_rtl``): nothing here runs it. Options: :class:`RtlOptions`.
+
+Names that need da4ml load lazily: ``from vecq_hw.rtl.options import RtlOptions`` (the CLI's
+defaults) does not import it.
 """
 
+from importlib import import_module
+
+# eager and cheap (no da4ml); also keeps ``vecq_hw.rtl.synth`` the function, not the submodule
 from .options import RtlOptions
 from .project import RtlProject, load_project, write
-from .requant import RtlUnsupported
 from .synth import SynthReport, synth
-from .trace import estimate_adder_bits, trace_model
-from .verilator import RtlSimResult, build, predict_interp, predict_rtl, simulate
 
-__all__ = ["RtlOptions", "RtlProject", "RtlSimResult", "RtlUnsupported", "SynthReport", "build",
-           "estimate_adder_bits", "load_project", "predict_interp", "predict_rtl", "simulate", "synth",
-           "trace_model", "write"]
+_EXPORTS = {
+    "RtlUnsupported": ".requant", "estimate_adder_bits": ".trace", "trace_model": ".trace",
+    "BuildResult": ".verilator", "build": ".verilator", "predict_interp": ".verilator", "predict_rtl": ".verilator",
+}
+
+__all__ = sorted(set(_EXPORTS) | {"RtlOptions", "RtlProject", "SynthReport", "load_project", "synth", "write"})
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
