@@ -9,7 +9,7 @@ Names that need da4ml load lazily: ``from vecq_hw.rtl.options import RtlOptions`
 defaults) does not import it.
 """
 
-from importlib import import_module
+from ..lazy import lazy_names
 
 # eager and cheap (no da4ml); also keeps ``vecq_hw.rtl.synth`` the function, not the submodule
 from .options import RtlOptions
@@ -23,10 +23,4 @@ _EXPORTS = {
 
 __all__ = sorted(set(_EXPORTS) | {"RtlOptions", "RtlProject", "SynthReport", "load_project", "synth", "write"})
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _EXPORTS)
