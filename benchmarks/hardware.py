@@ -29,10 +29,10 @@ from pathlib import Path
 
 
 from vecq_hw import ir, rtl
-from vecq_hw.export import weight_memory_report
 from vecq_hw.fixed import FixedType
-
+from vecq_hw.flow import simulate_rtl
 from vecq_hw.ir.examples import random_cnn, random_mlp
+from vecq_hw.ir.io import weight_memory_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_INPUTS = 2000
@@ -52,7 +52,7 @@ def measure(model: ir.Model, out: Path, opts: rtl.RtlOptions, *, sim: bool, synt
            "adder_bits_estimate": prj.manifest["adder_bits_estimate"],
            "weight_code_bits": weight_memory_report(model)["total"]["code_bits"]}
     if sim:
-        r = rtl.simulate(prj, n=N_INPUTS)
+        r = simulate_rtl(prj, n=N_INPUTS)
         row.update(verilator_build_s=round(r.build.seconds, 1), n_inputs=r.n, rtl_mismatches=r.rtl_mismatches,
                    interp_mismatches=r.interp_mismatches)
         if not r.ok:

@@ -8,6 +8,7 @@ against the exported integer model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -44,12 +45,15 @@ def demo(tmp_path_factory):
 
 def test_demo_report_is_consistent_and_bit_exact(demo):
     out, r = demo
-    assert r["csim_mismatches"] == 0 and r["n_csim"] == N_CSIM
-    assert r["csim_values"] == N_CSIM * 10
+    assert r.csim_mismatches == 0 and r.n_csim == N_CSIM
+    assert r.csim_values == N_CSIM * 10
     # the C simulation's own outputs classify exactly like the simulator on the same images
-    assert r["csim_accuracy"] == r["sim_accuracy_subset"]
+    assert r.csim_accuracy == r.sim_accuracy_subset
     saved = json.loads((out / "report.json").read_text())
     assert saved["csim_mismatches"] == 0
+    # report.json holds every field of the report, under its name and in its order
+    assert list(saved) == [f.name for f in dataclasses.fields(r)]
+    assert saved["overflow"] == r.overflow and saved["plots"] == r.plots and saved["n_test"] == r.n_test
     text = (out / "report.txt").read_text()
     assert "bit-exact" in text and "vitis_hls -f build_prj.tcl" in text
     for f in ("model/model.yaml", "hls_prj/build_prj.tcl", "hls_prj/hls_config.cfg", "weights.png",
@@ -101,7 +105,7 @@ def test_cli_report_regenerates_the_same_report_without_rebuilding(demo, tmp_pat
     assert "bit-exact" in res.stdout
     rep = json.loads((copy / "report.json").read_text())
     for key in ("sim_accuracy", "qat_accuracy", "csim_accuracy", "csim_mismatches", "overflow"):
-        assert rep[key] == r[key], key
+        assert rep[key] == getattr(r, key), key
     # same integer model -> same generated C++ -> the cached C simulation build is reused
     assert "(cached)" in rep["csim_summary"]
 

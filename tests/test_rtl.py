@@ -20,9 +20,10 @@ from click.testing import CliRunner
 from vecq_hw import ir, rtl
 from vecq_hw.cli import cli
 from vecq_hw.errors import VecQError
-from vecq_hw.export import save_model
 from vecq_hw.fixed import FixedType
+from vecq_hw.flow import simulate_rtl
 from vecq_hw.ir.examples import random_cnn, random_inputs, random_mlp, random_mobilenet_block, random_resnet
+from vecq_hw.ir.io import save_model
 from vecq_hw.rtl.requant import RtlUnsupported, requantize
 from vecq_hw.sim import simulate
 
@@ -236,7 +237,7 @@ def modes_project(tmp_path_factory):
 @pytest.mark.slow
 def test_cnn_with_every_mode_bit_exact_in_rtl(modes_project):
     prj, x = modes_project
-    result = rtl.simulate(prj, x)
+    result = simulate_rtl(prj, x)
     assert result.n == N_INPUTS and result.n_values == N_INPUTS * 4
     assert result.ok, result.summary()
     assert prj.manifest["stages"] > 1  # a pipelined design, clocked by the harness
@@ -249,7 +250,7 @@ def test_mlp_16_64_32_32_5_bit_exact_combinational(tmp_path):
     model = random_mlp(2, sizes=(16, 64, 32, 32, 5), seed=2)
     prj = rtl.write(model, tmp_path / "mlp", rtl.RtlOptions(latency_cutoff=0))
     assert prj.manifest["stages"] == 0
-    result = rtl.simulate(prj, n=N_INPUTS)
+    result = simulate_rtl(prj, n=N_INPUTS)
     assert result.n_values == N_INPUTS * 5
     assert result.ok, result.summary()
 
@@ -278,7 +279,7 @@ def test_corrupted_verilog_constant_is_caught(modes_project, tmp_path):
             break
     else:
         pytest.fail("no constant adder in the generated Verilog")
-    result = rtl.simulate(bad, x)
+    result = simulate_rtl(bad, x)
     assert not result.build.cached  # the edit forced a rebuild
     assert result.interp_mismatches == 0
     assert result.rtl_mismatches > 0

@@ -1,12 +1,16 @@
-"""The `vecq-hw` command: train, export, sim, hls, csim, report, demo.
+"""The `vecq-hw` command: train, export, check, sim, hls, estimate, fit, csim, report, demo, rtl,
+rtlsim, synth.
 
-Each command is a thin shell over the Python API of the same name. Every failure a user can
+Each command is a thin shell over one function of :mod:`vecq_hw.flow`, the only orchestrator:
+this module imports the flow, the back ends' option modules (for their defaults and choices)
+and the errors, nothing else of vecq_hw (tests/test_cli_imports.py). Every failure a user can
 cause or meet is one line on stderr, ``error: ...``, and an exit status that says whose it is:
 
     0  success
     2  bad input: a file, recipe, option or argument we refuse (``VecQError``, click usage errors)
     3  a tool we run failed: compiler or link error, crash, timeout, or a C/RTL simulation that
        disagrees with the simulator (``ToolError``)
+    130  ``csim`` interrupted (the samples finished so far are kept)
 
 Anything else (a traceback, exit 1) is a bug in vecq_hw.
 """
@@ -19,16 +23,17 @@ import json
 import math
 import re
 import sys
-from pathlib import Path
 
 import click
 
 from .errors import ToolError, VecQError
 from .hls import options as hls_options
+from .rtl import options as rtl_options
 
 
 EXIT_BAD_INPUT = 2
 EXIT_TOOL_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 
 #: a default object repr, '<ast.BoolOp object at 0x7f...>': says nothing to a user
@@ -121,28 +126,17 @@ def train(recipe, out_dir, data_root, resume, overwrite, device, threads, nproc)
     Data-parallel: `--nproc N` here, or `torchrun [rendezvous flags] --nproc-per-node N -m
     vecq_hw.cli train RECIPE --out DIR` (multi-node); the global batch is train.batch_size.
     """
-    import os
-
+    from .flow import launch_training, quiet_rank, train_recipe
+    how = dict(data_root=data_root, resume=resume, overwrite=overwrite, device=device, threads=threads)
     if nproc is not None:
-        from .train.loop import preflight
-        from .train.dist import launch
-        if os.environ.get("RANK") or os.environ.get("WORLD_SIZE"):
-            raise VecQError("--nproc starts torchrun itself; under torchrun (RANK/WORLD_SIZE set) leave it out")
-        preflight(recipe, out_dir, resume=resume, overwrite=overwrite, world=nproc)
-        args = [recipe, "--out", out_dir] + (["--data", data_root] if data_root else [])
-        args += (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
-        args += (["--device", device] if device else []) + (["--threads", str(threads)] if threads else [])
-        sys.exit(launch(nproc, args, threads))
-    from .train import train as run_training
+        sys.exit(launch_training(recipe, out_dir, nproc, **how))
     try:
-        metrics = run_training(recipe, out_dir, resume=resume, overwrite=overwrite, data_root=data_root,
-                               device=device, threads=threads)
+        metrics = train_recipe(recipe, out_dir, **how)
     except VecQError:
-        from .train.dist import quiet_rank
         if quiet_rank():  # a valid multi-process world: rank 0 prints the line for all ranks
-            sys.exit(2)
+            sys.exit(EXIT_BAD_INPUT)
         raise
-    if os.environ.get("RANK", "0") == "0":
+    if metrics is not None:  # rank 0 (or a single process)
         click.echo(json.dumps(metrics, indent=2))
 
 
@@ -172,10 +166,8 @@ def export(source, out_dir, scale_bits, scale_frac, multiplier, overwrite, data_
 @_clean_errors
 def check(model_dir):
     """Validate a model folder and print its layers and weight memory."""
-    from .ir.io import load_model, weight_memory_report
-    from .report import describe_model
-    model = load_model(model_dir)
-    click.echo(describe_model(model, weight_memory_report(model)))
+    from .flow import describe_model_dir
+    click.echo(describe_model_dir(model_dir))
 
 
 @cli.command()
@@ -219,10 +211,9 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, par
         project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
-    from .hls.folding import parse_reuse
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
-                            project_name=project_name, overwrite=overwrite, reuse=parse_reuse(reuse)))
+                            project_name=project_name, overwrite=overwrite, reuse=reuse))
 
 
 @cli.command()
@@ -238,9 +229,8 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, par
 def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type):
     """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
     from .flow import estimate_hls
-    from .hls.folding import parse_reuse
-    click.echo(estimate_hls(model_dir, reuse=parse_reuse(reuse), reuse_factor=reuse_factor, part=part,
-                            clock_period=clock_period, io_type=io_type))
+    click.echo(estimate_hls(model_dir, reuse=reuse, reuse_factor=reuse_factor, part=part, clock_period=clock_period,
+                            io_type=io_type))
 
 
 @cli.command()
@@ -282,16 +272,12 @@ def csim(project_dir, opt, timeout, jobs, restart):
 
     Progress goes to stderr. Ctrl-C stops the testbench processes; the samples finished so far are
     kept, and running the command again continues from there."""
-    from .hls.csim import CsimInterrupted, csim as run_csim
-    try:
-        result = run_csim(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, progress=True)
+    from .flow import CsimInterrupted, csim_hls
+    try:  # a disagreement with the simulator raises ToolError (exit 3) after the summary
+        csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo)
     except CsimInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
-        sys.exit(130)
-    click.echo(result.summary())
-    if not result.ok:  # the generated C++ disagrees with the simulator: a tool failure, not bad input
-        raise ToolError(f"{project_dir}: C simulation disagrees with the simulator in {result.mismatches} of "
-                        f"{result.n} samples ({result.value_mismatches} output values)")
+        sys.exit(EXIT_INTERRUPTED)
 
 
 @cli.command()
@@ -302,11 +288,8 @@ def csim(project_dir, opt, timeout, jobs, restart):
 @_clean_errors
 def report(run_dir, data_root, limit):
     """Accuracy (float, QAT, simulator, C simulation), mismatches, memory, overflow per layer."""
-    from .flow import check_csim_agrees, report_run
-    from .report import format_report
-    r = report_run(run_dir, data_root=data_root, limit=limit)
-    click.echo(format_report(r))
-    check_csim_agrees(r, run_dir)  # a C simulation that disagrees: exit 3 after the report
+    from .flow import report_run
+    report_run(run_dir, data_root=data_root, limit=limit, show=click.echo)  # a disagreement: exit 3 after it
 
 
 @cli.command()
@@ -324,23 +307,23 @@ def demo(out_dir, data_root, recipe, csim_images):
 @cli.command()
 @click.argument("model_dir", type=click.Path())
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="RTL project folder")
-@click.option("--flavor", type=click.Choice(["verilog", "vhdl"]), default="verilog", show_default=True)
-@click.option("--latency-cutoff", default=5.0, show_default=True, type=_FiniteFloat(min=0),
-              help="da4ml delay units per pipeline stage; 0 = one combinational block")
-@click.option("--clock-period", default=5.0, show_default=True, type=FINITE_POSITIVE,
+@click.option("--flavor", type=click.Choice(list(rtl_options.FLAVORS)), default=rtl_options.DEFAULTS.flavor,
+              show_default=True)
+@click.option("--latency-cutoff", default=rtl_options.DEFAULTS.latency_cutoff, show_default=True,
+              type=_FiniteFloat(min=0), help="da4ml delay units per pipeline stage; 0 = one combinational block")
+@click.option("--clock-period", default=rtl_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE,
               help="ns, written into the xdc/sdc constraints")
-@click.option("--part", default="xc7z020clg400-1", show_default=True)
-@click.option("--max-adder-bits", default=3_000_000, show_default=True, type=click.IntRange(min=1),
-              help="refuse models whose estimated size is larger")
+@click.option("--part", default=rtl_options.DEFAULTS.part, show_default=True)
+@click.option("--max-adder-bits", default=rtl_options.DEFAULTS.max_adder_bits, show_default=True,
+              type=click.IntRange(min=1), help="refuse models whose estimated size is larger")
 @click.option("--overwrite", is_flag=True, help="replace an existing RTL project folder")
 @_clean_errors
 def rtl(model_dir, out_dir, flavor, latency_cutoff, clock_period, part, max_adder_bits, overwrite):
     """Trace a model folder with da4ml and write Verilog/VHDL plus Vivado/Quartus scripts."""
-    from .export import load_model
-    from .rtl import RtlOptions, write
-    opts = RtlOptions(flavor=flavor, latency_cutoff=latency_cutoff, clock_period=clock_period, part=part,
-                      max_adder_bits=max_adder_bits)
-    click.echo(write(load_model(model_dir), out_dir, opts, overwrite=overwrite).summary())
+    from .flow import generate_rtl
+    opts = rtl_options.RtlOptions(flavor=flavor, latency_cutoff=latency_cutoff, clock_period=clock_period, part=part,
+                                  max_adder_bits=max_adder_bits)
+    click.echo(generate_rtl(model_dir, out_dir, opts, overwrite=overwrite))
 
 
 @cli.command()
@@ -352,15 +335,8 @@ def rtl(model_dir, out_dir, flavor, latency_cutoff, clock_period, part, max_adde
 @_clean_errors
 def rtlsim(project_dir, input_path, n):
     """Verilate the RTL; compare it and da4ml's interpreter with the simulator exactly (exit 3 on any mismatch)."""
-    from .rtl import load_project, simulate
-    from .rtl.verilator import load_inputs
-    prj = load_project(project_dir)
-    x = load_inputs(prj, input_path) if input_path else None
-    result = simulate(prj, x, n=n)
-    click.echo(result.summary())
-    if not result.ok:
-        raise ToolError(f"rtlsim: {result.rtl_mismatches} RTL and {result.interp_mismatches} interpreter "
-                        f"mismatches of {result.n_values} values")
+    from .flow import simulate_rtl_files
+    simulate_rtl_files(project_dir, input_path, n=n, show=click.echo)  # a mismatch: exit 3 after the summary
 
 
 @cli.command()
@@ -372,11 +348,8 @@ def rtlsim(project_dir, input_path, n):
 @_clean_errors
 def synth(project_dir, part, dsp, retime, json_path):
     """yosys synth_xilinx counts (LUTs, carry, FFs, DSPs, BRAMs, depth); not Vivado post-route results."""
-    from .rtl import synth as run_synth
-    report = run_synth(project_dir, part=part, dsp=dsp, retime=retime)
-    click.echo(report.table())
-    if json_path:
-        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    from .flow import synth_rtl
+    click.echo(synth_rtl(project_dir, part=part, dsp=dsp, retime=retime, json_path=json_path))
 
 
 def main(argv=None):

@@ -1,8 +1,8 @@
 """Report text: turns numbers the flow computed into the lines people read.
 
 Formatting only: nothing here computes, loads, writes or runs anything (the pipeline behind
-`vecq-hw demo` and `vecq-hw report` is ``vecq_hw.flow.deploy_report``), and nothing here imports
-the flow, so the flow can import this module freely.
+`vecq-hw demo` and `vecq-hw report` is ``vecq_hw.flow.deploy_report``, which fills a
+``DeployReport``), and nothing here imports the flow, so the flow can import this module freely.
 """
 
 from __future__ import annotations
@@ -40,30 +40,31 @@ def _pct(x):
     return "   -   " if x is None else f"{100 * x:6.2f} %"
 
 
-def format_report(r: dict) -> str:
-    n, m = r["n_test"], r["n_csim"]
+def format_report(r) -> str:
+    """A deployment report (``vecq_hw.flow.DeployReport``, read by attribute) as text."""
+    n, m = r.n_test, r.n_csim
     lines = [
         "=" * 72,
-        f"vecq_hw deployment report: {r['model']} on {r['dataset']}",
+        f"vecq_hw deployment report: {r.model} on {r.dataset}",
         "=" * 72,
         f"{'accuracy':<34}{'all ' + str(n) + ' test images':>22}{'C-sim subset (' + str(m) + ')':>22}",
-        f"{'  float model (pre-training)':<34}{_pct(r.get('float_accuracy')):>22}{'':>22}",
-        f"{'  QAT model (PyTorch)':<34}{_pct(r['qat_accuracy']):>22}{_pct(r['qat_accuracy_subset']):>22}",
-        f"{'  integer model (simulator)':<34}{_pct(r['sim_accuracy']):>22}{_pct(r['sim_accuracy_subset']):>22}",
-        f"{'  HLS C simulation (g++)':<34}{'':>22}{_pct(r['csim_accuracy']):>22}",
-        f"QAT vs simulator argmax agreement: {100 * r['qat_sim_agreement']:.2f} %",
-        f"C simulation vs simulator: {r['csim_mismatches']} of {m} images and {r['csim_value_mismatches']} of "
-        f"{r['csim_values']} output values differ ({'bit-exact' if r['csim_mismatches'] == 0 else 'MISMATCH'})",
+        f"{'  float model (pre-training)':<34}{_pct(r.float_accuracy):>22}{'':>22}",
+        f"{'  QAT model (PyTorch)':<34}{_pct(r.qat_accuracy):>22}{_pct(r.qat_accuracy_subset):>22}",
+        f"{'  integer model (simulator)':<34}{_pct(r.sim_accuracy):>22}{_pct(r.sim_accuracy_subset):>22}",
+        f"{'  HLS C simulation (g++)':<34}{'':>22}{_pct(r.csim_accuracy):>22}",
+        f"QAT vs simulator argmax agreement: {100 * r.qat_sim_agreement:.2f} %",
+        f"C simulation vs simulator: {r.csim_mismatches} of {m} images and {r.csim_value_mismatches} of "
+        f"{r.csim_values} output values differ ({'bit-exact' if r.csim_mismatches == 0 else 'MISMATCH'})",
     ]
-    if r.get("csim_summary"):
-        lines.append(r["csim_summary"])
-    lines += memory_lines(r["memory"])
-    lines += ["", "overflow on the test set (simulator: the input conversion, then every requantisation):", overflow_table(r["overflow"]), ""]
-    lines += [f"integer model: {r['model_dir']}", f"HLS project:   {r['project_dir']}  ({r['backend']}, {r['io_type']})",
+    if r.csim_summary:
+        lines.append(r.csim_summary)
+    lines += memory_lines(r.memory)
+    lines += ["", "overflow on the test set (simulator: the input conversion, then every requantisation):", overflow_table(r.overflow), ""]
+    lines += [f"integer model: {r.model_dir}", f"HLS project:   {r.project_dir}  ({r.backend}, {r.io_type})",
               "  take it into the vendor tools (not available here):",
-              f"    cd {r['project_dir']} && vitis_hls -f build_prj.tcl        # Vitis HLS (or vivado_hls -f build_prj.tcl)",
-              f"    cd {r['project_dir']} && v++ -c --mode hls --config hls_config.cfg   # Vitis 2023.2+",
-              f"plots: {', '.join(r['plots'])}"]
+              f"    cd {r.project_dir} && vitis_hls -f build_prj.tcl        # Vitis HLS (or vivado_hls -f build_prj.tcl)",
+              f"    cd {r.project_dir} && v++ -c --mode hls --config hls_config.cfg   # Vitis 2023.2+",
+              f"plots: {', '.join(r.plots)}"]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ import hls4ml; nor do the per-kind mappings (:mod:`.mappings`), the folding rule
 pre-synthesis estimate of the design (``vecq_hw.hls.estimate``: estimate, fit, parts).
 """
 
-from importlib import import_module
+from ..lazy import lazy_names
 
 # eager and cheap (no hls4ml); also keeps ``vecq_hw.hls.csim`` the function, not the submodule
 from .csim import CsimError, CsimResult, csim
@@ -22,10 +22,4 @@ _EXPORTS = {
 
 __all__ = sorted(set(_EXPORTS) | {"CsimError", "CsimResult", "csim"})
 
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _EXPORTS)

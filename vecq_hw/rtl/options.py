@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from ..errors import VecQError
 
+#: the HDL da4ml writes
+FLAVORS = ("verilog", "vhdl")
 #: parts whose yosys ``synth_xilinx -family`` we know, by name prefix (longest first)
 FAMILIES = (("xc7", "xc7"), ("xczu", "xcup"), ("xcvu", "xcup"), ("xcku", "xcup"), ("xcau", "xcup"))
 
@@ -37,8 +39,8 @@ class RtlOptions:
     synth_retime: bool = False
 
     def __post_init__(self):
-        if self.flavor not in ("verilog", "vhdl"):
-            raise VecQError(f"expected verilog or vhdl, got {self.flavor!r}", field="flavor")
+        if self.flavor not in FLAVORS:
+            raise VecQError(f"expected {' or '.join(FLAVORS)}, got {self.flavor!r}", field="flavor")
         if not self.project_name.isidentifier():
             raise VecQError(f"expected a Verilog identifier, got {self.project_name!r}", field="project_name")
         if not isinstance(self.max_adder_bits, int) or self.max_adder_bits < 1:
@@ -64,3 +66,7 @@ def family(part: str) -> str:
             return fam
     raise VecQError(f"unknown Xilinx part {part!r}: expected a name starting with "
                     + ", ".join(p for p, _ in FAMILIES), field="part")
+
+
+#: every option at its default (the CLI's defaults)
+DEFAULTS = RtlOptions()

@@ -21,7 +21,6 @@ from pathlib import Path
 from .. import ir
 from ..errors import VecQError
 from .options import RtlOptions
-from .trace import trace_model
 
 MANIFEST = "rtl.json"
 FORMAT_VERSION = 1
@@ -41,7 +40,7 @@ class RtlProject:
         return self.path / "hdl"
 
     def model(self) -> ir.Model:
-        from ..export import load_model
+        from ..ir.io import load_model
         return load_model(self.path / "model")
 
     def comb(self):
@@ -83,7 +82,8 @@ def write(model: ir.Model, out_dir, options: RtlOptions | None = None, *, overwr
     from da4ml.codegen import RTLModel
     from da4ml.trace.pipeline import to_pipeline
 
-    from ..export import save_model
+    from ..ir.io import save_model
+    from .trace import trace_model  # da4ml's tracer, only when a project is written
 
     opts = options or RtlOptions()
     out = Path(out_dir).absolute()

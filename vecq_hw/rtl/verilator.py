@@ -1,4 +1,5 @@
-"""``build`` and ``simulate``: Verilator runs the generated Verilog; three executions must agree.
+"""``build``, ``predict_rtl`` and ``predict_interp``: output mantissas of the Verilated design and
+of da4ml's interpreter for given input mantissas.
 
 The harness is da4ml's own binder (``hdl/sim/<top>_wrapper_binder.cc``: bit packing, clocking
 a pipelined design for its latency) behind a small ``main`` of ours that reads and writes
@@ -6,13 +7,9 @@ int32 files, built into one executable with ``verilator --exe --build``. The exe
 keyed by a hash of every HDL source, so an unchanged project is never rebuilt and an edited
 one always is.
 
-``simulate`` runs the same input mantissas through
-
-1. the numpy simulator (``vecq_hw.sim``), the reference;
-2. da4ml's bit-exact interpreter on the traced graph (``comb.json``);
-3. the Verilated RTL;
-
-and compares 2 and 3 with 1 exactly.
+Nothing here runs the simulator or compares: ``vecq_hw.flow.simulate_rtl`` compares both
+predictions with the simulator's outputs exactly (as the HLS C simulation's expectation comes
+from the flow).
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ import hashlib
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -177,83 +174,3 @@ def predict_interp(project, x_mantissa: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(m)) or np.any(m != np.round(m)):
         raise ToolError(f"da4ml interpreter outputs are not on the grid of {tout}")
     return m.astype(np.int64)
-
-
-@dataclass
-class RtlSimResult:
-    n: int
-    n_values: int
-    rtl_mismatches: int
-    interp_mismatches: int
-    build: BuildResult
-    rtl_seconds: float
-    examples: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.rtl_mismatches == 0 and self.interp_mismatches == 0
-
-    def summary(self) -> str:
-        b = "cached build" if self.build.cached else f"Verilator build {self.build.seconds:.1f} s"
-        lines = [f"RTL simulation ({b}, run {self.rtl_seconds:.2f} s): {self.n} inputs, {self.n_values} output values",
-                 f"  Verilator RTL vs simulator:      {self.rtl_mismatches} mismatches",
-                 f"  da4ml interpreter vs simulator:  {self.interp_mismatches} mismatches"]
-        lines += [f"  {e}" for e in self.examples]
-        lines.append("OK: bit-exact" if self.ok else "FAILED: mismatches")
-        return "\n".join(lines)
-
-
-def default_inputs(project, n: int) -> np.ndarray:
-    """``n`` random input mantissas from the generator and default seed the HLS flow draws
-    its testbench vectors with (``vecq-hw hls`` without --test-inputs): its first 100 are
-    exactly the HLS testbench's."""
-    from ..ir.examples import random_inputs
-    prj = project if isinstance(project, RtlProject) else load_project(project)
-    return random_inputs(prj.model(), n)
-
-
-def load_inputs(project, path) -> np.ndarray:
-    """Input mantissas from a .npy file: integers are mantissas, floats are converted."""
-    from ..fixed import FixedType
-    prj = project if isinstance(project, RtlProject) else load_project(project)
-    t = FixedType.parse(prj.manifest["input_type"])
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise VecQError(f"cannot read a .npy array: {exc}", file=str(path)) from None
-    shape = tuple(prj.manifest["input_shape"])
-    if x.shape[1:] != shape:
-        raise VecQError(f"expected shape (N,) + {shape}, got {x.shape}", file=str(path))
-    if np.issubdtype(x.dtype, np.integer):
-        if x.size and (x.min() < t.min_mantissa or x.max() > t.max_mantissa):
-            raise VecQError(f"integer inputs are mantissas of {t} and must lie in "
-                            f"[{t.min_mantissa}, {t.max_mantissa}]", file=str(path))
-        return x.astype(np.int64)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise VecQError(f"expected integer mantissas or float values, got dtype {x.dtype}", file=str(path))
-    return np.asarray(t.from_float(x.astype(np.float64)), dtype=np.int64)
-
-
-def simulate(project, x_mantissa: np.ndarray | None = None, *, n: int = 2000, jobs: int = 2,
-             max_examples: int = 5) -> RtlSimResult:
-    """Run simulator, da4ml interpreter and Verilated RTL on the same inputs; compare exactly."""
-    from ..sim import simulate as sim_run
-    prj = project if isinstance(project, RtlProject) else load_project(project)
-    if x_mantissa is None:
-        x_mantissa = default_inputs(prj, n)
-    model = prj.model()
-    n = x_mantissa.shape[0]
-    ref = sim_run(model, x_mantissa=x_mantissa).output.reshape(n, -1)
-    interp = predict_interp(prj, x_mantissa)
-    b = build(prj, jobs=jobs)
-    t0 = time.perf_counter()
-    rtl = predict_rtl(prj, x_mantissa, build_result=b)
-    secs = time.perf_counter() - t0
-    examples = []
-    for name, got in (("RTL", rtl), ("interpreter", interp)):
-        bad = np.argwhere(got != ref)
-        for s, j in bad[:max_examples]:
-            examples.append(f"{name}: input {s} output {j}: got {got[s, j]}, simulator {ref[s, j]}")
-    return RtlSimResult(n=n, n_values=int(ref.size), rtl_mismatches=int((rtl != ref).sum()),
-                        interp_mismatches=int((interp != ref).sum()), build=b, rtl_seconds=secs,
-                        examples=examples)

@@ -1,0 +1,109 @@
+"""HLS steps of the flow: generate a project, estimate or fit its folding, C-simulate it.
+
+``hls/`` never runs the simulator: the expected outputs its testbench checks come from here
+(``write_hls_project``), and a C simulation that disagrees is a ``ToolError`` raised here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import ir
+from ..errors import ToolError
+from ..hls.csim import DEFAULT_OPT
+from ..hls.options import DEFAULTS as HLS_DEFAULTS
+from .inputs import count_input_overflow, input_saturation_warning, load_array, random_inputs, to_mantissas
+
+
+def reuse_map(reuse) -> dict:
+    """Per-layer reuse factors: a mapping {layer: R}, or the CLI's ``LAYER=R`` items."""
+    if isinstance(reuse, dict):
+        return dict(reuse)
+    from ..hls.folding import parse_reuse
+    return parse_reuse(reuse)
+
+
+def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HLS_DEFAULTS.io_type,
+                 reuse_factor=HLS_DEFAULTS.reuse_factor, strategy=HLS_DEFAULTS.strategy, part=HLS_DEFAULTS.part,
+                 clock_period=HLS_DEFAULTS.clock_period, test_inputs=None,
+                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None) -> str:
+    """``vecq-hw hls``: the project with the simulator's outputs on ``test_inputs`` (default:
+    100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`."""
+    from ..hls import HlsOptions
+    from ..ir.io import load_model
+    reuse = reuse_map(reuse or {})
+    options = HlsOptions(backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy, part=part,
+                         clock_period=clock_period, project_name=project_name, reuse=reuse)
+    model = load_model(model_dir)
+    lines = []
+    if test_inputs is not None:
+        x = load_array(test_inputs, what="test inputs", expect_shape=model.input.shape)
+        warning = input_saturation_warning(model, count_input_overflow(model, x))
+        lines += [warning] if warning else []
+    else:
+        x = random_inputs(model, 100)
+    path = write_hls_project(model, out_dir, options, x, overwrite=overwrite)
+    lines += [f"wrote {backend} {io_type} project to {path} with {len(x)} test vectors",
+              f"next: vecq-hw csim {path}   (g++ C simulation, exact comparison)"]
+    return "\n".join(lines)
+
+
+def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
+                 io_type=HLS_DEFAULTS.io_type) -> str:
+    """``vecq-hw estimate``: the pre-synthesis estimate of the HLS design with this folding."""
+    from ..hls.estimate import estimate
+    from ..ir.io import load_model
+    from ..report import format_estimate
+    est = estimate(load_model(model_dir), reuse_map(reuse or {}), default_reuse=reuse_factor, part=part,
+                   clock_period=clock_period, io_type=io_type)
+    return format_estimate(est)
+
+
+def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
+            headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False):
+    """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it.
+
+    Returns (text, ok); nothing is written when nothing fits."""
+    from ..hls.estimate import fit, get_part
+    from ..hls import HlsOptions
+    from ..ir.io import load_model
+    from ..report import format_fit
+    model = load_model(model_dir)
+    p = get_part(part)
+    result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type)
+    text = format_fit(result)
+    if result.ok and out_dir is not None:
+        hls_part = part if part and len(str(part)) > len(p.name) else p.hls_part
+        io_type = result.plan.io_type
+        opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
+                          reuse=result.plan.reuse())
+        path = write_hls_project(model, out_dir, opts, random_inputs(model, 100), overwrite=overwrite)
+        from ..hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
+        plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder
+        text += (f"\nwrote {backend} {io_type} project for {hls_part} to {path}\n"
+                 f"plot of the {len(result.tried)} foldings estimated: {plot}\nnext: vecq-hw csim {path}")
+    return text, result.ok
+
+
+def write_hls_project(model: ir.Model, out_dir, options, x, *, overwrite=False) -> Path:
+    """The HLS project with the simulator's outputs on ``x`` (float values) as its testbench's
+    expectation (hls/ does not run the simulator)."""
+    from ..hls import write_project
+    from ..sim import simulate
+    xm = to_mantissas(model, x)
+    return write_project(model, out_dir, options, expected=(xm, simulate(model, x_mantissa=xm).output),
+                         overwrite=overwrite)
+
+
+def csim_hls(project_dir, *, opt=DEFAULT_OPT, timeout=None, jobs=None, restart=False, show=print):
+    """``vecq-hw csim``: C-simulate a generated project (progress on stderr), ``show`` its
+    summary, and raise ``ToolError`` when the C++ disagrees with the simulator's outputs.
+
+    Ctrl-C raises ``CsimInterrupted`` (a KeyboardInterrupt); the finished samples are kept."""
+    from ..hls.csim import csim
+    result = csim(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, progress=True)
+    show(result.summary())
+    if not result.ok:  # the generated C++ disagrees with the simulator: a tool failure, not bad input
+        raise ToolError(f"{project_dir}: C simulation disagrees with the simulator in {result.mismatches} of "
+                        f"{result.n} samples ({result.value_mismatches} output values)")
+    return result
