@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 #: the last commit before issue 16 changed the kernels (the baseline of the per-image speed-up)
 BASELINE_COMMIT = "ad80019"
+#: the one kernel header of that commit (the kernels are split one header per operator since)
 KERNEL = "hls_templates/nnet_vecq.h"
 
 
@@ -77,6 +78,16 @@ def demo_shaped_model(images):
         for i in range(4):
             net(images_to_torch(images[i * 256:(i + 1) * 256], net.input_shape))
     return export_torch(net.eval(), name="lenet5_demo_shape")
+
+
+def use_baseline_kernels(prj: Path, old_kernels: str) -> None:
+    """Make a written project compile BASELINE_COMMIT's kernels: its single nnet_vecq.h lands in
+    nnet_utils/ and every kernel header the project received includes just that (the old header
+    defines the same configs, product classes and kernel functions the project calls)."""
+    nnet = prj / "firmware" / "nnet_utils"
+    (nnet / "nnet_vecq.h").write_text(old_kernels)
+    for name in json.loads((prj / "vecq_project.json").read_text())["kernel_headers"]:
+        (nnet / name).write_text('#include "nnet_vecq.h"\n')
 
 
 def csim_row(res, label: str, opt: str, images: int, jobs: int, load_before: dict) -> dict:
@@ -151,7 +162,7 @@ def main(argv=None):
         sub[label] = write_project(model, work / f"sub{i}", expected=(xm[:m], y[:m]), backend="Vitis",
                                    io_type="io_parallel", overwrite=True)
         if kernels == "old":
-            (sub[label] / "firmware" / "nnet_utils" / "nnet_vecq.h").write_text(old_kernels)
+            use_baseline_kernels(sub[label], old_kernels)
     rounds = []
     for r in range(2):
         for label, (kernels, opt) in variants.items():
@@ -194,7 +205,7 @@ at every level): -O2 ~1.2x, -O3 ~1.3x over -O1; no further gain from -finline-li
 profile-guided optimisation, -fstack-reuse=none, -fno-pie/-fcf-protection=none, -mtune=native,
 -DNDEBUG; -Os 3.5x and -O0 17x slower. -march=native was not used (the cached executable must
 run on any x86-64). Reaching 2x needed fewer ap_types operations per product (the kernels in
-nnet_vecq.h), not build settings.
+nnet_vecq_products.h, then nnet_vecq.h), not build settings.
 
 What changed in the kernels (same products, same sums, same hardware adders): the kernels call
 `vecq_mac(acc, x, c)` instead of `acc += vecq_product(x, c)`. The multiplier-free classes add their

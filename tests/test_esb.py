@@ -151,7 +151,6 @@ def test_esb_tables_need_at_most_k_plus_1_terms():
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_shift_add_n_kernel_every_code_every_input(tmp_path):
     from vecq_hw.fixed import FixedType
-    from vecq_hw.hls.layers import KERNEL_HEADER
     from vecq_hw.hls.products import choose_product
     from vecq_hw.hls.types import precision_string
 
@@ -175,7 +174,7 @@ def test_shift_add_n_kernel_every_code_every_input(tmp_path):
 #include <cstdio>
 #include "ap_fixed.h"
 #include "ap_int.h"
-#include "nnet_vecq.h"
+#include "nnet_vecq_products.h"
 long long checked = 0;
 template <class C, class data_T> int sweep(const long long *levels) {
     int bad = 0;
@@ -215,15 +214,15 @@ template <class C, class data_T> int sweep(const long long *levels) {
 
 
 def test_shift_add_n_is_written_without_multiply():
-    from vecq_hw.hls.layers import KERNEL_HEADER
+    from vecq_hw.hls.layers import TEMPLATE_DIR
 
-    text = KERNEL_HEADER.read_text()
+    text = (TEMPLATE_DIR / "nnet_vecq_products.h").read_text()
     # shift_add_n is the signed-digit class with n_terms digits ...
     body = text[text.index("struct vecq_product_shift_add_n"):text.index("// end of vecq_product_shift_add_n")]
     assert "vecq_product_digits<data_T, CONFIG_T, CONFIG_T::n_terms>" in body
-    # ... which has no multiply: two loops over its N digits (product() and mac(), the kernels'
-    # path), shifts and adds only
+    # ... which has no multiply: one loop over its N digits (add(), which product() and mac(), the
+    # kernels' path, both call), shifts and adds only
     digits = text[text.index("struct vecq_product_digits {"):text.index("// every level is s1 2^e1")]
     code = "\n".join(line.split("//")[0] for line in digits.splitlines())
     assert "*" not in code and "<<" in code
-    assert code.count("k < N;") == 2
+    assert code.count("k < N;") == 1 and code.count("add(") == 3

@@ -10,6 +10,7 @@ has a non-square input, stride 2 and asymmetric padding.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
@@ -97,7 +98,10 @@ def test_folded_csim_equals_simulator(built):
     emitted = [int(v) for v in re.findall(r"reuse_factor = (\d+);", params)]
     for name, r in reuse.items():
         assert r in emitted, name
-    header = (prj / "firmware" / "nnet_utils" / "nnet_vecq.h").read_text()
+    # the kernel headers the project received (every registered one, named in its vecq_project.json)
+    names = json.loads((prj / "vecq_project.json").read_text())["kernel_headers"]
+    assert "nnet_vecq_fold.h" in names
+    header = "".join((prj / "firmware" / "nnet_utils" / name).read_text() for name in names)
     for pragma in ("PIPELINE II=1", "ARRAY_RESHAPE variable=weights cyclic factor=block",
                    "BIND_STORAGE variable=weights type=rom_np"):
         assert pragma in header

@@ -30,7 +30,7 @@ import pytest
 from vecq_hw import ir
 from vecq_hw.fixed import FixedType
 from vecq_hw.hls import HlsOptions, build_graph, csim, write_project
-from vecq_hw.hls.layers import KERNEL_HEADER
+from vecq_hw.hls.layers import TEMPLATE_DIR
 from vecq_hw.ir.examples import random_inputs
 from vecq_hw.sim import simulate
 
@@ -110,7 +110,7 @@ def test_stream_kernels_equal_array_kernels_without_a_frame(tmp_path):
     tpl = Path(hls4ml.__file__).parent / "templates" / "vivado"
     exe = tmp_path / "harness"
     cmd = ["g++", "-std=c++11", "-O0", "-fstack-usage", f"-I{tpl / 'ap_types'}", f"-I{tpl / 'nnet_utils'}",
-           f"-I{KERNEL_HEADER.parent}", str(HARNESS), "-o", str(exe)]
+           f"-I{TEMPLATE_DIR}", str(HARNESS), "-o", str(exe)]
     build = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr[-3000:]
     run = subprocess.run([str(exe)], cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Our low-bit HLS kernel arithmetic (hls_templates/nnet_vecq.h) against plain products, with g++.
+"""Our low-bit HLS kernel arithmetic (hls_templates/nnet_vecq_products.h) against plain products, with g++.
 
 For every k in 1..8, both encodings, every k-bit code and a sweep of inputs (every value of a
 signed and of an unsigned fixed-point type), the multiplier-free (k = 1), shift-and-add
@@ -7,18 +7,21 @@ requantisation must equal one conversion of the exact y = acc * s + b. The kerne
 through vecq_mac (acc += x * d, shifted copies of x added straight into acc): checked from a
 non-zero start, and in a narrow accumulator starting at the edge of its range opposite to the
 product's sign, where the partial sums leave the range (they wrap) and only the modular
-argument in nnet_vecq.h keeps the sum exact (a saturating accumulator fails this check).
+argument in nnet_vecq_products.h keeps the sum exact (a saturating accumulator fails this check).
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import pytest
 
 from kernel_build import compile_and_run
 
-from vecq_hw.hls.layers import KERNEL_HEADER
+from vecq_hw.hls.layers import TEMPLATE_DIR
+
+PRODUCTS_HEADER = TEMPLATE_DIR / "nnet_vecq_products.h"
 
 hls4ml = pytest.importorskip("hls4ml")
 
@@ -27,7 +30,7 @@ PROGRAM = r"""
 #include <cstdio>
 #include "ap_fixed.h"
 #include "ap_int.h"
-#include "nnet_vecq.h"
+#include "nnet_vecq_products.h"
 
 template <unsigned K, unsigned ENC, unsigned MUL, class data_T> struct cfg : nnet::vecq_dense_config {
     static const unsigned bits = K;
@@ -139,7 +142,7 @@ def test_kernel_products_equal_plain_products(tmp_path):
 
 def test_low_bit_paths_have_no_multiply():
     """k = 1 and k = 2..4 are written without '*' (shift-and-add / add-subtract only)."""
-    text = KERNEL_HEADER.read_text()
+    text = PRODUCTS_HEADER.read_text()
     start = text.index("struct vecq_shift_add {")
     end = text.index("template <class CONFIG_T> struct vecq_decode")
     body = "\n".join(line.split("//")[0] for line in text[start:end].splitlines())
@@ -198,7 +201,7 @@ def _custom_program() -> tuple[str, list]:
 #include <cstdio>
 #include "ap_fixed.h"
 #include "ap_int.h"
-#include "nnet_vecq.h"
+#include "nnet_vecq_products.h"
 
 long long checked = 0;
 
@@ -254,11 +257,29 @@ def test_custom_table_products_equal_plain_products(tmp_path):
 def test_product_classes_have_no_multiply_where_none_is_promised():
     """addsub and shift_add (vecq_product_digits, N = 2) are written without '*'; the ROM
     multiply carries the bindings."""
-    text = KERNEL_HEADER.read_text()
+    text = PRODUCTS_HEADER.read_text()
     assert "struct vecq_product_shift_add : vecq_product_digits<data_T, CONFIG_T, 2> {};" in text
     for start, end in (("struct vecq_product_addsub {", "// every level a sum of at most N"),
                        ("struct vecq_product_digits {", "// any other table")):
         body = text[text.index(start):text.index(end)]
         assert "*" not in "\n".join(line.split("//")[0] for line in body.splitlines())
-    rom = text[text.index("vecq_rom_fabric_"):text.index("struct vecq_product_rom")]
-    assert "impl=fabric" in rom and "impl=dsp" in rom
+    rom = text[text.index("struct vecq_product_rom {"):text.index("// x * levels[c] by the layer's product class")]
+    assert "vecq_bound_mul<typename CONFIG_T::term_t, CONFIG_T::multiplier>::mul(x, d)" in rom
+    bound = text[text.index("struct vecq_bound_mul {"):text.index("struct vecq_product_named {")]
+    assert "impl=fabric" in bound and "impl=dsp" in bound
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_every_kernel_header_compiles_on_its_own(tmp_path):
+    """One header per operator (issue 20): each includes what it uses, and none grew past ~300 lines."""
+    from kernel_build import AP_TYPES, NNET_UTILS
+
+    headers = sorted(TEMPLATE_DIR.glob("nnet_vecq_*.h"))
+    assert len(headers) >= 7
+    for h in headers:
+        assert len(h.read_text().splitlines()) <= 300, h.name
+        src = tmp_path / f"{h.stem}.cpp"
+        src.write_text(f'#include "{h.name}"\nint main() {{ return 0; }}\n')
+        build = subprocess.run(["g++", "-std=c++11", "-fsyntax-only", f"-I{AP_TYPES}", f"-I{NNET_UTILS}",
+                                f"-I{TEMPLATE_DIR}", str(src)], capture_output=True, text=True)
+        assert build.returncode == 0, (h.name, build.stderr[-2000:])

@@ -40,7 +40,14 @@ def test_wheel_holds_every_module_and_data_file(wheel):
     want |= {f"vecq_hw/{d}/{p.relative_to(ROOT / d).as_posix()}" for d in ("hls_templates", "configs")
              for p in (ROOT / d).rglob("*") if p.is_file()}  # configs/hardware/ included
     assert want - names == set()
-    assert "vecq_hw/hls_templates/nnet_vecq.h" in names  # the kernels, by name
+    # the kernels, by name: every header our hls4ml layers register (and the ones they include)
+    from vecq_hw.hls.layers import register
+    from vecq_hw.hls.registration import registered_headers
+
+    register()
+    ours = [p for p in registered_headers() if p.is_relative_to(ROOT / "hls_templates")]
+    assert {"nnet_vecq_products.h", "nnet_vecq_dense.h", "nnet_vecq_conv.h"} <= {p.name for p in ours}
+    assert {f"vecq_hw/hls_templates/{p.name}" for p in ours} - names == set()
 
 
 def test_installed_wheel_generates_hls_from_its_own_templates(wheel, tmp_path):
@@ -52,13 +59,16 @@ import pathlib, vecq_hw
 from vecq_hw import flow, resources
 from vecq_hw.ir.examples import random_mlp
 from vecq_hw.hls.project import write_project
+from vecq_hw.hls.registration import registered_headers
 site = pathlib.Path({str(target)!r}).resolve()
 assert pathlib.Path(vecq_hw.__file__).resolve().is_relative_to(site), vecq_hw.__file__
 assert resources.TEMPLATE_DIR.is_relative_to(site), resources.TEMPLATE_DIR
 assert flow.DEFAULT_RECIPE.is_file() and flow.DEFAULT_RECIPE.is_relative_to(site)
 prj = write_project(random_mlp(2, sizes=(4, 3)), {str(tmp_path / "prj")!r})
-header = next(prj.rglob("nnet_vecq.h"))
-assert header.read_bytes() == (resources.TEMPLATE_DIR / "nnet_vecq.h").read_bytes()
+headers = registered_headers()
+assert len(headers) >= 9 and all(h.is_relative_to(resources.TEMPLATE_DIR) for h in headers), headers
+for h in headers:
+    assert (prj / "firmware" / "nnet_utils" / h.name).read_bytes() == h.read_bytes(), h
 print("ok")
 """
     env = dict(os.environ, PYTHONPATH=str(target))

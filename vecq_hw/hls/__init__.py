@@ -3,6 +3,7 @@
     write_project(model, out_dir, HlsOptions(...), expected=(x_mantissa, y_mantissa)) -> Path
     build_hls_model(model, out_dir, HlsOptions(...)) -> compiled hls4ml ModelGraph (predict / trace)
     csim(prj_dir, jobs=None, opt='-O3', timeout=None, progress=False) -> CsimResult (resumable)
+    register_hls_layer(layer_class, config_template, function_template, headers) -> a kernel of one's own
 
 Names load lazily: ``from vecq_hw.hls.options import HlsOptions`` (the CLI's defaults) does not
 import hls4ml; nor do the per-kind mappings (:mod:`.mappings`), the folding rules and the
@@ -18,6 +19,7 @@ _EXPORTS = {
     "HlsOptions": ".options", "build_graph": ".convert", "check_pinned": ".convert", "layer_list": ".convert",
     "build_hls_model": ".project",
     "hls_description": ".project", "write_project": ".project", "write_test_data": ".project",
+    "register_hls_layer": ".registration", "unregister_hls_layer": ".registration",
 }
 
 __all__ = sorted(set(_EXPORTS) | {"CsimError", "CsimResult", "csim"})

@@ -130,16 +130,19 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VECQ_HW_CACHE", Path.home() / ".cache" / "vecq_hw"))
 
 
-def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str, deadline) -> Path | None:
+def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str, deadline,
+                        kernels=frozenset()) -> Path | None:
     """A shared precompiled header of hls4ml's ap_types + nnet_utils (their parsing dominates g++ time).
 
     Keyed by the compiler, flags and the headers' content; built once into the user cache. The
-    project's own copies of these headers are then skipped by their include guards. Any failure
+    project's own copies of these headers are then skipped by their include guards. ``kernels``:
+    the file names of the registered kernel headers in nnet_utils (vecq_project.json), left out
+    of the key: the PCH never includes them, so editing a kernel does not rebuild it. Any failure
     just means no PCH (slower, same result).
     """
     h = hashlib.sha256((" ".join([_compiler_id(cxx), tag] + flags + list(headers))).encode())
     srcs = sorted(p for d in ("ap_types", "nnet_utils") for p in (prj / "firmware" / d).rglob("*")
-                  if p.is_file() and p.name != "nnet_vecq.h")
+                  if p.is_file() and p.name not in kernels)
     for p in srcs:
         h.update(str(p.relative_to(prj)).encode())
         h.update(p.read_bytes())
@@ -213,7 +216,7 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
     t0 = time.perf_counter()
     try:
         exe, key, cached, log = _build(prj, project, cxx=cxx, opt=opt, jobs=jobs, check_synthesis=check_synthesis,
-                                       pch=pch, deadline=deadline)
+                                       pch=pch, deadline=deadline, kernels=frozenset(meta.get("kernel_headers", ())))
     except DeadlineExceeded:
         raise CsimError(f"{prj}: stopped by the --timeout of {timeout:g} s while compiling (no sample simulated); "
                         f"run again without --timeout or with a longer one") from None
@@ -230,7 +233,7 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
         raise CsimInterrupted(f"{prj}: C simulation interrupted before it started; nothing lost") from None
 
 
-def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, deadline):
+def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, deadline, kernels=frozenset()):
     """(executable, build key, cached?, log lines): compile and link unless the key is cached."""
     flags = [STD, opt, "-Ifirmware", "-Ifirmware/ap_types", '-DWEIGHTS_DIR="firmware/weights"']
     key = _content_hash(prj, project, " ".join([_compiler_id(cxx)] + flags))
@@ -256,10 +259,10 @@ def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, dea
     synth_flags = [STD, "-I.", "-Ifirmware", "-Ifirmware/ap_types"]
     inc, synth_inc = [], []
     if pch:
-        hdr = _precompiled_header(prj, cxx, flags, PCH_HEADERS, "csim", deadline)
+        hdr = _precompiled_header(prj, cxx, flags, PCH_HEADERS, "csim", deadline, kernels)
         inc = ["-include", str(hdr)] if hdr else []
         if check_synthesis and not synth_ok.is_file():
-            hdr = _precompiled_header(prj, cxx, synth_flags, SYNTH_PCH_HEADERS, "synth", deadline)
+            hdr = _precompiled_header(prj, cxx, synth_flags, SYNTH_PCH_HEADERS, "synth", deadline, kernels)
             synth_inc = ["-include", str(hdr)] if hdr else []
     tasks = {
         "top": [cxx, *flags, *inc, "-c", f"firmware/{project}.cpp", "-o", str(bdir / f"top-{key}.o")],

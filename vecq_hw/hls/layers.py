@@ -1,9 +1,9 @@
 """hls4ml layer classes and templates for our kernels (hls4ml's extension API).
 
 ``VecQDense``, ``VecQConv2D``, ``VecQDepthwiseConv2D`` (weighted, the level-table product bound
-in their config), ``VecQGlobalAvgPool2D`` and ``VecQPool2D`` (any stride) are registered with
-:func:`hls4ml.model.layers.register_layer`; their config/function templates and the C++ header
-``hls_templates/nnet_vecq.h`` with the 'Vivado' and 'Vitis' backends. hls4ml's own layers serve
+in their config), ``VecQGlobalAvgPool2D`` and ``VecQPool2D`` (any stride), each naming its own
+C++ header in ``hls_templates/`` (``kernel_headers``), are registered with hls4ml by
+:func:`register` through :func:`.registration.register_hls_layer`. hls4ml's own layers serve
 for ReLU, pooling with stride == size, add and flatten. Which class a layer kind becomes, and
 every type it is pinned to, is decided in :mod:`.mappings`; this module only declares classes.
 """
@@ -11,19 +11,16 @@ every type it is pinned to, is decided in :mod:`.mappings`; this module only dec
 from __future__ import annotations
 
 import numpy as np
-from hls4ml.backends import get_backend
-from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
-from hls4ml.model.layers import Layer, register_layer
+from hls4ml.model.layers import Layer
 from hls4ml.model.types import WeightVariable
 
 from .. import resources
-from .options import BACKENDS
+from .registration import register_hls_layer
 from .types import precision_of
 
 #: our C++ kernels and file templates
 TEMPLATE_DIR = resources.TEMPLATE_DIR
-KERNEL_HEADER = TEMPLATE_DIR / "nnet_vecq.h"
 MULTIPLIER_CODES = {"auto": 0, "dsp": 1, "fabric": 2}
 #: 'custom' tables do not read CONFIG_T::encoding (their product class reads the level ROM)
 ENCODING_CODES = {"odd": 0, "int": 1, "custom": 2}
@@ -111,21 +108,25 @@ _CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", 
 
 
 class VecQDense(_VecQWeighted):
+    kernel_headers = ("nnet_vecq_dense.h",)
     _expected_attributes = [Attribute("n_in"), Attribute("n_out")]
     out_shape_attrs = ("n_out",)
 
 
 class VecQConv2D(_VecQWeighted):
+    kernel_headers = ("nnet_vecq_conv.h",)
     _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_filt")
 
 
 class VecQDepthwiseConv2D(_VecQWeighted):
+    kernel_headers = ("nnet_vecq_depthwise.h",)
     _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_chan")
 
 
 class VecQGlobalAvgPool2D(Layer):
+    kernel_headers = ("nnet_vecq_global_pool.h",)
     _expected_attributes = [Attribute("n_pixels"), Attribute("n_chan"), Attribute("mult"), TypeAttribute("accum"),
                             TypeAttribute("mult")]
 
@@ -134,6 +135,7 @@ class VecQGlobalAvgPool2D(Layer):
 
 
 class VecQPool2D(Layer):
+    kernel_headers = ("nnet_vecq_pool.h",)
     _expected_attributes = [Attribute(n) for n in ("in_height", "in_width", "n_chan", "out_height", "out_width",
                                                    "pool_height", "pool_width", "stride_height", "stride_width",
                                                    "average", "log2_area")] + [TypeAttribute("accum")]
@@ -200,53 +202,20 @@ FUNCTION_TEMPLATES = {
     VecQGlobalAvgPool2D: "nnet::vecq_global_avg_pool<{input_t}, {output_t}, {config}>({input}, {output});",
     VecQPool2D: "nnet::vecq_pool2d<{input_t}, {output_t}, {config}>({input}, {output});",
 }
-include_list = ["nnet_utils/nnet_vecq.h"]
 
 
-class _VecQConfigTemplate(LayerConfigTemplate):
-    def __init__(self, layer_class):
-        super().__init__(layer_class)
-        self.template = CONFIG_TEMPLATES[layer_class]
-
-    def format(self, node):
-        params = self._default_config_params(node)
-        if isinstance(node, _VecQWeighted):
-            params["encoding_code"] = ENCODING_CODES[node.get_attr("encoding")]
-            params["multiplier_code"] = MULTIPLIER_CODES[node.get_attr("multiplier")]
-            params["latency"] = "true" if str(node.get_attr("strategy", "latency")).lower() == "latency" else "false"
-        return self.template.format(**params)
-
-
-class _VecQFunctionTemplate(FunctionCallTemplate):
-    def __init__(self, layer_class):
-        super().__init__(layer_class, include_header=include_list)
-        self.template = FUNCTION_TEMPLATES[layer_class]
-
-    def format(self, node):
-        params = self._default_function_params(node)
-        if isinstance(node, _VecQWeighted):
-            params["w"] = node.get_weights("weight").name
-            params["s"] = node.get_weights("scale").name
-            params["b"] = node.get_weights("bias").name
-        return self.template.format(**params)
-
-
-_registered = False
+def _weighted_params(node) -> dict:
+    """The template keys of a weighted layer beyond hls4ml's defaults (both templates read them)."""
+    return {"encoding_code": ENCODING_CODES[node.get_attr("encoding")],
+            "multiplier_code": MULTIPLIER_CODES[node.get_attr("multiplier")],
+            "latency": "true" if str(node.get_attr("strategy", "latency")).lower() == "latency" else "false",
+            "w": node.get_weights("weight").name, "s": node.get_weights("scale").name,
+            "b": node.get_weights("bias").name}
 
 
 def register() -> None:
-    """Register our layers, templates and kernel header with hls4ml (idempotent)."""
-    global _registered
-    if _registered:
-        return
+    """Register our layers, templates and kernel headers with hls4ml (idempotent)."""
     for cls in CONFIG_TEMPLATES:
-        register_layer(cls.__name__, cls)
-    for name in BACKENDS:
-        backend = get_backend(name)
-        for cls in CONFIG_TEMPLATES:
-            backend.register_template(type(f"{cls.__name__}ConfigTemplate", (_VecQConfigTemplate,),
-                                          {"__init__": lambda self, c=cls: _VecQConfigTemplate.__init__(self, c)}))
-            backend.register_template(type(f"{cls.__name__}FunctionTemplate", (_VecQFunctionTemplate,),
-                                           {"__init__": lambda self, c=cls: _VecQFunctionTemplate.__init__(self, c)}))
-        backend.register_source(KERNEL_HEADER)
-    _registered = True
+        register_hls_layer(cls, CONFIG_TEMPLATES[cls], FUNCTION_TEMPLATES[cls],
+                           [TEMPLATE_DIR / h for h in cls.kernel_headers],
+                           params=_weighted_params if issubclass(cls, _VecQWeighted) else None)

@@ -1,6 +1,6 @@
 """The HLS product x * levels[c] of a weighted layer, chosen in Python from its level table.
 
-One C++ class per product kind (``hls_templates/nnet_vecq.h``), bound in the layer's config
+One C++ class per product kind (``hls_templates/nnet_vecq_products.h``), bound in the layer's config
 struct by ``template <class x_T, class C> using product = nnet::<class><x_T, C>;`` plus the
 constant tables that class reads:
 

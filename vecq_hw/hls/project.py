@@ -3,7 +3,7 @@
 Layout of a written project (``out_dir``)::
 
     firmware/               hls4ml's writer output (top function, parameters, weights, nnet_utils
-                            including our nnet_vecq.h, ap_types)
+                            including every registered kernel header, ap_types)
     <project>_test.cpp      our exact testbench (replaces hls4ml's float testbench)
     tb_data/vecq_input.dat  input mantissas  (first line: N n_in)
     tb_data/vecq_expected.dat  simulator output mantissas (first line: N n_out)
@@ -30,6 +30,7 @@ from .convert import build_graph
 from .csim import BUILD_DIR
 from .layers import TEMPLATE_DIR
 from .options import DEFAULTS, HlsOptions
+from .registration import registered_headers
 
 GENERATOR = "vecq_hw.hls"
 CFLAGS = "-std=c++0x"
@@ -238,6 +239,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,
                     reuse=dict(opts.reuse),
                     n_tests=n, model=model.name, layer_names=names,
+                    kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})
         (tmp / "vecq_project.json").write_text(json.dumps(meta, indent=1))
         # hls4ml also leaves its float testbench data hooks; ours replaces the testbench file.

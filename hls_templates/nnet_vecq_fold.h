@@ -1,0 +1,59 @@
+// Folding (issue 13). R = CONFIG_T::reuse_factor > 1: the P products of one input (dense:
+// n_in * n_out; conv: filt_height * filt_width * n_chan * n_filt per output pixel; depthwise:
+// filt_height * filt_width * n_chan per pixel) are computed block = P / R at a time: R products
+// share one multiplier slot, the reuse loop runs R iterations at II = 1, so the layer takes a
+// new input (a new pixel) every R cycles. R divides P (checked in Python, hls/folding.py).
+// Product p (in weight-table order) reads weights[p]; the kernels reshape the table cyclically by
+// block (ARRAY_RESHAPE: word r holds products r * block .. r * block + block - 1), so the
+// block slots read one wide ROM word per cycle (BIND_STORAGE lets the tool pick BRAM/LUTRAM).
+// Exactness: the sum of the same products in another order. accum_t is sized from the bound
+// sum_i max(|x_i d_ij|) per channel, and every partial sum of a subset lies within it (each
+// term's range contains 0), so no order overflows: the result equals the unfolded kernel's.
+#ifndef NNET_VECQ_FOLD_H_
+#define NNET_VECQ_FOLD_H_
+
+#include "nnet_vecq_products.h"
+
+namespace nnet {
+
+// acc[f] = the sum of the N_PROD products of one input (one output pixel (oh, ow) of a conv),
+// block = N_PROD / R of them per cycle. TAPS::tap(p, oh, ow, f, i) names product p's output f
+// and its input src[i], or is false for a tap in the zero padding (it contributes nothing).
+template <class x_T, class CONFIG_T, class TAPS, unsigned N_ACC, unsigned N_PROD, unsigned N_SRC>
+void vecq_fold_products(const x_T src[N_SRC], unsigned oh, unsigned ow, typename CONFIG_T::accum_t acc[N_ACC],
+                        const typename CONFIG_T::weight_t weights[N_PROD]) {
+    #pragma HLS INLINE
+    static const unsigned block = N_PROD / CONFIG_T::reuse_factor;
+    vecq_clear<typename CONFIG_T::accum_t, N_ACC>(acc);
+VecQFoldReuse:
+    for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
+        #pragma HLS PIPELINE II=1
+    VecQFoldBlock:
+        for (unsigned b = 0; b < block; b++) {
+            #pragma HLS UNROLL
+            const unsigned p = r * block + b;
+            unsigned f, i;
+            if (TAPS::tap(p, oh, ow, f, i))
+                vecq_mac<x_T, CONFIG_T>(acc[f], src[i], weights[p]);
+        }
+    }
+}
+
+// res[o0 + j] = vecq_requant(acc[j], ...) for every j < N: the requantisation folds too,
+// ceil(N / R) units, one output per unit every cycle
+template <class res_T, class CONFIG_T, unsigned N, unsigned N_RES>
+void vecq_requant_folded(const typename CONFIG_T::accum_t acc[N], res_T res[N_RES], unsigned o0,
+                         const typename CONFIG_T::scale_t scale[N], const typename CONFIG_T::bias_t bias[N]) {
+    #pragma HLS INLINE
+    static const unsigned n_requant = (N + CONFIG_T::reuse_factor - 1) / CONFIG_T::reuse_factor;
+VecQRequantFolded:
+    for (unsigned j = 0; j < N; j++) {
+        #pragma HLS PIPELINE II=1
+        #pragma HLS UNROLL factor=n_requant
+        res[o0 + j] = vecq_requant<res_T, CONFIG_T>(acc[j], scale[j], bias[j]);
+    }
+}
+
+} // namespace nnet
+
+#endif

@@ -1,0 +1,66 @@
+// io_stream helpers shared by the kernels: line buffers of input rows (conv, pool) and packing
+// values into the output stream (dense, conv, pool, global pool). hls4ml's io_stream tensors are
+// streams of packs (data_T::size values, whole pixels) in channels-last order.
+#ifndef NNET_VECQ_STREAM_H_
+#define NNET_VECQ_STREAM_H_
+
+#include "nnet_vecq_common.h"
+
+namespace nnet {
+
+// pack p of an input stream into a line buffer of ROWS rows of ROW_LEN values (input row r in
+// buffer row r % ROWS)
+template <class data_T, unsigned ROWS, unsigned ROW_LEN>
+void vecq_lines_store(typename data_T::value_type lines[ROWS * ROW_LEN], const data_T &in, unsigned p) {
+    #pragma HLS INLINE
+VecQLinesStore:
+    for (unsigned k = 0; k < data_T::size; k++) {
+        #pragma HLS UNROLL
+        const unsigned e = p * data_T::size + k;
+        lines[((e / ROW_LEN) % ROWS) * ROW_LEN + e % ROW_LEN] = in[k];
+    }
+}
+
+// append the N values of one output pixel to the pack being filled (fill values so far),
+// writing every pack that becomes full
+template <class res_T, unsigned N>
+void vecq_stream_out(const typename res_T::value_type px[N], res_T &pack, unsigned &fill,
+                     hls::stream<res_T> &res_stream) {
+    #pragma HLS INLINE
+    for (unsigned j = 0; j < N; j++) {
+        pack[fill++] = px[j];
+        if (fill == res_T::size) {
+            res_stream.write(pack);
+            fill = 0;
+        }
+    }
+}
+
+// the value itself (vecq_write_packs' conversion for values already of the output type)
+struct vecq_as_is {
+    template <class y_T, class v_T> static y_T out(const v_T &v) {
+        #pragma HLS INLINE
+        return v;
+    }
+};
+
+// write N values as res_T packs, one pack per cycle; value v goes out as OUT::out<y_T>(v)
+template <class res_T, unsigned N, class OUT, class v_T>
+void vecq_write_packs(const v_T values[N], hls::stream<res_T> &res_stream) {
+    #pragma HLS INLINE
+VecQWritePacks:
+    for (unsigned p = 0; p < N / res_T::size; p++) {
+        #pragma HLS PIPELINE
+        res_T pack;
+        PRAGMA_DATA_PACK(pack)
+        for (unsigned k = 0; k < res_T::size; k++) {
+            #pragma HLS UNROLL
+            pack[k] = OUT::template out<typename res_T::value_type>(values[p * res_T::size + k]);
+        }
+        res_stream.write(pack);
+    }
+}
+
+} // namespace nnet
+
+#endif
