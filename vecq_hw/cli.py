@@ -21,6 +21,7 @@ import errno
 import functools
 import json
 import math
+import os
 import re
 import sys
 
@@ -352,7 +353,16 @@ def synth(project_dir, part, dsp, retime, json_path):
     click.echo(synth_rtl(project_dir, part=part, dsp=dsp, retime=retime, json_path=json_path))
 
 
+#: set for this process unless the user set them, before anything loads torch (libgomp reads
+#: them when it loads): an OpenMP thread that waits for work sleeps at once instead of spinning
+#: for ~300,000 rounds. A spinning thread keeps a core from whatever else runs, and beside a busy
+#: process it stalls the thread it waits for: ``benchmarks/results/train_threads.md``.
+OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main(argv=None):
+    for key, value in OPENMP_ENV.items():
+        os.environ.setdefault(key, value)
     cli.main(args=argv, prog_name="vecq-hw")
 
 

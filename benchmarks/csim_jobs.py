@@ -1,0 +1,98 @@
+"""C-simulation wall time per number of testbench processes, idle and with one core busy (issue 23).
+
+    .venv/bin/python benchmarks/csim_jobs.py HLS_PROJECT [--jobs 2 3 4] [--reps 2]
+
+HLS_PROJECT: a project written by ``vecq-hw hls`` or the demo (e.g. DEMO/hls_prj), built once
+beforehand by this script. Every run simulates all its test vectors from scratch
+(``restart=True``: no kept shards) with ``jobs`` processes; the configurations run round-robin,
+each once idle and once beside a Python loop that never sleeps, with the CPU time other
+processes used meanwhile (/proc/stat). Shards are scheduled dynamically (a free process takes
+the next one), so ``jobs`` above the core count only changes how the cores are shared.
+Writes benchmarks/results/csim_jobs.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from demo_busy import machine_busy, start_hog, tree_cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))
+
+
+def measure(prj: Path, jobs: int, busy: bool) -> dict:
+    from vecq_hw.hls.csim import csim
+
+    hog = start_hog() if busy else None
+    try:
+        if hog:
+            time.sleep(1)
+        t0, b0, h0 = time.perf_counter(), machine_busy(), tree_cpu(hog.pid) if hog else 0.0
+        r = csim(prj, jobs=jobs, restart=True, check_synthesis=False)
+        wall, busy_s = time.perf_counter() - t0, machine_busy() - b0
+        hog_s = tree_cpu(hog.pid) - h0 if hog else 0.0
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+    assert r.cached and r.ok, r.summary()
+    return {"wall_s": round(wall, 2), "cpu_s": round(r.run_cpu_seconds, 2),
+            "others_cores": round(max(0.0, (busy_s - hog_s - r.run_cpu_seconds) / wall), 2)}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("project")
+    ap.add_argument("--jobs", type=int, nargs="+", default=[2, 3, 4])
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args(argv)
+    from vecq_hw.hls.csim import csim
+
+    prj = Path(args.project).resolve()
+    first = csim(prj, check_synthesis=False)  # the build (cached for every measured run)
+    raw = {j: {"idle": [], "busy": []} for j in args.jobs}
+    for rep in range(args.reps):
+        for j in args.jobs:
+            for kind in ("idle", "busy"):
+                m = measure(prj, j, kind == "busy")
+                raw[j][kind].append(m)
+                print(f"rep {rep + 1}: {j} jobs {kind}: {m['wall_s']} s (CPU {m['cpu_s']} s), "
+                      f"others {m['others_cores']} cores", flush=True)
+    rows = []
+    for j in args.jobs:
+        row = {"jobs": j}
+        for kind in ("idle", "busy"):
+            for k in ("wall_s", "cpu_s", "others_cores"):
+                row[f"{kind}_{k}"] = statistics.median(m[k] for m in raw[j][kind])
+        row["ratio"] = round(row["busy_wall_s"] / row["idle_wall_s"], 2)
+        rows.append(row)
+    out = {"cpus": os.cpu_count(), "samples": first.n, "reps": args.reps, "rows": rows, "raw": raw}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "csim_jobs.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "csim_jobs.md").write_text(markdown(out))
+    print(markdown(out))
+
+
+def markdown(o: dict) -> str:
+    lines = ["# C simulation per number of testbench processes (`benchmarks/csim_jobs.py`)", "",
+             f"{o['cpus']} CPUs; the demo's HLS project, {o['samples']} samples simulated from scratch per run, "
+             f"median of {o['reps']} interleaved reps. \"busy\": beside a Python loop that never sleeps; "
+             "\"others\": cores other processes kept busy meanwhile.", "",
+             "| processes | idle s (CPU s, others) | busy s (CPU s, others) | busy/idle |", "|---:|---:|---:|---:|"]
+    for r in o["rows"]:
+        lines.append(f"| {r['jobs']} | {r['idle_wall_s']} ({r['idle_cpu_s']}, {r['idle_others_cores']}) | "
+                     f"{r['busy_wall_s']} ({r['busy_cpu_s']}, {r['busy_others_cores']}) | {r['ratio']}x |")
+    return "\n".join(lines + [""])
+
+
+if __name__ == "__main__":
+    main()
