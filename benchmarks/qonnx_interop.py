@@ -12,8 +12,9 @@ set (``--images``, default all 10,000):
 Part 2, in: which Brevitas quantisers import exactly. A small Brevitas CNN (tests/brevitas_nets.py)
 per quantiser set, trained ``--survey-steps`` steps (so learned scales are what training makes of
 them), exported by Brevitas: refused (with the one-line reason) or imported, and then compared on
-``--survey-images`` MNIST test images with (a) Brevitas's own forward in float64, where every sum of these small layers is
-an exact float64, i.e. the QONNX definition computed exactly, and (b) qonnx's float32 executor.
+``--survey-images`` MNIST test images with (a) Brevitas's own forward in float64 (exact with
+power-of-two scales; with float scales or biases it rounds at 2^-53 relative, far below an output
+LSB) and (b) qonnx's float32 executor.
 
 Usage: python benchmarks/qonnx_interop.py [--images 10000] [--steps 300] [--io io_stream io_parallel]
        [--survey-images 1000] [--survey-steps 100] [--work DIR]
@@ -210,7 +211,8 @@ def markdown(res: dict) -> str:
     lines += ["", "## In: which Brevitas quantisers import exactly", "",
               f"Small Brevitas CNN (tests/brevitas_nets.py) trained {res['survey_steps']} steps per row, "
               f"{res['survey_images']} MNIST test images. "
-              "'float64' = Brevitas's own forward in float64 (every sum exact: the QONNX definition), "
+              "'float64' = Brevitas's own forward in float64 (exact with power-of-two scales; with float scales "
+              "or biases it rounds at 2^-53 relative, far below an output LSB), "
               "'executor' = qonnx's float32 executor; both count output values that differ from our simulator.", "",
               "| quantisers | result | tables | vs float64 | vs executor |", "|---|---|---|---|---|"]
     for r in res["in"]:

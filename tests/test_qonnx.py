@@ -410,3 +410,38 @@ def test_malformed_files_are_one_line(tmp_path):
     assert _one_line(e).startswith(f"{broken}: malformed ONNX graph")
     with pytest.raises(VecQError, match="no such file"):
         from_qonnx(tmp_path / "missing.onnx")
+
+
+def _dense_graph(w_scale: float, bias: float) -> onnx.ModelProto:
+    """x (1, 4) -> Quant(2^-8, 8-bit unsigned) -> MatMul(Quant(W, w_scale, 4-bit)) -> Add(bias) ->
+    Quant(2^-4, 8-bit signed): a QONNX graph written by hand, not by to_qonnx."""
+    dom = "qonnx.custom_op.general"
+    f32 = lambda name, v: numpy_helper.from_array(np.asarray(v, dtype=np.float32), name)  # noqa: E731
+    inits = [f32("s_in", 2.0 ** -8), f32("zero", 0.0), f32("b8", 8.0), f32("b4", 4.0), f32("s_out", 2.0 ** -4),
+             f32("w", np.arange(-8, 8).reshape(4, 4) * w_scale), f32("s_w", w_scale), f32("bias", [bias] * 4)]
+    nodes = [helper.make_node("Quant", ["x", "s_in", "zero", "b8"], ["xq"], name="in_q", domain=dom, signed=0,
+                              narrow=0, rounding_mode="ROUND"),
+             helper.make_node("Quant", ["w", "s_w", "zero", "b4"], ["wq"], name="w_q", domain=dom, signed=1,
+                              narrow=0, rounding_mode="ROUND"),
+             helper.make_node("MatMul", ["xq", "wq"], ["acc"], name="fc"),
+             helper.make_node("Add", ["acc", "bias"], ["y"], name="fc_bias"),
+             helper.make_node("Quant", ["y", "s_out", "zero", "b8"], ["out"], name="out_q", domain=dom, signed=1,
+                              narrow=0, rounding_mode="FLOOR")]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, [1, 4])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(dom, 1)])
+
+
+def test_hand_written_graph_and_a_scale_too_fine_to_compute_exactly():
+    """A float weight scale is a dyadic rational, so it always has an exact fixed-point type; what
+    can fail is the width: y = acc*s + b with s ~ 1e-30 and b = 0.5 needs over 100 bits."""
+    model = from_qonnx(_dense_graph(0.375, 0.3125))
+    fc = model.layer("fc")
+    assert (fc.encoding, fc.bits) == ("int", 4) and str(model.output_type) == "ap_fixed<8,4,AP_TRN,AP_SAT>"
+    assert fc.scale_type.to_float(fc.scale).tolist() == [0.375] * 4 and str(fc.scale_type) == "ap_ufixed<2,-1>"
+    x = random_inputs(model, 300)
+    out = qonnx_execute(_dense_graph(0.375, 0.3125), model.input.out_type.to_float(x))["out"]
+    np.testing.assert_array_equal(to_mantissas(out, model.output_type), simulate(model, x_mantissa=x).output)
+    with pytest.raises(VecQError) as e:
+        from_qonnx(_dense_graph(1e-30, 0.5))
+    assert "cannot be represented exactly" in _one_line(e) and "(fc).scale_type" in str(e.value)
