@@ -434,7 +434,8 @@ def _dense_graph(w_scale: float, bias: float) -> onnx.ModelProto:
 
 def test_hand_written_graph_and_a_scale_too_fine_to_compute_exactly():
     """A float weight scale is a dyadic rational, so it always has an exact fixed-point type; what
-    can fail is the width: y = acc*s + b with s ~ 1e-30 and b = 0.5 needs over 100 bits."""
+    can fail is the width: y = acc*s + b with s ~ 1e-30 and b = 0.5 needs over 100 bits, and
+    biases from 1e-30 to 1e10 need a 153-bit type."""
     model = from_qonnx(_dense_graph(0.375, 0.3125))
     fc = model.layer("fc")
     assert (fc.encoding, fc.bits) == ("int", 4) and str(model.output_type) == "ap_fixed<8,4,AP_TRN,AP_SAT>"
@@ -445,3 +446,9 @@ def test_hand_written_graph_and_a_scale_too_fine_to_compute_exactly():
     with pytest.raises(VecQError) as e:
         from_qonnx(_dense_graph(1e-30, 0.5))
     assert "cannot be represented exactly" in _one_line(e) and "(fc).scale_type" in str(e.value)
+    wide = _dense_graph(0.375, 0.5)  # biases from 1e-30 to 1e10: no ap_fixed of <= 64 bits holds them all
+    bias = next(t for t in wide.graph.initializer if t.name == "bias")
+    bias.CopyFrom(numpy_helper.from_array(np.array([1e-30, 1e10, 0.5, 1.0], dtype=np.float32), "bias"))
+    with pytest.raises(VecQError) as e:
+        from_qonnx(wide)
+    assert _one_line(e).startswith("tiny: field 'node 'fc'': cannot be represented exactly")

@@ -3,8 +3,8 @@
 A fixed-point constant is an integer mantissa m and fractional bits F (value m * 2^-F); so is
 every finite float (a float32 is a 24-bit integer times a power of two). Going out, a mantissa
 with more than 24 significant bits is split into parts that are each a float32 exactly (their sum
-is m); coming in, every float is read back as its exact (mantissa, F). Python integers
-throughout: nothing here rounds.
+is m); coming in, floats are read as exact Fractions and turned back into (mantissas, F). Python
+integers throughout: nothing here rounds.
 """
 
 from __future__ import annotations
@@ -56,23 +56,6 @@ def trailing_zeros(mantissas) -> int:
     """Trailing zero bits common to every nonzero mantissa (0 when all are zero)."""
     nz = [abs(int(m)) for m in mantissas if m]
     return min(((m & -m).bit_length() - 1 for m in nz), default=0)
-
-
-def dyadic(values) -> tuple[list[int], int]:
-    """Exact (mantissas, frac) of finite floats: value = mantissa * 2^-frac, the smallest such frac
-    (may be negative: 1024.0 is (1, -10)). Raises ValueError on NaN or infinity."""
-    vals = np.asarray(values, dtype=np.float64).reshape(-1)  # float32 -> float64 is exact
-    if not np.all(np.isfinite(vals)):
-        raise ValueError("NaN or infinity")
-    pairs = []
-    for v in vals:
-        num, den = float(v).as_integer_ratio()  # den is a power of two
-        pairs.append((num, den.bit_length() - 1))
-    nz = [(n, f) for n, f in pairs if n]
-    if not nz:
-        return [0] * len(pairs), 0
-    frac = max(f - ((n & -n).bit_length() - 1) for n, f in nz)
-    return [n << (frac - f) if frac >= f else n >> (f - frac) for n, f in pairs], frac
 
 
 def fractions_to_fixed(values) -> tuple[list[int], int]:

@@ -43,10 +43,6 @@ ROUND_IN = {
     "DOWN": "AP_TRN_ZERO",
 }
 
-#: the rounding modes hls4ml 1.3.0 converts
-HLS4ML_ROUNDING = ("ROUND", "FLOOR")
-
-
 def rounding_out(rounding: str, dropped_bits: int) -> tuple[str, int]:
     """(QONNX rounding_mode, offset) for requantising a value with ``dropped_bits`` fractional
     bits more than the target: the offset, in units of 2^-dropped_bits of the target LSB, is added

@@ -105,8 +105,8 @@ def weighted_layer(p: Pending, name: str, out_type: FixedType | None) -> ir.Weig
     s_m, s_f = fractions_to_fixed(p.scale)
     b_m, b_f = fractions_to_fixed(p.bias)
     layer.name, layer.inputs = name, (p.inputs[0].layer,)
-    layer.scale, layer.scale_type = np.array(s_m, dtype=np.int64), fixed_type(s_m, s_f)
-    layer.bias, layer.bias_type = np.array(b_m, dtype=np.int64), fixed_type(b_m, b_f, signed=True)
+    layer.scale_type, layer.bias_type = fixed_type(s_m, s_f), fixed_type(b_m, b_f, signed=True)  # <= 64 bits
+    layer.scale, layer.bias = np.array(s_m, dtype=np.int64), np.array(b_m, dtype=np.int64)
     layer.accum_type = ir.accumulator_type(t_in, layer.multipliers_by_output())
     if out_type is None:
         frac = layer.product_frac(t_in)
@@ -129,6 +129,6 @@ def exact_sum_type(p: Pending) -> FixedType:
 def gap_layer(p: Pending, name: str, out_type: FixedType) -> ir.GlobalAvgPool2D:
     m, f = fractions_to_fixed([p.mult])
     width = max(m[0].bit_length(), 1)
-    return ir.GlobalAvgPool2D(name=name, out_type=out_type, mult=m[0],
-                              mult_type=FixedType(width=width, integer=width - f, signed=False),
+    mult_type = FixedType(width=width, integer=width - f, signed=False)  # <= 63 bits, or FixedTypeError
+    return ir.GlobalAvgPool2D(name=name, out_type=out_type, mult=m[0], mult_type=mult_type,
                               inputs=(p.inputs[0].layer,))

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from .. import ir
-from ..errors import VecQError
+from ..errors import FixedTypeError, VecQError
 from .pending import Built, Const, Pending, exact_sum_type, gap_layer, relu_out, relu_split, weighted_layer
 
 
@@ -87,13 +87,17 @@ class Reader:
         """Build pending ``p`` requantised into ``out_type`` (None: its exact type), then its ReLU."""
         t = relu_split(out_type) if (p.relu and out_type is not None) else out_type
         name = self.layer_name(p.node)
-        if p.kind == "weighted":
-            built = self.add(weighted_layer(p, name, t), p.shape)
-        elif p.kind == "add":
-            layer = ir.Add(name=name, out_type=t or exact_sum_type(p), inputs=tuple(b.layer for b in p.inputs))
-            built = self.add(layer, p.shape)
-        else:
-            built = self.add(gap_layer(p, name, t or exact_sum_type(p)), p.shape)
+        try:
+            if p.kind == "weighted":
+                layer = weighted_layer(p, name, t)
+            elif p.kind == "add":
+                layer = ir.Add(name=name, out_type=t or exact_sum_type(p), inputs=tuple(b.layer for b in p.inputs))
+            else:
+                layer = gap_layer(p, name, t or exact_sum_type(p))
+        except FixedTypeError as exc:  # a constant or result no ap_fixed of <= 64 bits holds
+            raise VecQError(f"cannot be represented exactly: {exc.detail}", file=self.where,
+                            field=f"node '{p.node}'") from None
+        built = self.add(layer, p.shape)
         if p.relu:
             relu = ir.ReLU(name=self.layer_name(f"{p.node}_relu"), out_type=relu_out(built.type), inputs=(built.layer,))
             built = self.add(relu, p.shape)
