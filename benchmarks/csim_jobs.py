@@ -72,7 +72,7 @@ def main(argv=None) -> None:
         row = {"jobs": j}
         for kind in ("idle", "busy"):
             for k in ("wall_s", "cpu_s", "others_cores"):
-                row[f"{kind}_{k}"] = statistics.median(m[k] for m in raw[j][kind])
+                row[f"{kind}_{k}"] = round(statistics.median(m[k] for m in raw[j][kind]), 2)
         row["ratio"] = round(row["busy_wall_s"] / row["idle_wall_s"], 2)
         rows.append(row)
     out = {"cpus": os.cpu_count(), "samples": first.n, "reps": args.reps, "rows": rows, "raw": raw}

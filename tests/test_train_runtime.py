@@ -79,7 +79,7 @@ def test_threads_from_default_recipe_and_cli(tmp_path, mnist, monkeypatch, capsy
     lines = [s for s in out.splitlines() if s.startswith("[tiny_test] epoch")]
     assert len(lines) == 3 and "\r" not in out + err  # one line per epoch, no redrawn bar
     # the log says where the count came from and that results depend on it; the folder records it
-    assert "1 thread(s) each (from the 1 cores this process may use" in out and trainer.REPRODUCIBLE in out
+    assert "1 thread(s) each (from the 1 core this process may use" in out and trainer.REPRODUCIBLE in out
     assert yaml.safe_load((tmp_path / "a" / "recipe.yaml").read_text())["train"]["threads"] == 1
     rec = copy.deepcopy(TINY)
     rec["train"]["threads"] = 2

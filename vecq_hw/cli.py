@@ -265,7 +265,7 @@ def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overw
               help="g++ optimisation level (hls.csim.DEFAULT_OPT)")
 @click.option("--timeout", type=FINITE_POSITIVE, default=None,
               help="stop after this many seconds, build included (default: no limit); finished shards are kept")
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: every CPU)")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: twice the CPUs)")
 @click.option("--restart", is_flag=True, help="discard the samples kept from an earlier unfinished run")
 @_clean_errors
 def csim(project_dir, opt, timeout, jobs, restart):

@@ -95,8 +95,9 @@ def default_threads_reason(local_world: int = 1) -> str:
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isascii() and env.isdigit() and int(env) > 0:
         return "$OMP_NUM_THREADS"
+    n = available_cores()
     shared = f", shared by {local_world} processes" if local_world > 1 else ""
-    return f"the {available_cores()} cores this process may use{shared} (affinity, cgroup quota)"
+    return f"the {n} core{'s' if n > 1 else ''} this process may use{shared} (affinity, cgroup quota)"
 
 
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:

@@ -1,0 +1,108 @@
+"""The simulator with numpy's BLAS on 1 or 2 threads, idle and with one core busy (issue 23).
+
+    .venv/bin/python benchmarks/sim_blas.py [--n 8192] [--reps 3]
+
+The simulator accumulates in float32/float64 GEMMs (exact: every partial sum is an integer the
+float holds) on chunks of about a hundred samples, so its GEMMs are small. ``simulate`` runs
+them on one BLAS thread (``vecq_hw.sim.simulator.one_blas_thread``); this measures why: the
+paper-size LeNet-5 of ``sim_throughput.py`` on ``--n`` random inputs, counting overflows as the
+demo does, with the BLAS limited to 1 and to 2 threads, round-robin, each once idle and once
+beside a Python loop that never sleeps. Wall and CPU seconds (the process's threads), and the
+CPU time other processes used meanwhile (/proc/stat). The outputs are checked equal.
+Writes benchmarks/results/sim_blas.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from demo_busy import machine_busy, start_hog, tree_cpu
+from sim_throughput import lenet5
+
+from vecq_hw.sim import simulator
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def measure(model, x, threads: int, busy: bool) -> tuple[dict, np.ndarray]:
+    simulator.one_blas_thread = lambda: threadpool_limits(limits=threads, user_api="blas")
+    hog = start_hog() if busy else None
+    try:
+        if hog:
+            time.sleep(1)
+        t0, c0, b0, h0 = time.perf_counter(), cpu(), machine_busy(), tree_cpu(hog.pid) if hog else 0.0
+        out = simulator.simulate(model, x, count_overflow=True).output
+        wall, used, busy_s = time.perf_counter() - t0, cpu() - c0, machine_busy() - b0
+        hog_s = tree_cpu(hog.pid) - h0 if hog else 0.0
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+    return {"wall_s": round(wall, 2), "cpu_s": round(used, 2),
+            "others_cores": round(max(0.0, (busy_s - hog_s - used) / wall), 2)}, out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=8192)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    model = lenet5(rng)
+    t = model.input.out_type
+    x = rng.uniform(t.min_value, t.max_value, size=(args.n,) + tuple(model.input.shape))
+    raw = {n: {"idle": [], "busy": []} for n in (1, 2)}
+    ref = None
+    for rep in range(args.reps):
+        for n in (1, 2):
+            for kind in ("idle", "busy"):
+                m, out = measure(model, x, n, kind == "busy")
+                ref = out if ref is None else ref
+                assert np.array_equal(out, ref), "the BLAS thread count changed the simulator's integers"
+                raw[n][kind].append(m)
+                print(f"rep {rep + 1}: {n} BLAS thread(s) {kind}: {m['wall_s']} s (CPU {m['cpu_s']} s), "
+                      f"others {m['others_cores']} cores", flush=True)
+    rows = []
+    for n in (1, 2):
+        row = {"blas_threads": n}
+        for kind in ("idle", "busy"):
+            for k in ("wall_s", "cpu_s", "others_cores"):
+                row[f"{kind}_{k}"] = round(statistics.median(m[k] for m in raw[n][kind]), 2)
+        rows.append(row)
+    out = {"cpus": os.cpu_count(), "n": args.n, "reps": args.reps, "rows": rows, "raw": raw}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "sim_blas.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / "sim_blas.md").write_text(markdown(out))
+    print(markdown(out))
+
+
+def markdown(o: dict) -> str:
+    lines = ["# The simulator's BLAS threads (`benchmarks/sim_blas.py`)", "",
+             f"{o['cpus']} CPUs; paper-size LeNet-5 (32C5-64C5-FC512 as in `sim_throughput.py`), {o['n']} random "
+             f"inputs, overflows counted (the demo's call); median of {o['reps']} interleaved reps. \"busy\": "
+             "beside a Python loop that never sleeps; \"others\": cores other processes kept busy meanwhile. "
+             "Identical outputs in every run.", "",
+             "| BLAS threads | idle s (CPU s, others) | busy s (CPU s, others) |", "|---:|---:|---:|"]
+    for r in o["rows"]:
+        lines.append(f"| {r['blas_threads']} | {r['idle_wall_s']} ({r['idle_cpu_s']}, {r['idle_others_cores']}) | "
+                     f"{r['busy_wall_s']} ({r['busy_cpu_s']}, {r['busy_others_cores']}) |")
+    return "\n".join(lines + [""])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
