@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from demo_busy import machine_busy, start_hog, tree_cpu
+from demo_busy import NOTE, machine_busy, start_hog, tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -91,6 +91,7 @@ def markdown(o: dict) -> str:
     for r in o["rows"]:
         lines.append(f"| {r['jobs']} | {r['idle_wall_s']} ({r['idle_cpu_s']}, {r['idle_others_cores']}) | "
                      f"{r['busy_wall_s']} ({r['busy_cpu_s']}, {r['busy_others_cores']}) | {r['ratio']}x |")
+    lines += ["", NOTE]
     return "\n".join(lines + [""])
 
 

@@ -41,6 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 TARGET = 1.5
+#: what the wall times of a shared machine can and cannot say
+NOTE = ("Where \"others\" is well above 0 the machine was not idle: wall seconds then mostly say "
+        "what share of the cores the run got, and only large differences mean something; CPU seconds "
+        "say what the work cost.")
 TICK = os.sysconf("SC_CLK_TCK")
 #: (phase, a pattern of the first output line that starts it); a phase runs until the next one
 PHASES = (
@@ -215,6 +219,7 @@ def markdown(o: dict) -> str:
                       f"{x['idle']['threads']}", "",
                   "| phase | idle wall s | idle CPU s | busy wall s | busy CPU s | busy/idle |",
                   "|---|---:|---:|---:|---:|---:|", *_phase_rows(x)]
+    lines += ["", NOTE]
     ok = o["worst_ratio"] <= o["target_ratio"]
     lines += ["", f"Worst ratio (this checkout) {o['worst_ratio']}x: the {o['target_ratio']}x target is "
                   f"{'met' if ok else 'NOT met'}; deployed accuracy "

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from demo_busy import machine_busy, start_hog, tree_cpu
+from demo_busy import NOTE, machine_busy, start_hog, tree_cpu
 from sim_throughput import lenet5
 
 from vecq_hw.sim import simulator
@@ -101,6 +101,7 @@ def markdown(o: dict) -> str:
     for r in o["rows"]:
         lines.append(f"| {r['blas_threads']} | {r['idle_wall_s']} ({r['idle_cpu_s']}, {r['idle_others_cores']}) | "
                      f"{r['busy_wall_s']} ({r['busy_cpu_s']}, {r['busy_others_cores']}) |")
+    lines += ["", NOTE]
     return "\n".join(lines + [""])
 
 

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from demo_busy import machine_busy, start_hog, tree_cpu
+from demo_busy import NOTE, machine_busy, start_hog, tree_cpu
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -160,6 +160,7 @@ def markdown(o: dict) -> str:
                      f"{r['idle_qat_ms']} ({r['idle_qat_cpu_ms']}) | {r['busy_float_ms']} ({r['busy_float_cpu_ms']}) | "
                      f"{r['busy_qat_ms']} ({r['busy_qat_cpu_ms']}) | {r['ratio']}x | {r['others_idle']} / "
                      f"{r['others_busy']} | {', '.join(r['hashes'])} |")
+    lines += ["", NOTE]
     lines += ["", "One hash per thread count (whatever the policy and the load) is what determinism needs; "
               "different counts give different hashes (torch's CPU kernels sum in a thread-count-dependent order).", ""]
     return "\n".join(lines)
