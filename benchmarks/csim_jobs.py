@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from demo_busy import NOTE, machine_busy, start_hog, tree_cpu
+from demo_busy import NOTE, beside, medians, others_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -32,21 +29,10 @@ sys.path.insert(0, str(ROOT))
 def measure(prj: Path, jobs: int, busy: bool) -> dict:
     from vecq_hw.hls.csim import csim
 
-    hog = start_hog() if busy else None
-    try:
-        if hog:
-            time.sleep(1)
-        t0, b0, h0 = time.perf_counter(), machine_busy(), tree_cpu(hog.pid) if hog else 0.0
-        r = csim(prj, jobs=jobs, restart=True, check_synthesis=False)
-        wall, busy_s = time.perf_counter() - t0, machine_busy() - b0
-        hog_s = tree_cpu(hog.pid) - h0 if hog else 0.0
-    finally:
-        if hog:
-            hog.kill()
-            hog.wait()
+    r, wall, spent = beside(lambda: csim(prj, jobs=jobs, restart=True, check_synthesis=False), busy)
     assert r.cached and r.ok, r.summary()
     return {"wall_s": round(wall, 2), "cpu_s": round(r.run_cpu_seconds, 2),
-            "others_cores": round(max(0.0, (busy_s - hog_s - r.run_cpu_seconds) / wall), 2)}
+            "others_cores": others_cores(spent, r.run_cpu_seconds, wall)}
 
 
 def main(argv=None) -> None:
@@ -69,10 +55,7 @@ def main(argv=None) -> None:
                       f"others {m['others_cores']} cores", flush=True)
     rows = []
     for j in args.jobs:
-        row = {"jobs": j}
-        for kind in ("idle", "busy"):
-            for k in ("wall_s", "cpu_s", "others_cores"):
-                row[f"{kind}_{k}"] = round(statistics.median(m[k] for m in raw[j][kind]), 2)
+        row = {"jobs": j, **{f"{kind}_{k}": v for kind in ("idle", "busy") for k, v in medians(raw[j][kind]).items()}}
         row["ratio"] = round(row["busy_wall_s"] / row["idle_wall_s"], 2)
         rows.append(row)
     out = {"cpus": os.cpu_count(), "samples": first.n, "reps": args.reps, "rows": rows, "raw": raw}

@@ -31,6 +31,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +66,32 @@ def start_hog() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", HOG])
 
 
+def beside(fn, busy: bool, settle: float = 1.0):
+    """``fn()`` alone or beside the busy loop: (its result, wall seconds, CPU seconds that the
+    machine spent meanwhile outside the busy loop: ours and other processes')."""
+    hog = start_hog() if busy else None
+    try:
+        if hog:
+            time.sleep(settle)  # let the busy loop take its core
+        t0, b0, h0 = time.perf_counter(), machine_busy(), tree_cpu(hog.pid) if hog else 0.0
+        result = fn()
+        wall, spent = time.perf_counter() - t0, machine_busy() - b0 - (tree_cpu(hog.pid) - h0 if hog else 0.0)
+    finally:
+        if hog:
+            hog.kill()
+            hog.wait()
+    return result, wall, spent
+
+
+def others_cores(spent: float, ours: float, wall: float) -> float:
+    """Average cores that processes other than ours and the busy loop kept busy."""
+    return round(max(0.0, (spent - ours) / wall), 2)
+
+
+def medians(runs: list[dict], keys=("wall_s", "cpu_s", "others_cores")) -> dict:
+    return {k: round(statistics.median(m[k] for m in runs), 2) for k in keys}
+
+
 def clear_csim_cache() -> None:
     sys.path.insert(0, str(ROOT))
     from vecq_hw.hls.csim import cache_dir
@@ -88,13 +115,13 @@ def machine_busy() -> float:
     return (sum(v) - v[3] - v[4]) / TICK
 
 
-def run_demo(code: Path, out: Path, hog: int | None) -> dict:
+def run_demo(code: Path, out: Path) -> dict:
     """One demo of checkout ``code`` into ``out``: wall and CPU seconds per phase, the report."""
     clear_csim_cache()
     load = os.getloadavg()[0]
     env = dict(os.environ, PYTHONPATH=str(code))
     marks: list[tuple[str, float, float]] = []
-    t0, busy0, hog0 = time.perf_counter(), machine_busy(), tree_cpu(hog) if hog else 0.0
+    t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "vecq_hw.cli", "demo", "--out", str(out)], cwd=code, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -118,7 +145,6 @@ def run_demo(code: Path, out: Path, hog: int | None) -> dict:
     for r in readers:
         r.join()
     cpu = usage.ru_utime + usage.ru_stime
-    others = (machine_busy() - busy0 - (tree_cpu(hog) - hog0 if hog else 0.0) - cpu) / wall
     if proc.returncode != 0:
         raise SystemExit(f"benchmarks/demo_busy.py: the demo failed (exit {proc.returncode}):\n"
                          + "".join(lines[-40:]))
@@ -126,7 +152,7 @@ def run_demo(code: Path, out: Path, hog: int | None) -> dict:
     phases = {a[0]: {"wall_s": round(b[1] - a[1], 1), "cpu_s": round(b[2] - a[2], 1)}
               for a, b in zip(bounds, bounds[1:])}
     return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": round(load, 2),
-            "others_cores": round(max(0.0, others), 2), "phases": phases, "threads": _threads(lines),
+            "phases": phases, "threads": _threads(lines),
             "report": json.loads((out / "report.json").read_text())}
 
 
@@ -141,16 +167,9 @@ def one_round(codes: list[Path], work: Path, r: int) -> list[dict]:
     for i, code in enumerate(codes):
         runs = {}
         for kind in ("idle", "busy"):
-            hog = start_hog() if kind == "busy" else None
-            try:
-                if hog:
-                    time.sleep(5)  # let the busy loop take its core
-                runs[kind] = run_demo(code, work / f"{kind}{r}_{i}", hog.pid if hog else None)
-            finally:
-                if hog:
-                    hog.kill()
-                    hog.wait()
-            x = runs[kind]
+            x, wall, spent = beside(lambda: run_demo(code, work / f"{kind}{r}_{i}"), kind == "busy", settle=5)
+            x["others_cores"] = others_cores(spent, x["cpu_s"], wall)
+            runs[kind] = x
             print(f"round {r + 1} {code.name or code}: {kind} {x['wall_s']} s, CPU {x['cpu_s']} s, "
                   f"others {x['others_cores']} cores", flush=True)
         ratio = runs["busy"]["wall_s"] / runs["idle"]["wall_s"]

@@ -18,15 +18,13 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from demo_busy import NOTE, machine_busy, start_hog, tree_cpu
+from demo_busy import NOTE, beside, medians, others_cores
 from sim_throughput import lenet5
 
 from vecq_hw.sim import simulator
@@ -41,20 +39,10 @@ def cpu() -> float:
 
 def measure(model, x, threads: int, busy: bool) -> tuple[dict, np.ndarray]:
     simulator.one_blas_thread = lambda: threadpool_limits(limits=threads, user_api="blas")
-    hog = start_hog() if busy else None
-    try:
-        if hog:
-            time.sleep(1)
-        t0, c0, b0, h0 = time.perf_counter(), cpu(), machine_busy(), tree_cpu(hog.pid) if hog else 0.0
-        out = simulator.simulate(model, x, count_overflow=True).output
-        wall, used, busy_s = time.perf_counter() - t0, cpu() - c0, machine_busy() - b0
-        hog_s = tree_cpu(hog.pid) - h0 if hog else 0.0
-    finally:
-        if hog:
-            hog.kill()
-            hog.wait()
-    return {"wall_s": round(wall, 2), "cpu_s": round(used, 2),
-            "others_cores": round(max(0.0, (busy_s - hog_s - used) / wall), 2)}, out
+    c0 = cpu()
+    out, wall, spent = beside(lambda: simulator.simulate(model, x, count_overflow=True).output, busy)
+    used = cpu() - c0
+    return {"wall_s": round(wall, 2), "cpu_s": round(used, 2), "others_cores": others_cores(spent, used, wall)}, out
 
 
 def main(argv=None) -> None:
@@ -77,13 +65,8 @@ def main(argv=None) -> None:
                 raw[n][kind].append(m)
                 print(f"rep {rep + 1}: {n} BLAS thread(s) {kind}: {m['wall_s']} s (CPU {m['cpu_s']} s), "
                       f"others {m['others_cores']} cores", flush=True)
-    rows = []
-    for n in (1, 2):
-        row = {"blas_threads": n}
-        for kind in ("idle", "busy"):
-            for k in ("wall_s", "cpu_s", "others_cores"):
-                row[f"{kind}_{k}"] = round(statistics.median(m[k] for m in raw[n][kind]), 2)
-        rows.append(row)
+    rows = [{"blas_threads": n, **{f"{kind}_{k}": v for kind in ("idle", "busy")
+                                   for k, v in medians(raw[n][kind]).items()}} for n in (1, 2)]
     out = {"cpus": os.cpu_count(), "n": args.n, "reps": args.reps, "rows": rows, "raw": raw}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sim_blas.json").write_text(json.dumps(out, indent=1) + "\n")

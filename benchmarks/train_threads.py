@@ -24,10 +24,9 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from demo_busy import NOTE, machine_busy, start_hog, tree_cpu
+from demo_busy import NOTE, beside, others_cores
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -76,22 +75,11 @@ print(json.dumps(out))
 def measure(threads: int, policy: str, steps: int, busy: bool) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT), **POLICIES[policy])
     env.pop("OMP_NUM_THREADS", None)
-    hog = start_hog() if busy else None
-    try:
-        if hog:
-            time.sleep(1)
-        t0, b0, h0 = time.perf_counter(), machine_busy(), tree_cpu(hog.pid) if hog else 0.0
-        r = subprocess.run([sys.executable, "-c", CHILD, str(threads), str(steps),
-                            str(ROOT / "configs" / "demo_lenet5_mnist_w2a8.yaml")],
-                           env=env, capture_output=True, text=True, check=True)
-        wall, busy_s = time.perf_counter() - t0, machine_busy() - b0
-        hog_s = tree_cpu(hog.pid) - h0 if hog else 0.0
-    finally:
-        if hog:
-            hog.kill()
-            hog.wait()
+    r, wall, spent = beside(lambda: subprocess.run(
+        [sys.executable, "-c", CHILD, str(threads), str(steps), str(ROOT / "configs" / "demo_lenet5_mnist_w2a8.yaml")],
+        env=env, capture_output=True, text=True, check=True), busy)
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    out["others_cores"] = round(max(0.0, (busy_s - hog_s - out["process_cpu"]) / wall), 2)
+    out["others_cores"] = others_cores(spent, out["process_cpu"], wall)
     return out
 
 
