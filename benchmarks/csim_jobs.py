@@ -14,15 +14,13 @@ Writes benchmarks/results/csim_jobs.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from demo_busy import NOTE, beside, medians, others_cores
+from demo_busy import beside, idle_busy_table, line, medians, others_cores, round_robin, save
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
 
@@ -45,37 +43,24 @@ def main(argv=None) -> None:
 
     prj = Path(args.project).resolve()
     first = csim(prj, check_synthesis=False)  # the build (cached for every measured run)
-    raw = {j: {"idle": [], "busy": []} for j in args.jobs}
-    for rep in range(args.reps):
-        for j in args.jobs:
-            for kind in ("idle", "busy"):
-                m = measure(prj, j, kind == "busy")
-                raw[j][kind].append(m)
-                print(f"rep {rep + 1}: {j} jobs {kind}: {m['wall_s']} s (CPU {m['cpu_s']} s), "
-                      f"others {m['others_cores']} cores", flush=True)
+    raw = round_robin(args.jobs, args.reps, lambda j, busy: measure(prj, j, busy),
+                      lambda j, kind, m: f"{j} jobs {kind}: {line(m)}")
     rows = []
     for j in args.jobs:
         row = {"jobs": j, **{f"{kind}_{k}": v for kind in ("idle", "busy") for k, v in medians(raw[j][kind]).items()}}
         row["ratio"] = round(row["busy_wall_s"] / row["idle_wall_s"], 2)
         rows.append(row)
     out = {"cpus": os.cpu_count(), "samples": first.n, "reps": args.reps, "rows": rows, "raw": raw}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "csim_jobs.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "csim_jobs.md").write_text(markdown(out))
+    save("csim_jobs", out, markdown)
     print(markdown(out))
 
 
 def markdown(o: dict) -> str:
-    lines = ["# C simulation per number of testbench processes (`benchmarks/csim_jobs.py`)", "",
-             f"{o['cpus']} CPUs; the demo's HLS project, {o['samples']} samples simulated from scratch per run, "
-             f"median of {o['reps']} interleaved reps. \"busy\": beside a Python loop that never sleeps; "
-             "\"others\": cores other processes kept busy meanwhile.", "",
-             "| processes | idle s (CPU s, others) | busy s (CPU s, others) | busy/idle |", "|---:|---:|---:|---:|"]
-    for r in o["rows"]:
-        lines.append(f"| {r['jobs']} | {r['idle_wall_s']} ({r['idle_cpu_s']}, {r['idle_others_cores']}) | "
-                     f"{r['busy_wall_s']} ({r['busy_cpu_s']}, {r['busy_others_cores']}) | {r['ratio']}x |")
-    lines += ["", NOTE]
-    return "\n".join(lines + [""])
+    return idle_busy_table(
+        "C simulation per number of testbench processes (`benchmarks/csim_jobs.py`)",
+        f"{o['cpus']} CPUs; the demo's HLS project, {o['samples']} samples simulated from scratch per run, "
+        f"median of {o['reps']} interleaved reps. \"busy\": beside a Python loop that never sleeps; "
+        "\"others\": cores other processes kept busy meanwhile.", "processes", "jobs", o["rows"])
 
 
 if __name__ == "__main__":

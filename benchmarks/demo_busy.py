@@ -92,6 +92,46 @@ def medians(runs: list[dict], keys=("wall_s", "cpu_s", "others_cores")) -> dict:
     return {k: round(statistics.median(m[k] for m in runs), 2) for k in keys}
 
 
+def line(m: dict) -> str:
+    return f"{m['wall_s']} s (CPU {m['cpu_s']} s), others {m['others_cores']} cores"
+
+
+def round_robin(keys, reps: int, measure, say, after=None) -> dict:
+    """``measure(key, busy)`` for every key, idle then busy, ``reps`` times round-robin, so that
+    every configuration sees the same machine: {key: {"idle": [...], "busy": [...]}}.
+    ``say(rep, key, kind, m)`` is printed after each; ``after(raw)`` runs after each key."""
+    raw = {k: {"idle": [], "busy": []} for k in keys}
+    for rep in range(reps):
+        for k in keys:
+            for kind in ("idle", "busy"):
+                m = measure(k, kind == "busy")
+                raw[k][kind].append(m)
+                print(f"rep {rep + 1}: {say(k, kind, m)}", flush=True)
+            if after is not None:
+                after(raw)
+    return raw
+
+
+def idle_busy_table(title: str, intro: str, key_name: str, key: str, rows: list[dict]) -> str:
+    """A results page: one row per configuration, its median idle and busy seconds (CPU s, others)
+    and their ratio."""
+    def cell(r, kind):
+        return f"{r[kind + '_wall_s']} ({r[kind + '_cpu_s']}, {r[kind + '_others_cores']})"
+
+    lines = [f"# {title}", "", intro, "", f"| {key_name} | idle s (CPU s, others) | busy s (CPU s, others) | busy/idle |",
+             "|---:|---:|---:|---:|"]
+    lines += [f"| {r[key]} | {cell(r, 'idle')} | {cell(r, 'busy')} | {r['busy_wall_s'] / r['idle_wall_s']:.2f}x |"
+              for r in rows]
+    return "\n".join(lines + ["", NOTE, ""])
+
+
+def save(name: str, out: dict, markdown) -> None:
+    """benchmarks/results/NAME.json and NAME.md (``markdown(out)``)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown(out))
+
+
 def clear_csim_cache() -> None:
     sys.path.insert(0, str(ROOT))
     from vecq_hw.hls.csim import cache_dir
@@ -194,9 +234,7 @@ def main(argv=None) -> None:
     out = {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "machine": platform.machine(),
            "target_ratio": TARGET, "rounds": rows, "worst_ratio": max(x["ratio"] for x in ours),
            "same_accuracy": all(x["same_accuracy"] for x in ours)}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "demo_busy.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "demo_busy.md").write_text(markdown(out))
+    save("demo_busy", out, markdown)
     print(markdown(out))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)

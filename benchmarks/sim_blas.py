@@ -15,21 +15,18 @@ Writes benchmarks/results/sim_blas.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
-from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from demo_busy import NOTE, beside, medians, others_cores
+from demo_busy import beside, idle_busy_table, line, medians, others_cores, round_robin, save
 from sim_throughput import lenet5
 
 from vecq_hw.sim import simulator
 
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def cpu() -> float:
@@ -54,38 +51,29 @@ def main(argv=None) -> None:
     model = lenet5(rng)
     t = model.input.out_type
     x = rng.uniform(t.min_value, t.max_value, size=(args.n,) + tuple(model.input.shape))
-    raw = {n: {"idle": [], "busy": []} for n in (1, 2)}
-    ref = None
-    for rep in range(args.reps):
-        for n in (1, 2):
-            for kind in ("idle", "busy"):
-                m, out = measure(model, x, n, kind == "busy")
-                ref = out if ref is None else ref
-                assert np.array_equal(out, ref), "the BLAS thread count changed the simulator's integers"
-                raw[n][kind].append(m)
-                print(f"rep {rep + 1}: {n} BLAS thread(s) {kind}: {m['wall_s']} s (CPU {m['cpu_s']} s), "
-                      f"others {m['others_cores']} cores", flush=True)
+    outputs = []
+
+    def checked(n, busy):
+        m, out = measure(model, x, n, busy)
+        outputs.append(out)
+        assert np.array_equal(out, outputs[0]), "the BLAS thread count changed the simulator's integers"
+        return m
+
+    raw = round_robin((1, 2), args.reps, checked, lambda n, kind, m: f"{n} BLAS thread(s) {kind}: {line(m)}")
     rows = [{"blas_threads": n, **{f"{kind}_{k}": v for kind in ("idle", "busy")
                                    for k, v in medians(raw[n][kind]).items()}} for n in (1, 2)]
     out = {"cpus": os.cpu_count(), "n": args.n, "reps": args.reps, "rows": rows, "raw": raw}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sim_blas.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / "sim_blas.md").write_text(markdown(out))
+    save("sim_blas", out, markdown)
     print(markdown(out))
 
 
 def markdown(o: dict) -> str:
-    lines = ["# The simulator's BLAS threads (`benchmarks/sim_blas.py`)", "",
-             f"{o['cpus']} CPUs; paper-size LeNet-5 (32C5-64C5-FC512 as in `sim_throughput.py`), {o['n']} random "
-             f"inputs, overflows counted (the demo's call); median of {o['reps']} interleaved reps. \"busy\": "
-             "beside a Python loop that never sleeps; \"others\": cores other processes kept busy meanwhile. "
-             "Identical outputs in every run.", "",
-             "| BLAS threads | idle s (CPU s, others) | busy s (CPU s, others) |", "|---:|---:|---:|"]
-    for r in o["rows"]:
-        lines.append(f"| {r['blas_threads']} | {r['idle_wall_s']} ({r['idle_cpu_s']}, {r['idle_others_cores']}) | "
-                     f"{r['busy_wall_s']} ({r['busy_cpu_s']}, {r['busy_others_cores']}) |")
-    lines += ["", NOTE]
-    return "\n".join(lines + [""])
+    return idle_busy_table(
+        "The simulator's BLAS threads (`benchmarks/sim_blas.py`)",
+        f"{o['cpus']} CPUs; paper-size LeNet-5 (32C5-64C5-FC512 as in `sim_throughput.py`), {o['n']} random "
+        f"inputs, overflows counted (the demo's call); median of {o['reps']} interleaved reps. \"busy\": "
+        "beside a Python loop that never sleeps; \"others\": cores other processes kept busy meanwhile. "
+        "Identical outputs in every run.", "BLAS threads", "blas_threads", o["rows"])
 
 
 if __name__ == "__main__":

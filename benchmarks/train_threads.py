@@ -26,10 +26,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from demo_busy import NOTE, beside, others_cores
+from demo_busy import NOTE, RESULTS, beside, others_cores, round_robin, save
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 POLICIES = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}}
 
 CHILD = r"""
@@ -92,26 +91,23 @@ def main(argv=None) -> None:
     ap.add_argument("--name", default="train_threads", help="results/NAME.{json,md}")
     args = ap.parse_args(argv)
     configs = [(t, p) for t in args.threads for p in args.policies]
-    raw: dict = {f"{t} {p}": {"idle": [], "busy": []} for t, p in configs}
-    for rep in range(args.reps):
-        for t, p in configs:
-            for kind in ("idle", "busy"):
-                m = measure(t, p, args.steps, kind == "busy")
-                raw[f"{t} {p}"][kind].append(m)
-                print(f"rep {rep + 1}: {t} threads, {p:7s} {kind}: float {1e3 * m['float']['wall']:.0f} ms/step, "
-                      f"qat {1e3 * m['qat']['wall']:.0f} ms/step, others {m['others_cores']} cores, "
-                      f"hash {m['hash']}", flush=True)
-            write(args, configs, raw)  # after every configuration: an interrupted run keeps what it measured
+
+    def say(c, kind, m):
+        return (f"{c[0]} threads, {c[1]:7s} {kind}: float {1e3 * m['float']['wall']:.0f} ms/step, "
+                f"qat {1e3 * m['qat']['wall']:.0f} ms/step, others {m['others_cores']} cores, hash {m['hash']}")
+
+    # written after every configuration: an interrupted run keeps what it measured
+    round_robin(configs, args.reps, lambda c, busy: measure(c[0], c[1], args.steps, busy), say,
+                after=lambda raw: write(args, raw))
     print((RESULTS / f"{args.name}.md").read_text())
 
 
-def write(args, configs, raw) -> None:
-    rows = [summary(t, p, raw[f"{t} {p}"]) for t, p in configs if raw[f"{t} {p}"]["busy"]]
+def write(args, raw) -> None:
+    rows = [summary(t, p, r) for (t, p), r in raw.items() if r["busy"]]
     out = {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "machine": platform.machine(),
-           "torch": _torch_version(), "steps": args.steps, "reps": args.reps, "rows": rows, "raw": raw}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / f"{args.name}.md").write_text(markdown(out))
+           "torch": _torch_version(), "steps": args.steps, "reps": args.reps, "rows": rows,
+           "raw": {f"{t} {p}": r for (t, p), r in raw.items()}}
+    save(args.name, out, markdown)
 
 
 def _torch_version() -> str:
