@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from demo_busy import beside, idle_busy_table, line, medians, others_cores, round_robin, save
+from demo_busy import beside, idle_busy_table, line, median_rows, others_cores, round_robin, save
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,11 +45,7 @@ def main(argv=None) -> None:
     first = csim(prj, check_synthesis=False)  # the build (cached for every measured run)
     raw = round_robin(args.jobs, args.reps, lambda j, busy: measure(prj, j, busy),
                       lambda j, kind, m: f"{j} jobs {kind}: {line(m)}")
-    rows = []
-    for j in args.jobs:
-        row = {"jobs": j, **{f"{kind}_{k}": v for kind in ("idle", "busy") for k, v in medians(raw[j][kind]).items()}}
-        row["ratio"] = round(row["busy_wall_s"] / row["idle_wall_s"], 2)
-        rows.append(row)
+    rows = median_rows(raw, "jobs")
     out = {"cpus": os.cpu_count(), "samples": first.n, "reps": args.reps, "rows": rows, "raw": raw}
     save("csim_jobs", out, markdown)
     print(markdown(out))

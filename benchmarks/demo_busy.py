@@ -9,8 +9,8 @@ core busy the demo takes at most 1.5x its idle wall time, and deploys exactly th
 not follow the load). Each round runs the complete demo twice into fresh folders (train ->
 export -> simulate -> HLS -> C simulation -> report), first without, then beside a busy process
 (a Python loop that never sleeps, pinned to no core, like the user's other job). Before every
-run the compiled-header cache of the C simulation is emptied (a new user has none), so both runs
-do the same work.
+run gets its own empty compiled-header cache for the C simulation (a new user has none; the
+user's own cache is left alone), so both runs do the same work.
 
 Per phase (cut at the demo's own progress lines) the table gives wall seconds and the CPU
 seconds of the demo's process tree (its threads and its reaped children: g++, the testbench).
@@ -26,6 +26,7 @@ Writes benchmarks/results/demo_busy.{json,md}.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -92,6 +93,16 @@ def medians(runs: list[dict], keys=("wall_s", "cpu_s", "others_cores")) -> dict:
     return {k: round(statistics.median(m[k] for m in runs), 2) for k in keys}
 
 
+def median_rows(raw: dict, key: str) -> list[dict]:
+    """One row per configuration of :func:`round_robin`'s ``raw``: its medians idle and busy
+    (``idle_wall_s``, ``busy_cpu_s``, ...) and the busy/idle wall-time ratio."""
+    rows = []
+    for k, runs in raw.items():
+        row = {key: k, **{f"{kind}_{name}": v for kind in ("idle", "busy") for name, v in medians(runs[kind]).items()}}
+        rows.append({**row, "ratio": round(row["busy_wall_s"] / row["idle_wall_s"], 2)})
+    return rows
+
+
 def line(m: dict) -> str:
     return f"{m['wall_s']} s (CPU {m['cpu_s']} s), others {m['others_cores']} cores"
 
@@ -132,14 +143,6 @@ def save(name: str, out: dict, markdown) -> None:
     (RESULTS / f"{name}.md").write_text(markdown(out))
 
 
-def clear_csim_cache() -> None:
-    sys.path.insert(0, str(ROOT))
-    from vecq_hw.hls.csim import cache_dir
-
-    for p in cache_dir().glob("pch-*"):
-        shutil.rmtree(p, ignore_errors=True)
-
-
 def tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid``'s threads and of the children it has reaped (0 once it is gone)."""
     try:
@@ -157,9 +160,8 @@ def machine_busy() -> float:
 
 def run_demo(code: Path, out: Path) -> dict:
     """One demo of checkout ``code`` into ``out``: wall and CPU seconds per phase, the report."""
-    clear_csim_cache()
     load = os.getloadavg()[0]
-    env = dict(os.environ, PYTHONPATH=str(code))
+    env = dict(os.environ, PYTHONPATH=str(code), VECQ_HW_CACHE=str(out.parent / f"{out.name}-cache"))
     marks: list[tuple[str, float, float]] = []
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "vecq_hw.cli", "demo", "--out", str(out)], cwd=code, env=env,
@@ -192,8 +194,27 @@ def run_demo(code: Path, out: Path) -> dict:
     phases = {a[0]: {"wall_s": round(b[1] - a[1], 1), "cpu_s": round(b[2] - a[2], 1)}
               for a, b in zip(bounds, bounds[1:])}
     return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "load_before": round(load, 2),
-            "phases": phases, "threads": _threads(lines),
+            "phases": phases, "threads": _threads(lines), "model_digest": model_digest(out),
             "report": json.loads((out / "report.json").read_text())}
+
+
+def model_digest(out: Path) -> dict:
+    """SHA-256 of what the demo trained and deployed: every tensor of run/model.pt (name, dtype,
+    shape and bytes, in name order) and every integer table of model/ (the .npy files' bytes)."""
+    import torch
+
+    h = hashlib.sha256()
+    state = torch.load(out / "run" / "model.pt", weights_only=True)["state_dict"]
+    for name in sorted(state):
+        t = state[name].contiguous()
+        h.update(f"{name} {t.dtype} {tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes())
+    tables = hashlib.sha256()
+    for f in sorted((out / "model").rglob("*.npy")):
+        tables.update(str(f.relative_to(out / "model")).encode())
+        tables.update(f.read_bytes())
+    return {"model_pt": h.hexdigest(), "integer_tables": tables.hexdigest(),
+            "n_tensors": len(state), "n_tables": len(list((out / "model").rglob("*.npy")))}
 
 
 def _threads(lines: list[str]) -> str:
@@ -214,7 +235,8 @@ def one_round(codes: list[Path], work: Path, r: int) -> list[dict]:
                   f"others {x['others_cores']} cores", flush=True)
         ratio = runs["busy"]["wall_s"] / runs["idle"]["wall_s"]
         rows.append({"round": r + 1, "code": str(code), "this_checkout": code == ROOT, **runs,
-                     "ratio": round(ratio, 3), "same_accuracy": _acc(runs["idle"]) == _acc(runs["busy"])})
+                     "ratio": round(ratio, 3), "same_accuracy": _acc(runs["idle"]) == _acc(runs["busy"]),
+                     "same_model": runs["idle"]["model_digest"] == runs["busy"]["model_digest"]})
     return rows
 
 
@@ -233,7 +255,8 @@ def main(argv=None) -> None:
     ours = [x for x in rows if x["this_checkout"]]
     out = {"cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "machine": platform.machine(),
            "target_ratio": TARGET, "rounds": rows, "worst_ratio": max(x["ratio"] for x in ours),
-           "same_accuracy": all(x["same_accuracy"] for x in ours)}
+           "same_accuracy": all(x["same_accuracy"] for x in ours),
+           "same_model": all(x["same_model"] for x in ours)}
     save("demo_busy", out, markdown)
     print(markdown(out))
     if not args.work:
@@ -243,6 +266,11 @@ def main(argv=None) -> None:
 def _acc(run: dict) -> str:
     rep = run.get("report") or {}
     return f"{100 * rep['sim_accuracy']:.2f} %" if "sim_accuracy" in rep else "-"
+
+
+def _digests(run: dict) -> str:
+    d = run["model_digest"]
+    return f"{d['model_pt'][:12]} / {d['integer_tables'][:12]}"
 
 
 def _phase_rows(x: dict) -> list[str]:
@@ -259,18 +287,18 @@ def _phase_rows(x: dict) -> list[str]:
 def markdown(o: dict) -> str:
     lines = ["# The demo on an idle machine and with one core busy (`benchmarks/demo_busy.py`)", "",
              f"{o['cpus']} CPUs ({o['affinity']} available to the process), {o['machine']}. Each run: the whole "
-             "`vecq-hw demo` into a fresh folder, compiled-header cache emptied first; the busy process is a "
+             "`vecq-hw demo` into a fresh folder, an empty compiled-header cache of its own; the busy process is a "
              "Python loop that never sleeps. \"others\": the average number of cores that processes other "
              "than the demo and the busy loop kept busy meanwhile (/proc/stat). Target: busy <= "
              f"{o['target_ratio']}x idle, the same deployed accuracy.", "",
              "| round | checkout | idle s (CPU s, others) | one core busy s (CPU s, others) | ratio | "
-             "deployed acc. idle / busy |",
-             "|---|---|---:|---:|---:|---|"]
+             "deployed acc. idle / busy | model.pt / integer tables idle, busy |",
+             "|---|---|---:|---:|---:|---|---|"]
     for x in o["rounds"]:
         i, b = x["idle"], x["busy"]
         lines.append(f"| {x['round']} | {'this' if x['this_checkout'] else x['code']} | {i['wall_s']} "
                      f"({i['cpu_s']}, {i['others_cores']}) | {b['wall_s']} ({b['cpu_s']}, {b['others_cores']}) | "
-                     f"{x['ratio']}x | {_acc(i)} / {_acc(b)} |")
+                     f"{x['ratio']}x | {_acc(i)} / {_acc(b)} | {_digests(i)}, {_digests(b)} |")
     for x in o["rounds"]:
         lines += ["", f"Round {x['round']}, {'this checkout' if x['this_checkout'] else x['code']}: "
                       f"{x['idle']['threads']}", "",
@@ -280,7 +308,9 @@ def markdown(o: dict) -> str:
     ok = o["worst_ratio"] <= o["target_ratio"]
     lines += ["", f"Worst ratio (this checkout) {o['worst_ratio']}x: the {o['target_ratio']}x target is "
                   f"{'met' if ok else 'NOT met'}; deployed accuracy "
-                  f"{'identical' if o['same_accuracy'] else 'DIFFERENT'} idle and busy.", ""]
+                  f"{'identical' if o['same_accuracy'] else 'DIFFERENT'} idle and busy; trained weights "
+                  f"(model.pt) and integer tables {'bit-identical' if o['same_model'] else 'DIFFERENT'} "
+                  "idle and busy (SHA-256 of every tensor's bytes and every table file).", ""]
     return "\n".join(lines)
 
 

@@ -22,7 +22,7 @@ import sys
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from demo_busy import beside, idle_busy_table, line, medians, others_cores, round_robin, save
+from demo_busy import beside, idle_busy_table, line, median_rows, others_cores, round_robin, save
 from sim_throughput import lenet5
 
 from vecq_hw.sim import simulator
@@ -60,8 +60,7 @@ def main(argv=None) -> None:
         return m
 
     raw = round_robin((1, 2), args.reps, checked, lambda n, kind, m: f"{n} BLAS thread(s) {kind}: {line(m)}")
-    rows = [{"blas_threads": n, **{f"{kind}_{k}": v for kind in ("idle", "busy")
-                                   for k, v in medians(raw[n][kind]).items()}} for n in (1, 2)]
+    rows = median_rows(raw, "blas_threads")
     out = {"cpus": os.cpu_count(), "n": args.n, "reps": args.reps, "rows": rows, "raw": raw}
     save("sim_blas", out, markdown)
     print(markdown(out))

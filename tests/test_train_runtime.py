@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 import time
@@ -179,3 +180,22 @@ def test_same_weights_with_a_busy_core(tmp_path, mnist, monkeypatch):
     assert ta.keys() == tb.keys() and any(k.endswith(".codes") for k in ta)
     for k in ta:
         assert ta[k].dtype == tb[k].dtype and np.array_equal(ta[k], tb[k]), k
+    if busy["threads"] > 1:  # what a count that followed the load would give: other bits, seen here
+        train(TINY, tmp_path / "one", progress=False, plot=False, threads=1)
+        c = torch.load(tmp_path / "one" / "model.pt", weights_only=True)["state_dict"]
+        assert any(a[k].numpy().tobytes() != c[k].numpy().tobytes() for k in a)
+
+
+def test_vecq_hw_sets_a_passive_openmp_wait_unless_the_user_did(monkeypatch):
+    """Spinning OpenMP threads took 9x the CPU per training step and beside a busy process made
+    steps 10x slower (benchmarks/results/train_threads_policy.md): `vecq-hw` sets
+    OMP_WAIT_POLICY=PASSIVE for itself before anything loads torch, and keeps a user's choice."""
+    import vecq_hw.cli as cli_module
+
+    seen = []
+    monkeypatch.setattr(cli_module.cli, "main", lambda **kw: seen.append(os.environ.get("OMP_WAIT_POLICY")))
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    cli_module.main(["--help"])
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    cli_module.main(["--help"])
+    assert seen == ["PASSIVE", "ACTIVE"]
