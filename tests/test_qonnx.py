@@ -39,6 +39,7 @@ from vecq_hw.quant import VecQ
 from vecq_hw.qonnx import export_qonnx, from_qonnx, hls4ml_convert, import_qonnx, to_qonnx, write_graph
 from vecq_hw.sim import simulate
 
+from qonnx_bad_graphs import BAD_GRAPHS, mutated
 from qonnx_compare import layer_diffs, to_mantissas
 
 REQUANTISING = ("dense", "conv2d", "depthwise_conv2d", "add", "global_avg_pool")
@@ -360,37 +361,11 @@ def test_brevitas_binary_weights_and_float_activations(tmp_path):
 
 # -- in: bad input -------------------------------------------------------------------------------
 
-def _mutated(model: ir.Model, change) -> onnx.ModelProto:
-    proto = to_qonnx(model)
-    nodes = {n.name: n for n in proto.graph.node}
-    inits = {t.name: t for t in proto.graph.initializer}
-    change(nodes, inits)
-    return proto
-
-
-def _set(inits, name, value):
-    inits[name].CopyFrom(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
-
-
-BAD_GRAPHS = {
-    "unsupported op": (lambda n, i: setattr(n["relu1"], "op_type", "Sigmoid"), "node 'relu1' (Sigmoid)",
-                       "unsupported operation"),
-    "non-scalar bitwidth": (lambda n, i: _set(i, n["conv1.quant"].input[3], [8.0, 8.0]),
-                            "node 'conv1.quant' (Quant)", "bitwidth must be a scalar"),
-    "non-zero zero point": (lambda n, i: _set(i, n["conv1.quant"].input[2], 1.0), "node 'conv1.quant' (Quant)",
-                            "non-zero zero point"),
-    "float activation scale": (lambda n, i: _set(i, n["conv1.quant"].input[1], 0.1), "node 'conv1.quant' (Quant)",
-                               "not a power of two"),
-    "unquantised weights": (lambda n, i: n["conv1"].input.__setitem__(1, n["conv1.wq.quant"].input[0]),
-                            "node 'conv1' (Conv)", "weights are not quantised"),
-}
-
-
 @pytest.mark.parametrize("case", list(BAD_GRAPHS))
 def test_bad_graphs_are_one_line_naming_file_and_node(case, tmp_path):
     change, where, why = BAD_GRAPHS[case]
     path = tmp_path / "bad.onnx"
-    onnx.save(_mutated(random_cnn(2, seed=2), change), str(path))
+    onnx.save(mutated(random_cnn(2, seed=2), change), str(path))
     with pytest.raises(VecQError) as e:
         from_qonnx(path)
     assert _one_line(e).startswith(f"{path}: field '{where}'") and why in str(e.value)
