@@ -36,6 +36,10 @@ class HlsOptions:
     ``strategy``/``reuse_factor``: hls4ml's; ``part``/``clock_period`` (ns): the target.
     ``reuse``: per-layer reuse factors ``{layer name: R}`` overriding ``reuse_factor`` for that
     weighted layer (folding, :mod:`.folding`: R products share one multiplier slot, II = R).
+    ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
+    under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
+    ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
+    same design either way.
     """
 
     backend: str = "Vitis"
@@ -46,6 +50,7 @@ class HlsOptions:
     clock_period: float = 5.0
     project_name: str = "myproject"
     reuse: dict = field(default_factory=dict)
+    trace: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -75,6 +80,8 @@ class HlsOptions:
         if (isinstance(self.clock_period, bool) or not isinstance(self.clock_period, (int, float))
                 or not 0 < float(self.clock_period) < 1e6):
             bad("clock_period", "a positive number of nanoseconds", self.clock_period)
+        if not isinstance(self.trace, bool):
+            bad("trace", "true or false", self.trace)
         name = self.project_name
         if (not isinstance(name, str) or not _IDENT.match(name) or name in _CXX_RESERVED
                 or name.startswith("__")):
