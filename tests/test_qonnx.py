@@ -4,8 +4,9 @@ Out: every weight Quant rounds back to our levels; qonnx's own executor (``execu
 exported graph equals the simulator exactly on every layer whose float32 arithmetic is exact (all
 layers of the random models), and within the stated per-layer bound (< 1 LSB) on a LeNet-5-shaped
 k = 2 export from PyTorch with BatchNorm folded (17-bit scales, 23- to 27-bit biases), whose
-hls4ml conversion predicts the simulator's outputs on MNIST test images with 0 mismatches. In: a Brevitas CNN trained here, exported by Brevitas, imported, equals qonnx's
-execution of Brevitas's file and g++ C simulation equals the simulator. Bad input: one line.
+hls4ml conversion predicts the simulator's outputs on MNIST test images with 0 mismatches. In: a
+Brevitas CNN trained here, exported by Brevitas, imported, equals qonnx's execution of Brevitas's
+file and g++ C simulation equals the simulator. Bad input: one line.
 """
 
 from __future__ import annotations

@@ -9,27 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from vecq_hw.cli import cli
 from vecq_hw.ir.examples import random_cnn, random_inputs, random_mlp
 from vecq_hw.ir.io import load_model, save_model
 from vecq_hw.sim import simulate
 
 from qonnx_bad_graphs import BAD_GRAPHS, mutated
-
-
-def _cli(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def _assert_one_line_exit_2(r, *needles):
-    assert r.exit_code == 2, (r.exit_code, r.output)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    assert "Traceback" not in r.output
-    for n in needles:
-        assert n in lines[0], lines[0]
+from test_bad_inputs import _assert_one_line_exit_2, _cli
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -206,8 +206,8 @@ def check(model_dir, inputs, backends=STAGES, *, expected=None, hls_project=None
           jobs: int | None = None) -> CheckResult:
     """Run ``inputs`` through each of ``backends`` and compare every output exactly with the simulator.
 
-    ``model_dir``: a model folder (or an ``ir.Model``). ``inputs``: integer mantissas of the input type, or float values (converted like the flow
-    does), shape (N,) + input shape. ``expected``: output mantissas the simulator must reproduce
+    ``model_dir``: a model folder (or an ``ir.Model``). ``inputs``: integer mantissas of the input
+    type, or float values (converted like the flow does), shape (N,) + input shape. ``expected``: output mantissas the simulator must reproduce
     (golden outputs kept by the caller). ``hls_project`` / ``rtl_project``: an existing project to
     check (default: written from ``model_dir`` with ``hls_options`` / ``rtl_options`` into
     ``cache``, or into a temporary folder). ``on_missing``: what a stage whose tool is not installed
