@@ -109,7 +109,9 @@ def as_mantissas(model: ir.Model, inputs) -> np.ndarray:
 def _sim(run: _Run) -> StageResult:
     if run.expected is None:
         return StageResult("sim", "reference", f"{run.ref.size} output values of {run.model.output_type}")
-    why = mismatch(np.asarray(run.expected), run.ref, stage="sim", layer=run.model.layers[-1].name,
+    expected = np.asarray(run.expected)
+    expected = expected.reshape(run.ref.shape) if expected.size == run.ref.size else expected  # flat rows too
+    why = mismatch(expected, run.ref, stage="sim", layer=run.model.layers[-1].name,
                    expected_name="expected", actual_name="simulator")
     if why:
         raise AssertionError(why)
@@ -190,7 +192,10 @@ def _handle_missing(result: CheckResult, on_missing: str) -> None:
     if mode == "fail":
         raise AssertionError(f"vecq_hw.testing.check: {why}")
     if mode == "skip":
-        import pytest
+        try:
+            import pytest
+        except ImportError:  # not in a test after all: the result says it
+            return
         pytest.skip(why)
 
 
