@@ -108,9 +108,9 @@ def _product(kind: str) -> str:
     return f"using product = nnet::{CPP_CLASSES[kind]}<"
 
 
-#: method -> (training, what the generated C++ must call: the product class the layers bind, or
-#: ALQ's own kernel)
-METHODS = {"esb": (train_esb, _product("shift_add_n")), "alq": (train_alq, "nnet::vecq_alq_dense<"),
+#: method -> (training, what the generated headers must hold: the product class the layers bind,
+#: or the config of ALQ's own kernel)
+METHODS = {"esb": (train_esb, _product("shift_add_n")), "alq": (train_alq, ": nnet::vecq_alq_dense_config"),
            "sq_twn": (train_sq, _product("addsub"))}
 
 

@@ -15,8 +15,8 @@ weighted layer's (P / R slots), each slot costing the LUTs per basis-MAC of the 
 form measured on yosys (``configs/hardware/alq_calibration.yaml``, written by
 :mod:`.estimate.alq_form`): 'const' for R = 1 (the signs are constants), else the cheaper of
 'var' (the sign read from the ROM) and R constant ones; then per output its alpha products
-(one adder per signed digit of each constant alpha at R = 1, a small multiplier per basis and
-requantisation unit when folded), the requantisation DSPs, the plane ROM (R words of P / R
+(at R = 1 one adder per signed digit of a channel's constant alphas, but one: a channel with
+one basis and alpha 1 needs none; folded, a small multiplier per basis and requantisation unit), the requantisation DSPs, the plane ROM (R words of P / R
 bits) and cycles as the levels kinds.
 """
 
@@ -135,8 +135,10 @@ class AlqMapping(Mapping):
         e.luts += e.slots * min(lut_per_basis_mac("var", w), r * lut_per_basis_mac("const", w))
         n_out, units = layer.n_out, math.ceil(layer.n_out / r)
         acc_w, b_w = int(layer.accum_type.width), int(basis_type(layer, node.in_types[0]).width)
-        if r == 1:  # every alpha a constant: one adder of acc_j's width per signed digit
-            e.luts += acc_w * sum(csd_digit_count(a) for a in layer.column_alpha())
+        if r == 1:  # constant alphas: per output, one adder of acc_j's width per signed digit but one
+            digits = np.zeros(n_out, dtype=np.int64)
+            np.add.at(digits, layer.column_outputs(), [csd_digit_count(a) for a in layer.column_alpha()])
+            e.luts += acc_w * int(np.maximum(digits - 1, 0).sum())
         else:  # a small alpha x acc_k multiplier per basis and unit
             e.luts += units * int(layer.counts().max()) * lut_per_product("var", layer.alpha_width(), b_w)
             b, lut = bram_or_lutram(1, r, e.slots)  # the plane ROM: R words of P / R sign bits

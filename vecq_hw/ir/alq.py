@@ -36,7 +36,7 @@ import numpy as np
 
 from ..fixed import FixedType
 from .arith import signed_width_for
-from .layers import Layer, check_contract, register_kind, window_out
+from .layers import Layer, check_contract, check_conv_geometry, conv_out_shape, register_kind
 from .levels import MAX_LEVEL
 
 #: most bases per group (the alpha table's columns)
@@ -262,9 +262,7 @@ class AlqConv2D(AlqWeighted):
         return int(self.planes.shape[0]), int(self.planes.shape[1])
 
     def infer_shape(self, in_shapes):
-        h, w, _ = in_shapes[0]
-        (kh, kw), (pt, pb, pl, pr) = self.kernel, self.padding
-        return (window_out(h, pt + pb, kh, self.stride[0]), window_out(w, pl + pr, kw, self.stride[1]), self.n_out)
+        return conv_out_shape(self, in_shapes[0])
 
     @classmethod
     def planes_shape_problem(cls, shape, in_shapes, k):
@@ -276,9 +274,7 @@ class AlqConv2D(AlqWeighted):
         return None
 
     def check(self, in_shapes, in_types, fail):
-        if (len(self.stride) != 2 or len(self.padding) != 4 or min(self.stride) < 1
-                or min(self.padding) < 0):
-            fail("stride", "stride must be positive and padding (top, bottom, left, right) non-negative")
+        check_conv_geometry(self, fail)
         super().check(in_shapes, in_types, fail)
         h, w, _ = in_shapes[0]
         if any(s <= 0 for s in self.infer_shape(in_shapes)):

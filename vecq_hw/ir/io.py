@@ -503,12 +503,12 @@ def _read_npy(r: _Reader, spec, fld: str, dtype_name: str, shape_check) -> np.nd
     return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=buf.tell()).reshape(shape).copy()
 
 
-def _read_blob(r: _Reader, spec, fld: str, keys: tuple[str, ...], nbytes: int) -> bytes:
+def _read_blob(r: _Reader, spec, fld: str, keys: tuple[str, ...], nbytes: int, why: str = "") -> bytes:
     """A raw file entry ``{file, *keys, bytes, sha256}`` that must be exactly ``nbytes`` long
-    (the other keys are the caller's to check); returns its bytes."""
+    (``why``: how that follows; the other keys are the caller's to check); returns its bytes."""
     r.mapping(spec, fld, ("file",) + tuple(keys) + ("bytes", "sha256"))
     if r.int_(spec["bytes"], f"{fld}.bytes", 1, MAX_ELEMENTS) != nbytes:
-        r.fail(f"{fld}.bytes", f"expected {nbytes}, got {spec['bytes']}")
+        r.fail(f"{fld}.bytes", f"expected {nbytes}{why}, got {spec['bytes']}")
     sha = r.sha(spec["sha256"], f"{fld}.sha256")
     fname = r.str_(spec["file"], f"{fld}.file")
     _, data = r.read_file(fname, f"{fld}.file", nbytes)
@@ -528,16 +528,8 @@ def _read_image(r: _Reader, spec, fld: str, bits: int, codes: np.ndarray) -> Non
     if r.int_(spec["count"], f"{fld}.count", 1, MAX_ELEMENTS) != codes.size:
         r.fail(f"{fld}.count", f"expected {codes.size} (the codes table's size), got {spec['count']}")
     need = packed_size(codes.size, bits)
-    if r.int_(spec["bytes"], f"{fld}.bytes", 1, MAX_ELEMENTS) != need:
-        r.fail(f"{fld}.bytes", f"expected {need} (= ceil({codes.size} * {bits} / 8)), got {spec['bytes']}")
-    sha = r.sha(spec["sha256"], f"{fld}.sha256")
-    fname = r.str_(spec["file"], f"{fld}.file")
-    _, data = r.read_file(fname, f"{fld}.file", need)
-    got = _sha256(data)
-    if got != sha:
-        r.fail(f"{fld}.sha256", f"{fname}: checksum mismatch (file has {got})")
-    if len(data) != need:
-        r.fail(f"{fld}.file", f"{fname}: truncated ({len(data)} bytes, expected {need})")
+    data = _read_blob(r, spec, fld, ("layout", "bits", "count"), need, f" (= ceil({codes.size} * {bits} / 8))")
+    fname = spec["file"]
     try:
         unpacked = unpack_codes(data, bits, codes.size)
     except ValueError as e:

@@ -331,11 +331,7 @@ class _Conv(Weighted):
         return int(self.codes.shape[0]), int(self.codes.shape[1])
 
     def infer_shape(self, in_shapes):
-        h, w, _ = in_shapes[0]
-        kh, kw = self.kernel
-        pt, pb, pl, pr = self.padding
-        return (window_out(h, pt + pb, kh, self.stride[0]), window_out(w, pl + pr, kw, self.stride[1]),
-                self.n_out)
+        return conv_out_shape(self, in_shapes[0])
 
     @classmethod
     def codes_shape_problem(cls, codes_shape, in_shapes):
@@ -348,10 +344,20 @@ class _Conv(Weighted):
         return None
 
     def check(self, in_shapes, in_types, fail):
-        if (len(self.stride) != 2 or len(self.padding) != 4 or min(self.stride) < 1
-                or min(self.padding) < 0):
-            fail("stride", "stride must be positive and padding (top, bottom, left, right) non-negative")
+        check_conv_geometry(self, fail)
         super().check(in_shapes, in_types, fail)
+
+
+def conv_out_shape(layer, in_shape) -> tuple[int, int, int]:
+    """(oh, ow, n_out) of a convolution ``layer`` (``kernel``, ``stride``, ``padding``, ``n_out``)."""
+    h, w, _ = in_shape
+    (kh, kw), (pt, pb, pl, pr) = layer.kernel, layer.padding
+    return window_out(h, pt + pb, kh, layer.stride[0]), window_out(w, pl + pr, kw, layer.stride[1]), layer.n_out
+
+
+def check_conv_geometry(layer, fail: Fail) -> None:
+    if len(layer.stride) != 2 or len(layer.padding) != 4 or min(layer.stride) < 1 or min(layer.padding) < 0:
+        fail("stride", "stride must be positive and padding (top, bottom, left, right) non-negative")
 
 
 @dataclass(eq=False)
@@ -564,4 +570,5 @@ def check_buildable_types(layer: Layer, fail: Fail) -> None:
 
 __all__ = ["Add", "AvgPool2D", "Conv2D", "Dense", "DepthwiseConv2D", "Flatten", "GlobalAvgPool2D", "Input",
            "LAYER_KINDS", "Layer", "MaxPool2D", "MULTIPLIERS", "Pool2D", "ReLU", "Weighted", "fan_in",
-           "check_buildable_types", "check_contract", "register_kind", "window_out"]
+           "check_buildable_types", "check_contract", "check_conv_geometry", "conv_out_shape",
+           "register_kind", "window_out"]
