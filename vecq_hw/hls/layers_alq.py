@@ -9,11 +9,10 @@ channel's first column and basis count and each column's count of -1 signs as co
 
 from __future__ import annotations
 
-import numpy as np
 from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
 
-from .layers import _CONV_GEOMETRY, TEMPLATE_DIR, ExactWeightVariable, _conv_geometry_config, exact_decimal
+from .layers import _CONV_GEOMETRY, TEMPLATE_DIR, _conv_geometry_config, add_integer_weight, add_scale_bias
 from .registration import register_hls_layer
 from .types import precision_of
 
@@ -32,19 +31,8 @@ class _VecQAlq(Layer):
         types = self.get_attr("vecq_types")
         self.add_output_variable([self.get_attr(a) for a in self.out_shape_attrs], precision=precision_of(types["out"]))
         for name, var, key in (("weight", "w{index}", "planes_data"), ("alpha", "a{index}", "alpha_data")):
-            ints = np.asarray(self.get_attr(key), dtype=np.int64).ravel()
-            self._add_exact(name, var, precision_of(types[name]), ints.astype(np.float64), [str(int(v)) for v in ints])
-        for name, var in (("scale", "s{index}"), ("bias", "b{index}")):
-            mant = [int(m) for m in np.asarray(self.get_attr(name + "_mantissas")).ravel()]
-            frac = int(self.get_attr(name + "_frac"))
-            self._add_exact(name, var, precision_of(types[name]), np.array([m * 2.0**-frac for m in mant]),
-                            [exact_decimal(m, frac) for m in mant])
-
-    def _add_exact(self, name, var_name, precision, data, strings):
-        var = ExactWeightVariable(var_name, type_name=name + "{index}_t", precision=precision, data=data,
-                                  exact_strings=strings, index=self.index)
-        var.data_unquantized = data
-        self.set_attr(name, var)
+            add_integer_weight(self, name, var, precision_of(types[name]), self.get_attr(key))
+        add_scale_bias(self, types)
 
 
 class VecQAlqDense(_VecQAlq):
