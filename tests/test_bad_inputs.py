@@ -508,22 +508,37 @@ def test_hls_writes_only_inside_its_folder(good_dir, tmp_path):
     assert all(prj.resolve() in p.resolve().parents for p in prj.rglob("*"))
 
 
-def _renamed_layers(good_dir, tmp_path) -> Path:
-    """The good model with layer names that are paths: '../../evil', '.hidden', 'a/b'."""
+def _renamed_layers(good_dir, tmp_path, names=((2, "../../evil"), (3, ".hidden"), (4, "a/b"))) -> Path:
+    """The good model with other layer names (default: names that are paths)."""
     d = tmp_path / "m"
     shutil.copytree(good_dir, d)
     doc = _load((d / "model.yaml").read_text())
-    for i, name in ((2, "../../evil"), (3, ".hidden"), (4, "a/b")):
+    for i, name in names:
         _rec(doc, i)["name"] = name
-        _rec(doc, i + 1)["inputs"] = [name]
+        if i + 1 < len(doc["layers"]):
+            _rec(doc, i + 1)["inputs"] = [name]
     (d / "model.yaml").write_text(_dump(doc))
     return d
 
 
+def test_layer_names_that_are_paths_are_refused_before_anything_is_written(good_dir, tmp_path):
+    """Layer names reach file names and the generated C++: since issue 22 a name that is not a
+    C identifier ('../../evil') is refused when the model is read, so no command writes it."""
+    model_dir = _renamed_layers(good_dir, tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((3, 6, 6, 2)))
+    before = _tree(tmp_path)
+    for args in (["sim", model_dir, "--input", tmp_path / "x.npy", "--trace", tmp_path / "deep" / "trace"],
+                 ["hls", model_dir, "--out", tmp_path / "prj"], ["check", model_dir]):
+        _assert_one_line_exit_2(_cli(*args), "layers[2].name", "C identifier")
+    assert _tree(tmp_path) == before
+
+
 def test_sim_trace_file_names_stay_inside_the_trace_folder(good_dir, tmp_path):
+    """Names that differ in case only still get one trace file each (case-insensitive file
+    systems), and every file lands in the trace folder."""
     from vecq_hw.sim import simulate
 
-    model_dir = _renamed_layers(good_dir, tmp_path)
+    model_dir = _renamed_layers(good_dir, tmp_path, ((2, "R1"), (3, "r1")))
     x = np.random.default_rng(0).random((3, 6, 6, 2)) * 0.99
     np.save(tmp_path / "x.npy", x)
     trace = tmp_path / "deep" / "trace"
@@ -535,8 +550,14 @@ def test_sim_trace_file_names_stay_inside_the_trace_folder(good_dir, tmp_path):
     assert all(p.parent == trace and not p.name.startswith(".") for p in trace.iterdir())
     assert len(os.listdir(trace)) == 6  # one file per layer, none lost to a name clash
     res = simulate(load_model(model_dir), x, trace=True)
-    assert np.array_equal(np.load(trace / "a_b.npy"), res.trace["a/b"])
-    assert np.array_equal(np.load(trace / "_.._evil.npy"), res.trace["../../evil"])
+    assert np.array_equal(np.load(trace / "R1.npy"), res.trace["R1"])
+    assert np.array_equal(np.load(trace / "r1_2.npy"), res.trace["r1"])
+
+
+def test_safe_file_names_reduce_path_like_names_to_plain_distinct_names():
+    from vecq_hw.outputs import safe_file_names
+    names = safe_file_names(["../../evil", ".hidden", "a/b", "a_b", "A_B"], ".npy")
+    assert names == ["_.._evil.npy", "hidden.npy", "a_b.npy", "a_b_2.npy", "A_B_3.npy"]
 
 
 @pytest.mark.parametrize("option", ["--output", "--trace"])
@@ -643,10 +664,11 @@ def test_help_still_works():
 
 
 def test_saved_table_names_stay_inside_the_model_folder(good_dir, tmp_path):
-    """export/save: table files are named after layers; a layer named '../../evil' stays inside."""
-    model = load_model(_renamed_layers(good_dir, tmp_path))
+    """export/save: table files are named after layers; names that differ in case only get a file each."""
+    model = load_model(_renamed_layers(good_dir, tmp_path, ((1, "Conv"), (5, "conv"))))
     before = _tree(tmp_path)
     save_model(model, tmp_path / "out" / "m2")
     assert {p.split("/")[0] for p in _tree(tmp_path) - before} == {"out"}
     assert all(p.parent == tmp_path / "out" / "m2" for p in (tmp_path / "out" / "m2").iterdir())
+    assert len({p.name.lower() for p in (tmp_path / "out" / "m2").iterdir()}) == 9  # yaml + 2 x 4 tables
     assert load_model(tmp_path / "out" / "m2") == model

@@ -104,7 +104,9 @@ def fixed_for(values: np.ndarray, frac: int, what: str, where: str) -> tuple[np.
     """Round float constants to mantissas with ``frac`` fractional bits, in the narrowest type."""
     m = np.round(np.asarray(values, dtype=np.float64) * 2.0 ** frac)
     if not np.all(np.isfinite(m)) or np.max(np.abs(m), initial=0) >= 2.0 ** 60:
-        raise ExportError(f"{what} constant out of range for {frac} fractional bits", field=where)
+        big = float(np.max(np.abs(values), initial=0.0))
+        raise ExportError(f"{what} constants out of range: the float values reach {big:.3g}, which {frac} fractional "
+                          "bits cannot hold in 60 (extreme weights or scales?)", field=where)
     m = m.astype(np.int64)
     width = max(ir.signed_width_for(int(m.min(initial=0)), int(m.max(initial=0))), 2)
     return m, FixedType(width=width, integer=width - frac, signed=True)

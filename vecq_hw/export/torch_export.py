@@ -36,7 +36,7 @@ from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
 from .handlers import HANDLERS
-from .trace import trace
+from .trace import refuse_hidden_calls, trace
 
 #: Overflow modes for which relu(requant(y)) == requant(relu(y)) (the recipe checker reads it).
 _MONOTONE_OVERFLOW = MONOTONE_OVERFLOW
@@ -119,6 +119,7 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
     if training:
         raise ExportError("the model is in training mode (BatchNorm/Dropout would use batch behaviour); "
                           "call model.eval() before exporting", field=training[0])
+    refuse_hidden_calls(model)
     gm = trace(model)
     builder = Builder(gm, shape, opts, HANDLERS)
     layers = builder.run()
@@ -126,7 +127,7 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
         raise ExportError("forward must start with a FixedQuant input quantiser (the input's fixed-point type)",
                           field="forward")
     imodel = ir.Model(name=opts.name, layers=layers).check(where=opts.name)
-    eq = check(model, gm, imodel, builder.mapped, shape, samples, opts)
+    eq = check(model, gm, imodel, builder.mapped, builder.output, shape, samples, opts)
     return ExportResult(model=imodel, equivalence=eq)
 
 

@@ -72,6 +72,10 @@ class Pending:
     def layer(self, name: str, out_type: FixedType) -> ir.Layer:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def layer_kind(self) -> str:
+        """The kind of the layer it becomes (for its name)."""
+        return "layer"
+
     def exact_type(self) -> FixedType | None:
         """The type holding every result exactly, when one exists (else a FixedQuant is needed)."""
         return None
@@ -98,6 +102,9 @@ class PendingWeighted(Pending):
     #: filled when built (for the error bound)
     built: ir.Weighted | None = None
 
+    def layer_kind(self):
+        return self.kind.kind
+
     def layer(self, name, out_type):
         from .fold import fixed_for, scale_frac
         o, t_in = self.opts, self.inp.typ
@@ -105,12 +112,26 @@ class PendingWeighted(Pending):
         s_m, s_type = fixed_for(self.s, s_frac, "scale", self.where)
         b_frac = o.bias_frac if o.bias_frac is not None else t_in.frac + s_frac
         b_m, b_type = fixed_for(self.b, b_frac, "bias", self.where)
+        self._check_kept(name, out_type, s_m, s_type, b_m, b_type)
         lv = self.view.levels
         acc = ir.accumulator_type(t_in, ir.multipliers(self.table, lv, self.view.bits))
         self.built = self.kind(name=name, out_type=out_type, bits=self.view.bits, levels=lv, codes=self.table,
                                scale=s_m, scale_type=s_type, bias=b_m, bias_type=b_type, accum_type=acc,
                                multiplier=o.multiplier, inputs=(self.inp.layer,), **self.geometry)
         return self.built
+
+    def _check_kept(self, name, out_type, s_m, s_type, b_m, b_type) -> None:
+        """Refuse constants that lost all their precision: every scale rounded to 0 (the layer's
+        weights vanish), or every bias rounded to 0 where the float biases reach an LSB of the
+        output (extreme weights make the bias type ap_fixed<2,74>: its step is 2^72)."""
+        for what, fixed, true, t, matters in (
+                ("scale", s_m, self.s, s_type, 0.0),
+                ("bias", b_m, self.b, b_type, float(out_type.resolution))):
+            big = float(np.max(np.abs(true), initial=0.0))
+            if not np.any(fixed) and big > matters:
+                raise ExportError(f"layer '{name}': every {what} constant rounds to 0 in {t} (the float values "
+                                  f"reach {big:.3g}); the layer's constants cannot be represented at this scale "
+                                  "(extreme weights?)", field=self.where)
 
     def error_bound(self, out_type):
         """|acc*s + b - PyTorch's y| <= sum_i |d_ij| x_max ds + db, with ds, db half a step of the
@@ -138,6 +159,9 @@ class PendingAdd(Pending):
     a: Tensor = None
     b: Tensor = None
 
+    def layer_kind(self):
+        return ir.Add.kind
+
     def layer(self, name, out_type):
         return ir.Add(name=name, out_type=out_type, inputs=(self.a.layer, self.b.layer))
 
@@ -155,6 +179,9 @@ class PendingGap(Pending):
     what = "global average pool"
     inp: Tensor = None
     built: ir.GlobalAvgPool2D | None = None
+
+    def layer_kind(self):
+        return ir.GlobalAvgPool2D.kind
 
     @property
     def window(self) -> int:

@@ -37,7 +37,7 @@ def launch_training(recipe, out_dir, nproc: int, *, data_root=None, resume=False
     from ..train.loop import preflight
     if os.environ.get("RANK") or os.environ.get("WORLD_SIZE"):
         raise VecQError("--nproc starts torchrun itself; under torchrun (RANK/WORLD_SIZE set) leave it out")
-    preflight(recipe, out_dir, resume=resume, overwrite=overwrite, world=nproc)
+    preflight(recipe, out_dir, resume=resume, overwrite=overwrite, world=nproc, data_root=data_root)
     args = [str(recipe), "--out", str(out_dir)] + (["--data", str(data_root)] if data_root else [])
     args += (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     args += (["--device", device] if device else []) + (["--threads", str(threads)] if threads else [])

@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import FixedTypeError, FormatError
 from ..fixed import FixedType
+from ..names import identifier_problem
 from ..strict_yaml import load_strict_yaml
 from . import arith
 from .graph import Model
@@ -521,6 +522,9 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     cls = LAYER_KINDS[kind]
     if "name" in rec:
         r.name(rec["name"], f"{fld}.name")
+        why = identifier_problem(rec["name"])  # a layer's name reaches the generated C++
+        if why:
+            r.fail(f"{fld}.name", why)
         fld = f"{fld} ({rec['name']})"
     r.mapping(rec, fld, V1_LAYER_KEYS[kind] if version == 1 else layer_keys(cls))
     name = rec["name"]

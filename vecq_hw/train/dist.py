@@ -34,6 +34,7 @@ import datetime
 import hashlib
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -276,4 +277,30 @@ def launch(nproc: int, child_args: list[str], threads: int | None = None) -> int
     env["OMP_NUM_THREADS"] = str(threads or default_threads(nproc))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={int(nproc)}", "-m", "vecq_hw.cli", "train", *child_args]
-    return subprocess.call(cmd, env=env)
+    return _torchrun(cmd, env)
+
+
+#: torchrun's own report of a failed process begins with a log line like
+#: "E1206 12:07:47.378000 13888 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: 2) ..."
+_TORCHRUN_FAILED = re.compile(r"^[EW]\d{4} .*torch/distributed/elastic/.*failed \(exitcode: ")
+_EXITCODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
+
+
+def _torchrun(cmd: list[str], env: dict) -> int:
+    """Run torchrun, passing the processes' output through as it comes; when every process that
+    failed exited 2 (bad input: rank 0 has printed its one line), torchrun's own report (a
+    traceback and a summary of ~40 lines) is dropped and the status is 2, as in one process."""
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+    report: list[str] = []
+    for line in proc.stderr:
+        if report or _TORCHRUN_FAILED.match(line):
+            report.append(line)
+        else:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    rc = proc.wait()
+    codes = {int(c) for c in _EXITCODE.findall("".join(report))}
+    if rc != 0 and codes == {2}:
+        return 2
+    sys.stderr.write("".join(report))
+    return rc

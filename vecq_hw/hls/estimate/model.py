@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from ... import ir
 from ...errors import VecQError
+from ...names import check_clock_period
 from ..costs import LayerEstimate
 from ..folding import check_reuse, check_reuse_names, is_weighted
 from ..mappings import Mapping, mapping_for
@@ -97,8 +98,7 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
     """Per-layer and total resources, II and latency of the HLS design with this folding."""
     reuse = dict(reuse or {})
     p = part if isinstance(part, Part) else get_part(part)
-    if isinstance(clock_period, bool) or not isinstance(clock_period, (int, float)) or not clock_period > 0:
-        raise VecQError(f"expected a positive number of nanoseconds, got {clock_period!r}", field="clock_period")
+    check_clock_period(clock_period)
     if io_type not in ("io_parallel", "io_stream"):
         raise VecQError(f"expected io_parallel or io_stream, got {io_type!r}", field="io_type")
     nodes = model.nodes()
