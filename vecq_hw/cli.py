@@ -23,6 +23,7 @@ import json
 import math
 import re
 import sys
+import warnings
 
 import click
 
@@ -78,10 +79,16 @@ FINITE_POSITIVE = _FiniteFloat(min=0, min_open=True)
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning (ours, numpy's) as one ``warning: ...`` line, without its source line."""
+    return f"warning: {' '.join(str(message).split())} ({category.__name__})\n"
+
+
 class _OneLineGroup(click.Group):
     """click's usage errors as one line (``error: ...``, exit 2) instead of Usage/Try/Error."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        warnings.formatwarning = _one_line_warning
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -70,6 +70,7 @@ def output_file(path, option: str) -> Path:
     p = Path(path)
     if p.is_dir():
         raise VecQError(f"{option}: is a folder, expected a file name", file=p)
+    creatable(p, option, folder=False)
     output_folder(p.parent if str(p.parent) else Path("."), option)
     return p
 

@@ -119,9 +119,14 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
         source = "caller"
     n = x.shape[0]
     with torch.no_grad():
-        y_model = model(x)
-        rec = _Recorder(gm, {m.node for m in mapped.values()})
-        y_graph = rec.run(x)
+        try:
+            y_model = model(x)
+            rec = _Recorder(gm, {m.node for m in mapped.values()})
+            y_graph = rec.run(x)
+        except RuntimeError as exc:  # a dtype/device/shape PyTorch itself refuses on these inputs
+            first = " ".join(str(exc).split())[:200]
+            raise ExportError(f"PyTorch cannot run the model on {n} {source} sample inputs of shape "
+                              f"{tuple(x.shape[1:])} (float32, CPU): {first}", field="forward") from None
     if not isinstance(y_model, torch.Tensor) or not torch.equal(y_model, y_graph):
         raise ExportError("the traced graph does not reproduce forward() on the sample inputs (an in-place "
                           "operation or state fx cannot see?); refusing to certify it", field="forward")

@@ -64,19 +64,27 @@ def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_peri
     return format_estimate(est)
 
 
+def resolve_part(part=None):
+    """(the parts-table entry, the full part name for the HLS project): a name with a package and
+    speed grade (xc7z020clg400-1) is kept, a short one (xc7z020) gets its table entry's full name;
+    None is the table's default."""
+    from ..hls.estimate import get_part
+    p = get_part(part)
+    return p, (str(part) if part and len(str(part)) > len(p.name) else p.hls_part)
+
+
 def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
             headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, test_inputs=None):
     """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it
     (its testbench checks ``test_inputs``, a .npy, as ``hls`` does; default: 100 random inputs).
 
     Returns (text, ok); nothing is written when nothing fits."""
-    from ..hls.estimate import fit, get_part
+    from ..hls.estimate import fit
     from ..hls import HlsOptions
     from ..hls.project import check_out_dir
     from ..ir.io import load_model
     from ..report import format_fit
-    p = get_part(part)
-    hls_part = part if part and len(str(part)) > len(p.name) else p.hls_part
+    p, hls_part = resolve_part(part)
     # every option the project will carry, and the folder, checked before the search
     HlsOptions(backend=backend, part=hls_part, clock_period=clock_period)
     if out_dir is not None:

@@ -94,8 +94,9 @@ def _run_dir(source) -> Path:
 
 def export_run(source, out_dir, *, scale_bits=16, scale_frac=None, multiplier="auto", overwrite=False,
                data_root=None, eval_limit=1000) -> ExportReport:
-    from ..ir.io import save_model, weight_memory_report
+    from ..ir.io import check_model_folder, save_model, weight_memory_report
     from ..train import load_run
+    check_model_folder(out_dir, overwrite=overwrite)  # before the export and the evaluation
     model, recipe = load_run(_run_dir(source))
     images = None
     if eval_limit:

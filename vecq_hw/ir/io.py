@@ -285,6 +285,17 @@ def save_model(model: Model, out_dir: str | os.PathLike, *, overwrite: bool = Fa
     return SaveReport(path=out, yaml_path=out / YAML_NAME, files=tuple(files), weight_memory=report)
 
 
+def check_model_folder(out_dir, *, overwrite: bool = False) -> Path:
+    """What :func:`save_model` will refuse about ``out_dir``, checked before any work (nothing is
+    created): a folder above it that is a file, an existing folder without ``overwrite``, a folder
+    that is not a model folder."""
+    from ..outputs import creatable
+    out = creatable(Path(out_dir).absolute(), "--out")
+    if out.exists() or out.is_symlink():
+        _check_replaceable(out, overwrite)
+    return out
+
+
 def _check_replaceable(out: Path, overwrite: bool) -> None:
     where = str(out)
     if not overwrite:

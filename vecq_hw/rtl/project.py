@@ -24,6 +24,10 @@ from .options import RtlOptions
 
 MANIFEST = "rtl.json"
 FORMAT_VERSION = 1
+#: what an RTL project is (it is not the HLS design that `vecq-hw estimate`/`fit` describe)
+RTL_DESIGN = ("da4ml RTL design: fully unrolled, every product of every output pixel in its own constant "
+              "shift-add logic, a new frame each clock; not the pixel-serial, folded HLS design of "
+              "`vecq-hw estimate`/`fit`")
 
 
 @dataclass
@@ -54,7 +58,7 @@ class RtlProject:
 
     def summary(self) -> str:
         m = self.manifest
-        lines = [f"RTL project {self.path} ({m['options']['flavor']}, top '{m['top']}')",
+        lines = [f"RTL project {self.path} ({m['options']['flavor']}, top '{m['top']}')", f"  {RTL_DESIGN}",
                  f"  model '{m['model']}': {m['n_inputs']} inputs {m['input_type']} -> "
                  f"{m['n_outputs']} outputs {m['output_type']}",
                  f"  traced in {m['trace_seconds']:.2f} s, written in {m['write_seconds']:.2f} s; "

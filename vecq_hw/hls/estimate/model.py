@@ -49,6 +49,13 @@ class Estimate:
     clock_period: float
     layers: list[LayerEstimate] = field(default_factory=list)
 
+    @property
+    def design(self) -> str:
+        """What this estimate describes, in one line (it is not the RTL design of `vecq-hw rtl`)."""
+        return (f"HLS design (hls4ml + vecq kernels, {self.io_type}): convolutions one output pixel at a time, each "
+                "weighted layer's products folded by its R (R = 1: all of a pixel's or vector's products in "
+                "parallel); not the fully unrolled da4ml RTL of `vecq-hw rtl`/`synth`")
+
     def total(self, what: str) -> float:
         return sum(getattr(lyr, what) for lyr in self.layers)
 
@@ -79,7 +86,7 @@ class Estimate:
         return {lyr.name: lyr.reuse for lyr in self.layers if lyr.reuse}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "part": self.part.name, "io_type": self.io_type,
+        return {"model": self.model, "design": self.design, "part": self.part.name, "io_type": self.io_type,
                 "clock_period_ns": self.clock_period, "ii_cycles": self.ii, "latency_cycles": self.latency,
                 "fps": self.fps, "totals": self.totals(), "utilisation": self.utilisation(),
                 "layers": [asdict(lyr) for lyr in self.layers]}
