@@ -714,12 +714,8 @@ class TinyNet(nn.Module):
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These models are tiny: one torch thread is much faster than several on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_models_on_one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(n)
 
 
 def _export(net, **kw):
@@ -1025,8 +1021,11 @@ def test_torchrun_report_is_dropped_when_every_process_refused_its_input(tmp_pat
     """`train --nproc N` exits 2 with rank 0's one line when every failed process exited 2 (bad
     input), as one process would; any other failure keeps torchrun's report and status."""
     from vecq_hw.train import dist
-    report = ["E1206 12:07:47.378000 13888 torch/distributed/elastic/multiprocessing/api.py:1002] failed "
-              "(exitcode: {code}) local_rank: 0 (pid: 1)", "Traceback (most recent call last):",
+    report = ["W1206 12:07:47.100000 13888 torch/distributed/elastic/multiprocessing/api.py:1028] Sending "
+              "process 2 closing signal SIGTERM",
+              "E1206 12:07:47.378000 13888 torch/distributed/elastic/multiprocessing/api.py:1002] failed "
+              "(exitcode: {code}) local_rank: 0 (pid: 1)", "Traceback (most recent call last):", "Failures:",
+              "  exitcode  : -15 (pid: 2)  (SIGTERM)", "Root Cause (first observed failure):",
               "  exitcode  : {code} (pid: 1)"]
     for code, want in ((2, 2), (1, 1)):
         script = tmp_path / "fake_torchrun.py"
@@ -1035,7 +1034,7 @@ def test_torchrun_report_is_dropped_when_every_process_refused_its_input(tmp_pat
         rc = dist._torchrun([sys.executable, str(script)], dict(os.environ))
         err = capsys.readouterr().err
         assert rc == want and err.startswith("error: bad recipe\n")
-        assert ("Traceback" in err) == (code != 2)
+        assert ("Traceback" in err) == ("SIGTERM" in err) == (code != 2)
 
 
 def test_synth_refuses_an_unwritable_json_before_yosys(tmp_path):

@@ -33,9 +33,7 @@ def preflight(recipe, out_dir, *, resume: bool, overwrite: bool, world: int, dat
     from .trainer import resolve_data_root
     rec, base = load_recipe(recipe)
     check_world(rec, world, str(recipe) if not isinstance(recipe, dict) else "<recipe dict>")
-    out = Path(out_dir)
-    if out.is_dir():
-        open_run_folder(out, rec, resume=resume, overwrite=overwrite, dry_run=True)
+    open_run_folder(Path(out_dir), rec, resume=resume, overwrite=overwrite, dry_run=True)
     d = rec["data"]
     root = resolve_data_root(rec, base, data_root)
     for split in ("train", "test"):

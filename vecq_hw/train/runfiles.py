@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import RecipeError, VecQError
+from ..outputs import creatable
 from .recipe import RUNTIME_KEYS
 
 CHECKPOINT = "checkpoint.pt"
@@ -136,6 +137,7 @@ def open_run_folder(out: Path, rec: dict, *, resume: bool, overwrite: bool, dry_
     Without ``resume``, a folder that already holds run files is refused unless
     ``overwrite`` (then they are deleted): an interrupted run is never thrown away silently.
     """
+    creatable(out, "--out")  # a file where the run folder goes: refused before any process trains
     ckpt_path = out / CHECKPOINT
     if resume and overwrite:
         raise VecQError("--resume and --overwrite exclude each other: continue the run or start over",
