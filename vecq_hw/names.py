@@ -80,6 +80,23 @@ def identifier_problem(name, *, hdl: bool = False) -> str | None:
     return None
 
 
+def layer_identifier(base: str, kind: str, taken) -> str:
+    """A layer name made from ``base`` (a module path ``features.0``, an ONNX node name) that the
+    generated code can take and that is not in ``taken`` (compared case-insensitively, as file
+    systems and the HLS back end compare names): characters other than letters, digits and '_'
+    become '_' (``features_0``); a base that is still no good name (a Sequential's index ``1``, a
+    keyword) gets ``kind`` in front (``conv2d_1``); a clash gets ``_2``, ``_3``, ..."""
+    stem = re.sub(r"__+", "_", re.sub(r"\W", "_", str(base), flags=re.ASCII))[:MAX_IDENTIFIER - 20] or kind
+    if identifier_problem(stem) is not None:
+        stem = f"{kind}_{stem}"
+    lowered = {str(t).lower() for t in taken}
+    name, n = stem, 1
+    while name.lower() in lowered or identifier_problem(name) is not None:
+        n += 1
+        name = f"{stem}_{n}"
+    return name
+
+
 def check_identifier(name, field: str, *, hdl: bool = False, file=None) -> str:
     """``name`` if :func:`identifier_problem` finds nothing, else one VecQError line naming ``field``."""
     why = identifier_problem(name, hdl=hdl)
@@ -118,4 +135,4 @@ def check_clock_period(value, field: str = "clock_period", *, file=None) -> floa
 
 
 __all__ = ["CLOCK_PERIOD_NS", "CXX_KEYWORDS", "GENERATED", "HDL_KEYWORDS", "MAX_IDENTIFIER", "check_clock_period",
-           "check_identifier", "check_part", "identifier_problem"]
+           "check_identifier", "check_part", "identifier_problem", "layer_identifier"]

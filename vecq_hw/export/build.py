@@ -8,7 +8,6 @@ the two may differ: the equivalence check (:mod:`.equivalence`) reads that recor
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import torch.fx as fx
@@ -17,7 +16,7 @@ from torch import nn
 from .. import ir
 from ..errors import ExportError
 from ..fixed import FixedType
-from ..names import MAX_IDENTIFIER, identifier_problem
+from ..names import layer_identifier
 from .fold import split_relu
 from .trace import target_name, where
 from .values import Pending, RawInput, Tensor
@@ -73,22 +72,11 @@ class Builder:
             self.fail(node, f"{target_name(node)} needs a tensor argument here, got {a!r}")
         return self.values[a]
 
-    def name(self, base: str, kind: str) -> str:
+    def name(self, base: str, kind: str = "layer") -> str:
         """A layer name a user maps back to the model: the module's attribute path with '.' ->
         '_' (``features.0`` -> ``features_0``), as refusals name modules, or the fx name of a
-        function call (``relu``, ``add_1``). A path the generated code cannot take as a name
-        (:func:`vecq_hw.names.identifier_problem`: a Sequential's index ``1``, a keyword) gets
-        the layer's kind in front (``conv2d_1``); names are unique, compared case-insensitively
-        (as file systems and the HLS back end compare them)."""
-        stem = re.sub(r"__+", "_", re.sub(r"\W", "_", base, flags=re.ASCII))[:MAX_IDENTIFIER - 20] or kind
-        if identifier_problem(stem) is not None:
-            stem = f"{kind}_{stem}"
-        taken = {layer.name.lower() for layer in self.layers}
-        name, n = stem, 1
-        while name.lower() in taken or identifier_problem(name) is not None:
-            n += 1
-            name = f"{stem}_{n}"
-        return name
+        function call (``relu``, ``add_1``); see :func:`vecq_hw.names.layer_identifier`."""
+        return layer_identifier(base, kind, [layer.name for layer in self.layers])
 
     def layer_name(self, node: fx.Node, kind: str) -> str:
         """:meth:`name` for the layer made from one fx node (a module by its path)."""
