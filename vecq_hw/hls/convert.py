@@ -79,6 +79,7 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
     for node in model.nodes():
         layer = node.layer
         mapping = mapping_for(node)
+        mapping.register_hls()
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")
