@@ -40,18 +40,19 @@ def term_type(in_type, layer_or_bits):
 
 def _check_stream_flattens(model: ir.Model) -> None:
     """In io_stream, hls4ml turns a flatten of an image into a Repack (the output) or an alias of
-    the pixel stream that only a dense layer reads correctly (a ReLU after it reads pixels as if
-    they were the flat vector: the C simulation disagrees). Refused before anything is written."""
+    the pixel stream that only our weighted kernels read correctly (a ReLU after it reads pixels
+    as if they were the flat vector: the C simulation disagrees). Refused before anything is written."""
     readers = model.consumers()
-    for node in model.nodes():
+    nodes = {node.layer.name: node for node in model.nodes()}
+    for node in nodes.values():
         layer = node.layer
         if layer.kind != "flatten" or len(node.in_shapes[0]) == 1:
             continue
-        bad = [r for r in readers[layer.name] if model.layer(r).kind != "dense"]
+        bad = [r for r in readers[layer.name] if mapping_for(nodes[r]).products_per_input(nodes[r]) is None]
         if bad or not readers[layer.name]:
             what = f"read by '{bad[0]}' ({model.layer(bad[0]).kind})" if bad else "the model's output"
             raise VecQError(f"layer '{layer.name}' (flatten) is {what}; in io_stream a flatten of an image may only "
-                            "feed dense layers (use io_parallel)", field="io_type")
+                            "feed weighted layers (dense; use io_parallel)", field="io_type")
 
 
 def _options(options: HlsOptions | None, kw: dict) -> HlsOptions:
