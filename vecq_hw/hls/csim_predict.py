@@ -15,7 +15,6 @@ to have run the tables synthesis will build.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ import numpy as np
 
 from ..errors import ToolError, VecQError
 from ..fixed import FixedType
-from .csim import DEFAULT_OPT, CsimError, _build, _first_error, default_jobs
+from .csim import DEFAULT_OPT, CsimError, _build, _first_error, default_jobs, read_project_meta
 from .csim_run import run_commands, shard_size
 
 
@@ -43,23 +42,16 @@ class Prediction:
     run_seconds: float
 
 
-def _meta(prj: Path) -> dict:
-    try:
-        return json.loads((prj / "vecq_project.json").read_text())
-    except (OSError, ValueError):
-        raise VecQError("not a vecq_hw HLS project (no readable vecq_project.json); expected a folder written by "
-                        "`vecq-hw hls`", file=prj) from None
-
-
 def build(prj_dir, *, opt: str = DEFAULT_OPT, cxx: str = "g++", jobs: int | None = None,
-          check_synthesis: bool = True) -> tuple[Path, bool, float]:
-    """(executable, cached?, seconds): the project's C simulation build (``csim``'s cache)."""
+          check_synthesis: bool = True, cache_dir=None) -> tuple[Path, bool, float]:
+    """(executable, cached?, seconds): the project's C simulation build (``csim``'s cache;
+    ``cache_dir``: where the shared precompiled headers live, as for ``csim``)."""
     prj = Path(prj_dir).resolve()
-    meta = _meta(prj)
+    meta = read_project_meta(prj)
     t0 = time.perf_counter()
     exe, _, cached, _ = _build(prj, meta["project"], cxx=cxx, opt=opt, jobs=jobs or default_jobs(),
                                check_synthesis=check_synthesis, pch=True, deadline=None,
-                               kernels=frozenset(meta.get("kernel_headers", ())))
+                               kernels=frozenset(meta.get("kernel_headers", ())), cache=cache_dir)
     return exe, cached, time.perf_counter() - t0
 
 
@@ -99,7 +91,7 @@ def predict(prj_dir, x_mantissa, *, trace: bool = False, jobs: int | None = None
     """The C-simulated outputs of the project on input mantissas (N,) + input shape (and with
     ``trace`` every traced layer's outputs). The testbench runs in ``jobs`` processes at once."""
     prj = Path(prj_dir).resolve()
-    meta = _meta(prj)
+    meta = read_project_meta(prj)
     if trace and not meta.get("traced"):
         raise VecQError("the project traces no layer: write it with HlsOptions(trace=True)", file=prj)
     x = np.asarray(x_mantissa, dtype=np.int64)
@@ -162,7 +154,7 @@ def weight_copy_differences(prj_dir) -> list[str]:
     differs from the C-simulated one (<w>.txt): the layer, the files, the first differing index
     and both values. Empty when every table agrees."""
     prj = Path(prj_dir).resolve()
-    meta = _meta(prj)
+    meta = read_project_meta(prj)
     owners = _owners(prj, meta["project"])
     layer_of = {hls: name for name, hls in meta.get("layer_names", {}).items()}
     lines = []

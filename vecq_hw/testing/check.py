@@ -15,7 +15,6 @@ over every layer's output), else the output layer.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import time
@@ -122,8 +121,9 @@ def _first_layer_that_differs(run: _Run, prj, samples: np.ndarray) -> str | None
     """Trace the C simulation and the simulator on ``samples``; the first layer (in the graph's
     order) whose values differ, as a one-line message, or None when the project traces nothing."""
     from ..hls import predict
+    from ..hls.csim import read_project_meta
     from ..sim import simulate
-    meta = json.loads((Path(prj) / "vecq_project.json").read_text())
+    meta = read_project_meta(Path(prj))
     if not meta.get("traced"):
         return None
     got = predict(prj, run.x[samples], trace=True, jobs=run.jobs).trace
