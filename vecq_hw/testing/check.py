@@ -2,7 +2,7 @@
 
     sim     the bit-accurate simulator: the reference (compared with ``expected`` when given)
     csim    the HLS project (hls4ml + our kernels) compiled with g++ and C-simulated
-    rtlsim  the da4ml RTL Verilated (and da4ml's interpreter on the traced graph)
+    rtlsim  the da4ml RTL Verilated (and the exact execution of da4ml's traced graph, rtl/interp.py)
 
 A stage whose tool is not installed is skipped with the reason (inside a pytest test: the test
 is skipped after the other stages passed; elsewhere it is reported in the result). Anything
@@ -167,13 +167,13 @@ def _rtlsim(run: _Run) -> StageResult:
         b = build(prj)
         rtl = predict_rtl(prj, run.x, build_result=b)
         interp = predict_interp(prj, run.x)
-    for got, name in ((rtl, "Verilator RTL"), (interp, "da4ml interpreter")):
+    for got, name in ((rtl, "Verilator RTL"), (interp, "traced-graph executor")):
         why = mismatch(run.flat(run.ref), got, stage="rtlsim", layer=run.model.layers[-1].name,
                        expected_name="simulator", actual_name=name)
         if why:
             raise AssertionError(why)
-    return StageResult("rtlsim", "bit-exact", f"{rtl.size} output values (Verilator and da4ml's interpreter) "
-                       "equal to the simulator's")
+    return StageResult("rtlsim", "bit-exact", f"{rtl.size} output values (Verilated RTL and the exact execution "
+                       "of da4ml's traced graph) equal to the simulator's")
 
 
 RUNNERS = {"sim": _sim, "csim": _csim, "rtlsim": _rtlsim}
