@@ -85,10 +85,14 @@ def test_saturating_inputs_saturate_more_than_random_ones(mlp):
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, mlp):
-    """The model folder, the shared project cache (HLS project compiled, RTL Verilated) and inputs."""
+    """The model folder, the shared project cache (HLS project compiled, RTL Verilated) and inputs.
+    Under pytest-xdist the cache folder is the session's, shared by the workers (its lock makes one
+    build and the others wait): with pytest 9.2, xdist 3.8's xdist_group no longer keeps a group on
+    one worker (it renames item._nodeid, which pytest 9 no longer reads)."""
     root = tmp_path_factory.mktemp("vecq_testing")
     save_model(mlp, root / "mynet")
-    cache = ProjectCache(root / "cache")
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    cache = ProjectCache(shared / "vecq_testing_cache")
     x = np.concatenate([edge_inputs(mlp), saturating_inputs(mlp, 8), random_inputs(mlp, 100)])
     return root / "mynet", cache, x
 
