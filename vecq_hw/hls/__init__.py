@@ -14,6 +14,7 @@ from ..lazy import lazy_names
 
 # eager and cheap (no hls4ml); also keeps ``vecq_hw.hls.csim`` the function, not the submodule
 from .csim import CsimError, CsimResult, csim
+from . import mappings_gnn as _mappings_gnn  # noqa: F401,I001  (the graph kinds' mappings, vecq_hw.ir.gnn)
 
 _EXPORTS = {
     "HlsOptions": ".options", "build_graph": ".convert", "check_pinned": ".convert", "layer_list": ".convert",

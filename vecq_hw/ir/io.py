@@ -57,7 +57,7 @@ def layer_keys(cls: type[Layer]) -> tuple[str, ...]:
     if cls is Input:
         return ("kind", "name", "out_shape", "out_type")
     tables = _TABLES + _IMAGE if issubclass(cls, Weighted) else ()
-    return ("kind", "name", "inputs", "out_shape") + cls.PARAMS + ("out_type",) + tables
+    return ("kind", "name", "inputs", "out_shape") + cls.PARAMS + ("out_type",) + tables + tuple(cls.OWN_TABLES)
 
 
 #: format v1 (a chain): each record states its in_shape; weights name an encoding, not levels
@@ -194,6 +194,12 @@ def _layer_record(layer: Layer, out_shape, stem: str, files: dict[str, bytes]) -
         rec["weights_image"] = {"file": fname, "layout": LAYOUT, "bits": int(layer.bits),
                                 "count": int(layer.codes.size), "bytes": len(image),
                                 "sha256": _sha256(image)}
+    for t, dtype in cls.OWN_TABLES.items():
+        arr = getattr(layer, t)
+        data = _npy_bytes(arr, np.dtype(dtype).newbyteorder("<"))
+        fname = f"{stem}.{t}.npy"
+        files[fname] = data
+        rec[t] = {"file": fname, "dtype": dtype, "shape": _shape_list(arr.shape), "sha256": _sha256(data)}
     assert tuple(rec) == layer_keys(cls), (tuple(rec), layer.kind)
     return rec
 
@@ -206,7 +212,7 @@ def model_to_files(model: Model) -> dict[str, bytes]:
     records = []
     for node in model.nodes():
         layer = node.layer
-        stem = _stem(layer.name, used) if isinstance(layer, Weighted) else ""
+        stem = _stem(layer.name, used) if isinstance(layer, Weighted) or layer.OWN_TABLES else ""
         records.append(_layer_record(layer, node.out_shape, stem, files))
     doc = {"format_version": FORMAT_VERSION, "name": str(model.name), "layers": records}
     text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100,
@@ -435,15 +441,17 @@ def _join(fld: str | None, key) -> str:
 
 # --------------------------------------------------------------------------- load
 
-def _read_table(r: _Reader, spec, fld: str, table: str, shape_check) -> np.ndarray:
+def _read_table(r: _Reader, spec, fld: str, table: str, shape_check, dtype_name: str | None = None) -> np.ndarray:
+    """A table entry's .npy file, checked (``dtype_name``: a kind's own table, else a weighted one's)."""
+    dtype_name = dtype_name or _DTYPE_NAMES[table]
     r.mapping(spec, fld, TABLE_KEYS)
-    r.str_(spec["dtype"], f"{fld}.dtype", (_DTYPE_NAMES[table],))
+    r.str_(spec["dtype"], f"{fld}.dtype", (dtype_name,))
     shape = r.shape(spec["shape"], f"{fld}.shape")
     shape_check(shape, f"{fld}.shape")
     sha = r.sha(spec["sha256"], f"{fld}.sha256")
     fname = spec["file"]
     r.str_(fname, f"{fld}.file")
-    dtype = TABLE_DTYPES[table]
+    dtype = np.dtype(dtype_name).newbyteorder("<")
     nbytes = math.prod(shape) * dtype.itemsize
     _, data = r.read_file(fname, f"{fld}.file", nbytes + 65536)
     got = _sha256(data)
@@ -461,7 +469,7 @@ def _read_table(r: _Reader, spec, fld: str, table: str, shape_check) -> np.ndarr
     except Exception as e:  # noqa: BLE001 - any header problem is a format error
         r.fail(f"{fld}.file", f"{fname}: not a valid .npy file ({' '.join(str(e).split())})")
     if hdtype != dtype:
-        r.fail(f"{fld}.dtype", f"{fname}: the file holds {hdtype} data, expected {_DTYPE_NAMES[table]}"
+        r.fail(f"{fld}.dtype", f"{fname}: the file holds {hdtype} data, expected {dtype_name}"
                f" ({dtype.str}); pickled or object arrays are never loaded")
     if fortran:
         r.fail(f"{fld}.file", f"{fname}: Fortran-ordered arrays are not allowed")
@@ -529,7 +537,7 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     if name in info:
         r.fail(f"{fld}.name", f"duplicate layer name '{name}'")
     out_type = r.fixed(rec["out_type"], f"{fld}.out_type")
-    stated_out = r.shape(rec["out_shape"], f"{fld}.out_shape", (1, 3))
+    stated_out = r.shape(rec["out_shape"], f"{fld}.out_shape", (1, 2, 3))
     if kind == "input":
         return Input(name=name, out_type=out_type, shape=stated_out), stated_out
 
@@ -547,6 +555,7 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     kw = cls.params_from_yaml(r, rec, fld, in_shapes)
     if issubclass(cls, Weighted):
         kw.update(_read_weight_tables(r, rec, fld, cls, kw, in_shapes))
+    kw.update(_read_own_tables(r, rec, fld, cls, in_shapes))
     layer = cls(name=name, out_type=out_type, inputs=inputs, **kw)
 
     def fail(sub, msg):
@@ -608,6 +617,24 @@ def _read_weight_tables(r: _Reader, rec, fld: str, cls, kw: dict, in_shapes) -> 
                      f"the mantissa range of {typ}")
     _read_image(r, rec["weights_image"], f"{fld}.weights_image", bits, tables["codes"])
     return tables
+
+
+def _read_own_tables(r: _Reader, rec, fld: str, cls, in_shapes) -> dict:
+    """A kind's own tables (``OWN_TABLES``): every declared shape checked first, then the files;
+    what the values must satisfy is the kind's ``check`` (run by the caller)."""
+    want = cls.own_table_shapes(in_shapes)
+
+    def shape_check(name):
+        def check(shape, sfld):
+            need = want.get(name)
+            if (need is None and len(shape) != 1) or (need is not None and tuple(shape) != tuple(need)):
+                r.fail(sfld, f"expected {list(need) if need is not None else 'one dimension'}, got {list(shape)}")
+        return check
+
+    for t in cls.OWN_TABLES:
+        r.mapping(rec[t], f"{fld}.{t}", TABLE_KEYS)
+        shape_check(t)(r.shape(rec[t]["shape"], f"{fld}.{t}.shape"), f"{fld}.{t}.shape")
+    return {t: _read_table(r, rec[t], f"{fld}.{t}", t, shape_check(t), dtype) for t, dtype in cls.OWN_TABLES.items()}
 
 
 def _yaml_path(dir_or_yaml: str | os.PathLike) -> Path:

@@ -39,6 +39,9 @@ class Layer:
     arity: ClassVar[tuple[int, int]] = (1, 1)
     #: kind-specific YAML keys, in the order they are written
     PARAMS: ClassVar[tuple[str, ...]] = ()
+    #: a kind's own integer tables (not the weighted kinds' codes/scale/bias): field -> numpy
+    #: dtype name; each is a .npy entry after ``out_type`` (:mod:`.io`), in this order
+    OWN_TABLES: ClassVar[dict[str, str]] = {}
     name: str
     out_type: FixedType
     #: names of the layers whose outputs this one reads (empty in a chain: the previous layer)
@@ -58,6 +61,12 @@ class Layer:
     def types(self) -> dict[str, FixedType]:
         """Every fixed-point type this layer names, by YAML key."""
         return {"out_type": self.out_type}
+
+    @classmethod
+    def own_table_shapes(cls, in_shapes) -> dict[str, tuple[int, ...] | None]:
+        """The shape each of ``OWN_TABLES`` must have on these inputs (None: any 1-D length),
+        checked by the loader before a table is read."""
+        return {}
 
     # -- YAML --------------------------------------------------------------------------------
     def params_to_yaml(self) -> dict:
@@ -109,8 +118,9 @@ class Input(Layer):
         return self.infer_shape()
 
     def check(self, in_shapes, in_types, fail):
-        if not self.shape or any(int(s) <= 0 for s in self.shape) or len(self.shape) not in (1, 3):
-            fail("shape", f"expected (n,) or (h, w, c) with positive sizes, got {self.shape}")
+        # (n,) a vector, (h, w, c) an image, (n_nodes, f) the node features of a graph (ir/gnn.py)
+        if not self.shape or any(int(s) <= 0 for s in self.shape) or len(self.shape) not in (1, 2, 3):
+            fail("shape", f"expected (n,), (n_nodes, f) or (h, w, c) with positive sizes, got {self.shape}")
 
 
 # --------------------------------------------------------------------------------- weighted
