@@ -80,6 +80,8 @@ def _to_ir(x: torch.Tensor, ishape: tuple, order) -> np.ndarray:
     a = x.detach().double().cpu().numpy()
     if len(ishape) == 3:
         return a.transpose(0, 2, 3, 1)
+    if len(ishape) == 2:  # a graph's (nodes, features): the same layout
+        return a
     a = a.reshape(a.shape[0], -1)
     return a[:, order] if order is not None else a
 
@@ -109,12 +111,14 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
         x = sample_inputs(imodel, tshape, options.check_samples, options.check_seed)
         source = "random"
     else:
-        x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples).float()
+        x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples)
+        x = x if x.is_floating_point() else x.float()
         if tuple(x.shape[1:]) != tuple(tshape) or x.shape[0] < 1:
             raise ExportError(f"expected sample inputs of shape (N, {', '.join(map(str, tshape))}), got "
                               f"{tuple(x.shape)}", field="samples")
         source = "caller"
     n = x.shape[0]
+    x = x.to(next((p.dtype for p in model.parameters()), torch.float32))  # the model's own precision
     with torch.no_grad():
         y_model = model(x)
         rec = _Recorder(gm, {m.node for m in mapped.values()})
@@ -155,8 +159,9 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
     ref = torch_m.get(out.name)
     if ref is None:  # the output is mapped by construction; keep the check honest anyway
         raise ExportError("the model output has no PyTorch counterpart", field="forward")
-    ours = sim.output.reshape(n, -1).astype(np.float64)
-    ref = ref.reshape(n, -1)
+    # one prediction per row of the last axis: a sample's logits, or every node's of a graph
+    ours = sim.output.reshape(-1, sim.output.shape[-1]).astype(np.float64)
+    ref = ref.reshape(ours.shape)
     diff = np.abs(ours - ref)
     agree = float(np.mean(np.argmax(ours, axis=1) == np.argmax(np.nan_to_num(ref, nan=-np.inf), axis=1)))
     eq = Equivalence(n_samples=n, inputs=source, exact=float(np.mean(diff == 0)),

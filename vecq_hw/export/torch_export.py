@@ -35,6 +35,7 @@ from .build import Builder
 from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
+from . import gnn_handlers as _gnn_handlers  # noqa: F401,I001  (registers GCNConv's handler)
 from .handlers import HANDLERS
 from .trace import trace
 
@@ -104,7 +105,8 @@ class ExportResult:
 def export(model: nn.Module, input_shape, options: ExportOptions | None = None, samples=None) -> ExportResult:
     """Trace ``model.forward``, build the integer model, check it against PyTorch.
 
-    ``input_shape`` is PyTorch's per-sample shape: (C, H, W) or (features,). ``samples``
+    ``input_shape`` is PyTorch's per-sample shape: (C, H, W), (features,) or a graph's
+    (nodes, features) (:mod:`.gnn`). ``samples``
     (N, *input_shape) are the inputs of the equivalence check (default: random ones over the
     input type). Raises ExportError (one line) on anything it cannot export exactly.
     """
@@ -112,14 +114,14 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
     if not isinstance(model, nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}", field="model")
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in (1, 3) or min(shape) < 1:
-        raise ExportError(f"input shape must be (C, H, W) or (features,), got {tuple(input_shape)}",
-                          field="input_shape")
+    if len(shape) not in (1, 2, 3) or min(shape) < 1:
+        raise ExportError(f"input shape must be (C, H, W), (features,) or a graph's (nodes, features), got "
+                          f"{tuple(input_shape)}", field="input_shape")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     if training:
         raise ExportError("the model is in training mode (BatchNorm/Dropout would use batch behaviour); "
                           "call model.eval() before exporting", field=training[0])
-    gm = trace(model)
+    gm = trace(model, leaves=tuple(HANDLERS.modules))
     builder = Builder(gm, shape, opts, HANDLERS)
     layers = builder.run()
     if not builder.has_input:
