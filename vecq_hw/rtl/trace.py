@@ -30,6 +30,7 @@ from da4ml.types import QInterval, minimal_kif
 
 from .. import ir
 from ..fixed import FixedType
+from . import gnn as _gnn
 from .options import RtlOptions
 from .requant import MAX_FRAC, RtlUnsupported, const, max_var, requantize, unsupported
 
@@ -61,7 +62,8 @@ def _csd_digits(d: np.ndarray) -> np.ndarray:
 
 
 def _pixels(layer: ir.Layer, out_shape) -> int:
-    return int(np.prod(out_shape[:2])) if len(out_shape) == 3 else 1
+    """How often a weighted layer's products repeat: output pixels (h, w, c), nodes (n, f), once (n,)."""
+    return int(np.prod(out_shape[:-1])) if len(out_shape) >= 2 else 1
 
 
 def estimate_adder_bits(model: ir.Model) -> int:
@@ -307,6 +309,11 @@ def _global_avg(s: TraceStep) -> np.ndarray:
             acc = acc + v
         out[k] = requantize(acc * mult, s.in_type.frac + layer.mult_type.frac, layer.out_type, s.where)
     return out
+
+
+# the graph kinds (vecq_hw.ir.gnn): their ops live in .gnn, built here beside the dense op they reuse
+RTL_OPS["node_dense"] = _gnn.node_dense_op(RTL_OPS["dense"])
+RTL_OPS["gcn_aggregate"] = _gnn.gcn_aggregate_op
 
 
 def trace_model(model: ir.Model, opts: RtlOptions | None = None, progress=None) -> TraceResult:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..errors import RecipeError, VecQError
 from . import dist as D
+from .gcn_recipe import is_gcn_recipe, load_gcn_run, train_gcn_recipe
 from .procedure import procedure_for
 from .recipe import build_recipe_model, load_recipe
 from .runfiles import MODEL_FILE, checkpoint_threads, load_plain, open_run_folder
@@ -28,6 +29,9 @@ def check_world(rec: dict, world: int, file: str = "<recipe>") -> None:
 def preflight(recipe, out_dir, *, resume: bool, overwrite: bool, world: int) -> None:
     """The checks a launcher makes before starting ``world`` processes (nothing is written)."""
     rec, _ = load_recipe(recipe)
+    if is_gcn_recipe(rec) and world > 1:
+        raise RecipeError("a GCN trains full-batch in one process; leave out --nproc",
+                          file=str(recipe) if not isinstance(recipe, dict) else "<recipe dict>", field="train")
     check_world(rec, world, str(recipe) if not isinstance(recipe, dict) else "<recipe dict>")
     out = Path(out_dir)
     if out.is_dir():
@@ -57,6 +61,11 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
     ``_rank_hook(model, dist)``, for tests, is called on every rank with the final model.
     """
     rec, base = load_recipe(recipe)
+    if is_gcn_recipe(rec):  # one graph, full batch: its own loop (train/gcn.py)
+        root = data_root if data_root is not None else _recipe_root(rec, base)
+        with determinism(int(threads or rec["train"]["threads"] or default_threads(1, measure_load=True))):
+            return train_gcn_recipe(rec, out_dir, data_root=root, resume=resume, overwrite=overwrite,
+                                    progress=progress)
     src = str(recipe) if not isinstance(recipe, dict) else "<recipe dict>"
     t = rec["train"]
     d = D.from_env()
@@ -77,6 +86,13 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
         D.shutdown(d)
 
 
+def _recipe_root(rec: dict, base) -> Path | None:
+    root = rec["data"]["root"]
+    if root is None:
+        return None
+    return Path(root) if Path(root).is_absolute() or base is None else Path(base) / root
+
+
 def load_run(out_dir) -> tuple[nn.Module, dict]:
     """Rebuild a trained model (eval mode, quantised weights) and its recipe from a run folder.
 
@@ -94,6 +110,8 @@ def load_run(out_dir) -> tuple[nn.Module, dict]:
     except (TypeError, KeyError) as exc:
         raise VecQError(f"cannot read trained model (no {exc} entry)", file=str(path)) from None
     rec, _ = load_recipe(rec)
+    if is_gcn_recipe(rec):
+        return load_gcn_run(blob, rec, path)[0], rec
     model = build_recipe_model(rec)
     model.load_state_dict(state)
     try:  # e.g. ALQ: the bases each group kept after pruning (not in the state_dict)
