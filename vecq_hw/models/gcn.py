@@ -106,7 +106,7 @@ class GCN(nn.Module):
         which is the same function: both map 0 to 0)."""
         v = x.coalesce()
         vals = v.values() if self.q_in is None else self.q_in(v.values())
-        x = torch.sparse_coo_tensor(v.indices(), self.drop(vals), v.shape, is_coalesced=True)
+        x = torch.sparse_coo_tensor(v.indices(), self.drop(vals), v.shape, is_coalesced=True, check_invariants=False)
         h = self.relu(self.conv1(x))
         return self.conv2(self.drop2(h)).squeeze(0)
 
