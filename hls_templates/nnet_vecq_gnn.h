@@ -128,7 +128,8 @@ VecQGcnPost:
     const typename CONFIG_T::ptr_t indptr[CONFIG_T::n_nodes + 1],                                                      \
         const typename CONFIG_T::index_t indices[CONFIG_T::n_edges],                                                   \
         const typename CONFIG_T::bucket_t bucket[CONFIG_T::n_nodes],                                                   \
-        const typename CONFIG_T::slot_t slot[CONFIG_T::n_nodes], const typename CONFIG_T::pre_t pre[CONFIG_T::n_nodes], \
+        const typename CONFIG_T::slot_t slot[CONFIG_T::n_nodes],                                                       \
+        const typename CONFIG_T::pre_t pre[CONFIG_T::n_nodes],                                                         \
         const typename CONFIG_T::post_t post[CONFIG_T::n_nodes], const typename CONFIG_T::bias_t bias[CONFIG_T::n_feat]
 
 template <class data_T, class res_T, typename CONFIG_T>

@@ -156,7 +156,8 @@ def _cases():
                                      .astype(np.int32)), "indices", "outside the 40 nodes"),
         ("indptr not monotone", table("indptr", lambda a: np.where(np.arange(a.indptr.size) == 5, a.indptr[6] + 1,
                                                                    a.indptr)), "indptr", "not monotone"),
-        ("indptr end", table("indptr", lambda a: np.minimum(a.indptr, a.indptr[-1] - 1)), "indptr", "number of indices"),
+        ("indptr end", table("indptr", lambda a: np.minimum(a.indptr, a.indptr[-1] - 1)), "indptr",
+         "number of indices"),
         ("bucket out of range", table("node_bucket", lambda a: np.where(np.arange(40) == 7, 3, a.node_bucket)
                                       .astype(np.int8)), "node_bucket", "names bucket 3"),
         ("node widths too short", table("node_bucket", lambda a: a.node_bucket[:-1]), "node_bucket.shape", "[40]"),

@@ -109,7 +109,8 @@ def _graph(name: str, a: dict, where: str) -> Graph:
     rows = np.repeat(np.arange(n), np.diff(indptr))
     x[rows, indices] = data.astype(np.uint8)
     y, edges = a["y"].astype(np.int64), a["edges"].astype(np.int64)
-    if y.shape != (n,) or edges.ndim != 2 or edges.shape[0] != 2 or (edges.size and (edges.min() < 0 or edges.max() >= n)):
+    bad_edges = edges.ndim != 2 or edges.shape[0] != 2 or (edges.size and (edges.min() < 0 or edges.max() >= n))
+    if y.shape != (n,) or bad_edges:
         raise DatasetError(f"expected y of shape ({n},) and edges (2, E) between its nodes", file=where, field="edges")
     split = [a[k].astype(np.int64) for k in ("train_idx", "val_idx", "test_idx")]
     for k, s in zip(("train_idx", "val_idx", "test_idx"), split):

@@ -39,7 +39,8 @@ from .levels import NAMED_LEVELS, level_width, levels_name, multipliers, named_l
 ENCODINGS = NAMED_LEVELS
 
 __all__ = [
-    "Add", "AvgPool2D", "GCNAggregate", "NodeDense", "Conv2D", "Dense", "DepthwiseConv2D", "ENCODINGS", "Flatten", "GlobalAvgPool2D",
+    "Add", "AvgPool2D", "GCNAggregate", "NodeDense",
+    "Conv2D", "Dense", "DepthwiseConv2D", "ENCODINGS", "Flatten", "GlobalAvgPool2D",
     "Input", "LAYER_KINDS", "Layer", "MAX_EXACT_WIDTH", "MULTIPLIERS", "MaxPool2D", "Model", "NAMED_LEVELS",
     "Node", "Pool2D", "ReLU", "Weighted", "accumulator_type", "aligned_sum_type", "code_range", "fan_in",
     "find_cycle", "level_width", "levels_name", "multipliers", "named_levels", "product_kind",

@@ -57,8 +57,8 @@ class GCNTypes:
 class GCN(nn.Module):
     """The two-layer GCN (see the module docstring); ``types=None`` builds the float model."""
 
-    def __init__(self, norm: GraphNorm, in_features: int, hidden: int, classes: int, *, norm_in: GraphNorm | None = None,
-                 weight_quant=None, types: GCNTypes | None = None, node_bucket=None, dropout: float = 0.5,
+    def __init__(self, norm: GraphNorm, in_features: int, hidden: int, classes: int, *,
+                 norm_in: GraphNorm | None = None, weight_quant=None, types: GCNTypes | None = None, node_bucket=None, dropout: float = 0.5,
                  scale_bits: int = 16):
         super().__init__()
         wq = weight_quant if isinstance(weight_quant, (list, tuple)) else [weight_quant, weight_quant]

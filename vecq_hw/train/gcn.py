@@ -36,6 +36,7 @@ from ..models.gcn import GCN, GCNTypes, SCALE_BITS
 from ..nn import set_quantize
 from ..nn.gnn import gcn_normalisation
 from ..planetoid import Graph
+from .gcn_abs import select_widths, stored_bits
 
 
 @dataclass
@@ -58,6 +59,8 @@ class GCNConfig:
     min_bits: int = 2
     #: lower degree bounds (d̃, self-loop included) of the buckets after the first
     degree_bounds: tuple = (4, 7)
+    #: the stored features' integer bits per degree bucket (False: one range per layer, pooled)
+    per_bucket_range: bool = True
     combine_bits: int = 16
     hidden_bits: int = 8
     logit_bits: int = 16
@@ -138,6 +141,10 @@ class Ranges:
     u: list  # [layer][bucket] -> float64 array
     _fitted: dict = field(default_factory=dict, repr=False)
 
+    def pooled(self) -> "Ranges":
+        """The same ranges with every bucket of a layer fitted to all of the layer's stored values."""
+        return Ranges(self.z, self.y, [[np.concatenate(layer)] * len(layer) for layer in self.u])
+
     def stored_integer_bits(self, layer: int, bucket: int, width: int) -> int:
         """The integer bits that round this bucket's values to ``width`` bits with the least squared error
         (SGQuant's per-bucket range; saturation clips the rare large values)."""
@@ -179,6 +186,10 @@ def types_for(ranges: Ranges, cfg: GCNConfig, widths) -> GCNTypes:
     return base.with_buckets(widths, ints)
 
 
+def _ranges(cfg: GCNConfig, r: Ranges) -> Ranges:
+    return r if cfg.per_bucket_range else r.pooled()
+
+
 def build(graph: Graph, cfg: GCNConfig, *, quantized: bool) -> GCN:
     """The float model, or the quantised one (types set later), on ``graph``."""
     bits = cfg.scale_bits if quantized else None
@@ -190,18 +201,19 @@ def build(graph: Graph, cfg: GCNConfig, *, quantized: bool) -> GCN:
                types=None)
 
 
-def train_gcn(graph: Graph, cfg: GCNConfig | None = None, *, progress=None) -> GCNRun:
-    """Float GCN, then the quantised one (QAT, and ABS under ``cfg.budget_bits``); see the module docstring."""
-    from .gcn_abs import select_widths, stored_bits
-
+def train_gcn(graph: Graph, cfg: GCNConfig | None = None, *, float_model: GCN | None = None,
+              progress=None) -> GCNRun:
+    """Float GCN, then the quantised one (QAT, and ABS under ``cfg.budget_bits``); see the module
+    docstring. ``float_model``: a float GCN already trained on ``graph`` (phase 1 is skipped)."""
     cfg = cfg or GCNConfig()
     torch.manual_seed(cfg.seed)
     x, history = features_tensor(graph), []
-    float_model = build(graph, cfg, quantized=False)
-    fit(float_model, x, graph, cfg, cfg.float_epochs, "float", history, progress)
+    if float_model is None:
+        float_model = build(graph, cfg, quantized=False)
+        fit(float_model, x, graph, cfg, cfg.float_epochs, "float", history, progress)
     model = build(graph, cfg, quantized=True)
     model.load_state_dict(float_model.state_dict())
-    ranges = calibrate(float_model, x)
+    ranges = _ranges(cfg, calibrate(float_model, x))
     widths = [[cfg.feature_bits] * len(ranges.u[0]) for _ in range(2)]
     types = types_for(ranges, cfg, widths)
     model.set_types(types)
@@ -209,11 +221,12 @@ def train_gcn(graph: Graph, cfg: GCNConfig | None = None, *, progress=None) -> G
     fit(model, x, graph, cfg, cfg.epochs, "qat", history, progress)
     search = None
     if cfg.budget_bits is not None:
-        ranges = calibrate(model, x)  # the quantised model's own values decide the stored ranges
+        ranges = _ranges(cfg, calibrate(model, x))  # the quantised model's own values decide the stored ranges
 
         def types_of(w):
             return types_for(ranges, cfg, w)
-        search = select_widths(model, x, graph, types_of, widths, cfg.budget_bits, cfg.min_bits)
+        search = select_widths(model, lambda: accuracy(model, x, graph, graph.val_idx), types_of, widths,
+                               cfg.budget_bits, cfg.min_bits)
         widths, types = search.widths, types_of(search.widths)
         model.set_types(types)
         fit(model, x, graph, cfg, cfg.epochs, "qat_abs", history, progress)

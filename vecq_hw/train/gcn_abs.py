@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..planetoid import Graph
-
 
 @dataclass
 class Selection:
@@ -40,11 +38,10 @@ def stored_bits(convs, widths) -> float:
     return bits / values
 
 
-def select_widths(model, x, graph: Graph, types_of, widths, budget: float, min_bits: int) -> Selection:
-    """Greedy descent to ``budget`` average stored bits (see the module docstring); the model is
-    left with its original types."""
-    from .gcn import accuracy
-
+def select_widths(model, validate, types_of, widths, budget: float, min_bits: int) -> Selection:
+    """Greedy descent to ``budget`` average stored bits (see the module docstring): ``types_of(widths)``
+    gives the model's types, ``validate()`` its (validation accuracy, validation loss) with them set.
+    The model is left with its original types."""
     original = types_of(widths)
     convs = model.convs()
     sel = Selection(widths=[list(w) for w in widths])
@@ -57,7 +54,7 @@ def select_widths(model, x, graph: Graph, types_of, widths, budget: float, min_b
                 trial = [list(v) for v in sel.widths]
                 trial[layer][bucket] -= 1
                 model.set_types(types_of(trial))
-                acc, loss = accuracy(model, x, graph, graph.val_idx)
+                acc, loss = validate()
                 key = (acc, -loss, -stored_bits(convs, trial))
                 if best is None or key > best[0]:
                     best = (key, trial, layer, bucket)

@@ -20,6 +20,7 @@ quant:
   hidden_bits: 8                   # the first layer's output
   logit_bits: 16                   # the logits
   scale_bits: 12                   # significant bits of the normalisation's smallest factor
+  per_bucket_range: true           # integer bits per degree bucket (false: one range per layer)
 train:
   optimizer: adam
   lr: 0.01
@@ -51,10 +52,10 @@ from .runfiles import (LOG_FILE, METRICS_FILE, MODEL_FILE, RECIPE_FILE, atomic_t
                        open_run_folder)
 
 GCN_VERSION = 1
-_QUANT = {"feature_bits": Spec("int", 8, lo=2, hi=16), "budget_bits": Spec("float", None, lo=1.0, hi=16.0, nullable=True),
-          "min_bits": Spec("int", 2, lo=2, hi=16), "combine_bits": Spec("int", 16, lo=2, hi=24),
+_QUANT = {"feature_bits": Spec("int", 8, lo=2, hi=16),
+          "budget_bits": Spec("float", None, lo=1.0, hi=16.0, nullable=True), "min_bits": Spec("int", 2, lo=2, hi=16), "combine_bits": Spec("int", 16, lo=2, hi=24),
           "hidden_bits": Spec("int", 8, lo=2, hi=24), "logit_bits": Spec("int", 16, lo=2, hi=24),
-          "scale_bits": Spec("int", 12, lo=2, hi=20)}
+          "scale_bits": Spec("int", 12, lo=2, hi=20), "per_bucket_range": Spec("bool", True)}
 _SCHEMA = {
     "format_version": Spec("int", choices=(FORMAT_VERSION,)),
     "name": Spec("str", None, nullable=True),
@@ -123,7 +124,7 @@ def gcn_config(rec: dict) -> GCNConfig:
                      weight_quant={k: v for k, v in q.items() if k not in own}, feature_bits=q["feature_bits"],
                      budget_bits=q["budget_bits"], min_bits=q["min_bits"], degree_bounds=tuple(q["degree_bounds"]),
                      combine_bits=q["combine_bits"], hidden_bits=q["hidden_bits"], logit_bits=q["logit_bits"],
-                     scale_bits=q["scale_bits"])
+                     scale_bits=q["scale_bits"], per_bucket_range=q["per_bucket_range"])
 
 
 def train_gcn_recipe(rec: dict, out_dir, *, data_root=None, resume=False, overwrite=False, progress=True) -> dict:
@@ -167,7 +168,8 @@ def load_gcn_run(blob: dict, rec: dict, path, data_root=None):
         set_quantize(model, True)
         model.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise VecQError(f"not a trained GCN of this recipe ({' '.join(str(exc).split())[:200]})", file=str(path)) from None
+        why = " ".join(str(exc).split())[:200]
+        raise VecQError(f"not a trained GCN of this recipe ({why})", file=str(path)) from None
     return model.eval(), graph
 
 
