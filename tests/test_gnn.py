@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import sys
 from decimal import ROUND_HALF_UP, Decimal, getcontext
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from gnn_models import random_edges, random_features, random_gcn
 
 from vecq_hw import ir
 from vecq_hw.errors import FormatError
@@ -26,9 +26,6 @@ from vecq_hw.ir.gnn import GCNAggregate, csr_with_self_loops, inv_sqrt_mantissas
 from vecq_hw.ir.gnn_memory import gcn_memory
 from vecq_hw.ir.io import load_model, save_model
 from vecq_hw.sim import simulate
-
-sys.path.insert(0, str(Path(__file__).parent))
-from gnn_models import random_edges, random_features, random_gcn  # noqa: E402
 
 F = FixedType.parse
 PRE = F("ap_ufixed<10,1>")

@@ -6,19 +6,14 @@ Full size (all 2,708 Cora nodes in C simulation, Verilator) is benchmarks/gnn.py
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from gnn_models import random_features, random_gcn
 
 from vecq_hw import rtl
 from vecq_hw.hls import csim, write_project
 from vecq_hw.hls.estimate import estimate
 from vecq_hw.sim import simulate
-
-sys.path.insert(0, str(Path(__file__).parent))
-from gnn_models import random_features, random_gcn  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("gnn_hls")
 

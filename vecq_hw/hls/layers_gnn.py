@@ -49,23 +49,14 @@ class VecQGcnAggregate(Layer):
 
 NODE_DENSE_CONFIG = CONFIG_TEMPLATES[VecQDense].replace(
     "nnet::vecq_dense_config {{\n", "nnet::vecq_node_dense_config {{\n    static const unsigned n_nodes = {n_nodes};\n")
-GCN_CONFIG = """struct config{index} : nnet::vecq_gcn_aggregate_config {{
-    static const unsigned n_nodes = {n_nodes}, n_feat = {n_feat}, n_edges = {n_edges};
-    static const unsigned rows0 = {rows0}, rows1 = {rows1}, rows2 = {rows2}, rows3 = {rows3};
-    typedef {u0_t.name} u0_t;
-    typedef {u1_t.name} u1_t;
-    typedef {u2_t.name} u2_t;
-    typedef {u3_t.name} u3_t;
-    typedef {store_t.name} store_t;
-    typedef {sum_t.name} sum_t;
-    typedef {pre_t.name} pre_t;
-    typedef {post_t.name} post_t;
-    typedef {bias_t.name} bias_t;
-    typedef {ptr_t.name} ptr_t;
-    typedef {nbr_t.name} index_t;
-    typedef {slot_t.name} slot_t;
-    typedef {bucket_t.name} bucket_t;
-}};\n"""
+#: the config's types: C name in the kernel -> the hls4ml type attribute pinned by the mapping
+_CONFIG_TYPES = {"u0": "u0", "u1": "u1", "u2": "u2", "u3": "u3", "store": "store", "sum": "sum", "pre": "pre",
+                 "post": "post", "bias": "bias", "ptr": "ptr", "index": "nbr", "slot": "slot", "bucket": "bucket"}
+GCN_CONFIG = ("struct config{index} : nnet::vecq_gcn_aggregate_config {{\n"
+              "    static const unsigned n_nodes = {n_nodes}, n_feat = {n_feat}, n_edges = {n_edges};\n"
+              "    static const unsigned rows0 = {rows0}, rows1 = {rows1}, rows2 = {rows2}, rows3 = {rows3};\n"
+              + "".join(f"    typedef {{{attr}_t.name}} {name}_t;\n" for name, attr in _CONFIG_TYPES.items())
+              + "}};\n")
 GCN_CALL = ("nnet::vecq_gcn_aggregate<{input_t}, {output_t}, {config}>({input}, {output}, "
             + ", ".join("{" + t + "_var}" for t in GCN_TABLES) + ");")
 

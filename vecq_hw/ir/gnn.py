@@ -49,10 +49,6 @@ class NodeDense(Dense):
 
     kind: ClassVar[str] = "node_dense"
 
-    @property
-    def n_in(self) -> int:
-        return int(self.codes.shape[0])
-
     def infer_shape(self, in_shapes):
         return (int(in_shapes[0][0]), self.n_out)
 

@@ -28,7 +28,7 @@ train:
   float_epochs: 200                # float GCN
   epochs: 200                      # QAT (and again after ABS)
   seed: 0
-  device: cpu                      # optional (cpu | auto: the graph is small)
+  device: cpu                      # optional: the CPU (one small graph, full batch)
   threads: null
 ```
 
@@ -69,7 +69,7 @@ _SCHEMA = {
               "lr": Spec("float", 0.01, lo=0.0, lo_open=True, hi=10.0),
               "weight_decay": Spec("float", 5e-4, lo=0.0, hi=1.0),
               "float_epochs": Spec("int", 200, lo=1, hi=100000), "epochs": Spec("int", 200, lo=1, hi=100000),
-              "seed": Spec("int", 0, lo=0, hi=2**32 - 1), "device": Spec("str", "cpu", choices=("cpu", "auto")),
+              "seed": Spec("int", 0, lo=0, hi=2**32 - 1), "device": Spec("str", "cpu", choices=("cpu",)),
               "threads": Spec("int", None, lo=1, hi=1024, nullable=True)},
 }
 

@@ -61,7 +61,10 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
     ``_rank_hook(model, dist)``, for tests, is called on every rank with the final model.
     """
     rec, base = load_recipe(recipe)
-    if is_gcn_recipe(rec):  # one graph, full batch: its own loop (train/gcn.py)
+    if is_gcn_recipe(rec):  # one graph, full batch: its own loop (train/gcn.py), on the CPU
+        if device not in (None, "cpu", "auto"):
+            raise RecipeError(f"a GCN trains on the CPU (one small graph, full batch), got device {device!r}",
+                              field="train.device")
         root = data_root if data_root is not None else _recipe_root(rec, base)
         with determinism(int(threads or rec["train"]["threads"] or default_threads(1, measure_load=True))):
             return train_gcn_recipe(rec, out_dir, data_root=root, resume=resume, overwrite=overwrite,
