@@ -13,8 +13,9 @@ pre-synthesis estimate of the design (``vecq_hw.hls.estimate``: estimate, fit, p
 from ..lazy import lazy_names
 
 # eager and cheap (no hls4ml); also keeps ``vecq_hw.hls.csim`` the function, not the submodule
+from . import mappings_alq  # noqa: F401  (registers the mappings of ALQ's native kinds)
+from . import mappings_gnn  # noqa: F401  (registers the mappings of the graph kinds: node_dense, gcn_aggregate)
 from .csim import CsimError, CsimResult, csim
-from . import mappings_gnn as _mappings_gnn  # noqa: F401,I001  (the graph kinds' mappings, vecq_hw.ir.gnn)
 
 _EXPORTS = {
     "HlsOptions": ".options", "build_graph": ".convert", "check_pinned": ".convert", "layer_list": ".convert",

@@ -7,7 +7,8 @@
   bucket (a word of ``n_feat`` values at the bucket's width per node) and the graph's ROMs (indptr,
   indices, each node's bucket/slot, the pre- and post-scales).
 
-No hls4ml import here (the estimator and the CLI read it cheaply).
+No hls4ml import here (the estimator and the CLI read it cheaply); the hls4ml classes
+(:mod:`.layers_gnn`) are registered by ``register_hls`` before a graph is built.
 """
 
 from __future__ import annotations
@@ -29,7 +30,16 @@ def uint_type(count: int) -> FixedType:
                      signed=False, kind="int")
 
 
-class NodeDenseMapping(DenseMapping):
+class _GraphKernels:
+    """The graph kinds' hls4ml classes (:mod:`.layers_gnn`) are registered when a graph is built."""
+
+    def register_hls(self) -> None:
+        from . import layers_gnn
+
+        layers_gnn.register()
+
+
+class NodeDenseMapping(_GraphKernels, DenseMapping):
     kind = "node_dense"
 
     def class_name(self, node, opts):
@@ -61,7 +71,7 @@ def bucket_slots(layer: ir.GCNAggregate) -> np.ndarray:
     return slots
 
 
-class GCNAggregateMapping(Mapping):
+class GCNAggregateMapping(_GraphKernels, Mapping):
     kind = "gcn_aggregate"
 
     def refuse(self, node, opts):

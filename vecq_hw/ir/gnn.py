@@ -76,9 +76,11 @@ class GCNAggregate(Layer):
 
     kind: ClassVar[str] = "gcn_aggregate"
     PARAMS: ClassVar[tuple[str, ...]] = ("pre_scale_type", "bucket_types", "post_scale_type", "bias_type")
-    OWN_TABLES: ClassVar[dict[str, str]] = {
+    #: the tables (.npy files after ``out_type``, in this order) and their dtypes
+    TABLES: ClassVar[dict[str, str]] = {
         "indptr": "int64", "indices": "int32", "node_bucket": "int8",
         "pre_scale": "int64", "post_scale": "int64", "bias": "int64"}
+    FILES: ClassVar[tuple[str, ...]] = tuple(TABLES)
     pre_scale_type: FixedType = None
     bucket_types: tuple[FixedType, ...] = ()
     post_scale_type: FixedType = None
@@ -120,11 +122,28 @@ class GCNAggregate(Layer):
         return out
 
     @classmethod
-    def own_table_shapes(cls, in_shapes):
+    def table_shapes(cls, in_shapes) -> dict:
+        """The shape each table must have on these inputs (None: one dimension, any length)."""
         shape = in_shapes[0]
         n, f = (int(shape[0]), int(shape[1])) if len(shape) == 2 else (0, 0)
         return {"indptr": (n + 1,), "indices": None, "node_bucket": (n,), "pre_scale": (n,), "post_scale": (n,),
                 "bias": (f,)}
+
+    def files_to_yaml(self, stem, out):
+        return {t: out.npy(t, getattr(self, t), dtype) for t, dtype in self.TABLES.items()}
+
+    @classmethod
+    def files_from_yaml(cls, r, rec, fld, kw, in_shapes):
+        """Each table with its shape checked before its file is read; the values are ``check``'s."""
+        want = cls.table_shapes(in_shapes)
+
+        def shape_of(name):
+            def check(shape, sfld):
+                need = want[name]
+                if (need is None and len(shape) != 1) or (need is not None and tuple(shape) != need):
+                    r.fail(sfld, f"expected {list(need) if need is not None else 'one dimension'}, got {list(shape)}")
+            return check
+        return {t: r.table(rec[t], f"{fld}.{t}", dtype, shape_of(t)) for t, dtype in cls.TABLES.items()}
 
     # -- YAML --------------------------------------------------------------------------------
     def params_to_yaml(self):
@@ -146,8 +165,8 @@ class GCNAggregate(Layer):
         shape = in_shapes[0]
         if len(shape) != 2:
             fail("", f"gcn_aggregate needs node features (n_nodes, f), got shape {tuple(shape)}")
-        for name, want in self.own_table_shapes(in_shapes).items():
-            arr, dtype = getattr(self, name), np.dtype(self.OWN_TABLES[name])
+        for name, want in self.table_shapes(in_shapes).items():
+            arr, dtype = getattr(self, name), np.dtype(self.TABLES[name])
             if not isinstance(arr, np.ndarray) or arr.dtype != dtype or (
                     want is not None and arr.shape != want) or arr.ndim != 1:
                 fail(name, f"expected {dtype} of shape {list(want) if want else '(n_edges,)'}")

@@ -56,8 +56,8 @@ def layer_keys(cls: type[Layer]) -> tuple[str, ...]:
     """The keys of a kind's record in format v2, in the order they are written."""
     if cls is Input:
         return ("kind", "name", "out_shape", "out_type")
-    tables = _TABLES + _IMAGE if issubclass(cls, Weighted) else ()
-    return ("kind", "name", "inputs", "out_shape") + cls.PARAMS + ("out_type",) + tables + tuple(cls.OWN_TABLES)
+    tables = _TABLES + _IMAGE if issubclass(cls, Weighted) else cls.FILES
+    return ("kind", "name", "inputs", "out_shape") + cls.PARAMS + ("out_type",) + tables
 
 
 #: format v1 (a chain): each record states its in_shape; weights name an encoding, not levels
@@ -84,39 +84,30 @@ IMAGE_KEYS = ("file", "layout", "bits", "count", "bytes", "sha256")
 def weight_memory_report(model: Model) -> dict[str, Any]:
     """Weight memory of every weighted layer and in total (bits), and the compression vs float32.
 
-    ``{"layers": [per-layer dict], "total": {...}}``. ``code_bits`` counts the k-bit codes
-    only; ``scale_bias_bits`` the per-channel scale and bias constants at their types' widths.
+    ``{"layers": [per-layer dict], "total": {...}}``, one record per layer with weights (its
+    kind's ``weight_memory()``). ``code_bits`` counts the stored weight bits only (k-bit codes;
+    ALQ: its bit-planes); ``scale_bias_bits`` the per-channel scale and bias constants at their
+    types' widths; ``alpha_bits`` ALQ's alpha constants (0 elsewhere); ``total_bits`` all three.
     ``compression_vs_float32`` is 32 * n_weights / code_bits and
-    ``compression_vs_float32_with_scale_bias`` is 32 * n_weights / (code_bits + scale_bias_bits);
-    both are 0.0 for a model without weights.
+    ``compression_vs_float32_with_scale_bias`` is 32 * n_weights / total_bits; both are 0.0 for a
+    model without weights.
     """
-    layers = []
-    for layer in model.layers:
-        if not isinstance(layer, Weighted):
-            continue
-        n = int(layer.codes.size)
-        n_out = int(layer.codes.shape[-1])
-        code_bits = n * int(layer.bits)
-        scale_bits = n_out * layer.scale_type.width
-        bias_bits = n_out * layer.bias_type.width
-        layers.append({
-            "name": layer.name, "kind": layer.kind, "n_weights": n, "bits": int(layer.bits),
-            "code_bits": code_bits, "image_bytes": packed_size(n, layer.bits),
-            "scale_bits": scale_bits, "bias_bits": bias_bits,
-            "scale_bias_bits": scale_bits + bias_bits, "float32_bits": 32 * n,
-        })
+    layers = [rec for rec in (layer.weight_memory() for layer in model.layers) if rec is not None]
     n = sum(r["n_weights"] for r in layers)
     code_bits = sum(r["code_bits"] for r in layers)
     sb_bits = sum(r["scale_bias_bits"] for r in layers)
+    alpha_bits = sum(r.get("alpha_bits", 0) for r in layers)
+    total_bits = code_bits + sb_bits + alpha_bits
     total = {
         "n_weights": n,
         "code_bits": code_bits,
         "scale_bias_bits": sb_bits,
-        "total_bits": code_bits + sb_bits,
+        "alpha_bits": alpha_bits,
+        "total_bits": total_bits,
         "image_bytes": sum(r["image_bytes"] for r in layers),
         "float32_bits": 32 * n,
         "compression_vs_float32": (32 * n / code_bits) if code_bits else 0.0,
-        "compression_vs_float32_with_scale_bias": (32 * n / (code_bits + sb_bits)) if code_bits else 0.0,
+        "compression_vs_float32_with_scale_bias": (32 * n / total_bits) if code_bits else 0.0,
     }
     return {"layers": layers, "total": total}
 
@@ -170,6 +161,27 @@ def _shape_list(shape) -> list[int]:
     return [int(s) for s in shape]
 
 
+class TableWriter:
+    """How a kind with tables of its own (``Layer.FILES``) writes them: each call adds one file,
+    named after the layer (``<stem>.<name>.<ext>``), and returns its model.yaml entry."""
+
+    def __init__(self, files: dict[str, bytes], stem: str):
+        self.files, self.stem = files, stem
+
+    def npy(self, name: str, arr: np.ndarray, dtype: str) -> dict:
+        """A .npy table: ``{file, dtype, shape, sha256}`` (read back by ``_Reader.table``)."""
+        data = _npy_bytes(arr, np.dtype(dtype).newbyteorder("<"))
+        fname = f"{self.stem}.{name}.npy"
+        self.files[fname] = data
+        return {"file": fname, "dtype": dtype, "shape": _shape_list(arr.shape), "sha256": _sha256(data)}
+
+    def blob(self, name: str, data: bytes, **keys) -> dict:
+        """A raw .bin file: ``{file, **keys, bytes, sha256}`` (read back by ``_Reader.blob``)."""
+        fname = f"{self.stem}.{name}.bin"
+        self.files[fname] = bytes(data)
+        return {"file": fname, **keys, "bytes": len(data), "sha256": _sha256(bytes(data))}
+
+
 def _layer_record(layer: Layer, out_shape, stem: str, files: dict[str, bytes]) -> dict:
     cls = type(layer)
     if LAYER_KINDS.get(layer.kind) is not cls:
@@ -194,12 +206,8 @@ def _layer_record(layer: Layer, out_shape, stem: str, files: dict[str, bytes]) -
         rec["weights_image"] = {"file": fname, "layout": LAYOUT, "bits": int(layer.bits),
                                 "count": int(layer.codes.size), "bytes": len(image),
                                 "sha256": _sha256(image)}
-    for t, dtype in cls.OWN_TABLES.items():
-        arr = getattr(layer, t)
-        data = _npy_bytes(arr, np.dtype(dtype).newbyteorder("<"))
-        fname = f"{stem}.{t}.npy"
-        files[fname] = data
-        rec[t] = {"file": fname, "dtype": dtype, "shape": _shape_list(arr.shape), "sha256": _sha256(data)}
+    elif cls.FILES:
+        rec.update(layer.files_to_yaml(stem, TableWriter(files, stem)))
     assert tuple(rec) == layer_keys(cls), (tuple(rec), layer.kind)
     return rec
 
@@ -212,7 +220,7 @@ def model_to_files(model: Model) -> dict[str, bytes]:
     records = []
     for node in model.nodes():
         layer = node.layer
-        stem = _stem(layer.name, used) if isinstance(layer, Weighted) or layer.OWN_TABLES else ""
+        stem = _stem(layer.name, used) if isinstance(layer, Weighted) or layer.FILES else ""
         records.append(_layer_record(layer, node.out_shape, stem, files))
     doc = {"format_version": FORMAT_VERSION, "name": str(model.name), "layers": records}
     text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100,
@@ -423,6 +431,15 @@ class _Reader:
             self.fail(fld, f"{v!r} is not a regular file")
         return real
 
+    def table(self, spec, fld: str, dtype_name: str, shape_check) -> np.ndarray:
+        """A kind's own .npy table (``Layer.files_from_yaml``): ``shape_check(shape, field)``
+        refuses a wrong shape before the file is read."""
+        return _read_npy(self, spec, fld, dtype_name, shape_check)
+
+    def blob(self, spec, fld: str, keys: tuple[str, ...], nbytes: int) -> bytes:
+        """A kind's own raw file of exactly ``nbytes`` bytes (checksum checked)."""
+        return _read_blob(self, spec, fld, keys, nbytes)
+
     def read_file(self, v, fld, max_bytes) -> tuple[str, bytes]:
         real = self.path(v, fld)
         size = os.path.getsize(real)
@@ -441,9 +458,12 @@ def _join(fld: str | None, key) -> str:
 
 # --------------------------------------------------------------------------- load
 
-def _read_table(r: _Reader, spec, fld: str, table: str, shape_check, dtype_name: str | None = None) -> np.ndarray:
-    """A table entry's .npy file, checked (``dtype_name``: a kind's own table, else a weighted one's)."""
-    dtype_name = dtype_name or _DTYPE_NAMES[table]
+def _read_table(r: _Reader, spec, fld: str, table: str, shape_check) -> np.ndarray:
+    return _read_npy(r, spec, fld, _DTYPE_NAMES[table], shape_check)
+
+
+def _read_npy(r: _Reader, spec, fld: str, dtype_name: str, shape_check) -> np.ndarray:
+    """A .npy table entry ``{file, dtype, shape, sha256}`` of dtype ``dtype_name``, validated."""
     r.mapping(spec, fld, TABLE_KEYS)
     r.str_(spec["dtype"], f"{fld}.dtype", (dtype_name,))
     shape = r.shape(spec["shape"], f"{fld}.shape")
@@ -483,6 +503,23 @@ def _read_table(r: _Reader, spec, fld: str, table: str, shape_check, dtype_name:
     return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=buf.tell()).reshape(shape).copy()
 
 
+def _read_blob(r: _Reader, spec, fld: str, keys: tuple[str, ...], nbytes: int, why: str = "") -> bytes:
+    """A raw file entry ``{file, *keys, bytes, sha256}`` that must be exactly ``nbytes`` long
+    (``why``: how that follows; the other keys are the caller's to check); returns its bytes."""
+    r.mapping(spec, fld, ("file",) + tuple(keys) + ("bytes", "sha256"))
+    if r.int_(spec["bytes"], f"{fld}.bytes", 1, MAX_ELEMENTS) != nbytes:
+        r.fail(f"{fld}.bytes", f"expected {nbytes}{why}, got {spec['bytes']}")
+    sha = r.sha(spec["sha256"], f"{fld}.sha256")
+    fname = r.str_(spec["file"], f"{fld}.file")
+    _, data = r.read_file(fname, f"{fld}.file", nbytes)
+    got = _sha256(data)
+    if got != sha:
+        r.fail(f"{fld}.sha256", f"{fname}: checksum mismatch (file has {got})")
+    if len(data) != nbytes:
+        r.fail(f"{fld}.file", f"{fname}: truncated ({len(data)} bytes, expected {nbytes})")
+    return data
+
+
 def _read_image(r: _Reader, spec, fld: str, bits: int, codes: np.ndarray) -> None:
     r.mapping(spec, fld, IMAGE_KEYS)
     r.str_(spec["layout"], f"{fld}.layout", (LAYOUT,))
@@ -491,16 +528,8 @@ def _read_image(r: _Reader, spec, fld: str, bits: int, codes: np.ndarray) -> Non
     if r.int_(spec["count"], f"{fld}.count", 1, MAX_ELEMENTS) != codes.size:
         r.fail(f"{fld}.count", f"expected {codes.size} (the codes table's size), got {spec['count']}")
     need = packed_size(codes.size, bits)
-    if r.int_(spec["bytes"], f"{fld}.bytes", 1, MAX_ELEMENTS) != need:
-        r.fail(f"{fld}.bytes", f"expected {need} (= ceil({codes.size} * {bits} / 8)), got {spec['bytes']}")
-    sha = r.sha(spec["sha256"], f"{fld}.sha256")
-    fname = r.str_(spec["file"], f"{fld}.file")
-    _, data = r.read_file(fname, f"{fld}.file", need)
-    got = _sha256(data)
-    if got != sha:
-        r.fail(f"{fld}.sha256", f"{fname}: checksum mismatch (file has {got})")
-    if len(data) != need:
-        r.fail(f"{fld}.file", f"{fname}: truncated ({len(data)} bytes, expected {need})")
+    data = _read_blob(r, spec, fld, ("layout", "bits", "count"), need, f" (= ceil({codes.size} * {bits} / 8))")
+    fname = spec["file"]
     try:
         unpacked = unpack_codes(data, bits, codes.size)
     except ValueError as e:
@@ -555,7 +584,8 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     kw = cls.params_from_yaml(r, rec, fld, in_shapes)
     if issubclass(cls, Weighted):
         kw.update(_read_weight_tables(r, rec, fld, cls, kw, in_shapes))
-    kw.update(_read_own_tables(r, rec, fld, cls, in_shapes))
+    elif cls.FILES:
+        kw.update(cls.files_from_yaml(r, rec, fld, kw, in_shapes))
     layer = cls(name=name, out_type=out_type, inputs=inputs, **kw)
 
     def fail(sub, msg):
@@ -617,24 +647,6 @@ def _read_weight_tables(r: _Reader, rec, fld: str, cls, kw: dict, in_shapes) -> 
                      f"the mantissa range of {typ}")
     _read_image(r, rec["weights_image"], f"{fld}.weights_image", bits, tables["codes"])
     return tables
-
-
-def _read_own_tables(r: _Reader, rec, fld: str, cls, in_shapes) -> dict:
-    """A kind's own tables (``OWN_TABLES``): every declared shape checked first, then the files;
-    what the values must satisfy is the kind's ``check`` (run by the caller)."""
-    want = cls.own_table_shapes(in_shapes)
-
-    def shape_check(name):
-        def check(shape, sfld):
-            need = want.get(name)
-            if (need is None and len(shape) != 1) or (need is not None and tuple(shape) != tuple(need)):
-                r.fail(sfld, f"expected {list(need) if need is not None else 'one dimension'}, got {list(shape)}")
-        return check
-
-    for t in cls.OWN_TABLES:
-        r.mapping(rec[t], f"{fld}.{t}", TABLE_KEYS)
-        shape_check(t)(r.shape(rec[t]["shape"], f"{fld}.{t}.shape"), f"{fld}.{t}.shape")
-    return {t: _read_table(r, rec[t], f"{fld}.{t}", t, shape_check(t), dtype) for t, dtype in cls.OWN_TABLES.items()}
 
 
 def _yaml_path(dir_or_yaml: str | os.PathLike) -> Path:

@@ -1,5 +1,5 @@
-"""RTL ops of the graph kinds (``vecq_hw.ir.gnn``), registered by :mod:`.trace` beside the dense op
-``node_dense`` reuses. The whole graph is unrolled (every node, every edge, every feature), so the RTL
+"""RTL ops of the graph kinds (``vecq_hw.ir.gnn``), registered with ``rtl_op`` (:mod:`.ops` imports
+this module). The whole graph is unrolled (every node, every edge, every feature), so the RTL
 path suits small graphs only (the adder-bits budget refuses the rest); Cora's 2,708 nodes take the
 HLS path, which streams the edges.
 
@@ -17,21 +17,22 @@ from decimal import Decimal
 import numpy as np
 
 from .requant import const, requantize
+from .trace import TraceStep, _dense, rtl_op
 
 
-def node_dense_op(dense_op):
-    """The op of ``node_dense``: ``dense_op`` on every node's row."""
-    def op(step) -> np.ndarray:
-        rows = [dense_op(dataclasses.replace(step, xs=[row], out_shape=(int(step.out_shape[1]),))) for row in step.x]
-        return np.stack(rows).reshape(tuple(step.out_shape))
-    return op
+@rtl_op("node_dense")
+def node_dense_op(step: TraceStep) -> np.ndarray:
+    """The dense op on every node's row."""
+    rows = [_dense(dataclasses.replace(step, xs=[row], out_shape=(int(step.out_shape[1]),))) for row in step.x]
+    return np.stack(rows).reshape(tuple(step.out_shape))
 
 
 def _constants(mantissas, frac: int) -> list[Decimal]:
     return [Decimal(int(m)) * Decimal(2) ** -frac for m in mantissas]
 
 
-def gcn_aggregate_op(step) -> np.ndarray:
+@rtl_op("gcn_aggregate")
+def gcn_aggregate_op(step: TraceStep) -> np.ndarray:
     layer, x, where = step.layer, step.x, step.where
     n, f = x.shape
     pre = _constants(layer.pre_scale, layer.pre_scale_type.frac)

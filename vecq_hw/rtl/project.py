@@ -83,7 +83,7 @@ def write(model: ir.Model, out_dir, options: RtlOptions | None = None, *, overwr
     from da4ml.trace.pipeline import to_pipeline
 
     from ..ir.io import save_model
-    from .trace import trace_model  # da4ml's tracer, only when a project is written
+    from .ops import trace_model  # da4ml's tracer (every family's ops), only when a project is written
 
     opts = options or RtlOptions()
     out = Path(out_dir).absolute()

@@ -30,7 +30,6 @@ from da4ml.types import QInterval, minimal_kif
 
 from .. import ir
 from ..fixed import FixedType
-from . import gnn as _gnn
 from .options import RtlOptions
 from .requant import MAX_FRAC, RtlUnsupported, const, max_var, requantize, unsupported
 
@@ -72,7 +71,7 @@ def estimate_adder_bits(model: ir.Model) -> int:
     adder graph, and what the tracing time grows with."""
     total = 0
     for layer, _, _, out_shape in model.walk():
-        if isinstance(layer, ir.Weighted):
+        if callable(getattr(layer, "multipliers", None)):  # every weighted kind, ALQ's too
             terms = int(_csd_digits(layer.multipliers()).sum())
             total += _pixels(layer, out_shape) * terms * layer.accum_type.width
     return total
@@ -309,11 +308,6 @@ def _global_avg(s: TraceStep) -> np.ndarray:
             acc = acc + v
         out[k] = requantize(acc * mult, s.in_type.frac + layer.mult_type.frac, layer.out_type, s.where)
     return out
-
-
-# the graph kinds (vecq_hw.ir.gnn): their ops live in .gnn, built here beside the dense op they reuse
-RTL_OPS["node_dense"] = _gnn.node_dense_op(RTL_OPS["dense"])
-RTL_OPS["gcn_aggregate"] = _gnn.gcn_aggregate_op
 
 
 def trace_model(model: ir.Model, opts: RtlOptions | None = None, progress=None) -> TraceResult:

@@ -17,7 +17,6 @@ from ..errors import VecQError
 from ..fixed import FixedType
 from .float_requant import carrier_dtype
 from .kernels import Kernel, make_kernel
-from . import gnn as _gnn  # noqa: F401,I001  (registers the graph kernels, vecq_hw.ir.gnn's kinds)
 
 
 @dataclass
