@@ -17,6 +17,8 @@ import copy
 import numpy as np
 import torch
 
+from dataclasses import replace
+
 from .torch_export import ExportOptions, ExportResult, export
 
 
@@ -26,7 +28,8 @@ def export_gcn(model: torch.nn.Module, features, options: ExportOptions | None =
     if x.ndim == 2:
         x = x[None]
     double = copy.deepcopy(model).double().eval()
-    return export(double, x.shape[1:], options, samples=torch.from_numpy(x))
+    opts = replace(options or ExportOptions(), check_dtype="float64")
+    return export(double, x.shape[1:], opts, samples=torch.from_numpy(x))
 
 
 __all__ = ["export_gcn"]
