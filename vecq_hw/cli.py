@@ -1,5 +1,5 @@
 """The `vecq-hw` command: train, export, check, sim, hls, estimate, fit, csim, report, demo, rtl,
-rtlsim, synth.
+rtlsim, synth, qonnx, import-qonnx.
 
 Each command is a thin shell over one function of :mod:`vecq_hw.flow`, the only orchestrator:
 this module imports the flow, the back ends' option modules (for their defaults and choices)
@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sys
+import warnings
 
 import click
 
@@ -79,10 +80,16 @@ FINITE_POSITIVE = _FiniteFloat(min=0, min_open=True)
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning (ours, numpy's) as one ``warning: ...`` line, without its source line."""
+    return f"warning: {' '.join(str(message).split())} ({category.__name__})\n"
+
+
 class _OneLineGroup(click.Group):
     """click's usage errors as one line (``error: ...``, exit 2) instead of Usage/Try/Error."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        warnings.formatwarning = _one_line_warning
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -245,15 +252,17 @@ def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type):
               help="fraction of every resource of the part the design may use")
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=None,
               help="default: try both and keep the better plan")
+@click.option("--test-inputs", type=click.Path(dir_okay=False),
+              help=".npy inputs for the written project's testbench (default: 100 random inputs of the input type)")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overwrite):
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, overwrite):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
-                       io_type=io_type, overwrite=overwrite)
+                       io_type=io_type, overwrite=overwrite, test_inputs=test_inputs)
     click.echo(text)
     if not ok:
         sys.exit(1)
@@ -267,15 +276,19 @@ def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overw
               help="stop after this many seconds, build included (default: no limit); finished shards are kept")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: twice the CPUs)")
 @click.option("--restart", is_flag=True, help="discard the samples kept from an earlier unfinished run")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="shared precompiled headers (default: $VECQ_HW_CACHE, else ~/.cache/vecq_hw; at most "
+                   "$VECQ_HW_CACHE_MB megabytes, default 1024, least recently used removed first)")
 @_clean_errors
-def csim(project_dir, opt, timeout, jobs, restart):
+def csim(project_dir, opt, timeout, jobs, restart, cache_dir):
     """C-simulate a generated project with g++ and the ap_types headers; exit 3 on any mismatch.
 
     Progress goes to stderr. Ctrl-C stops the testbench processes; the samples finished so far are
     kept, and running the command again continues from there."""
     from .flow import CsimInterrupted, csim_hls
     try:  # a disagreement with the simulator raises ToolError (exit 3) after the summary
-        csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo)
+        csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo,
+                 cache_dir=cache_dir)
     except CsimInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -351,6 +364,28 @@ def synth(project_dir, part, dsp, retime, json_path):
     """yosys synth_xilinx counts (LUTs, carry, FFs, DSPs, BRAMs, depth); not Vivado post-route results."""
     from .flow import synth_rtl
     click.echo(synth_rtl(project_dir, part=part, dsp=dsp, retime=retime, json_path=json_path))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help=".onnx file to write")
+@click.option("--overwrite", is_flag=True, help="replace an existing file")
+@_clean_errors
+def qonnx(model_dir, out_path, overwrite):
+    """Write a model folder as a QONNX graph (Quant nodes + ONNX) for hls4ml and FINN (docs/QONNX.md)."""
+    from .flow import export_qonnx_file
+    click.echo(export_qonnx_file(model_dir, out_path, overwrite=overwrite))
+
+
+@cli.command("import-qonnx")
+@click.argument("onnx_path", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="model folder to write")
+@click.option("--overwrite", is_flag=True, help="replace an existing model folder")
+@_clean_errors
+def import_qonnx(onnx_path, out_dir, overwrite):
+    """Read a QONNX graph (e.g. a Brevitas export) into a model folder; refuse what is not exact, naming the node."""
+    from .flow import import_qonnx_file
+    click.echo(import_qonnx_file(onnx_path, out_dir, overwrite=overwrite))
 
 
 #: set for this process unless the user set them, before anything loads torch (libgomp reads
