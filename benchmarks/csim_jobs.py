@@ -14,11 +14,10 @@ Writes benchmarks/results/csim_jobs.{json,md}.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from demo_busy import beside, idle_busy_table, line, median_rows, others_cores, round_robin, save
+from demo_busy import beside, idle_busy_table, line, others_cores, round_robin, save_idle_busy
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,10 +44,7 @@ def main(argv=None) -> None:
     first = csim(prj, check_synthesis=False)  # the build (cached for every measured run)
     raw = round_robin(args.jobs, args.reps, lambda j, busy: measure(prj, j, busy),
                       lambda j, kind, m: f"{j} jobs {kind}: {line(m)}")
-    rows = median_rows(raw, "jobs")
-    out = {"cpus": os.cpu_count(), "samples": first.n, "reps": args.reps, "rows": rows, "raw": raw}
-    save("csim_jobs", out, markdown)
-    print(markdown(out))
+    save_idle_busy("csim_jobs", raw, "jobs", markdown, samples=first.n, reps=args.reps)
 
 
 def markdown(o: dict) -> str:

@@ -103,6 +103,14 @@ def median_rows(raw: dict, key: str) -> list[dict]:
     return rows
 
 
+def save_idle_busy(name: str, raw: dict, key: str, markdown, **facts) -> None:
+    """Save and print the results page of a :func:`round_robin` run: ``facts``, one row of
+    medians per configuration (:func:`median_rows`) and the raw measurements."""
+    out = {"cpus": os.cpu_count(), **facts, "rows": median_rows(raw, key), "raw": raw}
+    save(name, out, markdown)
+    print(markdown(out))
+
+
 def line(m: dict) -> str:
     return f"{m['wall_s']} s (CPU {m['cpu_s']} s), others {m['others_cores']} cores"
 

@@ -15,14 +15,13 @@ Writes benchmarks/results/sim_blas.{json,md}.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import sys
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from demo_busy import beside, idle_busy_table, line, median_rows, others_cores, round_robin, save
+from demo_busy import beside, idle_busy_table, line, others_cores, round_robin, save_idle_busy
 from sim_throughput import lenet5
 
 from vecq_hw.sim import simulator
@@ -60,10 +59,7 @@ def main(argv=None) -> None:
         return m
 
     raw = round_robin((1, 2), args.reps, checked, lambda n, kind, m: f"{n} BLAS thread(s) {kind}: {line(m)}")
-    rows = median_rows(raw, "blas_threads")
-    out = {"cpus": os.cpu_count(), "n": args.n, "reps": args.reps, "rows": rows, "raw": raw}
-    save("sim_blas", out, markdown)
-    print(markdown(out))
+    save_idle_busy("sim_blas", raw, "blas_threads", markdown, n=args.n, reps=args.reps)
 
 
 def markdown(o: dict) -> str:
