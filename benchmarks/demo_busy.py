@@ -53,7 +53,7 @@ PHASES = (
     ("train", r"\[1/5\] training"),
     ("export", r"\[2-5\] exporting"),
     ("QAT + simulator, 10k images", r"\[2-5\] QAT model and simulator"),
-    ("HLS project + g++ build", r"\[2-5\] writing the HLS project"),
+    ("fit, HLS project + g++ build", r"\[2-5\] (writing the HLS project|fitting the HLS design)"),
     ("C simulation run", r"csim: 0/"),
     ("estimate, plots, report", r"csim: (\d+)/\1 samples \("),
 )
