@@ -22,11 +22,15 @@
 // Folding: the products of one input run slots = N_PROD / R a cycle (R = reuse_factor; R = 1: all
 // at once) in block order, product p = (b * N_SEL + s) * d + e: a cycle reads whole codewords
 // (one index and one codeword per d products, lookup) and the outputs run ceil(n_out / R) a cycle.
-// Uses vecq_requant and vecq_pick (nnet_vecq_common.h); nothing from the product classes.
+// io_stream: dense reads its packs into an array first; conv keeps a line buffer of filt_height + 1
+// input rows and computes each output row as soon as its last input row has arrived.
+// Uses vecq_requant and vecq_pick (nnet_vecq_common.h), the stream helpers of nnet_vecq_stream.h;
+// nothing from the product classes.
 #ifndef NNET_VECQ_PQ_H_
 #define NNET_VECQ_PQ_H_
 
 #include "nnet_vecq_common.h"
+#include "nnet_vecq_stream.h"
 
 namespace nnet {
 
@@ -200,6 +204,65 @@ VecQPqRows:
         for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
             vecq_pq_pixel<data_T, res_T, CONFIG_T, vecq_pq_conv_taps<CONFIG_T, 0>, n_in, n_res>(
                 data, res, oh, ow, (oh * CONFIG_T::out_width + ow) * CONFIG_T::n_filt, indices, codebook, scale, bias);
+        }
+    }
+}
+
+// io_stream dense: the input packs into an array, the array kernel, the outputs into packs
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_pq_dense(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream, VECQ_PQ_CONSTANTS) {
+    typename data_T::value_type data[CONFIG_T::n_in];
+    #pragma HLS ARRAY_PARTITION variable=data complete
+    typename res_T::value_type res[CONFIG_T::n_out];
+    #pragma HLS ARRAY_PARTITION variable=res complete
+VecQPqDenseRead:
+    for (unsigned p = 0; p < CONFIG_T::n_in / data_T::size; p++) {
+        #pragma HLS PIPELINE
+        data_T pack = data_stream.read();
+        for (unsigned k = 0; k < data_T::size; k++) {
+            #pragma HLS UNROLL
+            data[p * data_T::size + k] = pack[k];
+        }
+    }
+    vecq_pq_dense<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(data, res, indices, codebook,
+                                                                                     scale, bias);
+    vecq_write_packs<res_T, CONFIG_T::n_out, vecq_as_is>(res, res_stream);
+}
+
+// io_stream conv: a line buffer of filt_height + 1 input rows (as vecq_conv_stream_lines)
+template <class data_T, class res_T, typename CONFIG_T>
+void vecq_pq_conv2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream, VECQ_PQ_CONSTANTS) {
+    typedef typename data_T::value_type x_T;
+    typedef typename res_T::value_type y_T;
+    static const unsigned rows = CONFIG_T::filt_height + 1;
+    static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
+    static_assert(data_T::size <= row_len, "vecq pq line buffer: a stream pack must not exceed one input row");
+    VECQ_PQ_ROMS
+    x_T lines[rows * row_len];
+    #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
+    y_T px[CONFIG_T::n_filt];
+    #pragma HLS ARRAY_PARTITION variable=px complete
+    res_T pack;
+    PRAGMA_DATA_PACK(pack)
+    unsigned fill = 0, oh = 0;
+VecQPqLineRead:
+    for (unsigned p = 0; p < CONFIG_T::in_height * row_len / data_T::size; p++) {
+        vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
+        const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
+    VecQPqLineEmit:
+        while (oh < CONFIG_T::out_height) {
+            int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
+            if (last > int(CONFIG_T::in_height) - 1)
+                last = int(CONFIG_T::in_height) - 1; // bottom padding
+            if (last >= rows_done)
+                break;
+        VecQPqLineCols:
+            for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+                vecq_pq_pixel<x_T, y_T, CONFIG_T, vecq_pq_conv_taps<CONFIG_T, rows>, rows * row_len, CONFIG_T::n_filt>(
+                    lines, px, oh, ow, 0, indices, codebook, scale, bias);
+                vecq_stream_out<res_T, CONFIG_T::n_filt>(px, pack, fill, res_stream);
+            }
+            oh++;
         }
     }
 }

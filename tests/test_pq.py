@@ -31,7 +31,7 @@ import yaml
 from naive_reference import naive_requant
 from pq_models import pq_cnn
 from vecq_hw import ir, rtl
-from vecq_hw.errors import FormatError, VecQError
+from vecq_hw.errors import FormatError, RecipeError, VecQError
 from vecq_hw.flow import export_run, simulate_rtl
 from vecq_hw.hls import HlsOptions, csim, write_project
 from vecq_hw.hls.mappings import MAPPINGS
@@ -41,6 +41,7 @@ from vecq_hw.quant.pq import PQ, assign, codewords_for, em
 from vecq_hw.quant.pq_size import NETWORKS, PAPER, REGIMES, pq_size
 from vecq_hw.sim import simulate
 from vecq_hw.train import load_run, train
+from vecq_hw.train.recipe import load_recipe
 from vecq_hw.train.runtime import determinism
 
 # ----------------------------------------------------------------------------- format
@@ -273,6 +274,10 @@ def test_codewords_follow_the_cut_and_blocks_must_tile():
     assert "block=9 does not tile a filter of 25 weights" in str(e.value) and e.value.field == "block"
     with pytest.raises(VecQError):
         PQ(per_channel=True)
+    bad = {**RECIPE, "model": {"name": "lenet5", "options": {}}, "quant": {**RECIPE["quant"], "block": 9}}
+    with pytest.raises(RecipeError) as e:  # refused before any training
+        load_recipe(bad)
+    assert e.value.field == "quant.block" and "(layer 1)" in str(e.value)
 
 
 # ----------------------------------------------------------------------------- training

@@ -72,11 +72,6 @@ class PqMapping(Mapping):
 
         layers_pq.register()
 
-    def refuse(self, node, opts):
-        if opts.io_type != "io_parallel":
-            return "the PQ kernels are built for io_parallel only (use io_type io_parallel)"
-        return None
-
     def types(self, node, opts):
         layer, t_in = node.layer, node.in_types[0]
         return {"result": layer.out_type, "accum": plain(layer.accum_type), "part": part_type(layer, t_in),

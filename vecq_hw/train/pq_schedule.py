@@ -22,18 +22,16 @@ are not in the state_dict).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import VecQError
-from ..nn import set_quantize
 from ..quant.pq import PQ
 from ..quant.registry import register_procedure
-from .pq_steps import CodebookTuner, load_pq_state, pq_layers, pq_state, quantize_layers
+from .pq_steps import (CodebookTuner, distillation_loss, frozen_copy, load_pq_state, pq_layers, pq_state,
+                       quantize_layers)
 from .procedure import QAT, Phase, QuantProcedure
 from .recipe import Spec, walk
 
@@ -64,7 +62,9 @@ class PQProcedure(QuantProcedure):
         """train.pq, always filled in (defaults)."""
         if options is not None and not isinstance(options, dict):
             fail("train.pq", f"expected a mapping with fields {', '.join(cls.SCHEMA)}, got {type(options).__name__}")
-        return walk(cls.SCHEMA, {} if options is None else options, "train.pq.", fail)
+        cfg = walk(cls.SCHEMA, {} if options is None else options, "train.pq.", fail)
+        _check_blocks(recipe, fail)
+        return cfg
 
     def set_training_data(self, train) -> None:
         self.train_data = train
@@ -77,20 +77,11 @@ class PQProcedure(QuantProcedure):
     def start_phase(self, phase: Phase) -> None:
         if phase.name != "pq":
             return
-        self.teacher = self._frozen_copy()
+        self.teacher = frozen_copy(self.model)
         images = self._sample()
         self.em = quantize_layers(self.model, images.to(next(self.model.parameters()).device))
         self.tuner = CodebookTuner(self.model, phase.lr)
         self.stage = "finetune"
-
-    def _frozen_copy(self) -> nn.Module:
-        """The network as it is now, in float mode and eval mode, without gradients: the teacher."""
-        t = copy.deepcopy(self.model)
-        set_quantize(t, False)
-        t.eval()
-        for p in t.parameters():
-            p.requires_grad_(False)
-        return t
 
     def _sample(self) -> torch.Tensor:
         """``train.pq.samples`` training images, drawn with the run's seed (labels unused)."""
@@ -106,23 +97,11 @@ class PQProcedure(QuantProcedure):
         return [m.weight for m in pq_layers(self.model).values()] if phase.name == "pq" else []
 
     def loss(self, phase: Phase):
-        if phase.name != "pq" or not self.options["distill"]:
-            return None
-        teacher = self.teacher
-
-        def distill(x, out, y):
-            with torch.no_grad():
-                target = F.log_softmax(teacher(x).float(), dim=1)
-            return F.kl_div(F.log_softmax(out.float(), dim=1), target, log_target=True, reduction="batchmean")
-
-        return distill
+        return distillation_loss(self.teacher) if phase.name == "pq" and self.options["distill"] else None
 
     def before_step(self) -> None:
-        """The PQ weights are outside the run's optimizer, which clears only its own gradients:
-        start each step without the last phase's (or step's) leftovers."""
         if self.stage == "finetune":
-            for m in self.tuner.layers.values():
-                m.weight.grad = None
+            self.tuner.clear_gradients()
 
     def after_step(self, lr: float) -> None:
         if self.stage == "finetune":
@@ -160,7 +139,28 @@ class PQProcedure(QuantProcedure):
         self.stage, self.em = state["stage"], dict(state.get("em", {}))
         load_pq_state(self.model, state.get("layers", {}), "pq.layers")
         if self.stage == "finetune":
-            self.teacher = self._frozen_copy()
+            self.teacher = frozen_copy(self.model)
             self.teacher.load_state_dict(state["teacher"])
             self.tuner = CodebookTuner(self.model, phase.lr)
             self.tuner.load_state_dict(state["tuner"])
+
+
+def _check_blocks(recipe: dict, fail) -> None:
+    """Refuse, before any training, a block size that does not tile some layer's filter (naming the
+    option and the layer); a model the recipe cannot build is left to the recipe's own check."""
+    from ..models import build_model, canonical_name
+    from ..quant import quantizer_from_config
+    from .recipe import recipe_model_options
+
+    try:
+        opts = {**recipe_model_options(recipe), "weight_quant": None}
+        model = build_model(canonical_name(recipe["model"]["name"]), **opts)
+    except (KeyError, TypeError, ValueError):
+        return
+    q = quantizer_from_config({k: v for k, v in recipe["quant"].items() if k not in ("act_type", "in_type", "out_type")})
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            try:
+                q.block_for(m.weight.shape)
+            except VecQError as exc:
+                fail(f"quant.{exc.field}", f"{exc.detail} (layer {name})")

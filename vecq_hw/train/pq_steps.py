@@ -7,7 +7,8 @@
    filter order (``F.unfold``'s (C_in, kh, kw) order for a convolution), give the d x d Gram matrix
    G = sum x x^T; activation-weighted EM (``quant.pq.em`` with G) gives the codebook and the
    indices, which become the quantiser's state, and the layer starts quantising.
-2. :class:`CodebookTuner`: fine-tuning of the codewords. The forward uses C_int[a] * alpha with a
+2. :class:`CodebookTuner`: fine-tuning of the codewords (with :func:`distillation_loss` from a
+   :func:`frozen_copy` of the float network). The forward uses C_int[a] * alpha with a
    straight-through gradient into the layer's (float) weight; after each backward, the gradient
    of codeword k is the average of the weight gradient's sub-vectors assigned to k, and an Adam
    step (the phase's learning rate) moves the codewords. The indices stay fixed; the float
@@ -19,6 +20,7 @@ tensors, so a checkpoint continues bit for bit.
 
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -119,6 +121,12 @@ class CodebookTuner:
         self.books = {n: nn.Parameter(m.weight_quant.codebook.clone()) for n, m in self.layers.items()}
         self.opt = torch.optim.Adam(list(self.books.values()), lr=lr)
 
+    def clear_gradients(self) -> None:
+        """Before a step: the PQ weights are outside the run's optimizer, which clears only its own
+        gradients; drop any left from an earlier phase or step."""
+        for m in self.layers.values():
+            m.weight.grad = None
+
     def step(self, lr: float) -> None:
         """After a backward pass: codeword gradients from the weight gradients, one Adam step."""
         for name, m in self.layers.items():
@@ -151,6 +159,29 @@ class CodebookTuner:
             with torch.no_grad():
                 b.copy_(got)
         self.opt.load_state_dict(state["optimizer"])
+
+
+def distillation_loss(teacher: nn.Module):
+    """``loss(x, out, y)``: the KL divergence from the teacher's softmax output on x to the
+    student's (batch mean; the labels are not used)."""
+    def loss(x, out, y):
+        with torch.no_grad():
+            target = F.log_softmax(teacher(x).float(), dim=1)
+        return F.kl_div(F.log_softmax(out.float(), dim=1), target, log_target=True, reduction="batchmean")
+
+    return loss
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    """The network as it is now, in float mode and eval mode, without gradients (a teacher)."""
+    from vecq_hw.nn import set_quantize
+
+    t = copy.deepcopy(model)
+    set_quantize(t, False)
+    t.eval()
+    for p in t.parameters():
+        p.requires_grad_(False)
+    return t
 
 
 def pq_state(model: nn.Module) -> dict[str, dict]:
