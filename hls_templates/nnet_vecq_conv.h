@@ -207,10 +207,7 @@ VecQLineRead:
         // every output row whose last needed input row has arrived (clipped to the input: bottom padding)
     VecQLineEmit:
         while (oh < CONFIG_T::out_height) {
-            int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
-            if (last > int(CONFIG_T::in_height) - 1)
-                last = int(CONFIG_T::in_height) - 1;
-            if (last >= rows_done)
+            if (!vecq_out_row_ready<CONFIG_T>(oh, rows_done))
                 break;
         VecQLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {

@@ -6,7 +6,7 @@
 * the simulator equals an independent per-block reference written here from PyTorch's block
   order (a (C_in, kh, kw) filter; a dense layer's (c, pixels) features after a flatten);
 * one small CNN with d = 18, 9, 4, 1: g++ C simulation (every form: lookup and codebook-first,
-  each unfolded and folded, in one project) and Verilator RTL equal the simulator on 500 inputs;
+  each unfolded and folded, in one project; io_parallel and io_stream) and Verilator RTL equal the simulator on 500 inputs;
   the estimate prefers codebook-first where the outputs exceed K;
 * the quantiser: the G-weighted assignment is the brute-force minimiser, activation-weighted EM
   reconstructs a layer's outputs better than weight k-means, K follows the cut rule, a block
@@ -203,13 +203,14 @@ def test_the_estimate_prefers_codebook_first_where_outputs_exceed_k():
     assert set(MAPPINGS["pq_dense"].forms(d2, 5)) == {"lookup"}
 
 
-def test_csim_equals_the_simulator_in_every_form(tmp_path):
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])  # io_stream: the conv line buffer
+def test_csim_equals_the_simulator_in_every_form(tmp_path, io_type):
     if shutil.which("g++") is None:
         pytest.fail("g++ is required for the C simulation tests")
     model = pq_cnn(seed=1)
     x = random_inputs(model, N_INPUTS, seed=4)
     y = simulate(model, x_mantissa=x).output
-    prj = write_project(model, tmp_path / "hls", HlsOptions(io_type="io_parallel",
+    prj = write_project(model, tmp_path / "hls", HlsOptions(io_type=io_type,
                                                             reuse={k: r for k, (r, _f) in FORMS.items()}),
                         expected=(x, y))
     params = (prj / "firmware" / "parameters.h").read_text()

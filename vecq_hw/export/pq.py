@@ -22,27 +22,16 @@ from .. import ir
 from ..errors import ExportError
 from ..quant.pq import PQ, index_bits
 from .handlers import register_weight_form
-from .values import PendingWeighted
+from .values import PendingNative
 
 _NATIVE = {ir.Dense: ir.PqDense, ir.Conv2D: ir.PqConv2D}
 
 
 @dataclass
-class PendingPq(PendingWeighted):
-    """A PQ layer: its codebook and indices are fixed, the constants still float."""
+class PendingPq(PendingNative):
+    """A PQ layer: its codebook, indices and block order are fixed (``tables``), the constants still float."""
 
     what = "PQ layer"
-    codebook: np.ndarray = None
-    indices: np.ndarray = None
-    extra: dict = None
-
-    def layer(self, name, out_type):
-        layer = self.kind(name=name, out_type=out_type, codebook=self.codebook, indices=self.indices,
-                          index_bits=index_bits(self.codebook.shape[0]), inputs=(self.inp.layer,),
-                          **self.extra, **self.constants(), **self.geometry)
-        layer.accum_type = ir.accumulator_type(self.inp.typ, layer.multipliers_by_output())
-        self.built = layer
-        return layer
 
 
 def flatten_channels(order: np.ndarray | None, where: str) -> int:
@@ -70,12 +59,13 @@ def pq_native(m, to_ir, common: dict) -> PendingPq | None:
     codes = C_int[a].reshape(n_out, -1)
     if not np.array_equal(codes, view.codes.reshape(n_out, -1).astype(np.int64)):
         raise ExportError("the PQ codebook and indices do not give the codes the layer computes with", field=where)
+    tables = {"codebook": C_int.astype(np.int16), "indices": np.ascontiguousarray(a.T, dtype=np.uint16),
+              "index_bits": index_bits(C_int.shape[0])}
     if native is ir.PqConv2D:
-        extra = {"kernel": tuple(int(k) for k in m.weight.shape[2:])}
+        tables["kernel"] = tuple(int(k) for k in m.weight.shape[2:])
     else:
-        extra = {"flatten_channels": flatten_channels(common["inp"].order, where)}
-    return PendingPq(**{**common, "kind": native}, codebook=C_int.astype(np.int16), indices=np.ascontiguousarray(a.T, dtype=np.uint16),
-                     extra=extra)
+        tables["flatten_channels"] = flatten_channels(common["inp"].order, where)
+    return PendingPq(**{**common, "kind": native}, tables=tables)
 
 
 __all__ = ["PendingPq", "flatten_channels", "pq_native"]

@@ -62,6 +62,17 @@ def product_luts(p: int, r: int, k: int, w: int) -> float:
     return slots * min(lut_per_product("var", k, w), r * lut_per_product("const", k, w))
 
 
+def requant_and_cycles(e: LayerEstimate, n_out: int, r: int, per_frame: int, acc_w: int, s_w: int) -> None:
+    """The tail every folded weighted layer shares: ceil(n_out / R) requantisation units (DSPs for
+    acc * s), and per input R product cycles, the outputs' cycles and the pipeline fill (one cycle
+    unfolded); the latency adds the adder tree of the product slots."""
+    units = math.ceil(n_out / r)
+    e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
+    requant_cycles = math.ceil(n_out / units) if r > 1 else 0
+    e.cycles = per_frame * (1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
+    e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
+
+
 def bram_or_lutram(banks: int, depth: int, width: int) -> tuple[int, float]:
     """(BRAM18, LUTs) for ``banks`` memories of depth x width bits (LUTRAM when small or shallow)."""
     if depth < 64 or depth * width < 4096:
@@ -69,4 +80,5 @@ def bram_or_lutram(banks: int, depth: int, width: int) -> tuple[int, float]:
     return banks * min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM18_SHAPES), 0.0
 
 
-__all__ = ["FOLDED_DEPTH", "LayerEstimate", "bram_or_lutram", "calibration", "lut_per_product", "product_luts"]
+__all__ = ["FOLDED_DEPTH", "LayerEstimate", "bram_or_lutram", "calibration", "lut_per_product", "product_luts",
+           "requant_and_cycles"]

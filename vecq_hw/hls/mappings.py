@@ -19,14 +19,12 @@ it cheaply.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
-from .costs import FOLDED_DEPTH, LayerEstimate, bram_or_lutram, lut_per_product, product_luts
+from .costs import LayerEstimate, bram_or_lutram, lut_per_product, product_luts, requant_and_cycles
 from .options import HlsOptions
 from .products import choose_product
 
@@ -192,19 +190,14 @@ class _WeightedMapping(Mapping):
             e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
         else:
             e.luts += product_luts(p, r, k, w)
-        units = math.ceil(n_out / r)
-        acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
-        e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
+        acc_w = int(layer.accum_type.width)
+        requant_and_cycles(e, n_out, r, per_frame, acc_w, int(layer.scale_type.width))
         e.ffs += n_out * acc_w + e.slots * int(product.term.width)
         rom = lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)  # else constants, no ROM
         if r > 1 and (rom or dsp_bound):  # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
             e.bram18 += b
             e.luts += lut
-        requant_cycles = math.ceil(n_out / units) if r > 1 else 0
-        per_input = 1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
-        e.cycles = per_frame * per_input
-        e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
         return self.add_io(e, node, io_type)
 
 

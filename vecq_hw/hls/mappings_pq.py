@@ -41,7 +41,7 @@ import math
 
 from .. import ir
 from ..fixed import FixedType
-from .costs import FOLDED_DEPTH, LayerEstimate, bram_or_lutram, product_luts
+from .costs import LayerEstimate, bram_or_lutram, product_luts, requant_and_cycles
 from .mappings import Mapping, _ConvMapping, int_type, register
 from .mappings_alq import plain
 
@@ -159,12 +159,9 @@ class PqMapping(Mapping):
 
     def _finish(self, e: LayerEstimate, node, r: int, io_type: str) -> LayerEstimate:
         """Requantisation DSPs, cycles and latency (as the levels kinds), io registers."""
-        layer, per_frame = node.layer, self.inputs_per_frame(node)
-        units = math.ceil(layer.n_out / r)
-        e.dsps += units * math.ceil(int(layer.accum_type.width) / 25) * math.ceil(int(layer.scale_type.width) / 18)
-        requant_cycles = math.ceil(layer.n_out / units) if r > 1 else 0
-        e.cycles = per_frame * (1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
-        e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
+        layer = node.layer
+        requant_and_cycles(e, layer.n_out, r, self.inputs_per_frame(node), int(layer.accum_type.width),
+                           int(layer.scale_type.width))
         return self.add_io(e, node, io_type)
 
 
