@@ -145,8 +145,23 @@ def deploy(model, test, folder: Path) -> tuple:
                     "export_sim_s": round(time.perf_counter() - t0, 1)}
 
 
+def weighted_names(imodel) -> list[str]:
+    from vecq_hw.hls.folding import weighted_nodes
+
+    return [n.layer.name for n in weighted_nodes(imodel)]
+
+
+def plan_for(imodel, ref, plan: dict) -> dict:
+    """``plan`` (reuse per weighted layer of ``ref``) for the same network's ``imodel``, layer by
+    layer in order: layer names carry the kind (conv2d_1 / pq_conv2d_1), the positions are the same."""
+    mine, theirs = weighted_names(imodel), weighted_names(ref)
+    if len(mine) != len(theirs):
+        raise SystemExit(f"{imodel.name}: {len(mine)} weighted layers against {len(theirs)} in the plan's model")
+    return {a: plan[b] for a, b in zip(mine, theirs)}
+
+
 def hardware(imodel, plan: dict) -> dict:
-    """The estimate at ``plan`` and the form of every PQ layer there."""
+    """The estimate at ``plan`` (this model's layer names) and the form of every PQ layer there."""
     from vecq_hw.hls.estimate import estimate
     from vecq_hw.hls.mappings import MAPPINGS
 
@@ -209,11 +224,12 @@ def run_network(net: str, res: dict, args) -> None:
         plan = fit(models["vecq_1bit"], PART, io_type="io_parallel").closest.reuse()
         res.setdefault("plans", {})[net] = plan
         for name, imodel in models.items():
-            runs[name]["hw"] = hardware(imodel, plan)
+            runs[name]["hw"] = hardware(imodel, plan_for(imodel, models["vecq_1bit"], plan))
         if net == "lenet5" and args.csim_images:
             best = min((n for n in models if n.startswith("pq") and runs[n]["bits_per_weight"] <= 1.0),
                        key=lambda n: -runs[n]["deployed_acc"])
-            res["lenet_csim"] = {"run": best, **lenet_csim(models[best], plan, args)}
+            res["lenet_csim"] = {"run": best, **lenet_csim(models[best], plan_for(models[best], models["vecq_1bit"],
+                                                                                 plan), args)}
         save(res, args.out)
 
 
@@ -275,6 +291,18 @@ def _network_table(net: str, res: dict) -> list[str]:
     return lines
 
 
+def _float_gap(res: dict) -> list[str]:
+    """Per network, its best PQ run at <= 1 bit/weight against the float model (deployed minus PyTorch float)."""
+    lines = []
+    for net, runs in res.get("runs", {}).items():
+        low = [(r["deployed_acc"], n) for n, r in runs.items() if r.get("method") == "pq" and r["bits_per_weight"] <= 1]
+        if low and "float" in runs:
+            acc, name = max(low)
+            lines.append(f"- {net}: {name} ({runs[name]['bits_per_weight']:.3f} bits/weight) deploys "
+                         f"{_pct(acc)} %, {100 * (acc - runs['float']['torch_acc']):+.2f} points from the float model.")
+    return (["## PQ at <= 1 bit per weight against float", ""] + lines + [""]) if lines else []
+
+
 def write_markdown(res: dict, path: Path) -> None:
     a = res["args"]
     lines = ["# Product quantisation (issue 24)", "",
@@ -300,6 +328,10 @@ def write_markdown(res: dict, path: Path) -> None:
               "Ours, deployed, store the codebooks as 8-bit integers instead.", "", "## Accuracy, size, hardware", ""]
     for net in res.get("runs", {}):
         lines += _network_table(net, res)
+    missing = [net for net in NETWORKS if net not in res.get("runs", {})]
+    if missing:
+        lines += [f"Not run for this file (time): {', '.join(missing)}.", ""]
+    lines += _float_gap(res)
     c = res.get("lenet_csim")
     if c:
         lines += ["## LeNet-5 in C simulation", "",
