@@ -95,8 +95,9 @@ VecQStreamedReuse:
     VecQStreamedBlock:
         for (unsigned b = 0; b < block; b++) {
             #pragma HLS UNROLL
+            const ap_uint<k> field = step >> (b * k); // code p's k-bit two's-complement field
             typename CONFIG_T::weight_t c;
-            c.range(k - 1, 0) = step.range(b * k + k - 1, b * k);
+            c.range(k - 1, 0) = field;
             unsigned f, i;
             if (TAPS::tap(r * block + b, oh, ow, f, i))
                 vecq_mac<x_T, CONFIG_T>(acc[f], src[i], c);

@@ -197,6 +197,9 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="default reuse factor R of every weighted layer (R products share one multiplier slot, II = R)")
 @click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R",
               help="one weighted layer's reuse factor (repeat the option; R must divide the layer's products)")
+@click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
+              help="where a weighted layer keeps its codes: onchip (a ROM, default), offchip (read from DDR over "
+                   "AXI every pass), uram (loaded once from DDR into UltraRAM); io_stream, repeatable")
 @click.option("--strategy", type=click.Choice(list(hls_options.STRATEGIES)), default=hls_options.DEFAULTS.strategy,
               show_default=True)
 @click.option("--part", default=hls_options.DEFAULTS.part, show_default=True)
@@ -207,13 +210,13 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="top function and file names: a C identifier, not a C++ keyword")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, part, clock_period, test_inputs,
+def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, strategy, part, clock_period, test_inputs,
         project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
-                            project_name=project_name, overwrite=overwrite, reuse=reuse))
+                            project_name=project_name, overwrite=overwrite, reuse=reuse, weights=weights))
 
 
 @cli.command()
@@ -221,16 +224,18 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, par
 @click.option("--reuse-factor", default=1, show_default=True, type=click.IntRange(min=1),
               help="default reuse factor of every weighted layer")
 @click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R", help="one layer's reuse factor (repeatable)")
+@click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
+              help="onchip | offchip | uram: where a layer keeps its codes (repeatable; see `vecq-hw hls --help`)")
 @click.option("--part", default=None, help="FPGA part (configs/hardware/parts.yaml; default: its 'default')")
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
               show_default=True)
 @_clean_errors
-def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type):
+def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_type):
     """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
     from .flow import estimate_hls
     click.echo(estimate_hls(model_dir, reuse=reuse, reuse_factor=reuse_factor, part=part, clock_period=clock_period,
-                            io_type=io_type))
+                            io_type=io_type, weights=weights))
 
 
 @cli.command()

@@ -68,23 +68,57 @@ def format_report(r) -> str:
     return "\n".join(lines)
 
 
+_WHERE = {"onchip": "", "offchip": "ddr", "uram": "uram"}
+_KINDS = (("weights", "weights"), ("line_buffers", "line buffers"), ("fifos", "FIFOs"), ("axi", "AXI ports"))
+
+
+def format_memory(est) -> str:
+    """Memory per kind: bits held, and the BRAM18 / URAM / LUTs (LUTRAM, SRL) holding them."""
+    parts = []
+    for kind, label in _KINDS:
+        m = est.memory()[kind]
+        if m["bits"] or m["bram18"] or m["uram"] or m["luts"]:
+            parts.append(f"{label} {m['bits'] / 1e6:,.2f} Mbit in {m['bram18']:,} BRAM18 + {m['uram']:,} URAM "
+                         f"+ {m['luts']:,.0f} LUTs")
+    return "memory: " + ("; ".join(parts) or "none")
+
+
 def format_estimate(est, *, per_layer: bool = True) -> str:
     """The pre-synthesis estimate (``vecq_hw.hls.estimate.Estimate``) as a table a person reads quickly."""
     part, tot, use = est.part, est.totals(), est.utilisation()
     lines = []
     if per_layer:
         lines.append(f"{'layer':<14}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
-                     f"{'BRAM18':>8}{'cycles':>12}")
+                     f"{'BRAM18':>8}{'URAM':>6}{'cycles':>12}  weights")
         for lyr in est.layers:
             lines.append(f"{lyr.name[:13]:<14}{lyr.kind[:16]:<17}{lyr.reuse or '':>9}{lyr.slots or '':>9}"
-                         f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.cycles:>12,}")
+                         f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.uram:>6}"
+                         f"{lyr.cycles:>12,}  {_WHERE.get(lyr.weights, lyr.weights)}".rstrip())
     lines.append(f"total on {part.name} ({est.io_type}):  LUTs {tot['luts']:,.0f} ({use['luts']:.0%})  "
                  f"FFs {tot['ffs']:,.0f} ({use['ffs']:.0%})  DSPs {tot['dsps']:,.0f} ({use['dsps']:.0%})  "
-                 f"BRAM18 {tot['bram18']:,.0f} ({use['bram18']:.0%})  URAM {tot['uram']:,.0f}")
+                 f"BRAM18 {tot['bram18']:,.0f} ({use['bram18']:.0%})  URAM {tot['uram']:,.0f} ({use['uram']:.0%})")
+    lines.append(format_memory(est))
+    if est.ddr_bytes:
+        lines.append(f"DDR: {est.ddr_bytes / 1e6:,.2f} MB a frame for {len(est.weights())} layers' streamed codes, "
+                     f"{est.ddr_gbps:,.2f} GB/s at this frame rate ({use['ddr']:.0%} of the part's "
+                     f"{est.part.ddr_gbps:g} GB/s peak)")
     lines.append(f"II {est.ii:,} cycles, latency {est.latency:,} cycles; at {1e3 / est.clock_period:.0f} MHz: "
-                 f"{est.fps:,.0f} frames/s, {est.latency * est.clock_period / 1e3:,.1f} us")
+                 f"{est.fps:,.1f} frames/s, {est.latency * est.clock_period / 1e3:,.1f} us")
     lines.append("(estimate before synthesis: LUTs per product calibrated on yosys mappings; not a Vivado report)")
     return "\n".join(lines)
+
+
+def format_frontier(result) -> str:
+    """The fitting plans, one per factor-of-two step of frames/s (``FitResult.frontier``)."""
+    if len(result.frontier) < 2:
+        return ""
+    rows = [f"fitting plans from the fastest down, one per halving of frames/s ({len(result.frontier)}):"]
+    for e in result.frontier:
+        t, u = e.totals(), e.utilisation()
+        rows.append(f"  {e.fps:>12,.1f} frames/s  LUTs {t['luts']:>11,.0f} ({u['luts']:.0%})  BRAM18 "
+                    f"{t['bram18']:>6,.0f}  URAM {t['uram']:>5,.0f}  DDR {e.ddr_gbps:>6.2f} GB/s  "
+                    f"{len(e.weights())} layers off chip  ({e.io_type})")
+    return "\n".join(rows)
 
 
 def format_fit(result) -> str:
@@ -92,7 +126,10 @@ def format_fit(result) -> str:
     head = f"headroom {result.headroom:.0%}, target {result.target}, {result.candidates} balanced plans tried"
     if result.ok:
         plan = ", ".join(f"{k}={v}" for k, v in result.plan.reuse().items())
-        return f"plan ({head}): {plan}\n" + format_estimate(result.plan)
+        where = ", ".join(f"{k}={v}" for k, v in result.plan.weights().items())
+        text = f"plan ({head}): {plan}\n" + (f"weights off chip: {where}\n" if where else "") + format_estimate(result.plan)
+        frontier = format_frontier(result)
+        return text + ("\n" + frontier if frontier else "")
     over = ", ".join(f"{r} {u:.0%}" for r, u in result.over_budget().items())
     plan = ", ".join(f"{k}={v}" for k, v in result.closest.reuse().items())
     return (f"NOTHING FITS {result.closest.part.name} at {result.headroom:.0%} ({head}); the closest, fully folded "

@@ -89,6 +89,25 @@ inline void changed_locked() {
     s.cv.notify_all();
 }
 
+// the depth of FIFO ``name``: its pragma depth, or the one VECQ_DF_DEPTHS="name=depth,..." gives
+// (so that one build checks several depths)
+inline size_t depth(const char *name, size_t pragma_depth) {
+    const char *env = std::getenv("VECQ_DF_DEPTHS");
+    if (env == 0)
+        return pragma_depth;
+    const std::string all(env), key = std::string(name) + "=";
+    for (size_t pos = 0; pos < all.size();) {
+        size_t end = all.find(',', pos);
+        if (end == std::string::npos)
+            end = all.size();
+        const std::string item = all.substr(pos, end - pos);
+        if (item.compare(0, key.size(), key) == 0)
+            return std::strtoul(item.c_str() + key.size(), 0, 10);
+        pos = end + 1;
+    }
+    return pragma_depth;
+}
+
 inline void spawn(const char *name, std::function<void()> body) {
     state &s = g();
     std::lock_guard<std::mutex> lk(s.m);

@@ -23,17 +23,26 @@ def reuse_map(reuse) -> dict:
     return parse_reuse(reuse)
 
 
+def weights_map(weights) -> dict:
+    """Per-layer weight memory: a mapping {layer: mode}, or the CLI's ``LAYER=MODE`` items."""
+    if isinstance(weights, dict):
+        return dict(weights)
+    from ..hls.offchip import parse_weights
+    return parse_weights(weights)
+
+
 def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HLS_DEFAULTS.io_type,
                  reuse_factor=HLS_DEFAULTS.reuse_factor, strategy=HLS_DEFAULTS.strategy, part=HLS_DEFAULTS.part,
                  clock_period=HLS_DEFAULTS.clock_period, test_inputs=None,
-                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None) -> str:
+                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None, weights=None) -> str:
     """``vecq-hw hls``: the project with the simulator's outputs on ``test_inputs`` (default:
-    100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`."""
+    100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`;
+    ``weights``: :func:`weights_map`."""
     from ..hls import HlsOptions
     from ..ir.io import load_model
-    reuse = reuse_map(reuse or {})
+    reuse, weights = reuse_map(reuse or {}), weights_map(weights or {})
     options = HlsOptions(backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy, part=part,
-                         clock_period=clock_period, project_name=project_name, reuse=reuse)
+                         clock_period=clock_period, project_name=project_name, reuse=reuse, weights=weights)
     model = load_model(model_dir)
     lines = []
     if test_inputs is not None:
@@ -49,13 +58,13 @@ def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HL
 
 
 def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
-                 io_type=HLS_DEFAULTS.io_type) -> str:
+                 io_type=HLS_DEFAULTS.io_type, weights=None) -> str:
     """``vecq-hw estimate``: the pre-synthesis estimate of the HLS design with this folding."""
     from ..hls.estimate import estimate
     from ..ir.io import load_model
     from ..report import format_estimate
     est = estimate(load_model(model_dir), reuse_map(reuse or {}), default_reuse=reuse_factor, part=part,
-                   clock_period=clock_period, io_type=io_type)
+                   clock_period=clock_period, io_type=io_type, weights=weights_map(weights or {}))
     return format_estimate(est)
 
 
@@ -76,7 +85,7 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
         hls_part = part if part and len(str(part)) > len(p.name) else p.hls_part
         io_type = result.plan.io_type
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
-                          reuse=result.plan.reuse())
+                          reuse=result.plan.reuse(), weights=result.plan.weights())
         path = write_hls_project(model, out_dir, opts, random_inputs(model, 100), overwrite=overwrite)
         from ..hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
         plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder

@@ -185,10 +185,10 @@ def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str
         return None
 
 
-def _run(cmd, cwd, deadline=None) -> tuple[int, str]:
+def _run(cmd, cwd, deadline=None, env=None) -> tuple[int, str]:
     """One command, killed on Ctrl-C or at the deadline (DeadlineExceeded)."""
     got = {}
-    run_commands([(0, cmd)], cwd=cwd, parallel=1, deadline=deadline,
+    run_commands([(0, cmd)], cwd=cwd, parallel=1, deadline=deadline, env=env,
                   on_done=lambda key, rc, out: got.update(rc=rc, out=out))
     return got["rc"], got["out"]
 

@@ -51,19 +51,19 @@ class FitResult:
 
 
 def frontier(fitting: list[Estimate]) -> list[Estimate]:
-    """From the fastest fitting plan down: for each step fastest / 2^k (k = 1, 2, ...) above the
-    slowest, the fastest fitting plan no faster than the step; the slowest plan closes it."""
+    """From the fastest fitting plan down: for each step fastest / 2^k (k = 1, 2, ...) while the
+    slowest fitting plan is slower than it, the fastest fitting plan no faster than the step
+    (the fewest LUTs among equally fast ones). Every factor-of-two band of frames/s between the
+    fastest and the slowest fitting plan holds one when the search left no gap."""
     if not fitting:
         return []
     by_speed = sorted(fitting, key=lambda e: (-e.fps, e.total("luts")))
     out, step = [by_speed[0]], by_speed[0].fps
-    while step / 2 > by_speed[-1].fps:
+    while step / 2 >= by_speed[-1].fps:
         step /= 2
         plan = next(e for e in by_speed if e.fps <= step)
         if plan is not out[-1]:
             out.append(plan)
-    if by_speed[-1] is not out[-1]:
-        out.append(by_speed[-1])
     return out
 
 
