@@ -110,7 +110,8 @@ VecQStreamedReuse:
 template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
 void vecq_conv_streamed_lines(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
                               hls::stream<typename CONFIG_T::word_t> &words,
-                              const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
+                              const typename CONFIG_T::scale_t scale[N_FILT],
+                              const typename CONFIG_T::bias_t bias[N_FILT]) {
     typedef typename data_T::value_type x_T;
     typedef typename res_T::value_type y_T;
     static const unsigned rows = CONFIG_T::filt_height + 1;
@@ -154,7 +155,8 @@ VecQStreamedLineRead:
 
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_conv2d_streamed(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
-                          hls::stream<typename CONFIG_T::word_t> &words, const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
+                          hls::stream<typename CONFIG_T::word_t> &words,
+                          const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
                           const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt]) {
     vecq_conv_streamed_lines<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data_stream, res_stream, words, scale,
                                                                                bias);
@@ -172,7 +174,8 @@ void vecq_depthwise_conv2d_streamed(hls::stream<data_T> &data_stream, hls::strea
 // io_stream dense with streamed codes: the input vector, one pass of the folded loop, the outputs
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_dense_streamed(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
-                         hls::stream<typename CONFIG_T::word_t> &words, const typename CONFIG_T::scale_t scale[CONFIG_T::n_out],
+                         hls::stream<typename CONFIG_T::word_t> &words,
+                         const typename CONFIG_T::scale_t scale[CONFIG_T::n_out],
                          const typename CONFIG_T::bias_t bias[CONFIG_T::n_out]) {
     #pragma HLS ARRAY_PARTITION variable=scale complete
     #pragma HLS ARRAY_PARTITION variable=bias complete

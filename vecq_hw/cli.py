@@ -271,15 +271,20 @@ def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overw
               help="stop after this many seconds, build included (default: no limit); finished shards are kept")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: every CPU)")
 @click.option("--restart", is_flag=True, help="discard the samples kept from an earlier unfinished run")
+@click.option("--dataflow", is_flag=True,
+              help="then run 2 samples with every FIFO as deep as its pragma and one thread per process "
+                   "(io_stream): a FIFO too shallow for the schedule deadlocks (exit 3)")
 @_clean_errors
-def csim(project_dir, opt, timeout, jobs, restart):
+def csim(project_dir, opt, timeout, jobs, restart, dataflow):
     """C-simulate a generated project with g++ and the ap_types headers; exit 3 on any mismatch.
 
     Progress goes to stderr. Ctrl-C stops the testbench processes; the samples finished so far are
     kept, and running the command again continues from there."""
-    from .flow import CsimInterrupted, csim_hls
+    from .flow import CsimInterrupted, csim_hls, dataflow_hls
     try:  # a disagreement with the simulator raises ToolError (exit 3) after the summary
         csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo)
+        if dataflow:
+            dataflow_hls(project_dir, show=click.echo)
     except CsimInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -90,7 +90,7 @@ def format_estimate(est, *, per_layer: bool = True) -> str:
     if per_layer:
         lines.append(f"{'layer':<14}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
                      f"{'BRAM18':>8}{'URAM':>6}{'cycles':>12}  weights")
-        for lyr in est.layers:
+        for lyr in est.rows():
             lines.append(f"{lyr.name[:13]:<14}{lyr.kind[:16]:<17}{lyr.reuse or '':>9}{lyr.slots or '':>9}"
                          f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.uram:>6}"
                          f"{lyr.cycles:>12,}  {_WHERE.get(lyr.weights, lyr.weights)}".rstrip())
@@ -127,7 +127,8 @@ def format_fit(result) -> str:
     if result.ok:
         plan = ", ".join(f"{k}={v}" for k, v in result.plan.reuse().items())
         where = ", ".join(f"{k}={v}" for k, v in result.plan.weights().items())
-        text = f"plan ({head}): {plan}\n" + (f"weights off chip: {where}\n" if where else "") + format_estimate(result.plan)
+        text = f"plan ({head}): {plan}\n" + (f"weights off chip: {where}\n" if where else "")
+        text += format_estimate(result.plan)
         frontier = format_frontier(result)
         return text + ("\n" + frontier if frontier else "")
     over = ", ".join(f"{r} {u:.0%}" for r, u in result.over_budget().items())

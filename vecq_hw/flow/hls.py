@@ -116,3 +116,18 @@ def csim_hls(project_dir, *, opt=DEFAULT_OPT, timeout=None, jobs=None, restart=F
         raise ToolError(f"{project_dir}: C simulation disagrees with the simulator in {result.mismatches} of "
                         f"{result.n} samples ({result.value_mismatches} output values)")
     return result
+
+
+def dataflow_hls(project_dir, *, samples=2, show=print):
+    """``vecq-hw csim --dataflow``: the io_stream project with FIFOs of their pragma depths, one
+    thread per process (hls/dataflow_check.py); a deadlock or a disagreement is a ToolError."""
+    from ..hls.dataflow_check import dataflow_check
+    r = dataflow_check(project_dir, samples=samples)
+    if r.deadlock:
+        raise ToolError(f"{project_dir}: the dataflow deadlocks with these FIFO depths: "
+                        + " ".join(r.log.split("\n", 1)[0].split()))
+    show(f"dataflow check: {r.n} samples through FIFOs of their pragma depths, one thread per process: no deadlock, "
+         f"{r.mismatches} mismatching samples")
+    if r.mismatches:
+        raise ToolError(f"{project_dir}: the dataflow check disagrees with the simulator in {r.mismatches} samples")
+    return r

@@ -60,8 +60,8 @@ def run_commands(tasks, *, cwd, parallel: int, on_done, deadline: float | None =
             while pending and len(running) < max(1, parallel):
                 key, argv = pending.pop(0)
                 log = tempfile.TemporaryFile()
-                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
                 running[key] = (proc, log)
             finished = [key for key, (proc, _) in running.items() if proc.poll() is not None]
             for key in finished:

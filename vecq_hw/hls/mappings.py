@@ -313,7 +313,8 @@ class _ConvMapping(_WeightedMapping):
         """vecq_conv_stream_lines (and the streamed kernel): output row oh leaves once input row
         min(oh * stride + kh - 1 - pad_top, in_height - 1) is complete."""
         (h, w, _), (oh, ow) = node.in_shapes[0], node.out_shape[:2]
-        last = np.arange(int(oh)) * int(node.layer.stride[0]) + int(node.layer.kernel[0]) - 1 - int(node.layer.padding[0])
+        layer = node.layer
+        last = np.arange(int(oh)) * int(layer.stride[0]) + int(layer.kernel[0]) - 1 - int(layer.padding[0])
         return row_need(np.minimum(last, int(h) - 1) + 1, ow, w)
 
     def stream_buffers(self, e, node):

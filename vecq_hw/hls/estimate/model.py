@@ -53,10 +53,16 @@ class Estimate:
     part: Part
     io_type: str
     clock_period: float
-    layers: list[LayerEstimate] = field(default_factory=list)
+    layers: list[LayerEstimate] = field(default_factory=list)  # one per layer of the model, in order
+    #: the io_stream FIFOs between the layers (a row of their own; None in io_parallel)
+    fifos: LayerEstimate | None = None
+
+    def rows(self) -> list[LayerEstimate]:
+        """The layers, then the FIFO row: everything the totals sum."""
+        return self.layers + ([self.fifos] if self.fifos is not None else [])
 
     def total(self, what: str) -> float:
-        return sum(getattr(lyr, what) for lyr in self.layers)
+        return sum(getattr(lyr, what) for lyr in self.rows())
 
     @property
     def ddr_bytes(self) -> float:
@@ -84,7 +90,7 @@ class Estimate:
     def memory(self) -> dict[str, dict]:
         """{kind: {'bits', 'bram18', 'uram', 'luts'}} summed over the layers (MEMORY_KINDS)."""
         out = {k: {"bits": 0, "bram18": 0, "uram": 0, "luts": 0.0} for k in MEMORY_KINDS}
-        for lyr in self.layers:
+        for lyr in self.rows():
             for kind, m in lyr.memory.items():
                 for key, v in m.items():
                     out[kind][key] += v
@@ -126,7 +132,7 @@ class Estimate:
                 "clock_period_ns": self.clock_period, "ii_cycles": self.ii, "latency_cycles": self.latency,
                 "fps": self.fps, "totals": self.totals(), "utilisation": self.utilisation(),
                 "ddr_bytes_per_frame": self.ddr_bytes, "ddr_gbps": self.ddr_gbps, "weights": self.weights(),
-                "memory": self.memory(), "layers": [asdict(lyr) for lyr in self.layers]}
+                "memory": self.memory(), "layers": [asdict(lyr) for lyr in self.rows()]}
 
 
 def layer_estimate(mapping: Mapping, node: ir.Node, reuse: int, io_type: str, streamed=None):
@@ -176,7 +182,7 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
         name = node.layer.name
         est.layers.append(layer_estimate(mapping, node, plan.get(name, 0), io_type, streamed.get(name)))
     if io_type == "io_stream":
-        est.layers.append(fifos if fifos is not None else fifo_estimate(model, p))
+        est.fifos = fifos if fifos is not None else fifo_estimate(model, p)
     return est
 
 

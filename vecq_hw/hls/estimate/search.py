@@ -66,15 +66,15 @@ class Costs:
 
     def cycle_counts(self) -> list[int]:
         """Every cycle count some layer option has."""
-        return sorted({e.cycles for lyr in self.layers.values() for e in [*lyr.onchip.values(), *lyr.streamed.values()]})
+        return sorted({e.cycles for lyr in self.layers.values()
+                       for e in [*lyr.onchip.values(), *lyr.streamed.values()]})
 
     def assemble(self, choice: dict) -> Estimate:
         """The Estimate of a plan {layer: LayerEstimate option} (what estimate() computes for it)."""
         est = Estimate(self.model.name, self.part, self.io_type, self.clock_period)
         for n in self.nodes:
             est.layers.append(choice.get(n.layer.name) or self.fixed[n.layer.name])
-        if self.fifos is not None:
-            est.layers.append(self.fifos)
+        est.fifos = self.fifos
         return est
 
     def plan_for(self, t: int, budget: dict) -> Estimate:
@@ -84,7 +84,7 @@ class Costs:
         for name, lyr in self.layers.items():
             ok = [r for r, e in lyr.onchip.items() if e.cycles <= t]
             choice[name] = lyr.onchip[max(ok) if ok else max(lyr.onchip)]
-        used = {r: sum(getattr(e, r) for e in self.assemble(choice).layers) for r in ("bram18", "uram")}
+        used = {r: self.assemble(choice).total(r) for r in ("bram18", "uram")}
         for name in self._offload_order(choice):
             if used["bram18"] <= budget["bram18"]:
                 break
