@@ -27,29 +27,53 @@
 
 namespace nnet {
 
+// the table, whole, once per pass, one word a cycle (one sequential, burst-friendly loop)
 template <class CONFIG_T>
-void vecq_weight_reader(const typename CONFIG_T::word_t mem[CONFIG_T::words],
+void vecq_weight_passes(const typename CONFIG_T::word_t table[CONFIG_T::words],
                         hls::stream<typename CONFIG_T::word_t> &words) {
-    typedef typename CONFIG_T::word_t word_t;
-    static word_t cache[CONFIG_T::cached ? CONFIG_T::words : 1];
-    #pragma HLS BIND_STORAGE variable=cache type=ram_1p impl=uram
-    static bool loaded = false;
-    if (CONFIG_T::cached && !loaded) {
-    VecQWeightLoad:
-        for (unsigned w = 0; w < CONFIG_T::words; w++) {
-            #pragma HLS PIPELINE II=1
-            cache[CONFIG_T::cached ? w : 0] = mem[w];
-        }
-        loaded = true;
-    }
+    #pragma HLS INLINE
 VecQWeightPasses:
     for (unsigned pass = 0; pass < CONFIG_T::passes; pass++) {
     VecQWeightWords:
         for (unsigned w = 0; w < CONFIG_T::words; w++) {
             #pragma HLS PIPELINE II=1
-            words.write(CONFIG_T::cached ? cache[CONFIG_T::cached ? w : 0] : mem[w]);
+            words.write(table[w]);
         }
     }
+}
+
+// ... from DDR every time, or (CACHED) from an UltraRAM copy made on the first call
+template <class CONFIG_T, bool CACHED = CONFIG_T::cached> struct vecq_weight_source {
+    static void read(const typename CONFIG_T::word_t mem[CONFIG_T::words],
+                     hls::stream<typename CONFIG_T::word_t> &words) {
+        #pragma HLS INLINE
+        vecq_weight_passes<CONFIG_T>(mem, words);
+    }
+};
+
+template <class CONFIG_T> struct vecq_weight_source<CONFIG_T, true> {
+    static void read(const typename CONFIG_T::word_t mem[CONFIG_T::words],
+                     hls::stream<typename CONFIG_T::word_t> &words) {
+        #pragma HLS INLINE
+        static typename CONFIG_T::word_t cache[CONFIG_T::words];
+        #pragma HLS BIND_STORAGE variable=cache type=ram_1p impl=uram
+        static bool loaded = false;
+        if (!loaded) {
+        VecQWeightLoad:
+            for (unsigned w = 0; w < CONFIG_T::words; w++) {
+                #pragma HLS PIPELINE II=1
+                cache[w] = mem[w];
+            }
+            loaded = true;
+        }
+        vecq_weight_passes<CONFIG_T>(cache, words);
+    }
+};
+
+template <class CONFIG_T>
+void vecq_weight_reader(const typename CONFIG_T::word_t mem[CONFIG_T::words],
+                        hls::stream<typename CONFIG_T::word_t> &words) {
+    vecq_weight_source<CONFIG_T>::read(mem, words);
 }
 
 // STEP_BITS code bits a call from the words of one pass: a word is read only when fewer than
@@ -135,12 +159,7 @@ VecQStreamedLineRead:
         vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
         const int rows_done = int(((p + 1) * data_T::size) / row_len);
     VecQStreamedLineEmit:
-        while (oh < CONFIG_T::out_height) {
-            int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
-            if (last > int(CONFIG_T::in_height) - 1)
-                last = int(CONFIG_T::in_height) - 1;
-            if (last >= rows_done)
-                break;
+        while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQStreamedLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
                 vecq_fold_streamed<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT, n_prod,
@@ -185,15 +204,7 @@ void vecq_dense_streamed(hls::stream<data_T> &data_stream, hls::stream<res_T> &r
     #pragma HLS ARRAY_PARTITION variable=res complete
     typename CONFIG_T::accum_t acc[CONFIG_T::n_out];
     #pragma HLS ARRAY_PARTITION variable=acc complete
-VecQStreamedDenseRead:
-    for (unsigned p = 0; p < CONFIG_T::n_in / data_T::size; p++) {
-        #pragma HLS PIPELINE
-        data_T pack = data_stream.read();
-        for (unsigned k = 0; k < data_T::size; k++) {
-            #pragma HLS UNROLL
-            data[p * data_T::size + k] = pack[k];
-        }
-    }
+    vecq_read_packs<data_T, CONFIG_T::n_in>(data_stream, data);
     vecq_fold_streamed<typename data_T::value_type, CONFIG_T, vecq_dense_taps<CONFIG_T>, CONFIG_T::n_out,
                        CONFIG_T::n_in * CONFIG_T::n_out, CONFIG_T::n_in>(data, 0, 0, acc, words);
     vecq_requant_folded<typename res_T::value_type, CONFIG_T, CONFIG_T::n_out, CONFIG_T::n_out>(acc, res, 0, scale,
