@@ -88,22 +88,36 @@ def fits(model: ir.Model) -> dict:
     return out
 
 
-_BUILD = """
-import json, resource, sys, time
+_STEP = """
+import sys
 sys.path.insert(0, {root!r})
-from vecq_hw.hls.csim import csim
-t0 = time.perf_counter()
-r = csim({prj!r}, jobs={jobs}, progress="off")
-u = resource.getrusage(resource.RUSAGE_CHILDREN)
-print(json.dumps({{"ok": r.ok, "n": r.n, "mismatches": r.mismatches, "build_s": r.build_seconds,
-                  "run_s": r.run_seconds, "children_cpu_s": u.ru_utime + u.ru_stime,
-                  "children_max_rss_mb": u.ru_maxrss / 1024, "synthesis_cut": r.synthesis_cut,
-                  "summary": r.summary()}}))
+import importlib
+c = importlib.import_module("vecq_hw.hls.csim")  # the module (vecq_hw.hls.csim the name is the function)
+if {build_only!r}:
+    c.build({prj!r}, jobs={jobs})
+else:
+    r = c.csim({prj!r}, jobs={jobs}, progress="off")
+    print("RESULT", r.ok, r.n, r.mismatches, r.synthesis_cut)
 """
 
 
+def _timed(code: str, env: dict) -> dict:
+    """Run python code under /usr/bin/time -v: wall time, CPU (user + system, children included)
+    and the largest resident set of the process tree (GNU time's 'Maximum resident set size')."""
+    out = subprocess.run(["/usr/bin/time", "-v", sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark step failed (exit {out.returncode}):\n{out.stdout}\n{out.stderr[-3000:]}")
+    v = dict(line.strip().rsplit(": ", 1) for line in out.stderr.splitlines() if ": " in line)
+    wall = v["Elapsed (wall clock) time (h:mm:ss or m:ss)"].split(":")
+    return {"wall_s": sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall))),
+            "cpu_s": float(v["User time (seconds)"]) + float(v["System time (seconds)"]),
+            "max_rss_mb": int(v["Maximum resident set size (kbytes)"]) / 1024, "stdout": out.stdout}
+
+
 def csim_run(model: ir.Model, part: str, images: int, jobs: int, tmp: Path) -> dict:
-    """Write the fitted project; build (cold compiler cache) and C-simulate it in a fresh process."""
+    """Write the fitted project; build its C simulation (cold compiler cache) under /usr/bin/time -v,
+    then C-simulate it (the build cached) under /usr/bin/time -v."""
     from vecq_hw.flow.hls import write_hls_project
     from vecq_hw.hls import HlsOptions
     from vecq_hw.hls.estimate import get_part
@@ -117,12 +131,14 @@ def csim_run(model: ir.Model, part: str, images: int, jobs: int, tmp: Path) -> d
     prj = write_hls_project(model, tmp / f"{model.name}_{part}", opts, model.input.out_type.to_float(x))
     write_s = time.perf_counter() - t0
     env = dict(os.environ, VECQ_HW_CACHE=str(tmp / "cache"))  # cold: precompiled headers built too
-    out = subprocess.run([sys.executable, "-c", _BUILD.format(root=str(ROOT), prj=str(prj), jobs=jobs)],
-                         capture_output=True, text=True, env=env, check=True)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    build = _timed(_STEP.format(root=str(ROOT), prj=str(prj), jobs=jobs, build_only=True), env)
+    run = _timed(_STEP.format(root=str(ROOT), prj=str(prj), jobs=jobs, build_only=False), env)
+    ok, n, mismatches, cut = run.pop("stdout").split("RESULT")[1].split()
+    build.pop("stdout")
     blob = prj / "vecq_weights.bin"
-    return dict(res, write_s=write_s, images=images, blob_bytes=blob.stat().st_size if blob.exists() else 0,
-                load_average=os.getloadavg())
+    return {"write_s": write_s, "build": build, "run": run, "ok": ok == "True", "n": int(n),
+            "mismatches": int(mismatches), "synthesis_cut": int(cut), "images": images, "jobs": jobs,
+            "blob_bytes": blob.stat().st_size if blob.exists() else 0, "load_average": os.getloadavg()}
 
 
 def main(argv=None) -> dict:
@@ -130,18 +146,24 @@ def main(argv=None) -> dict:
     ap.add_argument("--csim", nargs="*", default=["resnet18:xczu9eg"], metavar="NET:PART")
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--keep-csim", action="store_true",
+                    help="keep the C-simulation results of results/big_networks.json for the pairs not re-run")
     args = ap.parse_args(argv)
     results = {"headroom": HEADROOM, "clock_mhz": 200, "networks": {}}
+    kept = {}
+    if args.keep_csim and (RESULTS / "big_networks.json").is_file():
+        old = json.loads((RESULTS / "big_networks.json").read_text())
+        kept = {name: net.get("csim", {}) for name, net in old["networks"].items()}
     with tempfile.TemporaryDirectory(prefix="vecq_bignet_") as tmp:
         for name in MODELS:
             model, sw = software(name, Path(tmp))
-            results["networks"][name] = {"software": sw, "fit": fits(model), "csim": {}}
+            results["networks"][name] = {"software": sw, "fit": fits(model), "csim": dict(kept.get(name, {}))}
             print(f"{name}: {sw['weights']:,} weights, fit done", flush=True)
             for item in args.csim:
                 net, part = item.split(":")
                 if net == name:
                     results["networks"][name]["csim"][part] = csim_run(model, part, args.images, args.jobs, Path(tmp))
-                    print(f"  csim {part}: {results['networks'][name]['csim'][part].get('summary')}", flush=True)
+                    print(f"  csim {part}: {results['networks'][name]['csim'][part]}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "big_networks.json").write_text(json.dumps(results, indent=1, default=float))
     (RESULTS / "big_networks.md").write_text(markdown(results))
@@ -212,15 +234,17 @@ def _frontier_rows(results: dict) -> list[str]:
 
 
 def _csim_rows(results: dict) -> list[str]:
-    rows = ["| network | part | write project | csim build (cold) | g++ + testbench CPU | peak memory of a child | "
-            "run | images | result | load average |", "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| network | part | write project | g++ build (cold): wall / CPU / peak memory | C simulation: wall / "
+            "CPU / peak memory | images | result | load average |", "|---|---|---|---|---|---|---|---|"]
     for name, net in results["networks"].items():
         for part, c in net["csim"].items():
             if "skipped" in c:
-                rows.append(f"| {name} | {part} | {c['skipped']} | | | | | | | |")
+                rows.append(f"| {name} | {part} | {c['skipped']} | | | | | |")
                 continue
-            rows.append(f"| {name} | {part} | {c['write_s']:.0f} s | {c['build_s']:.0f} s | "
-                        f"{c['children_cpu_s']:.0f} s | {c['children_max_rss_mb']:,.0f} MB | {c['run_s']:.0f} s | {c['images']} | "
+            b, r = c["build"], c["run"]
+            rows.append(f"| {name} | {part} | {c['write_s']:.0f} s | {b['wall_s']:.0f} s / {b['cpu_s']:.0f} s / "
+                        f"{b['max_rss_mb']:,.0f} MB | {r['wall_s']:.0f} s / {r['cpu_s']:.0f} s / "
+                        f"{r['max_rss_mb']:,.0f} MB | {c['images']} | "
                         f"{'bit-exact' if c['ok'] else 'MISMATCH'} ({c['mismatches']} of {c['n']} differ) | "
                         f"{', '.join(f'{v:.1f}' for v in c['load_average'])} |")
     return rows
@@ -259,10 +283,14 @@ def markdown(results: dict) -> str:
     lines += _frontier_rows(results)
     lines += ["", "## 5. C simulation of an ImageNet-size network", ""]
     lines += _csim_rows(results)
-    lines += ["", "The build runs in a fresh process with an empty compiler cache (the precompiled headers are "
-              "built too), g++ on the given cores; CPU and peak memory are those of the child processes "
-              "(g++ and the testbench). The synthesis-path type check compiles weight tables longer than "
-              "4,096 values by their first 4,096 (hls/synth_check.py; the rest range-checked in Python).", "",
+    lines += ["", "Measured with `/usr/bin/time -v` around a fresh process each: the build (`vecq_hw.hls.csim.build`, "
+              "an empty compiler cache, so the precompiled headers are built too; the C++ compile, link and "
+              "synthesis-path type check, 2 jobs), then the C simulation of the images (the build cached, 2 "
+              "testbench processes). CPU = user + system of the process tree; peak memory = its largest "
+              "process (g++ in the build). The machine is shared: the load average says how many other "
+              "processes competed for its 2 cores, so wall times are longer than on an idle machine; CPU "
+              "times are not. The synthesis-path type check compiles weight tables longer than 4,096 values by "
+              "their first 4,096 (hls/synth_check.py; the rest range-checked in Python).", "",
               "## 6. Published figures", "", PUBLISHED,
               "## 7. What is not verified here", "",
               "No Vivado/Vitis here: the m_axi ports, their bundles and depths, the BIND_STORAGE of the "

@@ -88,6 +88,25 @@ def test_streamed_layers_refused_in_one_line(weights, reuse, kw, msg):
     assert "\n" not in str(exc.value)
 
 
+def test_cli_estimate_with_weights_off_chip(tmp_path):
+    from click.testing import CliRunner
+
+    from vecq_hw.cli import cli
+    from vecq_hw.ir.io import save_model
+
+    save_model(random_mlp(2, sizes=(256, 64, 10)), tmp_path / "m")
+    run = CliRunner().invoke
+    r = run(cli, ["estimate", str(tmp_path / "m"), "--part", "xczu9eg", "--io-type", "io_stream", "--reuse",
+                  "fc1=256", "--weights", "fc1=offchip"])
+    assert r.exit_code == 0, r.output
+    assert any(line.split()[:3] == ["fc1", "dense", "256"] and line.rstrip().endswith("ddr")
+               for line in r.output.splitlines())
+    assert "DDR: " in r.output and "memory: " in r.output and "AXI ports" in r.output
+    for bad, msg in (("fc1=dram", "expected LAYER=MODE"), ("fc1", "expected LAYER=MODE")):
+        r = run(cli, ["estimate", str(tmp_path / "m"), "--io-type", "io_stream", "--weights", bad])
+        assert r.exit_code == 2 and msg in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
 def test_fit_streams_what_does_not_fit_on_chip():
     """2-bit codes of a 2048 x 2048 layer (8.4 Mbit) against 20 % of a ZU9EG's BRAM (6.7 Mbit):
     on chip at any folding it cannot fit; fit streams it and stays within every budget."""

@@ -217,12 +217,7 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
     """
     deadline = time.monotonic() + timeout if timeout is not None else None
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
-    prj = Path(prj_dir).resolve()
-    meta_file = prj / "vecq_project.json"
-    if not meta_file.is_file():
-        raise VecQError("not a vecq_hw HLS project (no vecq_project.json); expected a folder written by "
-                        "`vecq-hw hls`", file=prj)
-    meta = json.loads(meta_file.read_text())
+    prj, meta = _project(prj_dir)
     project = meta["project"]
     t0 = time.perf_counter()
     try:
@@ -242,6 +237,25 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
         raise
     except KeyboardInterrupt:  # before the testbench processes started (hashing, loading kept shards)
         raise CsimInterrupted(f"{prj}: C simulation interrupted before it started; nothing lost") from None
+
+
+def _project(prj_dir) -> tuple[Path, dict]:
+    prj = Path(prj_dir).resolve()
+    meta_file = prj / "vecq_project.json"
+    if not meta_file.is_file():
+        raise VecQError("not a vecq_hw HLS project (no vecq_project.json); expected a folder written by "
+                        "`vecq-hw hls`", file=prj)
+    return prj, json.loads(meta_file.read_text())
+
+
+def build(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str = "g++",
+          check_synthesis: bool = True, pch: bool = True) -> bool:
+    """Compile the C simulation of a project (cached) without running it, as :func:`csim` does
+    first; True when the build was cached (benchmarks/big_networks.py measures the build alone)."""
+    prj, meta = _project(prj_dir)
+    jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    return _build(prj, meta["project"], cxx=cxx, opt=opt, jobs=jobs, check_synthesis=check_synthesis, pch=pch,
+                  deadline=None, kernels=frozenset(meta.get("kernel_headers", ())))[2]
 
 
 def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, deadline, kernels=frozenset()):

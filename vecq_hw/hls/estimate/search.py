@@ -79,22 +79,31 @@ class Costs:
 
     def plan_for(self, t: int, budget: dict) -> Estimate:
         """The balanced plan for target II ``t``, with codes moved off chip while the on-chip
-        memory exceeds ``budget`` ({resource: amount})."""
+        memory exceeds ``budget`` ({resource: amount}), then moved back where they fit after all."""
         choice = {}
         for name, lyr in self.layers.items():
             ok = [r for r, e in lyr.onchip.items() if e.cycles <= t]
             choice[name] = lyr.onchip[max(ok) if ok else max(lyr.onchip)]
+        onchip = dict(choice)
         used = {r: self.assemble(choice).total(r) for r in ("bram18", "uram")}
+        moved = []
         for name in self._offload_order(choice):
             if used["bram18"] <= budget["bram18"]:
                 break
             option = self._streamed_option(name, t, budget["uram"] - used["uram"])
-            if option is None:
-                continue
-            for r in used:
-                used[r] += getattr(option, r) - getattr(choice[name], r)
-            choice[name] = option
+            if option is not None:
+                self._swap(choice, used, name, option)
+                moved.append(name)
+        for name in reversed(moved):  # a layer moved early may not have been needed off chip
+            if used["bram18"] + onchip[name].bram18 - choice[name].bram18 <= budget["bram18"]:
+                self._swap(choice, used, name, onchip[name])
         return self.assemble(choice)
+
+    @staticmethod
+    def _swap(choice: dict, used: dict, name: str, option) -> None:
+        for r in used:
+            used[r] += getattr(option, r) - getattr(choice[name], r)
+        choice[name] = option
 
     def _offload_order(self, choice: dict) -> list[str]:
         """Layers holding on-chip weights, fewest DDR bytes per frame (if streamed) per BRAM18 freed first."""
