@@ -39,7 +39,8 @@ import numpy as np
 from .. import ir
 from .mappings import mapping_for, stream_tokens as tokens
 
-#: the depth of every FIFO the schedule does not ask more of (Vitis HLS's default for a dataflow channel)
+#: the depth of every FIFO the schedule does not ask more of (Vitis HLS's default for a dataflow channel);
+#: a tensor of one token (a vector) gets 1, as hls4ml gives it
 DEFAULT_DEPTH = 2
 
 
@@ -213,7 +214,7 @@ def plan_fifos(model: ir.Model, *, default_depth: int = DEFAULT_DEPTH, clone_ord
     order.update(clone_order or {})
     fifos = _fifos(model, readers)
     for f in fifos.values():
-        f.depth = int(default_depth)
+        f.depth = min(int(default_depth), f.tokens)
     for layer in model.layers:
         if isinstance(layer, ir.Add) and len(layer.inputs) == 2:
             _size_join(model, readers, order, fifos, layer)

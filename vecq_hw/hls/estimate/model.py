@@ -145,15 +145,15 @@ def layer_estimate(mapping: Mapping, node: ir.Node, reuse: int, io_type: str, st
 
 
 def fifo_estimate(model: ir.Model, part: Part) -> LayerEstimate:
-    """The io_stream FIFOs between the layers at their scheduled depths, as one row '(fifos)':
-    a shift register (one SRL32 LUT per bit, an output register) when at most 32 deep, else a
-    RAM (UltraRAM where the part has it and that takes less silicon, as the project writer binds
-    it). A token is a whole pixel (hls4ml's io_stream packs every channel), so wide layers have
-    wide FIFOs."""
+    """The io_stream FIFOs between the layers at their scheduled depths, as one row '(fifos)': a
+    register when 1 deep, a shift register (one SRL32 LUT per bit, an output register) up to 32
+    deep, else a RAM (UltraRAM where the part has it and that takes less silicon, as the project
+    writer binds it). A token is a whole pixel (hls4ml's io_stream packs every channel; a vector is
+    one token), so wide layers have wide FIFOs."""
     e = LayerEstimate("(fifos)", "fifos", cycles=1, latency=0)
     for f in plan_fifos(model):
         if f.depth <= 32:
-            e.luts += f.width
+            e.luts += f.width if f.depth > 1 else 0
             e.ffs += f.width
         else:
             charge_ram(e, "fifos", 1, f.depth, f.width, uram=part.uram > 0 and prefers_uram(f.depth, f.width))
