@@ -273,9 +273,9 @@ def markdown(results: dict) -> str:
               "(hls4ml's default stream depth); nothing fit a ZCU102.", "",
               f"After: {ff['bram18']:,.0f} BRAM18 ({ff['utilisation']['bram18']:.0%}), by kind:", ""]
     lines += _memory_table(ff["memory"])
-    lines += ["", "The skip FIFOs are as deep as the schedule needs (hls/fifos.py), every other FIFO 2 deep; a "
-              "token is a whole pixel (every channel), so the shallow FIFOs cost LUTs (shift registers), not BRAM. "
-              "The weight ROMs are packed at the best BRAM18/BRAM36 aspect ratio.", "",
+    lines += ["", "The skip FIFOs are as deep as the schedule needs (hls/fifos.py), every other FIFO 2 deep "
+              "(1 for a vector); a token is a whole pixel (every channel), so the shallow FIFOs cost LUTs "
+              "(shift registers), not BRAM. The weight ROMs are packed at the best BRAM18/BRAM36 aspect ratio.", "",
               "## 3. `fit` on each part", ""]
     lines += _fit_rows(results)
     lines += ["", "Where a network does not fit, the row is the closest plan (the most folded) and what it exceeds. "

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 from ... import ir
 from ...errors import VecQError
-from ..costs import MEMORY_KINDS, LayerEstimate, charge_ram, prefers_uram
+from ..costs import MEMORY_KINDS, LayerEstimate, charge_memory, charge_ram, prefers_uram
 from ..fifos import plan_fifos
 from ..folding import check_reuse, check_reuse_names, is_weighted, streamed_plan
 from ..mappings import Mapping, mapping_for
@@ -153,7 +153,7 @@ def fifo_estimate(model: ir.Model, part: Part) -> LayerEstimate:
     e = LayerEstimate("(fifos)", "fifos", cycles=1, latency=0)
     for f in plan_fifos(model):
         if f.depth <= 32:
-            e.luts += f.width if f.depth > 1 else 0
+            charge_memory(e, "fifos", f.bits, luts=f.width if f.depth > 1 else 0)
             e.ffs += f.width
         else:
             charge_ram(e, "fifos", 1, f.depth, f.width, uram=part.uram > 0 and prefers_uram(f.depth, f.width))
