@@ -115,6 +115,12 @@ def test_fit_streams_what_does_not_fit_on_chip():
     assert r.ok and r.plan.fits(0.2) and r.plan.weights().get("fc1") in ("offchip", "uram")
     onchip = estimate(model, r.plan.reuse(), part="xczu9eg", io_type="io_stream")
     assert not onchip.fits(0.2) and onchip.utilisation()["bram18"] > 0.2
+    # placements the caller gives are kept, the rest chosen
+    pinned = fit(model, "xczu9eg", headroom=0.8, weights={"fc2": "offchip"})
+    assert pinned.ok and pinned.plan.io_type == "io_stream" and pinned.plan.weights()["fc2"] == "offchip"
+    assert "fc1" not in fit(model, "xczu9eg", headroom=0.8, weights={"fc1": "onchip"}).plan.weights()
+    with pytest.raises(VecQError, match="'fc9' is not a weighted layer"):
+        fit(model, "xczu9eg", weights={"fc9": "offchip"})
 
 
 def test_fit_offers_a_plan_at_every_halving_of_throughput():

@@ -249,15 +249,17 @@ def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_typ
               help="fraction of every resource of the part the design may use")
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=None,
               help="default: try both and keep the better plan")
+@click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
+              help="keep this layer's codes where given (onchip | offchip | uram); the others fit chooses")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overwrite):
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, weights, overwrite):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
-                       io_type=io_type, overwrite=overwrite)
+                       io_type=io_type, overwrite=overwrite, weights=weights)
     click.echo(text)
     if not ok:
         sys.exit(1)

@@ -69,8 +69,9 @@ def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_peri
 
 
 def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
-            headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False):
+            headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, weights=None):
     """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it.
+    ``weights``: placements the search keeps (:func:`weights_map`).
 
     Returns (text, ok); nothing is written when nothing fits."""
     from ..hls.estimate import fit, get_part
@@ -79,7 +80,8 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
     from ..report import format_fit
     model = load_model(model_dir)
     p = get_part(part)
-    result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type)
+    result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type,
+                 weights=weights_map(weights or {}))
     text = format_fit(result)
     if result.ok and out_dir is not None:
         hls_part = part if part and len(str(part)) > len(p.name) else p.hls_part

@@ -74,10 +74,13 @@ def _check_args(target, headroom) -> None:
         raise VecQError(f"expected a fraction in (0, 1], got {headroom!r}", field="headroom")
 
 
-def _search(model: ir.Model, part, headroom: float, target: str, clock_period: float, io_type: str) -> FitResult:
-    costs = Costs(model, part, io_type, clock_period)
+def _search(model: ir.Model, part, headroom: float, target: str, clock_period: float, io_type: str,
+            weights: dict | None = None) -> FitResult:
+    costs = Costs(model, part, io_type, clock_period, weights)
     budget = part.budget(headroom)
-    floor = costs.assemble({n: lyr.onchip[min(lyr.onchip)] for n, lyr in costs.layers.items()}).ii
+    fastest = {n: min([*lyr.onchip.values(), *lyr.streamed.values()], key=lambda e: e.cycles)
+               for n, lyr in costs.layers.items()}
+    floor = costs.assemble(fastest).ii
     seen, tried = set(), []
     for t in [floor] + [c for c in costs.cycle_counts() if c > floor] + [2**62]:
         est = costs.plan_for(t, budget)
@@ -99,13 +102,17 @@ def _search(model: ir.Model, part, headroom: float, target: str, clock_period: f
 
 
 def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "throughput", clock_period: float = 5.0,
-        io_type: str | None = None) -> FitResult:
-    """The best fitting plan; ``io_type`` None tries io_parallel and io_stream and keeps the better."""
+        io_type: str | None = None, weights: dict | None = None) -> FitResult:
+    """The best fitting plan; ``io_type`` None tries io_parallel and io_stream and keeps the better
+    (only io_stream when ``weights`` pins a layer off chip). ``weights``: {layer: mode} placements
+    the search keeps as given (the other layers' it chooses)."""
     _check_args(target, headroom)
     p = get_part(part)
+    if io_type is None and any(m != "onchip" for m in (weights or {}).values()):
+        io_type = "io_stream"  # streamed weights need it
     if io_type is not None:
-        return _search(model, p, headroom, target, clock_period, io_type)
-    results = [_search(model, p, headroom, target, clock_period, io) for io in ("io_parallel", "io_stream")]
+        return _search(model, p, headroom, target, clock_period, io_type, weights)
+    results = [_search(model, p, headroom, target, clock_period, io, weights) for io in ("io_parallel", "io_stream")]
     ok = [r for r in results if r.ok]
     tried = [e for r in results for e in r.tried]
     if not ok:  # closest: the one exceeding the budget least

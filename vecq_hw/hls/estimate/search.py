@@ -37,10 +37,11 @@ class _Layer:
 class Costs:
     """Cached layer estimates of one model, part, io type and clock; plans assembled from them."""
 
-    def __init__(self, model: ir.Model, part: Part, io_type: str, clock_period: float):
+    def __init__(self, model: ir.Model, part: Part, io_type: str, clock_period: float, pinned: dict | None = None):
         self.model, self.part, self.io_type, self.clock_period = model, part, io_type, float(clock_period)
         self.nodes = model.nodes()
         weighted = {n.layer.name for n in weighted_nodes(model)}
+        self.pinned = _checked_pins(model, pinned or {}, part, io_type)
         self.fixed = {n.layer.name: layer_estimate(mapping_for(n), n, 0, io_type) for n in self.nodes
                       if n.layer.name not in weighted}
         self.fifos = fifo_estimate(model, part) if io_type == "io_stream" else None
@@ -54,10 +55,13 @@ class Costs:
     def _options(self, node) -> _Layer:
         mapping, p = mapping_for(node), products_per_input(node)
         out = _Layer(node.layer.name)
-        for r in divisors(p):
+        pin = self.pinned.get(node.layer.name)
+        for r in divisors(p) if pin in (None, "onchip") else ():
             out.onchip[r] = layer_estimate(mapping, node, r, self.io_type)
         least = legal_streamed_reuse(p, int(node.layer.bits), self.part.axi_bits or 1)
-        for mode in self._modes(node):
+        for mode in self._modes(node) if pin in (None, "offchip", "uram") else ():
+            if pin not in (None, mode):
+                continue
             for r in divisors(p):
                 if r >= least:
                     sl = mapping.streamed_layer(node, r, mode, self.part.axi_bits)
@@ -81,9 +85,10 @@ class Costs:
         """The balanced plan for target II ``t``, with codes moved off chip while the on-chip
         memory exceeds ``budget`` ({resource: amount}), then moved back where they fit after all."""
         choice = {}
-        for name, lyr in self.layers.items():
-            ok = [r for r, e in lyr.onchip.items() if e.cycles <= t]
-            choice[name] = lyr.onchip[max(ok) if ok else max(lyr.onchip)]
+        for name, lyr in self.layers.items():  # a layer pinned off chip has only its streamed options
+            options = lyr.onchip or {r: e for (_, r), e in lyr.streamed.items()}
+            ok = [r for r, e in options.items() if e.cycles <= t]
+            choice[name] = options[max(ok) if ok else min(options)]  # none keeps up: the fastest
         onchip = dict(choice)
         used = {r: self.assemble(choice).total(r) for r in ("bram18", "uram")}
         moved = []
@@ -121,6 +126,25 @@ class Costs:
             if fits:
                 return max(fits, key=lambda x: x[0])[1]
         return None
+
+
+def _checked_pins(model: ir.Model, pinned: dict, part: Part, io_type: str) -> dict:
+    """The caller's fixed weight placements {layer: mode}, each checked (one line naming it)."""
+    from ...errors import VecQError
+    from ..offchip import check_streamed
+    from ..options import WEIGHT_MODES
+
+    nodes = {n.layer.name: n for n in weighted_nodes(model)}
+    for name, mode in pinned.items():
+        if name not in nodes:
+            raise VecQError(f"weights: '{name}' is not a weighted layer of model '{model.name}'", field="weights")
+        if mode not in WEIGHT_MODES:
+            raise VecQError(f"expected one of {', '.join(WEIGHT_MODES)}, got {mode!r}", field=f"weights.{name}")
+        if mode != "onchip":
+            node, p = nodes[name], products_per_input(nodes[name])
+            check_streamed(name, node.layer.kind, mode, products=p, reuse=p, bits=int(node.layer.bits),
+                           io_type=io_type, part=part)
+    return dict(pinned)
 
 
 __all__ = ["Costs"]
