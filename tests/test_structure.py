@@ -18,7 +18,7 @@ PKG = Path(__file__).resolve().parents[1] / "vecq_hw"
 
 #: what each part of the package may import (besides itself and the foundation modules);
 #: a part not listed may import only the foundation
-FOUNDATION = {"errors", "strict_yaml", "resources", "fixed", "outputs", "batch", "lazy", "plots"}
+FOUNDATION = {"errors", "strict_yaml", "resources", "fixed", "outputs", "names", "batch", "lazy", "plots"}
 ALLOWED = {
     "ir": set(),
     "fixed_torch": set(),

@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 
 from ... import ir
 from ...errors import VecQError
+from ...names import check_clock_period
 from ..costs import MEMORY_KINDS, LayerEstimate, charge_memory, charge_ram, prefers_uram
 from ..fifos import plan_fifos
 from ..folding import check_reuse, check_reuse_names, is_weighted, streamed_plan
@@ -60,6 +61,13 @@ class Estimate:
     def rows(self) -> list[LayerEstimate]:
         """The layers, then the FIFO row: everything the totals sum."""
         return self.layers + ([self.fifos] if self.fifos is not None else [])
+
+    @property
+    def design(self) -> str:
+        """What this estimate describes, in one line (it is not the RTL design of `vecq-hw rtl`)."""
+        return (f"HLS design (hls4ml + vecq kernels, {self.io_type}): convolutions one output pixel at a time, each "
+                "weighted layer's products folded by its R (R = 1: all of a pixel's or vector's products in "
+                "parallel); not the fully unrolled da4ml RTL of `vecq-hw rtl`/`synth`")
 
     def total(self, what: str) -> float:
         return sum(getattr(lyr, what) for lyr in self.rows())
@@ -128,7 +136,7 @@ class Estimate:
         return {lyr.name: lyr.weights for lyr in self.layers if lyr.weights != "onchip"}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "part": self.part.name, "io_type": self.io_type,
+        return {"model": self.model, "design": self.design, "part": self.part.name, "io_type": self.io_type,
                 "clock_period_ns": self.clock_period, "ii_cycles": self.ii, "latency_cycles": self.latency,
                 "fps": self.fps, "totals": self.totals(), "utilisation": self.utilisation(),
                 "ddr_bytes_per_frame": self.ddr_bytes, "ddr_gbps": self.ddr_gbps, "weights": self.weights(),
@@ -168,8 +176,7 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
     row, when the caller has it already (it depends on the model only)."""
     reuse = dict(reuse or {})
     p = part if isinstance(part, Part) else get_part(part)
-    if isinstance(clock_period, bool) or not isinstance(clock_period, (int, float)) or not clock_period > 0:
-        raise VecQError(f"expected a positive number of nanoseconds, got {clock_period!r}", field="clock_period")
+    check_clock_period(clock_period)
     if io_type not in ("io_parallel", "io_stream"):
         raise VecQError(f"expected io_parallel or io_stream, got {io_type!r}", field="io_type")
     nodes = model.nodes()
