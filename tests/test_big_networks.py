@@ -217,6 +217,9 @@ def test_fifo_depths_keep_the_dataflow_alive_and_one_less_deadlocks(project):
     assert {"l1b1_add", "l1b2_add", "l2b1_add", "l2b2_add"} <= adds and not any(a.startswith("l4") for a in adds)
     ok = dataflow_check(prj)
     assert not ok.deadlock and ok.mismatches == 0 and ok.n == 2
-    for f in sized:
-        short = dataflow_check(prj, depths={f["stream"]: f["depth"] - 1})
+    # one token less deadlocks (within the first frame): an identity shortcut (l1b1) and a
+    # projection shortcut (l2b1: its FIFO is on the 1x1 conv's output), not all six, for time
+    for add in ("l1b1_add", "l2b1_add"):
+        (f,) = [f for f in sized if f["reason"].startswith(add + ":")]
+        short = dataflow_check(prj, depths={f["stream"]: f["depth"] - 1}, samples=1)
         assert short.deadlock and f"'{f['stream']}'" in short.log, f
