@@ -223,31 +223,34 @@ def _memory_table(mem: dict) -> list[str]:
     return rows
 
 
+def _each_fit(results: dict):
+    """(network, part label, its fit result) for every row of the fit table, in order."""
+    for name, net in results["networks"].items():
+        for part in _targets(name):
+            yield name, part, net["fit"][part]
+
+
 def _fit_rows(results: dict) -> list[str]:
     rows = ["| network | part | fits 80 % | frames/s | LUTs | BRAM18 | URAM | DDR GB/s | GOPS | GOPS / 1k LUTs | "
             "codes off chip | fit time |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, net in results["networks"].items():
-        for part in _targets(name):
-            f = net["fit"][part]
-            p = f["plan"]
-            u = p["utilisation"]
-            verdict = "yes" if f["ok"] else "no: " + ", ".join(f"{k} {v:.0%}" for k, v in f["over_budget"].items())
-            rows.append(f"| {name} | {part} | {verdict} | {p['fps']:,.1f} | {p['luts']:,.0f} ({u['luts']:.0%}) | "
-                        f"{p['bram18']:,.0f} ({u['bram18']:.0%}) | {p['uram']:,.0f} | {p['ddr_gbps']:.2f} | "
-                        f"{p['gops']:,.1f} | {p['gops_per_klut']:.2f} | "
-                        f"{', '.join(f'{k}={v}' for k, v in p['weights_off_chip'].items()) or '-'} | "
-                        f"{f['fit_s']:.1f} s |")
+    for name, part, f in _each_fit(results):
+        p = f["plan"]
+        u = p["utilisation"]
+        verdict = "yes" if f["ok"] else "no: " + ", ".join(f"{k} {v:.0%}" for k, v in f["over_budget"].items())
+        rows.append(f"| {name} | {part} | {verdict} | {p['fps']:,.1f} | {p['luts']:,.0f} ({u['luts']:.0%}) | "
+                    f"{p['bram18']:,.0f} ({u['bram18']:.0%}) | {p['uram']:,.0f} | {p['ddr_gbps']:.2f} | "
+                    f"{p['gops']:,.1f} | {p['gops_per_klut']:.2f} | "
+                    f"{', '.join(f'{k}={v}' for k, v in p['weights_off_chip'].items()) or '-'} | "
+                    f"{f['fit_s']:.1f} s |")
     return rows
 
 
 def _frontier_rows(results: dict) -> list[str]:
     rows = []
-    for name, net in results["networks"].items():
-        for part in _targets(name):
-            fr = net["fit"][part]["frontier"]
-            if fr:
-                steps = ", ".join(f"{p['fps']:,.1f} ({p['luts'] / 1e3:,.0f}k LUTs)" for p in fr)
-                rows.append(f"- {name} on {part} ({len(fr)} plans): {steps}")
+    for name, part, f in _each_fit(results):
+        if f["frontier"]:
+            steps = ", ".join(f"{p['fps']:,.1f} ({p['luts'] / 1e3:,.0f}k LUTs)" for p in f["frontier"])
+            rows.append(f"- {name} on {part} ({len(f['frontier'])} plans): {steps}")
     return rows
 
 
@@ -272,19 +275,17 @@ def _why_not_rows(results: dict) -> list[str]:
     """Where the LUTs of each closest plan that does not fit go: the FIFOs and line buffers (shift
     registers and LUTRAM) against the rest, beside the part's LUT budget."""
     rows = []
-    for name, net in results["networks"].items():
-        for part in _targets(name):
-            f = net["fit"][part]
-            if f["ok"] or "luts" not in f["over_budget"]:
-                continue
-            p = f["plan"]
-            mem, budget = p["memory"], p["luts"] / p["utilisation"]["luts"] * results["headroom"]
-            fifo, lb = mem["fifos"], mem["line_buffers"]
-            rows.append(f"- {name} on {part}: the most folded plan needs {p['luts'] / 1e3:,.0f}k LUTs against "
-                        f"{budget / 1e3:,.0f}k allowed: {fifo['luts'] / 1e3:,.0f}k hold the FIFOs between the layers "
-                        f"({fifo['bits'] / 1e6:.2f} Mbit), {lb['luts'] / 1e3:,.0f}k the line buffers "
-                        f"({lb['bits'] / 1e6:.2f} Mbit), {(p['luts'] - fifo['luts'] - lb['luts']) / 1e3:,.0f}k the "
-                        "layers' logic.")
+    for name, part, f in _each_fit(results):
+        if f["ok"] or "luts" not in f["over_budget"]:
+            continue
+        p = f["plan"]
+        mem, budget = p["memory"], p["luts"] / p["utilisation"]["luts"] * results["headroom"]
+        fifo, lb = mem["fifos"], mem["line_buffers"]
+        rows.append(f"- {name} on {part}: the most folded plan needs {p['luts'] / 1e3:,.0f}k LUTs against "
+                    f"{budget / 1e3:,.0f}k allowed: {fifo['luts'] / 1e3:,.0f}k hold the FIFOs between the layers "
+                    f"({fifo['bits'] / 1e6:.2f} Mbit), {lb['luts'] / 1e3:,.0f}k the line buffers "
+                    f"({lb['bits'] / 1e6:.2f} Mbit), {(p['luts'] - fifo['luts'] - lb['luts']) / 1e3:,.0f}k the "
+                    "layers' logic.")
     return rows
 
 
