@@ -23,6 +23,7 @@ import pytest
 from vecq_hw import ir
 from vecq_hw.errors import VecQError
 from vecq_hw.hls import HlsOptions, csim, write_project
+from vecq_hw.hls.costs import bram18_blocks, uram_blocks
 from vecq_hw.hls.dataflow_check import dataflow_check
 from vecq_hw.hls.estimate import estimate, fit, get_part
 from vecq_hw.hls.fifos import DEFAULT_DEPTH, plan_fifos
@@ -56,6 +57,15 @@ def test_parts_table_ddr_and_uram():
     zu9 = get_part("xczu9eg")
     assert zu9.has_ddr and zu9.uram == 0 and not get_part("xc7z020").has_ddr
     assert zu9.ddr_bytes_per_cycle(5.0) == pytest.approx(96.0)  # 19.2e9 B/s x 5e-9 s
+
+
+def test_memories_take_the_best_block_ram_aspect_ratio():
+    """UG573's shapes: BRAM18 16K x 1, 8K x 2, 4K x 4, 2K x 9, 1K x 18, 512 x 36 (simple dual port);
+    UltraRAM 4K x 72 only. Each case needs a different shape to reach its minimum."""
+    assert bram18_blocks(4096, 8) == 2  # 4K x 4 twice wide (1K x 18: 4 deep; 512 x 36: 8 deep)
+    assert bram18_blocks(700, 40) == 3  # 1K x 18 three times wide (512 x 36: 2 x 2)
+    assert bram18_blocks(512, 100) == 3  # 512 x 36 three times wide (1K x 18: 6 wide)
+    assert (uram_blocks(4096, 72), uram_blocks(4097, 72), uram_blocks(4096, 73)) == (1, 2, 2)
 
 
 def test_offchip_layer_memory_ddr_and_ii():
