@@ -119,12 +119,11 @@ def fits(model: ir.Model) -> dict:
 _STEP = """
 import sys
 sys.path.insert(0, {root!r})
-import importlib
-c = importlib.import_module("vecq_hw.hls.csim")  # the module (vecq_hw.hls.csim the name is the function)
+from vecq_hw.hls import build, csim
 if {build_only!r}:
-    c.build({prj!r}, jobs={jobs})
+    build({prj!r}, jobs={jobs})
 else:
-    r = c.csim({prj!r}, jobs={jobs}, progress="off")
+    r = csim({prj!r}, jobs={jobs}, progress="off")
     print("RESULT", r.ok, r.n, r.mismatches, r.synthesis_cut)
 """
 
@@ -364,7 +363,7 @@ def markdown(results: dict) -> str:
     lines += _frontier_rows(results)
     lines += ["", "## 5. C simulation of an ImageNet-size network", ""]
     lines += _csim_rows(results)
-    lines += ["", "Measured with `/usr/bin/time -v` around a fresh process each: the build (`vecq_hw.hls.csim.build`, "
+    lines += ["", "Measured with `/usr/bin/time -v` around a fresh process each: the build (`vecq_hw.hls.build`, "
               "an empty compiler cache, so the precompiled headers are built too; the C++ compile, link and "
               "synthesis-path type check, 2 jobs), then the C simulation of the images (the build cached, 2 "
               "testbench processes). CPU = user + system of the process tree; peak memory = its largest "

@@ -133,11 +133,12 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
     layers, layer_cfg, names = layer_list(model, opts, check=check)
     config = get_backend(opts.backend).create_initial_config(part=opts.part, clock_period=opts.clock_period,
                                                              io_type=opts.io_type)
+    # TraceOutput is read from the top level of the config (hls4ml's HLSConfig.Model ignores it)
     config.update(Backend=opts.backend, OutputDir=str(output_dir), ProjectName=opts.project_name, InputData=None,
-                  OutputPredictions=None)
+                  OutputPredictions=None, TraceOutput=bool(trace))
     config["HLSConfig"] = {
         "Model": {"Precision": {"default": precision_string(model.input.out_type)},
-                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy, "TraceOutput": bool(trace),
+                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy,
                   "BramFactor": 1_000_000_000},
         "LayerName": layer_cfg,
     }

@@ -268,17 +268,6 @@ def read_project_meta(prj: Path) -> dict:
     return meta
 
 
-def build(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str = "g++",
-          check_synthesis: bool = True, pch: bool = True, cache_dir=None) -> bool:
-    """Compile the C simulation of a project (cached) without running it, as :func:`csim` does
-    first; True when the build was cached (benchmarks/big_networks.py measures the build alone)."""
-    prj = Path(prj_dir).resolve()
-    meta = read_project_meta(prj)
-    jobs = default_jobs() if jobs is None else max(1, int(jobs))
-    return _build(prj, meta["project"], cxx=cxx, opt=opt, jobs=jobs, check_synthesis=check_synthesis, pch=pch,
-                  deadline=None, kernels=frozenset(meta.get("kernel_headers", ())), cache=cache_dir)[2]
-
-
 def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, deadline, kernels=frozenset(),
            cache=None):
     """(executable, build key, cached?, log lines): compile and link unless the key is cached."""

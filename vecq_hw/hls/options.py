@@ -32,6 +32,10 @@ class HlsOptions:
     ``weights``: per-layer weight memory ``{layer name: 'onchip' | 'offchip' | 'uram'}`` (default
     'onchip'; :mod:`.offchip`); ``axi_bits``: the width of a streamed layer's AXI port (None: the
     part's, from configs/hardware/parts.yaml).
+    ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
+    under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
+    ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
+    same design either way.
     """
 
     backend: str = "Vitis"
@@ -44,6 +48,7 @@ class HlsOptions:
     reuse: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
     axi_bits: int | None = None
+    trace: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -81,6 +86,8 @@ class HlsOptions:
             bad("axi_bits", "a power of two from 8 to 1024", self.axi_bits)
         check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
         check_clock_period(self.clock_period)
+        if not isinstance(self.trace, bool):
+            bad("trace", "true or false", self.trace)
         check_identifier(self.project_name, "project_name")  # the top function and file names
         return self
 

@@ -153,6 +153,20 @@ def _write_streamed(graph, model: ir.Model, names: dict, opts: HlsOptions, out_d
     return {"ports": ports, "blob": {"file": BLOB_NAME, "bytes": size, "sha256": sha}}
 
 
+#: the tracing hook hls4ml's writer puts after a layer's call when tracing is on
+_TRACE_CALL = re.compile(r'nnet::save_layer_output<[^;]*?>\(\s*\w+\s*,\s*"(\w+)"\s*,\s*([^;]*?)\s*\);')
+
+
+def traced_layers(prj: Path, project_name: str) -> dict[str, str]:
+    """{hls4ml layer name: its output's size as a C expression} of the layers the top function
+    traces, in call order (none unless ``HlsOptions.trace``)."""
+    calls = _TRACE_CALL.findall((prj / "firmware" / f"{project_name}.cpp").read_text())
+    out: dict[str, str] = {}
+    for name, size in calls:
+        out.setdefault(name, size)  # a layer with two outputs (io_stream clones): equal sizes
+    return out
+
+
 def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, io_type: str,
                      streamed: dict | None = None) -> dict:
     in_var = graph.get_input_variables()[0]
@@ -166,6 +180,8 @@ def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, i
         "in_type": str(model.input.out_type), "out_type": str(model.output_type),
         "ports": streamed["ports"], "blob": streamed["blob"],
     }
+    traced = traced_layers(out_dir, project_name)
+    info.update(traced=list(traced), traced_sizes=list(traced.values()))
     (out_dir / f"{project_name}_test.cpp").write_text(_env.get_template("vecq_test.cpp.j2").render(**info))
     return info
 
@@ -276,7 +292,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         raise VecQError(f"cannot create the project's parent folder ({exc.strerror or exc})", file=out_dir) from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        graph, names = build_graph(model, opts, output_dir=str(tmp), check=check)
+        graph, names = build_graph(model, opts, output_dir=str(tmp), trace=opts.trace, check=check)
         fifos = apply_fifo_plan(graph, model, names, uram=_part_has_uram(opts.part)) if io_type == "io_stream" else []
         graph.write()
         bind_fifos_to_uram(tmp / "firmware", project_name, [f["stream"] for f in fifos if f["uram"]])
@@ -287,7 +303,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         render_scripts(hls_description(project_name=project_name, part=opts.part, clock_period=opts.clock_period,
                                        backend=backend), tmp)
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,
-                    reuse=dict(opts.reuse), weights=dict(opts.weights), fifos=fifos,
+                    reuse=dict(opts.reuse), weights=dict(opts.weights), fifos=fifos, trace=opts.trace,
                     n_tests=n, model=model.name, layer_names=names,
                     kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})
