@@ -216,9 +216,7 @@ VecQAlqLineRead:
         vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
         const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
     VecQAlqLineEmit:
-        while (oh < CONFIG_T::out_height) {
-            if (!vecq_out_row_ready<CONFIG_T>(oh, rows_done))
-                break;
+        while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQAlqLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
                 vecq_alq_bases<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, false, CONFIG_T::n_basis, rows>, n_prod,

@@ -242,9 +242,7 @@ VecQPqLineRead:
         vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
         const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
     VecQPqLineEmit:
-        while (oh < CONFIG_T::out_height) {
-            if (!vecq_out_row_ready<CONFIG_T>(oh, rows_done))
-                break;
+        while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQPqLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
                 vecq_pq_pixel<x_T, y_T, CONFIG_T, vecq_pq_conv_taps<CONFIG_T, rows>, rows * row_len, CONFIG_T::n_filt>(

@@ -1,5 +1,5 @@
-// io_stream helpers shared by the kernels: line buffers of input rows (conv, pool), reading packs
-// into an array, and packing values into the output stream (dense, conv, pool, global pool). hls4ml's io_stream tensors are
+// io_stream helpers shared by the kernels: line buffers of input rows (conv, pool) and packing
+// values into the output stream (dense, conv, pool, global pool). hls4ml's io_stream tensors are
 // streams of packs (data_T::size values, whole pixels) in channels-last order.
 #ifndef NNET_VECQ_STREAM_H_
 #define NNET_VECQ_STREAM_H_
@@ -18,31 +18,6 @@ VecQLinesStore:
         #pragma HLS UNROLL
         const unsigned e = p * data_T::size + k;
         lines[((e / ROW_LEN) % ROWS) * ROW_LEN + e % ROW_LEN] = in[k];
-    }
-}
-
-// whether output row oh of a conv over a line buffer can be computed once rows_done input rows
-// have arrived: its last input row (clipped to the input: bottom padding) is among them
-template <class CONFIG_T> bool vecq_out_row_ready(unsigned oh, int rows_done) {
-    #pragma HLS INLINE
-    int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
-    if (last > int(CONFIG_T::in_height) - 1)
-        last = int(CONFIG_T::in_height) - 1;
-    return last < rows_done;
-}
-
-// read N values from a stream of data_T packs into an array, one pack per cycle
-template <class data_T, unsigned N>
-void vecq_read_packs(hls::stream<data_T> &data_stream, typename data_T::value_type data[N]) {
-    #pragma HLS INLINE
-VecQReadPacks:
-    for (unsigned p = 0; p < N / data_T::size; p++) {
-        #pragma HLS PIPELINE
-        data_T pack = data_stream.read();
-        for (unsigned k = 0; k < data_T::size; k++) {
-            #pragma HLS UNROLL
-            data[p * data_T::size + k] = pack[k];
-        }
     }
 }
 
@@ -68,6 +43,28 @@ struct vecq_as_is {
         return v;
     }
 };
+
+// N values from data_T packs into an array, one pack per cycle (the inverse of vecq_write_packs)
+template <class data_T, unsigned N>
+void vecq_read_packs(hls::stream<data_T> &data_stream, typename data_T::value_type values[N]) {
+    #pragma HLS INLINE
+VecQReadPacks:
+    for (unsigned p = 0; p < N / data_T::size; p++) {
+        #pragma HLS PIPELINE
+        data_T pack = data_stream.read();
+        for (unsigned k = 0; k < data_T::size; k++) {
+            #pragma HLS UNROLL
+            values[p * data_T::size + k] = pack[k];
+        }
+    }
+}
+
+// the last input row a window kernel's output row oh needs, clipped to the input (bottom padding)
+template <class CONFIG_T> int vecq_last_input_row(unsigned oh) {
+    #pragma HLS INLINE
+    const int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
+    return last > int(CONFIG_T::in_height) - 1 ? int(CONFIG_T::in_height) - 1 : last;
+}
 
 // write N values as res_T packs, one pack per cycle; value v goes out as OUT::out<y_T>(v)
 template <class res_T, unsigned N, class OUT, class v_T>

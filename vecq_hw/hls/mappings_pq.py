@@ -41,7 +41,7 @@ import math
 
 from .. import ir
 from ..fixed import FixedType
-from .costs import LayerEstimate, bram_or_lutram, product_luts, requant_and_cycles
+from .costs import LayerEstimate, charge_ram, product_luts, requant_and_cycles
 from .mappings import Mapping, _ConvMapping, int_type, register
 from .mappings_alq import plain
 
@@ -121,9 +121,7 @@ class PqMapping(Mapping):
     def _codebook_rom(self, e: LayerEstimate, layer, codewords_per_cycle: int) -> None:
         """The codebook ROM, one dual-port copy per two codewords read a cycle."""
         copies = math.ceil(codewords_per_cycle / 2)
-        b, lut = bram_or_lutram(copies, layer.codewords, layer.block * layer.codeword_width())
-        e.bram18 += b
-        e.luts += lut
+        charge_ram(e, "weights", copies, layer.codewords, layer.block * layer.codeword_width())
 
     def _lookup(self, node, r: int) -> LayerEstimate:
         layer = node.layer
@@ -132,9 +130,7 @@ class PqMapping(Mapping):
         e = LayerEstimate(layer.name, layer.kind, reuse=r, products=p, slots=p // r)
         e.luts += product_luts(p, r, cw, w)
         if r > 1:
-            b, lut = bram_or_lutram(1, r, e.slots * int(layer.index_bits))
-            e.bram18 += b
-            e.luts += lut
+            charge_ram(e, "weights", 1, r, e.slots * int(layer.index_bits))  # the index ROM
             self._codebook_rom(e, layer, math.ceil(e.slots / layer.block))
         e.ffs += layer.n_out * int(layer.accum_type.width)
         return e
@@ -150,9 +146,7 @@ class PqMapping(Mapping):
         e.luts += units * max(nb - 1, 0) * acc_w
         if r > 1:
             e.luts += units * nb * part_w * mux_luts(layer.codewords)
-            b, lut = bram_or_lutram(1, r, units * nb * int(layer.index_bits))
-            e.bram18 += b
-            e.luts += lut
+            charge_ram(e, "weights", 1, r, units * nb * int(layer.index_bits))  # the index ROM
             self._codebook_rom(e, layer, math.ceil(e.slots / layer.block))
         e.ffs += nb * layer.codewords * part_w + layer.n_out * acc_w
         return e
