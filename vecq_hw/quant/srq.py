@@ -120,7 +120,7 @@ class SRQ(nn.Module, WeightQuantizer):
         """Set α so that the step at ``bits`` (default: the deployed width) is the least-squares
         one for the current weights (at the first quantised use, and when a width is frozen)."""
         k = self.deployed_bits() if bits is None else int(bits)
-        step = least_squares_step(self._rows(w.detach()), k).reshape(-1) * 2.0 ** (self.bits - k)
+        step = least_squares_step(self._rows(w.detach()), k).reshape(-1) * 2.0 ** (k - self.bits)  # the top step
         self.log_alpha.copy_(torch.log(step).reshape(self.log_alpha.shape).to(self.log_alpha.dtype))
         self.ready.fill_(True)
 
