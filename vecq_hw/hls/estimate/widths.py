@@ -9,7 +9,7 @@ its inputs (a layer whose out_type is its input's type, a max pool or a flatten,
 input's variable). :func:`width_tables` enumerates, per layer, every combination of the
 variables it sees (at most three: a few hundred estimates) and returns one table per layer;
 the cost of any assignment is the sum of the tables' entries, equal to ``estimate(model at
-those widths).total('luts')`` (tests/test_srq_cost.py checks it against real exports).
+those widths).total('luts')`` (tests/test_srq.py checks it against a real export).
 
 The folding does not depend on the widths (cycles are set by the geometry and R), so a frame
 rate fixes it once: :func:`rate_folding` is fit's rule for one target II (every weighted
