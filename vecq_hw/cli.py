@@ -1,5 +1,5 @@
 """The `vecq-hw` command: train, export, check, sim, hls, estimate, fit, csim, report, demo, rtl,
-rtlsim, synth.
+rtlsim, synth, qonnx, import-qonnx.
 
 Each command is a thin shell over one function of :mod:`vecq_hw.flow`, the only orchestrator:
 this module imports the flow, the back ends' option modules (for their defaults and choices)
@@ -363,6 +363,28 @@ def synth(project_dir, part, dsp, retime, json_path):
     """yosys synth_xilinx counts (LUTs, carry, FFs, DSPs, BRAMs, depth); not Vivado post-route results."""
     from .flow import synth_rtl
     click.echo(synth_rtl(project_dir, part=part, dsp=dsp, retime=retime, json_path=json_path))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help=".onnx file to write")
+@click.option("--overwrite", is_flag=True, help="replace an existing file")
+@_clean_errors
+def qonnx(model_dir, out_path, overwrite):
+    """Write a model folder as a QONNX graph (Quant nodes + ONNX) for hls4ml and FINN (docs/QONNX.md)."""
+    from .flow import export_qonnx_file
+    click.echo(export_qonnx_file(model_dir, out_path, overwrite=overwrite))
+
+
+@cli.command("import-qonnx")
+@click.argument("onnx_path", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="model folder to write")
+@click.option("--overwrite", is_flag=True, help="replace an existing model folder")
+@_clean_errors
+def import_qonnx(onnx_path, out_dir, overwrite):
+    """Read a QONNX graph (e.g. a Brevitas export) into a model folder; refuse what is not exact, naming the node."""
+    from .flow import import_qonnx_file
+    click.echo(import_qonnx_file(onnx_path, out_dir, overwrite=overwrite))
 
 
 def main(argv=None):

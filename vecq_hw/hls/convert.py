@@ -16,7 +16,7 @@ from .. import ir
 from ..errors import VecQError
 from .folding import reuse_plan
 from .layers import register
-from .mappings import mapping_for, pool_accum_type
+from .mappings import MAPPINGS, mapping_for, pool_accum_type
 from .options import IO_TYPES, STRATEGIES, HlsOptions
 from .products import choose_product
 from .types import hls_name, precision_of, precision_string, same_precision
@@ -75,12 +75,16 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
                                 f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
         _check_stream_flattens(model)
     reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
+    # every kind's hls4ml layer and header, not only this model's: a project copies every
+    # registered header, so registering lazily would make its content (and the csim build key)
+    # depend on what this process happened to build before
+    for m in {id(m): m for m in MAPPINGS.values()}.values():
+        m.register_hls()
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     for node in model.nodes():
         layer = node.layer
         mapping = mapping_for(node)
-        mapping.register_hls()
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")
@@ -111,11 +115,12 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
     layers, layer_cfg, names = layer_list(model, opts, check=check)
     config = get_backend(opts.backend).create_initial_config(part=opts.part, clock_period=opts.clock_period,
                                                              io_type=opts.io_type)
+    # TraceOutput is read from the top level of the config (hls4ml's HLSConfig.Model ignores it)
     config.update(Backend=opts.backend, OutputDir=str(output_dir), ProjectName=opts.project_name, InputData=None,
-                  OutputPredictions=None)
+                  OutputPredictions=None, TraceOutput=bool(trace))
     config["HLSConfig"] = {
         "Model": {"Precision": {"default": precision_string(model.input.out_type)},
-                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy, "TraceOutput": bool(trace),
+                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy,
                   "BramFactor": 1_000_000_000},
         "LayerName": layer_cfg,
     }

@@ -27,6 +27,10 @@ class HlsOptions:
     ``strategy``/``reuse_factor``: hls4ml's; ``part``/``clock_period`` (ns): the target.
     ``reuse``: per-layer reuse factors ``{layer name: R}`` overriding ``reuse_factor`` for that
     weighted layer (folding, :mod:`.folding`: R products share one multiplier slot, II = R).
+    ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
+    under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
+    ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
+    same design either way.
     """
 
     backend: str = "Vitis"
@@ -37,6 +41,7 @@ class HlsOptions:
     clock_period: float = 5.0
     project_name: str = "myproject"
     reuse: dict = field(default_factory=dict)
+    trace: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -63,6 +68,8 @@ class HlsOptions:
                 bad(f"reuse.{name}", "a positive integer", r)
         check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
         check_clock_period(self.clock_period)
+        if not isinstance(self.trace, bool):
+            bad("trace", "true or false", self.trace)
         check_identifier(self.project_name, "project_name")  # the top function and file names
         return self
 

@@ -122,6 +122,20 @@ def write_test_data(model: ir.Model, out_dir, expected) -> int:
     return n
 
 
+#: the tracing hook hls4ml's writer puts after a layer's call when tracing is on
+_TRACE_CALL = re.compile(r'nnet::save_layer_output<[^;]*?>\(\s*\w+\s*,\s*"(\w+)"\s*,\s*([^;]*?)\s*\);')
+
+
+def traced_layers(prj: Path, project_name: str) -> dict[str, str]:
+    """{hls4ml layer name: its output's size as a C expression} of the layers the top function
+    traces, in call order (none unless ``HlsOptions.trace``)."""
+    calls = _TRACE_CALL.findall((prj / "firmware" / f"{project_name}.cpp").read_text())
+    out: dict[str, str] = {}
+    for name, size in calls:
+        out.setdefault(name, size)  # a layer with two outputs (io_stream clones): equal sizes
+    return out
+
+
 def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, io_type: str) -> dict:
     in_var = graph.get_input_variables()[0]
     out_var = graph.get_output_variables()[0]
@@ -132,6 +146,8 @@ def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, i
         "in_t": in_var.type.name, "out_t": out_var.type.name, "n_in": n_in, "n_out": n_out,
         "in_type": str(model.input.out_type), "out_type": str(model.output_type),
     }
+    traced = traced_layers(out_dir, project_name)
+    info.update(traced=list(traced), traced_sizes=list(traced.values()))
     (out_dir / f"{project_name}_test.cpp").write_text(_env.get_template("vecq_test.cpp.j2").render(**info))
     return info
 
@@ -242,7 +258,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         raise VecQError(f"cannot create the project's parent folder ({exc.strerror or exc})", file=out_dir) from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        graph, names = build_graph(model, opts, output_dir=str(tmp), check=check)
+        graph, names = build_graph(model, opts, output_dir=str(tmp), trace=opts.trace, check=check)
         graph.write()
         info = _write_testbench(graph, model, tmp, project_name, io_type)
         _check_name_is_free(project_name, tmp, info, names[model.input.name])
@@ -250,7 +266,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         render_scripts(hls_description(project_name=project_name, part=opts.part, clock_period=opts.clock_period,
                                        backend=backend), tmp)
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,
-                    reuse=dict(opts.reuse),
+                    reuse=dict(opts.reuse), trace=opts.trace,
                     n_tests=n, model=model.name, layer_names=names,
                     kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})
