@@ -9,11 +9,12 @@ training procedure and the deployed widths.
 * the width cost: E[cost] is the exact expectation of the per-assignment cost (brute force),
   and the per-assignment cost equals ``estimate`` of the model exported at those widths;
 * a tiny LeNet-5 trained through ``vecq_hw.train.train`` with learned weight widths against a
-  LUT budget: the deployed widths keep the decided design under the budget, the price the
-  training logged is ``estimate`` of the exported design, every exported layer carries its own
-  learned width, the simulator agrees with the PyTorch model, and a run interrupted after
-  the search and resumed ends bit-identical (bit-exactness of mixed widths in C simulation
-  and RTL: tests/test_mixed_precision_e2e.py);
+  LUT budget: the deployed widths keep the decided design under the budget (and fill it: no
+  width can grow by one bit within it), the price the training logged is ``estimate`` of the
+  exported design, every exported layer carries its own learned width, the simulator agrees
+  with the PyTorch model, and a run interrupted after the search and resumed ends
+  bit-identical (bit-exactness of mixed widths in C simulation and RTL:
+  tests/test_mixed_precision_e2e.py);
 * bad input: a width outside 1..8 or an activation type no back end builds, one line naming
   the layer.
 """
@@ -175,12 +176,14 @@ def srq_run(mnist, tmp_path_factory, priced):
     return run, _train(run)
 
 
-def test_learned_widths_fit_the_budget_at_the_estimated_price(srq_run, tmp_path):
+def test_learned_widths_fit_the_budget_at_the_estimated_price(srq_run, priced):
     run, metrics = srq_run
     widths = {p: k for p, k in metrics["srq_widths"].items() if isinstance(k, int)}
     assert len(widths) == 4 and all(2 <= k <= 6 for k in widths.values())
     assert len(set(widths.values())) > 1  # mixed precision: the budget is spent where it pays
     assert metrics["srq_cost"] <= metrics["srq_budget"] < 92_000  # below uniform 6 bits
+    cost = priced[1]  # fill_budget: one more bit anywhere would exceed the budget
+    assert all(cost.at({**widths, p: k + 1}) > metrics["srq_budget"] for p, k in widths.items() if k < 6)
     model, _rec = load_run(run)
     model.eval()
     x = torch.rand(32, *model.input_shape)

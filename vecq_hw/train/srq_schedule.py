@@ -19,6 +19,7 @@ and its section ``train.srq``)::
         bits_budget: null     # cost bits: the average weight bits allowed
         budget_weight: 1.0    # μ: penalty μ·max(0, E[cost]/budget - 1) + λ·E[cost]/budget
         cost_weight: 0.0      # λ
+        fill_budget: true     # after deciding (q > 1/2), raise widths while the design fits the budget
         act_learn: false      # learn the activation widths too (the act_type quantisers)
         act_min_bits: 3       #   (3..8: the export's check allows 1 LSB, at most 1/8 of the values)
         act_drop_rate: 0.0    # DropBits on the activations
@@ -32,8 +33,10 @@ epochs each step draws widths (DropBits from the learned keep probabilities) and
 penalty on E[cost] (:mod:`.srq_cost`) to the loss; at the end of the last search epoch the
 widths are decided (each bit kept when q > 1/2), lowered while the decided design's cost is
 above the budget (the least confident top level first: ours, so the result never exceeds the
-budget it was trained for), frozen, and each weight step α re-fitted to the new width (least
-squares, ours); the remaining epochs fine-tune at those widths (DropBits below them if
+budget it was trained for), raised while it stays within it (``fill_budget``, the most
+confident next level first: ours, since the decided widths land well below the budget the
+expected cost met: benchmarks/results/mixed_precision.md), frozen, and each weight step α
+re-fitted to the new width (least squares, ours); the remaining epochs fine-tune at those widths (DropBits below them if
 ``drop_rate`` > 0). Checkpoints keep the priced tables, the Adam state and, in the state_dict,
 every quantiser's parameters, widths and DropBits counter: ``--resume`` is bit-identical.
 """
@@ -67,6 +70,7 @@ _SCHEMA = {
     "bits_budget": Spec("float", None, lo=1.0, hi=8.0, nullable=True),
     "budget_weight": Spec("float", 1.0, lo=0.0, hi=1e6),
     "cost_weight": Spec("float", 0.0, lo=0.0, hi=1e6),
+    "fill_budget": Spec("bool", True),
     "act_learn": Spec("bool", False),
     "act_min_bits": Spec("int", 3, lo=3, hi=8),
     "act_drop_rate": Spec("float", 0.0, lo=0.0, hi=0.95),
@@ -249,16 +253,26 @@ class SRQProcedure(QuantProcedure):
     # -- deciding the widths -------------------------------------------------------------------
     def decide(self) -> dict[str, int]:
         """Each searching quantiser's width: its bits kept while q > 1/2, then lowered while the
-        design's cost is above the budget, the least confident top level first."""
+        design's cost is above the budget, the least confident top level first; with
+        ``fill_budget``, then raised while the design stays within the budget, the most
+        confident next level first (the hinge on E[cost] leaves the q > 1/2 widths below it)."""
         learning = learning_quantizers(self.model)
         widths = {v: q.widths.deployed() for v, q in learning.items()}
+
+        def q_of(v: str, level: int) -> float:  # the keep probability of ``level`` (> low)
+            return float(learning[v].widths.keep_probs()[level - learning[v].widths.low - 1])
+
         while self.cost.at(widths) > self.cost.budget:
             lower = [v for v in learning if widths[v] > learning[v].widths.low]
             if not lower:
                 break
-            keep = {v: float(learning[v].widths.keep_probs()[widths[v] - learning[v].widths.low - 1]) for v in lower}
-            v = min(lower, key=lambda n: keep[n])
-            widths[v] -= 1
+            widths[min(lower, key=lambda n: q_of(n, widths[n]))] -= 1
+        while self.options["fill_budget"]:
+            up = [v for v in learning if widths[v] < learning[v].widths.high
+                  and self.cost.at({**widths, v: widths[v] + 1}) <= self.cost.budget]
+            if not up:
+                break
+            widths[max(up, key=lambda n: q_of(n, widths[n] + 1))] += 1
         return widths
 
     @torch.no_grad()
