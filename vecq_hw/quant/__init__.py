@@ -33,6 +33,8 @@ from vecq_hw.quant.binary import BWN, TWN
 from vecq_hw.quant.sq import SQ
 # issue 24: product quantisation (And the Bit Goes Down)
 from vecq_hw.quant.pq import PQ
+# issue 25: SRQ with DropBits (learned widths: vecq_hw.train.srq_schedule)
+from vecq_hw.quant.srq import SRQ
 
 
 def get_quantizer(name: str, bits: int = 2, per_channel: bool = False, **options) -> WeightQuantizer:
@@ -66,6 +68,7 @@ __all__ = [
     "PQ",
     "PROCEDURES",
     "SQ",
+    "SRQ",
     "TWN",
     "QUANTIZERS",
     "HalfIntegerGrid",

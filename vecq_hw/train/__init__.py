@@ -37,10 +37,11 @@ progress), :mod:`.runfiles` (files, safe loading), :mod:`.quantstate` (quantiser
 
 from __future__ import annotations
 
-# the procedures of ALQ, SQ and PQ register themselves beside their quantisers on import
+# the procedures of ALQ, SQ, PQ and SRQ register themselves beside their quantisers on import
 from . import alq_schedule as _alq_schedule  # noqa: F401
 from . import sq_schedule as _sq_schedule  # noqa: F401
 from . import pq_schedule as _pq_schedule  # noqa: F401
+from . import srq_schedule as _srq_schedule  # noqa: F401
 # the GCN's recipes (data.dataset: cora | citeseer) register themselves with the recipe validator
 from . import gcn_recipe as _gcn_recipe  # noqa: F401
 from .epoch import _epoch_seed, _make_optimizer, _train_one_epoch, evaluate

@@ -16,6 +16,10 @@ the hooks below; it never names a method. Every hook is optional. In the order t
                                                ``train.<key>`` section (None when absent) ->
                                                its normalised dict (None: nothing stored);
                                                ``fail(field, message)`` refuses it
+``prepare_model(model, recipe)``               classmethod, whenever the recipe's model is
+                                               built (training and ``load_run``), before any
+                                               weights are loaded: may replace modules (SRQ's
+                                               activation quantisers)
 ``__init__(model, recipe)``                    once the model is built (``self.options`` holds
                                                ``recipe["train"][key]``)
 ``set_training_data(train)``                   once, when the data is loaded: the training set
@@ -34,6 +38,9 @@ the hooks below; it never names a method. Every hook is optional. In the order t
 ``start_epoch(phase, epoch)``                  before each epoch (``epoch`` counts from 0 in
                                                the phase)
 ``before_step()``                              before each batch's forward pass
+``penalty()``                                  after the forward pass: a scalar tensor added
+                                               to the batch's loss before backward (None:
+                                               nothing; the logged loss leaves it out)
 ``after_step(lr)``                             after each optimizer (and scheduler) step;
                                                ``lr``: the learning rate that step used
 ``end_epoch(phase, last)``                     after the epoch's last step, before evaluation;
@@ -109,6 +116,10 @@ class QuantProcedure:
     def set_training_data(self, train) -> None:
         pass
 
+    @classmethod
+    def prepare_model(cls, model: nn.Module, recipe: dict) -> None:
+        pass
+
     def phases(self, phases: list[Phase]) -> list[Phase]:
         return phases
 
@@ -129,6 +140,9 @@ class QuantProcedure:
 
     def before_step(self) -> None:
         pass
+
+    def penalty(self) -> torch.Tensor | None:
+        return None
 
     def after_step(self, lr: float) -> None:
         pass

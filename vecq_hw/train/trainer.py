@@ -215,7 +215,8 @@ class Trainer:
 
         return E._train_one_epoch(self.net, self.train_loader, self.opt, self.sched, progress=self.bar,
                                   device=self.dev, before_step=proc.before_step, after_step=after_step,
-                                  loss_fn=proc.loss(p), desc=f"{self.name} {p.name} {k + 1}/{p.epochs}")
+                                  loss_fn=proc.loss(p), penalty=proc.penalty,
+                                  desc=f"{self.name} {p.name} {k + 1}/{p.epochs}")
 
     def _evaluate(self, sums) -> list[float]:
         """The test pass, then what every rank must agree on (BatchNorm statistics, quantiser
