@@ -49,7 +49,7 @@ def build(prj_dir, *, opt: str = DEFAULT_OPT, cxx: str = "g++", jobs: int | None
     prj = Path(prj_dir).resolve()
     meta = read_project_meta(prj)
     t0 = time.perf_counter()
-    exe, _, cached, _ = _build(prj, meta["project"], cxx=cxx, opt=opt, jobs=jobs or default_jobs(),
+    exe, _, cached, _, _ = _build(prj, meta["project"], cxx=cxx, opt=opt, jobs=jobs or default_jobs(),
                                check_synthesis=check_synthesis, pch=True, deadline=None,
                                kernels=frozenset(meta.get("kernel_headers", ())), cache=cache_dir)
     return exe, cached, time.perf_counter() - t0

@@ -16,8 +16,14 @@ the hooks below; it never names a method. Every hook is optional. In the order t
                                                ``train.<key>`` section (None when absent) ->
                                                its normalised dict (None: nothing stored);
                                                ``fail(field, message)`` refuses it
+``prepare_model(model, recipe)``               classmethod, whenever the recipe's model is
+                                               built (training and ``load_run``), before any
+                                               weights are loaded: may replace modules (SRQ's
+                                               activation quantisers)
 ``__init__(model, recipe)``                    once the model is built (``self.options`` holds
                                                ``recipe["train"][key]``)
+``set_training_data(train)``                   once, when the data is loaded: the training set
+                                               (a TensorDataset of images and labels)
 ``phases(phases)``                             once: the default ``[float (if float_epochs),
                                                qat]`` -> the run's :class:`Phase` list
 ``load_state(state, phase)``                   resuming: ``state()`` from the checkpoint, after
@@ -26,9 +32,15 @@ the hooks below; it never names a method. Every hook is optional. In the order t
                                                to ``phase.quantize`` and before its optimizer
 ``excluded_parameters(phase)``                 parameters the phase's optimizer leaves out
                                                (the procedure updates them itself)
+``loss(phase)``                                before each epoch's training pass: the steps'
+                                               loss, None (the cross-entropy with the labels)
+                                               or ``fn(x, out, y)`` -> a scalar tensor
 ``start_epoch(phase, epoch)``                  before each epoch (``epoch`` counts from 0 in
                                                the phase)
 ``before_step()``                              before each batch's forward pass
+``penalty()``                                  after the forward pass: a scalar tensor added
+                                               to the batch's loss before backward (None:
+                                               nothing; the logged loss leaves it out)
 ``after_step(lr)``                             after each optimizer (and scheduler) step;
                                                ``lr``: the learning rate that step used
 ``end_epoch(phase, last)``                     after the epoch's last step, before evaluation;
@@ -101,8 +113,18 @@ class QuantProcedure:
                                      f"{recipe['quant']['method']!r}")
         return None
 
+    def set_training_data(self, train) -> None:
+        pass
+
+    @classmethod
+    def prepare_model(cls, model: nn.Module, recipe: dict) -> None:
+        pass
+
     def phases(self, phases: list[Phase]) -> list[Phase]:
         return phases
+
+    def loss(self, phase: Phase):
+        return None
 
     def load_state(self, state, phase: Phase) -> None:
         pass
@@ -118,6 +140,9 @@ class QuantProcedure:
 
     def before_step(self) -> None:
         pass
+
+    def penalty(self) -> torch.Tensor | None:
+        return None
 
     def after_step(self, lr: float) -> None:
         pass

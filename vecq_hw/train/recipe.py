@@ -46,6 +46,10 @@ train:
     prune_every: 10                #   optimizer steps between pruning rounds (null: one round
                                    #   per loss-aware epoch); the last loss-aware epoch prunes
                                    #   to quant.target_bits
+  pq:                              # optional, quant.method pq only (PQ's procedure, issue 24:
+                                   #   EM at the start of the `epochs`, then codeword fine-tuning):
+    samples: 1024                  #   training images (labels unused) for the layers' Gram matrices
+    distill: true                  #   fine-tune on the float network's outputs (false: the labels)
 ```
 
 :func:`load_recipe` validates and returns a plain dict with every optional field filled in.
@@ -63,7 +67,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..strict_yaml import load_strict_yaml
-from .procedure import procedure_keys, procedure_options
+from .procedure import procedure_keys, procedure_options, procedure_type
 
 FORMAT_VERSION = 1
 
@@ -383,10 +387,13 @@ def recipe_model_options(rec: dict) -> dict:
 
 
 def build_recipe_model(rec: dict):
-    """The recipe's model, every weighted layer quantising with the recipe's quantiser."""
+    """The recipe's model, every weighted layer quantising with the recipe's quantiser (as its
+    training procedure prepares it: :meth:`.procedure.QuantProcedure.prepare_model`)."""
     from ..models import build_model
 
-    return build_model(rec["model"]["name"], **recipe_model_options(rec))
+    model = build_model(rec["model"]["name"], **recipe_model_options(rec))
+    procedure_type(rec["quant"]["method"]).prepare_model(model, rec)
+    return model
 
 
 def _quant_keys() -> set[str]:
