@@ -2,9 +2,9 @@
 // from the table's shape and bound in the config struct (`template <class x_T, class C> using
 // product = ...`), like hls4ml's nnet_mult.h:
 //   vecq_product_named     the named tables d = 2c + 1 ('odd', encoding 0) / d = c ('int', 1):
-//       k = 1..4   : no multiplier (issue 21, nnet_vecq_select.h): x and 3x once per input, then
-//                    per two code bits one select and one add/sub (radix-4 digits)
-//       k = 5..8   : one multiply, bound to fabric (LUTs) / DSP / tool choice by CONFIG_T::multiplier
+//       no multiplier (issue 21, nnet_vecq_select.h): x and 3x once per input, then per two code
+//       bits one select and one add/sub (radix-4 digits); k >= 5 bound to a DSP (CONFIG_T::multiplier
+//       = dsp, as the estimate's mapping counts it): one multiply on the DSP instead
 //   vecq_product_addsub    any table of -1/0/+1: add, subtract or skip x
 //   vecq_product_shift_add every level a sum of <= 2 signed powers of two: two shifted copies of x
 //   vecq_product_shift_add_n  the same with CONFIG_T::n_terms copies (ESB, issue 14)
@@ -12,7 +12,7 @@
 //                          k = b - 2, linear tables): its multiples of x once per input, then one
 //                          select and one add/sub per group of <= 2 code bits
 //   vecq_product_rom       any other table: a multiplier by the level read from a constant ROM
-//                          (CONFIG_T::level), bound by CONFIG_T::multiplier like the named k >= 5
+//                          (CONFIG_T::level), bound by CONFIG_T::multiplier (auto / dsp / fabric)
 // The kernels accumulate through each class's mac(acc, x, c), acc += x * d: the multiplier-free
 // classes add their shifted copies of x straight into acc (see vecq_mac below for why that is
 // exact); product(x, c) is the same value as one term_t, kept for the kernel tests and the ROM path.
@@ -38,7 +38,7 @@ template <class CONFIG_T> struct vecq_decode {
 };
 
 // x * d in term_T by one multiplier, bound by MUL (vecq_multiplier): the tool's choice, fabric
-// (LUTs) or DSP. Shared by the named tables' k >= 5 and the ROM tables.
+// (LUTs) or DSP. Shared by the named tables' DSP binding (k >= 5) and the ROM tables.
 template <class term_T, unsigned MUL> struct vecq_bound_mul {
     template <class x_T, class d_T> static term_T mul(x_T x, d_T d) {
         #pragma HLS INLINE
@@ -63,8 +63,9 @@ template <class term_T> struct vecq_bound_mul<term_T, vecq_mul_dsp> {
     }
 };
 
-// k <= 4 (issue 21): the radix-4 select form (nnet_vecq_select.h): x and 3x once per input (operand_t),
-// then one select and one add/sub per two code bits; k >= 5: one multiply, x itself the operand.
+// issue 21: the radix-4 select form (nnet_vecq_select.h): x and 3x once per input (operand_t), then
+// one select and one add/sub per two code bits (at k = 5..8 2.5-3x fewer yosys LUTs than a fabric
+// multiplier, benchmarks/results/products.md); k >= 5 bound to a DSP: one multiply, x the operand.
 template <class data_T, class CONFIG_T, bool SELECT> struct vecq_named_impl {
     typedef typename CONFIG_T::accum_t acc_t;
     typedef vecq_x13<acc_t> operand_t;
@@ -91,8 +92,8 @@ template <class data_T, class CONFIG_T> struct vecq_named_impl<data_T, CONFIG_T,
     }
 };
 template <class data_T, class CONFIG_T> struct vecq_product_named {
-    typedef vecq_named_impl<data_T, CONFIG_T, (CONFIG_T::bits <= 4)> impl;
-    typedef typename impl::operand_t operand_t; // x and 3x (k <= 4) or x (the multiplier's operand)
+    typedef vecq_named_impl<data_T, CONFIG_T, (CONFIG_T::bits <= 4 || CONFIG_T::multiplier != vecq_mul_dsp)> impl;
+    typedef typename impl::operand_t operand_t; // x and 3x, or x (the DSP multiplier's operand)
     static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
         #pragma HLS INLINE
         return impl::product(x, c);
@@ -191,7 +192,7 @@ template <class data_T, class CONFIG_T> struct vecq_product_select {
     }
 };
 
-// any other table: d read from the constant level ROM, one multiply bound like the named k >= 5
+// any other table: d read from the constant level ROM, one multiply bound by CONFIG_T::multiplier
 template <class data_T, class CONFIG_T> struct vecq_product_rom {
     static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
         #pragma HLS INLINE

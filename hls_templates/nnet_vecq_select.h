@@ -8,8 +8,8 @@
 //       int (d = c): digits {0, 1, 2, 3} (x, 2x = x << 1, 3x) below a signed top digit
 //           {-2, -1, 0, 1}.
 //   vecq_multiples / vecq_select_groups   any other table with a plan (ESB at k = b - 2, ...):
-//       CONFIG_T's tables name the multiples (their signed digits) and, per group, its code bits,
-//       shift and, per value of its bits, which multiple and whether to subtract it.
+//       CONFIG_T's tables name the odd multiples (their signed digits) and, per group, its code
+//       bits, shift and, per value of its bits, which multiple, its shift and whether to subtract it.
 // Hardware: each group is ONE adder per product whose every accumulator bit is one 6-input LUT
 // (accumulator bit, the group's code bits, the bits of its <= 3 candidate multiples; the sign a
 // function of the code bits in that LUT) on the carry chain; the subtraction is the one's
@@ -106,8 +106,8 @@ template <class T, class CONFIG_T> struct vecq_multiples {
 };
 
 // acc += x * d for a Python plan: group t reads code bits group_bit(t, 0..group_size(t) - 1) as
-// v, picks multiple pick(t, v) (n_mults: nothing to add), shifts it by group_shift(t) and adds or
-// subtracts it (negate(t, v))
+// v, picks multiple pick(t, v) (n_mults: nothing to add), shifts it by group_shift(t) +
+// pick_shift(t, v) and adds or subtracts it (negate(t, v))
 template <class CONFIG_T> struct vecq_select_groups {
     template <class T, class code_T> static void add(T &acc, const vecq_multiples<T, CONFIG_T> &ms, code_T c) {
         #pragma HLS INLINE
@@ -119,7 +119,8 @@ template <class CONFIG_T> struct vecq_select_groups {
                 v |= (unsigned)c[CONFIG_T::group_bit(t, 1)] << 1;
             const unsigned q = CONFIG_T::pick(t, v);
             if (q < CONFIG_T::n_mults)
-                vecq_add_or_sub<T>(acc, (T)(ms.m[q] << CONFIG_T::group_shift(t)), CONFIG_T::negate(t, v) != 0);
+                vecq_add_or_sub<T>(acc, (T)(ms.m[q] << (CONFIG_T::group_shift(t) + CONFIG_T::pick_shift(t, v))),
+                                   CONFIG_T::negate(t, v) != 0);
         }
     }
 };

@@ -141,8 +141,8 @@ def test_kernel_products_equal_plain_products(tmp_path):
 
 
 def test_low_bit_paths_have_no_multiply():
-    """k = 1..4 (the radix-4 select form, issue 21) and the select groups of custom tables are
-    written without '*' (selects, shifts and adds/subtracts only); k >= 5 carries the bindings."""
+    """The named tables (the radix-4 select form, issue 21) and the select groups of custom tables
+    are written without '*' (selects, shifts and adds/subtracts only); only a DSP binding multiplies."""
     select = (TEMPLATE_DIR / "nnet_vecq_select.h").read_text()
     body = select[select.index("template <class T> void vecq_add_or_sub"):select.index("} // namespace nnet")]
     code = "\n".join(line.split("//")[0] for line in body.splitlines())
@@ -151,7 +151,7 @@ def test_low_bit_paths_have_no_multiply():
     named = text[text.index("struct vecq_named_impl {"):text.index("struct vecq_named_impl<data_T, CONFIG_T, false>")]
     assert "*" not in "\n".join(line.split("//")[0] for line in named.splitlines())
     assert "vecq_radix4<CONFIG_T::bits, CONFIG_T::encoding>::add(acc, xo, c);" in named
-    assert "typedef vecq_named_impl<data_T, CONFIG_T, (CONFIG_T::bits <= 4)> impl;" in text
+    assert "typedef vecq_named_impl<data_T, CONFIG_T, (CONFIG_T::bits <= 4 || CONFIG_T::multiplier != vecq_mul_dsp)> impl;" in text
     assert "impl=fabric" in text and "impl=dsp" in text
 
 

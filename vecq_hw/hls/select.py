@@ -37,6 +37,12 @@ import numpy as np
 LUT_INPUTS = 5
 
 
+def _odd(m: int) -> tuple[int, int]:
+    """m = odd << shift."""
+    sh = (m & -m).bit_length() - 1
+    return m >> sh, sh
+
+
 @dataclass(frozen=True)
 class SelectPlan:
     bits: int
@@ -46,17 +52,19 @@ class SelectPlan:
     def shift(self, t: int) -> int:
         """Trailing zero bits shared by group t's nonzero entries: its adder starts there."""
         nz = [abs(e) for e in self.entries[t] if e]
-        return min((e & -e).bit_length() - 1 for e in nz) if nz else 0
+        return min(_odd(e)[1] for e in nz) if nz else 0
 
-    def picks(self, t: int) -> list[tuple[int, bool]]:
-        """Per value v: (odd-or-shifted magnitude m, negate) with entries[t][v] = +/- m << shift(t)."""
+    def picks(self, t: int) -> list[tuple[int, int, bool]]:
+        """Per value v: (odd multiple o, shift s, negate), entries[t][v] = +/- (o << s) << shift(t);
+        o = 0: nothing to add."""
         sh = self.shift(t)
-        return [(abs(e) >> sh, e < 0) for e in self.entries[t]]
+        return [(*_odd(abs(e) >> sh), e < 0) if e else (0, 0, False) for e in self.entries[t]]
 
     @property
     def multiples(self) -> tuple:
-        """The distinct magnitudes m (after each group's shift): m * x computed once per input."""
-        return tuple(sorted({m for t in range(len(self.groups)) for m, _ in self.picks(t) if m}))
+        """The distinct odd multiples o (x, 3x, 7x, ...): o * x computed once per input; every
+        entry is one of them shifted."""
+        return tuple(sorted({o for t in range(len(self.groups)) for o, _, _ in self.picks(t) if o}))
 
     def value(self, code: int) -> int:
         pattern = int(code) % (1 << self.bits)
@@ -64,11 +72,12 @@ class SelectPlan:
 
 
 def fits(group: tuple, entries) -> bool:
-    """One LUT per accumulator bit: the group's code bits and its distinct magnitudes fit LUT_INPUTS."""
+    """One LUT per accumulator bit: the group's code bits and its distinct magnitudes (after the
+    group's shift: each a multiple's bit) fit LUT_INPUTS."""
     nz = [abs(int(e)) for e in entries if e]
     if not nz:
         return True
-    sh = min((e & -e).bit_length() - 1 for e in nz)
+    sh = min(_odd(e)[1] for e in nz)
     return len(group) + len({e >> sh for e in nz}) <= LUT_INPUTS
 
 
@@ -108,51 +117,63 @@ def _patterns(levels, bits: int) -> np.ndarray:
     return out
 
 
-def _pairing(lv: np.ndarray, bits: int) -> list[tuple] | None:
-    """Groups of <= 2 bits the table is separable over, or None: bits that interact (a nonzero
-    second difference) must share a group, and no bit may interact with two others."""
+def _groupings(lv: np.ndarray, bits: int):
+    """Every split of the bits into groups of <= 2 the table is separable over: bits that interact
+    (a nonzero second difference) share a group, and no bit interacts with two others; the other
+    bits pair up every way (the fewest groups: at most one left alone)."""
     partner = {}
     for i, j in itertools.combinations(range(bits), 2):
         bi, bj = 1 << i, 1 << j
         rest = [p for p in range(1 << bits) if not p & (bi | bj)]
         if any(lv[p | bi | bj] - lv[p | bi] - lv[p | bj] + lv[p] for p in rest):
             if i in partner or j in partner:
-                return None
+                return
             partner[i], partner[j] = j, i
-    groups, single = [], [b for b in range(bits) if b not in partner]
-    groups += [(i, partner[i]) for i in sorted(partner) if i < partner[i]]
-    groups += [tuple(single[n:n + 2]) for n in range(0, len(single), 2)]
-    return sorted(groups)
+    fixed = [(i, partner[i]) for i in sorted(partner) if i < partner[i]]
+    yield from (sorted(fixed + rest) for rest in _pairings([b for b in range(bits) if b not in partner]))
+
+
+def _pairings(bits: list):
+    if len(bits) <= 1:
+        yield [tuple(bits)] if bits else []
+        return
+    if len(bits) % 2:  # one bit alone: each choice
+        for b in bits:
+            yield from ([(b,)] + rest for rest in _pairings([c for c in bits if c != b]))
+        return
+    first = bits[0]
+    for other in bits[1:]:
+        yield from ([(first, other)] + rest for rest in _pairings([c for c in bits[1:] if c != other]))
 
 
 def _cost(plan: SelectPlan) -> tuple:
-    """Fewer multiples to precompute, then signs that are plain code bits (free carry-ins)."""
-    raw = sum(len({neg for _, neg in plan.picks(t)}) > 1 for t in range(len(plan.groups)))
-    pow2 = sum(m & (m - 1) == 0 for m in plan.multiples)
-    return (len(plan.multiples) - pow2, raw, plan.entries)
+    """Fewer adder bits (larger group shifts), fewer multiples to precompute, then signs that are
+    plain code bits (free carry-ins)."""
+    raw = sum(len({neg for _, _, neg in plan.picks(t)}) > 1 for t in range(len(plan.groups)))
+    return (-sum(plan.shift(t) for t in range(len(plan.groups))), sum(o > 1 for o in plan.multiples), raw,
+            plan.groups, plan.entries)
+
+
+def _offsets(raw: list) -> list[int]:
+    """Candidate constants for one group: one entry 0, or the entries symmetric about 0."""
+    return sorted({0} | {-r for r in raw} | {-(a + b) // 2 for a in raw for b in raw if (a + b) % 2 == 0})
+
+
+def _plans(lv: np.ndarray, bits: int, groups: list):
+    raw = [[int(lv[sum(((v >> j) & 1) << b for j, b in enumerate(g))] - lv[0]) for v in range(1 << len(g))]
+           for g in groups]
+    ok = [[o for o in _offsets(rs) if fits(g, [r + o for r in rs])] for g, rs in zip(groups[:-1], raw)]
+    for offs in itertools.product(*ok):
+        last = int(lv[0]) - sum(offs)
+        if fits(groups[-1], [r + last for r in raw[-1]]):
+            yield SelectPlan(bits, tuple(groups), tuple(tuple(r + o for r in rs) for rs, o in zip(raw, list(offs) + [last])))
 
 
 @lru_cache(maxsize=256)
 def _find(levels: tuple, bits: int) -> SelectPlan | None:
     lv = _patterns(levels, bits)
-    groups = _pairing(lv, bits)
-    if groups is None:
-        return None
-    raw = []
-    for g in groups:
-        raw.append([int(lv[sum(((v >> j) & 1) << b for j, b in enumerate(g))] - lv[0]) for v in range(1 << len(g))])
-    cands = [sorted({0} | {-r for r in rs} | {-(a + b) // 2 for a in rs for b in rs if (a + b) % 2 == 0})
-             for rs in raw]
-    best = None
-    for offs in itertools.product(*cands[:-1]):
-        last = int(lv[0]) - sum(offs)
-        entries = [tuple(r + o for r in rs) for rs, o in zip(raw, list(offs) + [last])]
-        if not all(fits(g, e) for g, e in zip(groups, entries)):
-            continue
-        plan = SelectPlan(bits, tuple(groups), tuple(entries))
-        if best is None or _cost(plan) < _cost(best):
-            best = plan
-    return best
+    plans = [p for groups in _groupings(lv, bits) for p in _plans(lv, bits, groups)]
+    return min(plans, key=_cost) if plans else None
 
 
 def find_plan(levels, bits: int) -> SelectPlan | None:
