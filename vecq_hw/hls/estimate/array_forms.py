@@ -215,7 +215,7 @@ def array_luts(levels, bits: int, form: str, plan: SelectPlan | None = None, *, 
 
 
 def prove_array_form(levels, bits: int, form: str, plan: SelectPlan | None = None, *, w: int = 6, m: int = 1,
-                     n: int = 2, gold_levels=None) -> bool:
+                     n: int = 2, gold_levels=None, timeout: float = 1800) -> bool:
     """yosys SAT: the array in ``form`` equals acc_j + sum_i x_i * levels[c_ij] (``gold_levels``
     when given: a check that a wrong reference is caught) for every input, code and accumulator.
 
@@ -226,4 +226,4 @@ def prove_array_form(levels, bits: int, form: str, plan: SelectPlan | None = Non
     writer = ArrayWriter(levels, bits, w, m, n, plan)
     gold = ArrayWriter(levels if gold_levels is None else gold_levels, bits, w, m, n, None)
     gold.W = gold.pw = writer.W  # the same modulus
-    return yosys_equivalent(writer.module(form, "gate"), gold.module("table", "gold"), PROOF_PREP)
+    return yosys_equivalent(writer.module(form, "gate"), gold.module("table", "gold"), PROOF_PREP, timeout)

@@ -43,13 +43,14 @@ def yosys_luts(verilog: str, family: str = "xc7", top: str = "dot") -> dict:
 PROOF_PREP = "flatten; opt; wreduce; techmap; opt -fast"
 
 
-def yosys_equivalent(gate: str, gold: str, prep: str = "opt_clean") -> bool:
-    """yosys proves (SAT, every input) module ``gate`` equal to module ``gold`` (same ports)."""
+def yosys_equivalent(gate: str, gold: str, prep: str = "opt_clean", timeout: float = 1800) -> bool:
+    """yosys proves (SAT, every input) module ``gate`` equal to module ``gold`` (same ports);
+    subprocess.TimeoutExpired after ``timeout`` seconds."""
     with tempfile.TemporaryDirectory(prefix="vecq_eq_") as tmp:
         (Path(tmp) / "gate.v").write_text(gate)
         (Path(tmp) / "gold.v").write_text(gold)
         script = (f"read_verilog {tmp}/gate.v\nread_verilog {tmp}/gold.v\nproc\nmemory_map\n{prep}\n"
                   "miter -equiv -flatten -make_outputs gold gate miter\nhierarchy -top miter\n"
                   "sat -verify -prove trigger 0 miter\n")
-        r = subprocess.run([_yosys(), "-q", "-p", script], capture_output=True, text=True, timeout=1800)
+        r = subprocess.run([_yosys(), "-q", "-p", script], capture_output=True, text=True, timeout=timeout)
     return r.returncode == 0
