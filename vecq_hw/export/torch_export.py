@@ -35,8 +35,9 @@ from .build import Builder
 from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
+from . import alq  # noqa: F401  (registers ALQ's native weight form with the handlers)
 from .handlers import HANDLERS
-from .trace import trace
+from .trace import refuse_hidden_calls, trace
 
 #: Overflow modes for which relu(requant(y)) == requant(relu(y)) (the recipe checker reads it).
 _MONOTONE_OVERFLOW = MONOTONE_OVERFLOW
@@ -119,6 +120,8 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
     if training:
         raise ExportError("the model is in training mode (BatchNorm/Dropout would use batch behaviour); "
                           "call model.eval() before exporting", field=training[0])
+    _check_tensors(model)
+    refuse_hidden_calls(model)
     gm = trace(model)
     builder = Builder(gm, shape, opts, HANDLERS)
     layers = builder.run()
@@ -126,8 +129,19 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
         raise ExportError("forward must start with a FixedQuant input quantiser (the input's fixed-point type)",
                           field="forward")
     imodel = ir.Model(name=opts.name, layers=layers).check(where=opts.name)
-    eq = check(model, gm, imodel, builder.mapped, shape, samples, opts)
+    eq = check(model, gm, imodel, builder.mapped, builder.output, shape, samples, opts)
     return ExportResult(model=imodel, equivalence=eq)
+
+
+def _check_tensors(model: nn.Module) -> None:
+    """Every floating-point parameter and buffer float32 on the CPU: PyTorch's reference run of
+    the check feeds float32 CPU inputs (model.double(), .half() or .cuda() would fail there)."""
+    import torch
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and (t.dtype != torch.float32 or t.device.type != "cpu"):
+            raise ExportError(f"'{name}' is {str(t.dtype).replace('torch.', '')} on {t.device.type}; the exporter "
+                              "checks the model in float32 on the CPU: call model.float().cpu() first",
+                              field=name.rpartition(".")[0] or type(model).__name__)
 
 
 def export_model(model: nn.Module, input_shape, options: ExportOptions | None = None, samples=None) -> ir.Model:

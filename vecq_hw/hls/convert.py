@@ -38,6 +38,23 @@ def term_type(in_type, layer_or_bits):
     return _named_term(in_type, int(layer_or_bits))
 
 
+def _check_stream_flattens(model: ir.Model) -> None:
+    """In io_stream, hls4ml turns a flatten of an image into a Repack (the output) or an alias of
+    the pixel stream that only our weighted kernels read correctly (a ReLU after it reads pixels
+    as if they were the flat vector: the C simulation disagrees). Refused before anything is written."""
+    readers = model.consumers()
+    nodes = {node.layer.name: node for node in model.nodes()}
+    for node in nodes.values():
+        layer = node.layer
+        if layer.kind != "flatten" or len(node.in_shapes[0]) == 1:
+            continue
+        bad = [r for r in readers[layer.name] if mapping_for(nodes[r]).products_per_input(nodes[r]) is None]
+        if bad or not readers[layer.name]:
+            what = f"read by '{bad[0]}' ({model.layer(bad[0]).kind})" if bad else "the model's output"
+            raise VecQError(f"layer '{layer.name}' (flatten) is {what}; in io_stream a flatten of an image may only "
+                            "feed weighted layers (dense; use io_parallel)", field="io_type")
+
+
 def _options(options: HlsOptions | None, kw: dict) -> HlsOptions:
     return HlsOptions.from_kwargs(options, **kw) if kw else (options or HlsOptions())
 
@@ -56,12 +73,14 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
             if len(readers) > MAX_STREAM_READERS:
                 raise VecQError(f"layer '{src}' is read by {len(readers)} layers; io_stream copies a stream to "
                                 f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
+        _check_stream_flattens(model)
     reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     for node in model.nodes():
         layer = node.layer
         mapping = mapping_for(node)
+        mapping.register_hls()
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")

@@ -2,7 +2,7 @@
 
 A weighted layer computes P products per input (dense: n_in * n_out per vector; conv2d:
 kh * kw * c_in * c_out per output pixel; depthwise: kh * kw * c per pixel). With reuse factor R
-the kernel (``nnet_vecq.h``, ``vecq_dense_folded`` / ``vecq_conv_folded``) computes P / R of
+the kernels (``nnet_vecq_dense.h`` / ``nnet_vecq_conv.h``: ``vecq_dense_folded`` / ``vecq_conv_folded``) compute P / R of
 them per cycle: R products share one multiplier slot and the layer accepts a new input (pixel)
 every R cycles (II = R). R = 1 is the unfolded kernel; R = P is fully folded (one product slot).
 R must divide P, so every slot does the same work each cycle and the weight ROM splits into
@@ -85,7 +85,10 @@ def parse_reuse(items) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items or ():
         name, sep, value = str(item).partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+        if not sep or not name.strip() or not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
             raise VecQError(f"--reuse: expected LAYER=R with R a positive integer, got {item!r}")
+        if name.strip() in out:
+            raise VecQError(f"--reuse: layer '{name.strip()}' is given twice ({out[name.strip()]} and {int(value)}); "
+                            "give each layer once")
         out[name.strip()] = int(value)
     return out

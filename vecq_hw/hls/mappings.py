@@ -12,7 +12,7 @@ layer's pre-synthesis cost (:meth:`Mapping.estimate`, summed by :mod:`.estimate`
 mapping gives no estimate is refused there, never guessed).
 
 Adding a layer kind = one mapping, registered with :func:`register` (a decorator too), from
-inside or outside the package (+ a class in :mod:`.layers` and a kernel in ``nnet_vecq.h``
+inside or outside the package (+ a class in :mod:`.layers` and a kernel header in ``hls_templates/``
 when hls4ml has none that is exact). No hls4ml import here: the estimator and the CLI read
 it cheaply.
 """
@@ -48,6 +48,11 @@ class Mapping:
 
     def class_name(self, node: ir.Node, opts: HlsOptions) -> str:  # pragma: no cover
         raise NotImplementedError
+
+    def register_hls(self) -> None:
+        """Register with hls4ml the layer class :meth:`class_name` names when it is a kernel of
+        the kind's own (called before a graph is built; the built-in kinds' classes are
+        registered by ``layers.register``, hls4ml's own need nothing)."""
 
     def attrs(self, node: ir.Node, opts: HlsOptions) -> dict:
         return {}

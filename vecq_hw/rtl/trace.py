@@ -33,8 +33,8 @@ from ..fixed import FixedType
 from .options import RtlOptions
 from .requant import MAX_FRAC, RtlUnsupported, const, max_var, requantize, unsupported
 
-#: widest value anywhere in the graph: da4ml's interpreter is int64 inside and moves values
-#: through float64, so 52 bits keeps every step exact
+#: widest value anywhere in the graph: da4ml's Python interpreter (the reference our exact
+#: executor, rtl/interp.py, is tested against) moves values through float64: 52 bits keep it exact
 MAX_GRAPH_WIDTH = 52
 #: da4ml's Verilator binder moves each input and output value as an int32
 MAX_IO_WIDTH = 32
@@ -70,7 +70,7 @@ def estimate_adder_bits(model: ir.Model) -> int:
     adder graph, and what the tracing time grows with."""
     total = 0
     for layer, _, _, out_shape in model.walk():
-        if isinstance(layer, ir.Weighted):
+        if callable(getattr(layer, "multipliers", None)):  # every weighted kind, ALQ's too
             terms = int(_csd_digits(layer.multipliers()).sum())
             total += _pixels(layer, out_shape) * terms * layer.accum_type.width
     return total

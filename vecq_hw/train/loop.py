@@ -11,7 +11,7 @@ from ..errors import RecipeError, VecQError
 from . import dist as D
 from .procedure import procedure_for
 from .recipe import build_recipe_model, load_recipe
-from .runfiles import MODEL_FILE, checkpoint_threads, load_plain, open_run_folder
+from .runfiles import MODEL_FILE, checkpoint_threads, load_plain, load_weights, open_run_folder
 from .runtime import default_threads, determinism, resolve_device
 from .trainer import Trainer
 
@@ -25,13 +25,19 @@ def check_world(rec: dict, world: int, file: str = "<recipe>") -> None:
                           file=file, field="train.batch_size")
 
 
-def preflight(recipe, out_dir, *, resume: bool, overwrite: bool, world: int) -> None:
-    """The checks a launcher makes before starting ``world`` processes (nothing is written)."""
-    rec, _ = load_recipe(recipe)
+def preflight(recipe, out_dir, *, resume: bool, overwrite: bool, world: int, data_root=None) -> None:
+    """The checks a launcher makes before starting ``world`` processes (nothing is written): the
+    recipe, the run folder and the dataset (present and md5-checked), so that a refusal is one
+    line here rather than one per process and torchrun's report."""
+    from ..data import load_dataset
+    from .trainer import resolve_data_root
+    rec, base = load_recipe(recipe)
     check_world(rec, world, str(recipe) if not isinstance(recipe, dict) else "<recipe dict>")
-    out = Path(out_dir)
-    if out.is_dir():
-        open_run_folder(out, rec, resume=resume, overwrite=overwrite, dry_run=True)
+    open_run_folder(Path(out_dir), rec, resume=resume, overwrite=overwrite, dry_run=True)
+    d = rec["data"]
+    root = resolve_data_root(rec, base, data_root)
+    for split in ("train", "test"):
+        load_dataset(d["dataset"], split, root, d[f"{split}_limit"])
 
 
 def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, data_root=None,
@@ -95,7 +101,7 @@ def load_run(out_dir) -> tuple[nn.Module, dict]:
         raise VecQError(f"cannot read trained model (no {exc} entry)", file=str(path)) from None
     rec, _ = load_recipe(rec)
     model = build_recipe_model(rec)
-    model.load_state_dict(state)
+    load_weights(model, state, path, "state_dict")
     try:  # e.g. ALQ: the bases each group kept after pruning (not in the state_dict)
         procedure_for(rec, model).load_model_extras(blob)
     except VecQError as exc:
