@@ -7,7 +7,7 @@ folded in as constants, R = 1), every product added into its channel's accumulat
 CARRY4 cells, and a yosys SAT proof of each form against x * levels[c] (one stage: one input shared
 by two outputs, 6-bit x, every code and accumulator value; two chained inputs at k <= 2, 4-bit x).
 
-* VecQ (the odd table d = 2c + 1), k = 1..8: the kernels' select form (x and 3x once per input,
+* VecQ (the odd table d = 2c + 1), k = 1..5 (--vecq-bits): the kernels' select form (x and 3x once per input,
   one select and add/sub per two code bits), the previous kernels' forms (one shifted copy of x
   per code bit, k <= 4; the ROM multiplier, k >= 5), and the select spellings tried and dropped.
 * ESB at b = 3, 4, 5 bits, every significant-bit count: the kernels' form (select for sign and
@@ -15,7 +15,9 @@ by two outputs, 6-bit x, every code and accumulator value; two chained inputs at
 
 These are yosys technology-mapping counts, not Vivado results.
 Writes benchmarks/results/products.md and products.json.
-Usage: python benchmarks/products.py [--m 8] [--n 16] [--jobs 2] [--resume] [--quick] [--no-prove]
+SAT proofs: the kernels' forms (run-time codes).
+Usage: python benchmarks/products.py [--m 4] [--n 16] [--jobs 2] [--resume] [--quick] [--no-prove]
+       [--vecq-bits 1,2,3,4,5]
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from vecq_hw.hls.estimate import fit
 from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+from vecq_hw.hls.estimate.examples import paper_lenet5
+from vecq_hw.hls.mappings import mapping_for
 from vecq_hw.hls.estimate.calibrate import kernel_product
 from vecq_hw.hls.select import find_plan, named_plan
 from vecq_hw.ir.levels import named_levels
@@ -38,6 +43,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {2: 16, 4: 30}  # issue 21, LUT/MAC at 8-bit activations
 DROPPED = ("select_naive", "select_macc", "select_cat")
 PREVIOUS_DOT = {1: 22.2, 2: 33.9, 3: 48.1, 4: 68.1}  # methods.md before issue 21: 8-term dot products
+#: the ESB paper's accelerator (Gong et al., TPDS 2022), without DSPs; and our fitted LeNet-5 before
+#: the select form (issue 21: estimate.md, 41.5k LUTs at 6,074 frames/s)
+ESB_PAPER_GOPS_PER_KLUT = 10.95
+BEFORE = {"luts": 41454, "fps": 6074}
 
 
 def table(name: str, bits: int, ks: int | None = None):
@@ -48,12 +57,12 @@ def table(name: str, bits: int, ks: int | None = None):
     return levels, find_plan(levels, bits)
 
 
-def designs(quick: bool) -> list[dict]:
+def designs(quick: bool, vecq_bits=range(1, 6)) -> list[dict]:
     """Run-time: the kernels' form, the previous one, the ROM multiplier (and the dropped select
     spellings at k = 2, 4); constant codes: the select form in both adder spellings and the
     previous form."""
     out = []
-    for k in ((2, 4) if quick else range(1, 9)):
+    for k in ((2, 4) if quick else vecq_bits):
         prev = "shift_add_bits" if k <= 4 else "multiply"
         run_time = ["select", prev] + (["multiply"] if k <= 4 else []) + (list(DROPPED) if k in (2, 4) else [])
         out += [dict(table="vecq", bits=k, form=f, mode="run-time") for f in run_time]
@@ -103,22 +112,52 @@ def prove(d: dict, timeout: float) -> dict:
 
 
 def run(args) -> dict:
+    """The run-time rows (ESB first), the proofs of the kernels' forms, then the constant rows;
+    saved after each, so that --resume goes on where an interrupted run stopped."""
     path = RESULTS / "products.json"
     old = json.loads(path.read_text()) if args.resume and path.is_file() else {}
     rows = {key(r, args): r for r in old.get("rows", [])}
     proofs = dict(old.get("proofs", {}))
-    todo = [d for d in designs(args.quick) if key(d, args) not in rows]
+    wanted = designs(args.quick, args.vecq_bits)
+    todo = [d for d in wanted if key(d, args) not in rows]
+    run_time = sorted((d for d in todo if d["mode"] == "run-time"), key=lambda d: d["table"] != "esb")
+    # the kernels' forms only: the dropped and previous forms have their counts, not proofs
+    forms = {f"{d['table']}|{d['bits']}|{d.get('ks')}|{d['form']}": d for d in wanted if d["mode"] == "run-time"
+             and d["form"] == kernel_product(table(d["table"], d["bits"], d.get("ks"))[0], d["bits"])[0]}
+    to_prove = [] if args.no_prove else [(k, d) for k, d in forms.items() if k not in proofs]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        for row in pool.map(lambda d: measure(d, args), todo):
+        for row in pool.map(lambda d: measure(d, args), run_time):
             rows[key(row, args)] = row
             save(path, args, rows, proofs)
-        if not args.no_prove:
-            forms = {f"{d['table']}|{d['bits']}|{d.get('ks')}|{d['form']}": d for d in designs(args.quick)}
-            todo = [(k, d) for k, d in forms.items() if k not in proofs]
-            for (k, _), res in zip(todo, pool.map(lambda kd: prove(kd[1], args.prove_timeout), todo)):
-                proofs[k] = res
-                save(path, args, rows, proofs)
+        for (k, _), res in zip(to_prove, pool.map(lambda kd: prove(kd[1], args.prove_timeout), to_prove)):
+            proofs[k] = res
+            save(path, args, rows, proofs)
+        for row in pool.map(lambda d: measure(d, args), [d for d in todo if d["mode"] != "run-time"]):
+            rows[key(row, args)] = row
+            save(path, args, rows, proofs)
     return save(path, args, rows, proofs)
+
+
+def whole_design(bits: int = 2, part: str = "xc7z020") -> dict:
+    """The paper-size LeNet-5 as `vecq-hw fit` plans it (headroom 80 %, 200 MHz): LUTs, frames/s
+    and GOPS per 1k LUTs (2 ops per MAC), pre-synthesis estimates."""
+    model = paper_lenet5(bits)
+    plan = fit(model, part, headroom=0.8, clock_period=5.0).plan
+    macs = 0
+    for node in model.nodes():
+        m = mapping_for(node)
+        p = m.products_per_input(node)
+        macs += 0 if p is None else p * m.inputs_per_frame(node)
+    luts, fps = plan.totals()["luts"], plan.fps
+
+    def gops_per_klut(luts, fps):
+        return round(2 * macs * fps / 1e9 / (luts / 1e3), 2)
+
+    return {"model": model.name, "part": part, "reuse": dict(plan.reuse()), "macs_per_frame": macs,
+            "luts": luts, "fps": round(fps, 1), "gops": round(2 * macs * fps / 1e9, 1),
+            "gops_per_klut": gops_per_klut(luts, fps),
+            "before": {**BEFORE, "gops_per_klut": gops_per_klut(BEFORE["luts"], BEFORE["fps"])},
+            "esb_paper_gops_per_klut": ESB_PAPER_GOPS_PER_KLUT}
 
 
 def save(path: Path, args, rows: dict, proofs: dict) -> dict:
@@ -126,7 +165,7 @@ def save(path: Path, args, rows: dict, proofs: dict) -> dict:
     result = {"machine": f"{platform.node()} ({platform.machine()}, Python {platform.python_version()})",
               "yosys": version, "array": {"m": args.m, "n": args.n, "w": args.w},
               "rows": sorted(rows.values(), key=lambda r: (r["table"], r["bits"], r.get("ks") or 0, r["form"], r["mode"])),
-              "proofs": proofs}
+              "proofs": proofs, "whole_design": whole_design()}
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "products.md").write_text(markdown(result))
@@ -225,19 +264,33 @@ def markdown(result: dict) -> str:
             "c + [c < 0]: a select plan (vecq_hw/hls/select.py). With more exponent bits the exponent's shift "
             "multiplies the significand (the code bits interact), no plan exists, and the signed-digit columns "
             "remain.", ""]
+    d = result["whole_design"]
+    out += ["## Whole design: paper-size LeNet-5 (2-bit VecQ, 8-bit activations), `fit` on " + d["part"] + "\n",
+            "Pre-synthesis estimates (`vecq-hw fit`, headroom 80 %); 200 MHz is an assumption; 2 ops per MAC, "
+            f"{d['macs_per_frame']:,} MACs per frame. The estimator costs a folded layer's select-form slot array as "
+            "one LUT per accumulator bit of each group's adder plus the shared multiples (hls/mappings.py; within "
+            "10 % of yosys on the array, tests/test_products_array.py).\n",
+            "| | LUTs | frames/s | GOPS | GOPS per 1k LUTs |", "|---|---|---|---|---|",
+            f"| before (estimate.md, product model 'var') | {d['before']['luts']:,} | {d['before']['fps']:,} | "
+            f"{2 * d['macs_per_frame'] * d['before']['fps'] / 1e9:.1f} | {d['before']['gops_per_klut']} |",
+            f"| now (select form), plan {d['reuse']} | {d['luts']:,.0f} | {d['fps']:,.0f} | {d['gops']} | "
+            f"**{d['gops_per_klut']}** |",
+            f"| ESB paper's accelerator (no DSPs, published) | | | | {d['esb_paper_gops_per_klut']} |", ""]
     return "\n".join(out) + "\n"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--m", type=int, default=8, help="inputs of the array")
+    ap.add_argument("--m", type=int, default=4, help="inputs of the array")
     ap.add_argument("--n", type=int, default=16, help="output channels sharing each input")
     ap.add_argument("--w", type=int, default=8, help="activation bits")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="keep the rows and proofs already in products.json")
     ap.add_argument("--quick", action="store_true", help="VecQ k = 2, 4 and ESB b = 4 only")
+    ap.add_argument("--vecq-bits", type=lambda s: [int(v) for v in s.split(",")], default=list(range(1, 6)),
+                    help="VecQ code widths, comma-separated (default 1,2,3,4,5; 6..8 take tens of minutes)")
     ap.add_argument("--no-prove", action="store_true", help="skip the SAT proofs")
-    ap.add_argument("--prove-timeout", type=float, default=1800, help="seconds per SAT proof")
+    ap.add_argument("--prove-timeout", type=float, default=600, help="seconds per SAT proof")
     run(ap.parse_args(argv))
 
 

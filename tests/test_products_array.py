@@ -7,7 +7,8 @@
 * yosys (a slot array: one input shared by 16 accumulating outputs, 8-bit activations): the
   kernels' select form costs fewer LUTs than the previous kernels' form (one shifted copy of x per
   code bit) at k = 2 and 4, and is proven equal to x * levels[c] by SAT (one stage, every
-  accumulator value; two chained inputs at k = 2). Every form, k = 1..8, ESB against VecQ, full
+  accumulator value; two chained inputs at k = 2); the estimator's folded-layer model (one LUT per
+  accumulator bit of each group's adder, plus the shared multiples) is within 10 % of yosys. Every form, k = 1..8, ESB against VecQ, full
   sizes: benchmarks/products.py (tests/test_estimate.py proves the forms of every product kind).
 * A folded MLP with an ESB sign-and-magnitude table (the 'select' class: x's multiples once per
   input, shared by the slots of a cycle, an unaligned block included): g++ C simulation equals
@@ -64,7 +65,8 @@ yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="needs yosys")
 
 @yosys
 def test_select_form_beats_the_previous_form_and_is_proven():
-    from vecq_hw.hls.estimate.array_forms import array_luts, prove_array_form
+    from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+    from vecq_hw.hls.select import adder_luts, multiple_luts
 
     odd = {k: (named_levels("odd", k), named_plan("odd", k)) for k in (2, 4)}
     designs = [(lv, k, form, plan) for k, (lv, plan) in odd.items() for form in ("select", "shift_add_bits")]
@@ -72,6 +74,12 @@ def test_select_form_beats_the_previous_form_and_is_proven():
         got = list(pool.map(lambda d: array_luts(d[0], d[1], d[2], d[3], m=1, n=16)["lut_per_mac"], designs))
     new2, old2, new4, old4 = got
     assert new2 < old2 and new4 < old4, got
+    # the estimator's folded-layer cost (hls/mappings.py): one LUT per accumulator bit of each
+    # group's adder per slot, plus the input's multiples -- within 10 % of yosys's count
+    for k, lut_per_mac in ((2, new2), (4, new4)):
+        lv, plan = odd[k]
+        model = 16 * adder_luts(plan, ArrayWriter(lv, k, 8, 1, 16, plan).W) + multiple_luts(plan, 8)
+        assert abs(model / (16 * lut_per_mac) - 1) < 0.1, (k, model, 16 * lut_per_mac)
     assert prove_array_form(odd[2][0], 2, "select", odd[2][1], w=4, m=2, n=2)  # two inputs chained
     assert prove_array_form(odd[4][0], 4, "select", odd[4][1])  # one stage, every accumulator value
 

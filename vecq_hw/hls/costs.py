@@ -4,6 +4,8 @@ the cost primitives each kind's mapping (:mod:`.mappings`) builds its estimate f
 * LUTs per product: a + b*w + c*k + d*k*w per mode ('const': a constant product of an unfolded
   layer; 'var': a k x w multiplier fed from the weight ROM), fitted on yosys ``synth_xilinx``
   mappings (``configs/hardware/lut_calibration.yaml``, written by :mod:`.estimate.calibrate`).
+  A folded product with a select plan (issue 21) is costed from its plan instead
+  (:func:`.select.adder_luts`, in ``_WeightedMapping.select_array_luts``).
 * memories: BRAM18 at its best aspect ratio, or LUTRAM when small or shallow.
 
 The estimator (:mod:`.estimate`) sums the mappings' :class:`LayerEstimate` records. No hls4ml

@@ -28,7 +28,8 @@ from ..errors import VecQError
 from ..fixed import FixedType
 from .costs import FOLDED_DEPTH, LayerEstimate, bram_or_lutram, lut_per_product, product_luts
 from .options import HlsOptions
-from .products import choose_product
+from .products import choose_product, kind_and_plan
+from .select import adder_luts, block_inputs, multiple_luts
 
 
 def int_type(width: int) -> FixedType:
@@ -187,16 +188,18 @@ class _WeightedMapping(Mapping):
         e = LayerEstimate(layer.name, layer.kind, reuse=r, products=p, slots=p // r)
         dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
             product.kind == "multiply" or layer.bits >= 5)
+        acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
+        array = self.select_array_luts(node, r, w, acc_w)
+        constants = e.slots * r * lut_per_product("const", k, w)
         if dsp_bound:
             e.dsps += e.slots
             e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
         else:
-            e.luts += product_luts(p, r, k, w)
+            e.luts += product_luts(p, r, k, w) if array is None else min(array, constants)
         units = math.ceil(n_out / r)
-        acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
         e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
         e.ffs += n_out * acc_w + e.slots * int(product.term.width)
-        rom = lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)  # else constants, no ROM
+        rom = (e.slots * lut_per_product("var", k, w) if array is None else array) <= constants  # else no ROM
         if r > 1 and (rom or dsp_bound):  # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
             e.bram18 += b
@@ -206,6 +209,23 @@ class _WeightedMapping(Mapping):
         e.cycles = per_frame * per_input
         e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
         return self.add_io(e, node, io_type)
+
+    def input_group(self, node) -> int:
+        """Consecutive products reading one input (TAPS::group): every output channel's."""
+        return int(node.out_shape[-1])
+
+    def select_array_luts(self, node, r: int, w: int, acc_w: int) -> float | None:
+        """LUTs of a folded layer's slot array in the select form (issue 21): per slot one adder per
+        code-bit group on the accumulator, per input a cycle reads its multiples (3x, ...) once.
+        None: no select form (a DSP, a ROM multiplier or signed digits), or R = 1 (constant
+        weights: the 'const' model)."""
+        layer = node.layer
+        plan = kind_and_plan(layer.levels, int(layer.bits), layer.multiplier)[1]
+        if plan is None or r == 1:
+            return None
+        slots = self.products_per_input(node) // r
+        inputs = block_inputs(slots, self.input_group(node))
+        return float(slots * adder_luts(plan, acc_w) + inputs * multiple_luts(plan, w))
 
 
 class DenseMapping(_WeightedMapping):
@@ -265,6 +285,9 @@ class DepthwiseConv2DMapping(_ConvMapping):
 
     def products_per_input(self, node):
         return self.window_products(node)
+
+    def input_group(self, node):
+        return 1  # one product per input value and tap
 
 
 class ReLUMapping(_Elementwise, Mapping):

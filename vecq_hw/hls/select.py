@@ -181,3 +181,25 @@ def find_plan(levels, bits: int) -> SelectPlan | None:
     plan = _find(tuple(int(v) for v in np.asarray(levels).reshape(-1)), int(bits))
     assert plan is None or check(plan, np.asarray(levels))
     return plan
+
+
+# -- what the slot array spends on a plan (the estimator's folded-layer cost, hls/mappings.py) ------
+def adder_luts(plan: SelectPlan, acc_width: int) -> int:
+    """LUTs of one slot: per group one adder on the accumulator bits from the group's shift up, one
+    LUT6 per bit (select, complement and sum bit in the LUT feeding CARRY4). yosys maps the
+    select form to this count (benchmarks/results/products.md: 'one LUT per adder bit')."""
+    return sum(max(int(acc_width) - plan.shift(t), 1) for t in range(len(plan.groups)))
+
+
+def multiple_luts(plan: SelectPlan, w: int) -> int:
+    """LUTs of one input's shared multiples (3x = x + 2x, ...): one adder per extra signed digit,
+    as wide as the multiple (o's canonical signed digits: the ones of o ^ 3o)."""
+    return sum((bin(o ^ 3 * o).count("1") - 1) * (int(w) + o.bit_length()) for o in plan.multiples)
+
+
+def block_inputs(block: int, group: int) -> int:
+    """Inputs one cycle's block of ``block`` consecutive products reads when ``group`` consecutive
+    products read one input (nnet_vecq_fold.h, vecq_block_inputs)."""
+    if block % group == 0:
+        return block // group
+    return 1 if group % block == 0 else (block - 1) // group + 2

@@ -14,8 +14,9 @@ are technology-mapping counts, not Vivado post-route numbers (same caveat as ``r
 The fit is least squares on lut = a0 + a1 w + a2 k + a3 k w per mode on FIT_BITS x FIT_WIDTHS;
 the HELD_OUT designs (other k, w and N) give the stated calibration error. Mode 'array' (issue 21)
 measures the kernels' select form on a folded slot array instead of a lone multiplier (LUTs per
-MAC with its share of the per-input multiples; array_forms.py); the estimator (hls/costs.py)
-reads 'const' and 'var' until it is recalibrated to use it.
+MAC with its share of the per-input multiples; array_forms.py). The estimator reads 'const' (R = 1),
+and 'var' for folded products with no select form; a folded select form it costs from its plan
+(one LUT per accumulator bit of each group's adder, hls/mappings.py), which this mode checks.
 """
 
 from __future__ import annotations
