@@ -80,6 +80,8 @@ def _to_ir(x: torch.Tensor, ishape: tuple, order) -> np.ndarray:
     a = x.detach().double().cpu().numpy()
     if len(ishape) == 3:
         return a.transpose(0, 2, 3, 1)
+    if len(ishape) == 2:  # a graph's (nodes, features): the same layout
+        return a
     a = a.reshape(a.shape[0], -1)
     return a[:, order] if order is not None else a
 
@@ -112,12 +114,14 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
         x = sample_inputs(imodel, tshape, options.check_samples, options.check_seed)
         source = "random"
     else:
-        x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples).float()
+        x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples)
+        x = x if x.is_floating_point() else x.float()
         if tuple(x.shape[1:]) != tuple(tshape) or x.shape[0] < 1:
             raise ExportError(f"expected sample inputs of shape (N, {', '.join(map(str, tshape))}), got "
                               f"{tuple(x.shape)}", field="samples")
         source = "caller"
     n = x.shape[0]
+    x = x.to(getattr(torch, options.check_dtype))  # the check's precision (the model's: _check_tensors)
     with torch.no_grad():
         try:
             y_model = model(x)
@@ -126,7 +130,7 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
         except RuntimeError as exc:  # a dtype/device/shape PyTorch itself refuses on these inputs
             first = " ".join(str(exc).split())[:200]
             raise ExportError(f"PyTorch cannot run the model on {n} {source} sample inputs of shape "
-                              f"{tuple(x.shape[1:])} (float32, CPU): {first}", field="forward") from None
+                              f"{tuple(x.shape[1:])} ({options.check_dtype}, CPU): {first}", field="forward") from None
     if not isinstance(y_model, torch.Tensor) or not torch.equal(y_model, y_graph):
         raise ExportError("the traced graph does not reproduce forward() on the sample inputs (an in-place "
                           "operation or state fx cannot see?); refusing to certify it", field="forward")
@@ -160,8 +164,10 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
                               f"constants allows {allowed} LSB", field=where(mp.node))
         layers.append(LayerAgreement(layer=layer.name, torch=where(mp.node), exact=float(np.mean(diff == 0)),
                                      max_lsb=int(worst), allowed_lsb=allowed))
-    ours = sim.output.reshape(n, -1).astype(np.float64)
-    ref = _mantissas(_to_ir(y_model, output.ishape, output.order), output.typ).reshape(n, -1)
+    # one prediction per row: a sample's logits, or (a graph's node features) every node's
+    rows = n * int(output.ishape[0]) if len(output.ishape) == 2 else n
+    ours = sim.output.reshape(rows, -1).astype(np.float64)
+    ref = _mantissas(_to_ir(y_model, output.ishape, output.order), output.typ).reshape(rows, -1)
     if np.isnan(ref).any():
         raise ExportError(f"PyTorch's model(x) is not on the output type {output.typ}'s grid for "
                           f"{int(np.isnan(ref).sum())} of {ref.size} values: something after the last layer the "

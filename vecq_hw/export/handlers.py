@@ -95,10 +95,11 @@ def fixed_quant(b: Builder, node, m):
         shape = v.tshape
         if len(shape) == 3:
             ishape = (shape[1], shape[2], shape[0])
-        elif len(shape) == 1:
+        elif len(shape) in (1, 2):  # a vector, or a graph's (nodes, features): the same layout
             ishape = shape
         else:
-            raise ExportError(f"input shape must be (C, H, W) or (features,), got {shape}", field="input_shape")
+            raise ExportError(f"input shape must be (C, H, W), (features,) or (nodes, features), got {shape}",
+                              field="input_shape")
         layer = ir.Input(name="input", out_type=t, shape=ishape)
         return b.emit(node, [layer], Tensor(layer="input", tshape=shape, ishape=ishape, typ=t), ())
     if isinstance(v, Pending):

@@ -25,12 +25,13 @@ def is_ours(m: nn.Module) -> bool:
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self):
+    def __init__(self, leaves: tuple = ()):
         super().__init__()
         self.record_stack_traces = True
+        self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_ours(m) or super().is_leaf_module(m, qualname)
+        return is_ours(m) or isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
 
 
 def refuse_hidden_calls(model: nn.Module) -> None:
@@ -59,9 +60,10 @@ def refuse_hidden_calls(model: nn.Module) -> None:
                               field=name)
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """The fx graph of ``model.forward`` (dead code removed), or one ExportError line."""
-    tracer = _Tracer()
+def trace(model: nn.Module, leaves: tuple = ()) -> fx.GraphModule:
+    """The fx graph of ``model.forward`` (dead code removed), or one ExportError line. ``leaves``:
+    more module types not to trace into (the handler table's: a handler reads the module whole)."""
+    tracer = _Tracer(leaves)
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx's own errors are many types; all mean "cannot follow"

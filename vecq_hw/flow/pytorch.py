@@ -97,6 +97,9 @@ def export_run(source, out_dir, *, scale_bits=16, scale_frac=None, multiplier="a
     from ..ir.io import check_model_folder, save_model, weight_memory_report
     from ..train import load_run
     check_model_folder(out_dir, overwrite=overwrite)  # before the export and the evaluation
+    from .gnn import export_gcn_run, gcn_run_recipe
+    if gcn_run_recipe(source) is not None:  # a GCN on its graph: exported exactly, measured on its test nodes
+        return export_gcn_run(source, out_dir, overwrite=overwrite, data_root=data_root)
     model, recipe = load_run(_run_dir(source))
     images = None
     if eval_limit:

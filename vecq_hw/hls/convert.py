@@ -16,7 +16,7 @@ from .. import ir
 from ..errors import VecQError
 from .folding import reuse_plan
 from .layers import register
-from .mappings import mapping_for, pool_accum_type
+from .mappings import MAPPINGS, mapping_for, pool_accum_type
 from .options import IO_TYPES, STRATEGIES, HlsOptions
 from .products import choose_product
 from .types import hls_name, precision_of, precision_string, same_precision
@@ -75,12 +75,16 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
                                 f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
         _check_stream_flattens(model)
     reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
+    # every kind's hls4ml layer and header, not only this model's: a project copies every
+    # registered header, so registering lazily would make its content (and the csim build key)
+    # depend on what this process happened to build before
+    for m in {id(m): m for m in MAPPINGS.values()}.values():
+        m.register_hls()
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     for node in model.nodes():
         layer = node.layer
         mapping = mapping_for(node)
-        mapping.register_hls()
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")

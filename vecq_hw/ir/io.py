@@ -581,7 +581,7 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     if name in info:
         r.fail(f"{fld}.name", f"duplicate layer name '{name}'")
     out_type = r.fixed(rec["out_type"], f"{fld}.out_type")
-    stated_out = r.shape(rec["out_shape"], f"{fld}.out_shape", (1, 3))
+    stated_out = r.shape(rec["out_shape"], f"{fld}.out_shape", (1, 2, 3))
     if kind == "input":
         return Input(name=name, out_type=out_type, shape=stated_out), stated_out
 

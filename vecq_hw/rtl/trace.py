@@ -61,7 +61,8 @@ def _csd_digits(d: np.ndarray) -> np.ndarray:
 
 
 def _pixels(layer: ir.Layer, out_shape) -> int:
-    return int(np.prod(out_shape[:2])) if len(out_shape) == 3 else 1
+    """How often a weighted layer's products repeat: output pixels (h, w, c), nodes (n, f), once (n,)."""
+    return int(np.prod(out_shape[:-1])) if len(out_shape) >= 2 else 1
 
 
 def estimate_adder_bits(model: ir.Model) -> int:
