@@ -17,7 +17,7 @@ These are yosys technology-mapping counts, not Vivado results.
 Writes benchmarks/results/products.md and products.json.
 SAT proofs: the kernels' forms (run-time codes).
 Usage: python benchmarks/products.py [--m 4] [--n 16] [--jobs 2] [--resume] [--quick] [--no-prove]
-       [--vecq-bits 1,2,3,4,5]
+       [--vecq-bits 1,2,3,4,5] [--report-only]
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def markdown(result: dict) -> str:
            f"from the weight ROM (run-time) or folded in as constants (R = 1), every product added into its "
            f"channel's W-bit accumulator; LUT/MAC = LUTs / {a['m'] * a['n']}. SAT: yosys proves each form equal "
            f"to acc + x * levels[c] for every input, code and accumulator (stage: one input shared by two "
-           f"outputs, 6-bit x; chain: two inputs, 4-bit x).\n",
+           f"outputs, 6-bit x; chain: two inputs, 4-bit x; '-': not run here -- tests/test_products_array.py and "
+           f"tests/test_estimate.py prove the kernels' forms of VecQ k = 1..4 and ESB(4, 2), ESB(4, 1)).\n",
            "## VecQ (odd table d = 2c + 1), run-time codes\n",
            "| k | W | select (kernels now) | carry4 | one LUT per adder bit | previous kernels | "
            "ROM multiplier | previous, 8-term dot (methods.md) | target | SAT (select) |",
@@ -260,7 +261,8 @@ def markdown(result: dict) -> str:
             ok = "-" if vq is None else ("yes" if now["lut_per_mac"] <= vq["lut_per_mac"] else "no")
             out.append(f"| {b} | {ks} | {now_form} | **{_cell(now)}** | {_cell(const)} | {before['form']} | "
                        f"{_cell(before)} | {_cell(vq)} | {ok} | {_sat(result, 'esb', b, ks, now_form)} |")
-    out += ["", "ESB with k = b - 2 (one exponent bit: the hidden bit, no shift) is sign and magnitude, levels "
+    out += ["", "benchmarks/methods.py (issue 14) deploys ESB at b bits with k = b - 2 significant bits. "
+            "ESB with k = b - 2 (one exponent bit: the hidden bit, no shift) is sign and magnitude, levels "
             "c + [c < 0]: a select plan (vecq_hw/hls/select.py). With more exponent bits the exponent's shift "
             "multiplies the significand (the code bits interact), no plan exists, and the signed-digit columns "
             "remain.", ""]
@@ -290,8 +292,16 @@ def main(argv=None):
     ap.add_argument("--vecq-bits", type=lambda s: [int(v) for v in s.split(",")], default=list(range(1, 6)),
                     help="VecQ code widths, comma-separated (default 1,2,3,4,5; 6..8 take tens of minutes)")
     ap.add_argument("--no-prove", action="store_true", help="skip the SAT proofs")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite products.md (and the whole-design figure) from the rows and proofs in products.json")
     ap.add_argument("--prove-timeout", type=float, default=600, help="seconds per SAT proof")
-    run(ap.parse_args(argv))
+    args = ap.parse_args(argv)
+    if args.report_only:
+        old = json.loads((RESULTS / "products.json").read_text())
+        args.m, args.n, args.w = (old["array"][k] for k in ("m", "n", "w"))
+        save(RESULTS / "products.json", args, {key(r, args): r for r in old["rows"]}, old["proofs"])
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
