@@ -44,9 +44,9 @@ TARGETS = {2: 16, 4: 30}  # issue 21, LUT/MAC at 8-bit activations
 DROPPED = ("select_naive", "select_macc", "select_cat")
 PREVIOUS_DOT = {1: 22.2, 2: 33.9, 3: 48.1, 4: 68.1}  # methods.md before issue 21: 8-term dot products
 #: the ESB paper's accelerator (Gong et al., TPDS 2022), without DSPs; and our fitted LeNet-5 before
-#: the select form (issue 21: estimate.md, the fit plan: 41,527 LUTs at 6,074 frames/s)
+#: the select form (estimate.md on main da8c452, the fit plan: 35,945 LUTs at 5,206 frames/s)
 ESB_PAPER_GOPS_PER_KLUT = 10.95
-BEFORE = {"luts": 41527, "fps": 6074}
+BEFORE = {"luts": 35945, "fps": 5206}
 
 
 def table(name: str, bits: int, ks: int | None = None):

@@ -44,6 +44,28 @@ struct vecq_as_is {
     }
 };
 
+// N values from data_T packs into an array, one pack per cycle (the inverse of vecq_write_packs)
+template <class data_T, unsigned N>
+void vecq_read_packs(hls::stream<data_T> &data_stream, typename data_T::value_type values[N]) {
+    #pragma HLS INLINE
+VecQReadPacks:
+    for (unsigned p = 0; p < N / data_T::size; p++) {
+        #pragma HLS PIPELINE
+        data_T pack = data_stream.read();
+        for (unsigned k = 0; k < data_T::size; k++) {
+            #pragma HLS UNROLL
+            values[p * data_T::size + k] = pack[k];
+        }
+    }
+}
+
+// the last input row a window kernel's output row oh needs, clipped to the input (bottom padding)
+template <class CONFIG_T> int vecq_last_input_row(unsigned oh) {
+    #pragma HLS INLINE
+    const int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
+    return last > int(CONFIG_T::in_height) - 1 ? int(CONFIG_T::in_height) - 1 : last;
+}
+
 // write N values as res_T packs, one pack per cycle; value v goes out as OUT::out<y_T>(v)
 template <class res_T, unsigned N, class OUT, class v_T>
 void vecq_write_packs(const v_T values[N], hls::stream<res_T> &res_stream) {

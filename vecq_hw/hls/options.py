@@ -16,6 +16,8 @@ from ..names import check_clock_period, check_identifier, check_part
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_parallel", "io_stream")
 STRATEGIES = ("Latency", "Resource")
+#: where a weighted layer keeps its codes (vecq_hw.hls.offchip): a ROM, DDR read every pass, DDR loaded into URAM once
+WEIGHT_MODES = ("onchip", "offchip", "uram")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,13 @@ class HlsOptions:
     ``strategy``/``reuse_factor``: hls4ml's; ``part``/``clock_period`` (ns): the target.
     ``reuse``: per-layer reuse factors ``{layer name: R}`` overriding ``reuse_factor`` for that
     weighted layer (folding, :mod:`.folding`: R products share one multiplier slot, II = R).
+    ``weights``: per-layer weight memory ``{layer name: 'onchip' | 'offchip' | 'uram'}`` (default
+    'onchip'; :mod:`.offchip`); ``axi_bits``: the width of a streamed layer's AXI port (None: the
+    part's, from configs/hardware/parts.yaml).
+    ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
+    under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
+    ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
+    same design either way.
     """
 
     backend: str = "Vitis"
@@ -37,6 +46,9 @@ class HlsOptions:
     clock_period: float = 5.0
     project_name: str = "myproject"
     reuse: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
+    axi_bits: int | None = None
+    trace: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -61,8 +73,21 @@ class HlsOptions:
                 bad("reuse", "layer names as keys", name)
             if isinstance(r, bool) or not isinstance(r, int) or r < 1:
                 bad(f"reuse.{name}", "a positive integer", r)
+        if not isinstance(self.weights, dict):
+            bad("weights", "a mapping {layer name: " + " | ".join(WEIGHT_MODES) + "}", self.weights)
+        for name, mode in self.weights.items():
+            if not isinstance(name, str) or not name:
+                bad("weights", "layer names as keys", name)
+            if mode not in WEIGHT_MODES:
+                bad(f"weights.{name}", " or ".join(WEIGHT_MODES), mode)
+        if self.axi_bits is not None and (isinstance(self.axi_bits, bool) or not isinstance(self.axi_bits, int)
+                                          or self.axi_bits < 8 or self.axi_bits & (self.axi_bits - 1)
+                                          or self.axi_bits > 1024):
+            bad("axi_bits", "a power of two from 8 to 1024", self.axi_bits)
         check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
         check_clock_period(self.clock_period)
+        if not isinstance(self.trace, bool):
+            bad("trace", "true or false", self.trace)
         check_identifier(self.project_name, "project_name")  # the top function and file names
         return self
 
@@ -82,10 +107,14 @@ class HlsOptions:
         """The reuse factor asked for a weighted layer (its own entry, else ``reuse_factor``)."""
         return int(self.reuse.get(layer_name, self.reuse_factor))
 
+    def weights_of(self, layer_name: str) -> str:
+        """Where a weighted layer keeps its codes ('onchip' unless given)."""
+        return str(self.weights.get(layer_name, "onchip"))
+
     def clock_uncertainty(self) -> str:
         return "27%" if self.backend == "Vitis" else "12.5%"
 
 
 DEFAULTS = HlsOptions()
 
-__all__ = ["BACKENDS", "DEFAULTS", "HlsOptions", "IO_TYPES", "STRATEGIES"]
+__all__ = ["BACKENDS", "DEFAULTS", "HlsOptions", "IO_TYPES", "STRATEGIES", "WEIGHT_MODES"]
