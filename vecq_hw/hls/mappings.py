@@ -245,7 +245,7 @@ class _WeightedMapping(Mapping):
         dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
             product.kind == "multiply" or layer.bits >= 5)
         acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
-        array = self.select_array_luts(node, r, w, acc_w)
+        array = self.select_array_luts(node, r, w)
         constants = e.slots * r * lut_per_product("const", k, w)
         if dsp_bound:
             e.dsps += e.slots
@@ -276,18 +276,23 @@ class _WeightedMapping(Mapping):
         """Consecutive products reading one input (TAPS::group): every output channel's."""
         return int(node.out_shape[-1])
 
-    def select_array_luts(self, node, r: int, w: int, acc_w: int) -> float | None:
+    def select_array_luts(self, node, r: int, w: int) -> float | None:
         """LUTs of a folded layer's slot array in the select form (issue 21): per slot one adder per
         code-bit group on the accumulator, per input a cycle reads its multiples (3x, ...) once.
+        The accumulator's width is its worst case over codes (fan-in x the largest |level| x the
+        largest |x|; the exported accum_t is at most this), so that the cost depends on the bits,
+        the level table and the input type only, as SRQ's width tables assume (hls/estimate/widths.py).
         None: no select form (a DSP, a ROM multiplier or signed digits), or R = 1 (constant
         weights: the 'const' model)."""
         layer = node.layer
         plan = kind_and_plan(layer.levels, int(layer.bits), layer.multiplier)[1]
         if plan is None or r == 1:
             return None
-        slots = self.products_per_input(node) // r
+        p, t = self.products_per_input(node), node.in_types[0]
+        bound = p // int(node.out_shape[-1]) * int(np.max(np.abs(layer.levels))) * max(-t.min_mantissa, t.max_mantissa)
+        slots = p // r
         inputs = block_inputs(slots, self.input_group(node))
-        return float(slots * adder_luts(plan, acc_w) + inputs * multiple_luts(plan, w))
+        return float(slots * adder_luts(plan, ir.signed_width_for(-bound, bound)) + inputs * multiple_luts(plan, w))
 
     @staticmethod
     def _streamed(e: LayerEstimate, sl: StreamedLayer) -> None:
