@@ -111,6 +111,7 @@ class Trainer:
         self.total_epochs = self.phases[-1].start + self.phases[-1].epochs
         set_quantize(self.model, self.phases[0].quantize)
         self._data(data_root)
+        self.proc.set_training_data(self.train_ds)
         self.model.to(self.dev)
 
     def _data(self, data_root) -> None:
@@ -135,7 +136,7 @@ class Trainer:
         test_part = torch.utils.data.Subset(test_ds, range(d.rank, len(test_ds), d.world))
         self.test_loader = make_loader(test_part, _EVAL_BATCH, workers=workers, pin_memory=pin)
         self.steps = len(self.train_loader)
-        self.n_train, self.n_test = len(train_ds), len(test_ds)
+        self.train_ds, self.n_train, self.n_test = train_ds, len(train_ds), len(test_ds)
 
     def _resume(self, ckpt: dict) -> None:
         """Continue from a checkpoint: weights, quantiser and procedure state, the optimizer and
@@ -213,7 +214,8 @@ class Trainer:
                 sync(self.d, self.model)
 
         return E._train_one_epoch(self.net, self.train_loader, self.opt, self.sched, progress=self.bar,
-                                  device=self.dev, before_step=proc.before_step, after_step=after_step, penalty=proc.penalty,
+                                  device=self.dev, before_step=proc.before_step, after_step=after_step,
+                                  loss_fn=proc.loss(p), penalty=proc.penalty,
                                   desc=f"{self.name} {p.name} {k + 1}/{p.epochs}")
 
     def _evaluate(self, sums) -> list[float]:
