@@ -17,6 +17,7 @@ namespace nnet {
 // value src[i]; false when the tap is in the zero padding (it contributes nothing). ROWS = 0: src
 // is the whole input (array kernel); else a line buffer of ROWS rows (input row r in row r % ROWS).
 template <typename CONFIG_T, bool DW, unsigned N_FILT, unsigned ROWS> struct vecq_conv_taps {
+    static const unsigned group = DW ? 1 : N_FILT; // consecutive products reading one input value
     static bool tap(unsigned p, unsigned oh, unsigned ow, unsigned &f, unsigned &i) {
         #pragma HLS INLINE
         f = DW ? p % CONFIG_T::n_chan : p % N_FILT;

@@ -59,6 +59,7 @@ VecQDenseOut:
 
 // product p of the folded dense is weights[p] = weights[i * n_out + j]: output j, input i
 template <typename CONFIG_T> struct vecq_dense_taps {
+    static const unsigned group = CONFIG_T::n_out; // the n_out products of input i are consecutive
     static bool tap(unsigned p, unsigned, unsigned, unsigned &j, unsigned &i) {
         #pragma HLS INLINE
         j = p % CONFIG_T::n_out;

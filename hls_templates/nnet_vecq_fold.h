@@ -16,25 +16,53 @@
 
 namespace nnet {
 
+// How many inputs one cycle's block of products [r * block, r * block + block) reads, products p
+// and p' reading the same input when p / G == p' / G (TAPS::group = G consecutive products per
+// input): block / G when G divides block, 1 when block divides G, else at most (block - 1) / G + 2.
+template <unsigned BLOCK, unsigned G> struct vecq_block_inputs {
+    static const unsigned n = BLOCK % G == 0 ? BLOCK / G : (G % BLOCK == 0 ? 1 : (BLOCK - 1) / G + 2);
+    // the input (0 .. n - 1) slot b of the block starting at p0 reads; constant when aligned
+    static unsigned of(unsigned p0, unsigned b) {
+        #pragma HLS INLINE
+        return BLOCK % G == 0 ? b / G : (G % BLOCK == 0 ? 0 : (p0 + b) / G - p0 / G);
+    }
+};
+
 // acc[f] = the sum of the N_PROD products of one input (one output pixel (oh, ow) of a conv),
 // block = N_PROD / R of them per cycle. TAPS::tap(p, oh, ow, f, i) names product p's output f
 // and its input src[i], or is false for a tap in the zero padding (it contributes nothing).
+// The slot array shares its inputs (issue 21): each input a cycle reads becomes its operand ONCE
+// (vecq_operand: x in accum_t, or x with its multiples x, 3x, ... for the select products), and
+// every slot reading it selects and adds from that operand (vecq_mac_op).
 template <class x_T, class CONFIG_T, class TAPS, unsigned N_ACC, unsigned N_PROD, unsigned N_SRC>
 void vecq_fold_products(const x_T src[N_SRC], unsigned oh, unsigned ow, typename CONFIG_T::accum_t acc[N_ACC],
                         const typename CONFIG_T::weight_t weights[N_PROD]) {
     #pragma HLS INLINE
     static const unsigned block = N_PROD / CONFIG_T::reuse_factor;
+    typedef vecq_block_inputs<block, TAPS::group> inputs;
+    typedef typename vecq_operand_of<x_T, CONFIG_T>::type operand_t;
     vecq_clear<typename CONFIG_T::accum_t, N_ACC>(acc);
 VecQFoldReuse:
     for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
         #pragma HLS PIPELINE II=1
+        const unsigned p0 = r * block;
+        operand_t ops[inputs::n];
+        #pragma HLS ARRAY_PARTITION variable=ops complete
+    VecQFoldInputs:
+        for (unsigned t = 0; t < inputs::n; t++) {
+            #pragma HLS UNROLL
+            const unsigned p = (p0 / TAPS::group + t) * TAPS::group; // the input's first product
+            unsigned f, i;
+            if (p < N_PROD && TAPS::tap(p, oh, ow, f, i))
+                ops[t] = vecq_operand<x_T, CONFIG_T>(src[i]);
+        }
     VecQFoldBlock:
         for (unsigned b = 0; b < block; b++) {
             #pragma HLS UNROLL
-            const unsigned p = r * block + b;
+            const unsigned p = p0 + b;
             unsigned f, i;
             if (TAPS::tap(p, oh, ow, f, i))
-                vecq_mac<x_T, CONFIG_T>(acc[f], src[i], weights[p]);
+                vecq_mac_op<x_T, CONFIG_T>(acc[f], ops[inputs::of(p0, b)], weights[p]);
         }
     }
 }

@@ -2,84 +2,29 @@
 // from the table's shape and bound in the config struct (`template <class x_T, class C> using
 // product = ...`), like hls4ml's nnet_mult.h:
 //   vecq_product_named     the named tables d = 2c + 1 ('odd', encoding 0) / d = c ('int', 1):
-//       k = 1      : no multiplier: add or subtract x
-//       k = 2..4   : shift-and-add over the code bits (with constant weights: shifts + adds)
-//       k = 5..8   : one multiply, bound to fabric (LUTs) / DSP / tool choice by CONFIG_T::multiplier
+//       no multiplier (issue 21, nnet_vecq_select.h): x and 3x once per input, then per two code
+//       bits one select and one add/sub (radix-4 digits); k >= 5 bound to a DSP (CONFIG_T::multiplier
+//       = dsp, as the estimate's mapping counts it): one multiply on the DSP instead
 //   vecq_product_addsub    any table of -1/0/+1: add, subtract or skip x
 //   vecq_product_shift_add every level a sum of <= 2 signed powers of two: two shifted copies of x
 //   vecq_product_shift_add_n  the same with CONFIG_T::n_terms copies (ESB, issue 14)
+//   vecq_product_select    a table with a select plan (issue 21, vecq_hw/hls/select.py: ESB at
+//                          k = b - 2, linear tables): its multiples of x once per input, then one
+//                          select and one add/sub per group of <= 2 code bits
 //   vecq_product_rom       any other table: a multiplier by the level read from a constant ROM
-//                          (CONFIG_T::level), bound by CONFIG_T::multiplier like the named k >= 5
+//                          (CONFIG_T::level), bound by CONFIG_T::multiplier (auto / dsp / fabric)
 // The kernels accumulate through each class's mac(acc, x, c), acc += x * d: the multiplier-free
 // classes add their shifted copies of x straight into acc (see vecq_mac below for why that is
 // exact); product(x, c) is the same value as one term_t, kept for the kernel tests and the ROM path.
-// Each class names operand_t, the type x is converted to once for all its products (vecq_operand).
+// Each class names operand_t, what x becomes once for all its products (vecq_operand): x in accum_t,
+// or x with its multiples (x, 3x, ...) for the select classes, shared by every output it feeds.
 #ifndef NNET_VECQ_PRODUCTS_H_
 #define NNET_VECQ_PRODUCTS_H_
 
 #include "nnet_vecq_common.h"
+#include "nnet_vecq_select.h"
 
 namespace nnet {
-
-// ---------------------------------------------------------------------------------------------
-// x * d for one weight code; the result type term_t holds |x| * (2^k - 1) exactly.
-// ---------------------------------------------------------------------------------------------
-template <class term_T, class data_T, class code_T, unsigned BITS, unsigned ENC> struct vecq_shift_add {
-    static term_T product(data_T x, code_T c) {
-        #pragma HLS INLINE
-        term_T xs = x;
-        term_T s = 0; // s = x * c, two's complement code bits: c = -c[k-1] 2^(k-1) + sum c[b] 2^b
-        for (unsigned b = 0; b + 1 < BITS; b++) {
-            #pragma HLS UNROLL
-            if (c[b])
-                s += (term_T)(xs << b);
-        }
-        if (c[BITS - 1])
-            s -= (term_T)(xs << (BITS - 1));
-        if (ENC == 0) {
-            term_T t = (term_T)(s << 1) + xs; // d = 2c + 1
-            return t;
-        }
-        return s;
-    }
-};
-
-template <class term_T, class data_T, class code_T, unsigned ENC> struct vecq_shift_add<term_T, data_T, code_T, 1, ENC> {
-    // k = 1: no multiplier at all
-    static term_T product(data_T x, code_T c) {
-        #pragma HLS INLINE
-        term_T xs = x;
-        if (ENC == 0)
-            return c[0] ? (term_T)(-xs) : xs; // d = -1 or +1
-        return c[0] ? (term_T)(-xs) : (term_T)0; // d = -1 or 0
-    }
-};
-
-// acc += x * d for the named tables, k <= 4: the same shifted copies of x as vecq_shift_add,
-// added into acc directly. d = 2c + 1 = 1 + sum_{b<k-1} c[b] 2^(b+1) - c[k-1] 2^k (encoding 0),
-// d = c = sum_{b<k-1} c[b] 2^b - c[k-1] 2^(k-1) (encoding 1).
-template <class acc_T, class code_T, unsigned BITS, unsigned ENC> struct vecq_shift_add_mac {
-    static void mac(acc_T &acc, const acc_T &xa, code_T c) {
-        #pragma HLS INLINE
-        if (BITS == 1) { // no multiplier at all: add or subtract x (encoding 0), subtract or skip (1)
-            if (c[0])
-                acc -= xa;
-            else if (ENC == 0)
-                acc += xa;
-            return;
-        }
-        const unsigned e = ENC == 0 ? 1 : 0;
-        if (ENC == 0)
-            acc += xa;
-        for (unsigned b = 0; b + 1 < BITS; b++) {
-            #pragma HLS UNROLL
-            if (c[b])
-                acc += (acc_T)(xa << (b + e));
-        }
-        if (c[BITS - 1])
-            acc -= (acc_T)(xa << (BITS - 1 + e));
-    }
-};
 
 template <class CONFIG_T> struct vecq_decode {
     typedef ap_int<CONFIG_T::bits + 2> d_t;
@@ -93,7 +38,7 @@ template <class CONFIG_T> struct vecq_decode {
 };
 
 // x * d in term_T by one multiplier, bound by MUL (vecq_multiplier): the tool's choice, fabric
-// (LUTs) or DSP. Shared by the named tables' k >= 5 and the ROM tables.
+// (LUTs) or DSP. Shared by the named tables' DSP binding (k >= 5) and the ROM tables.
 template <class term_T, unsigned MUL> struct vecq_bound_mul {
     template <class x_T, class d_T> static term_T mul(x_T x, d_T d) {
         #pragma HLS INLINE
@@ -118,25 +63,44 @@ template <class term_T> struct vecq_bound_mul<term_T, vecq_mul_dsp> {
     }
 };
 
-template <class data_T, class CONFIG_T> struct vecq_product_named {
+// issue 21: the radix-4 select form (nnet_vecq_select.h): x and 3x once per input (operand_t), then
+// one select and one add/sub per two code bits (at k = 5..8 2.5-3x fewer yosys LUTs than a fabric
+// multiplier, benchmarks/results/products.md); k >= 5 bound to a DSP: one multiply, x the operand.
+template <class data_T, class CONFIG_T, bool SELECT> struct vecq_named_impl {
+    typedef typename CONFIG_T::accum_t acc_t;
+    typedef vecq_x13<acc_t> operand_t;
     static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
         #pragma HLS INLINE
-        if (CONFIG_T::bits <= 4) {
-            return vecq_shift_add<typename CONFIG_T::term_t, data_T, typename CONFIG_T::weight_t, CONFIG_T::bits,
-                                  CONFIG_T::encoding>::product(x, c);
-        }
-        return vecq_bound_mul<typename CONFIG_T::term_t, CONFIG_T::multiplier>::mul(
-            x, vecq_decode<CONFIG_T>::decode(c));
+        typename CONFIG_T::term_t p = 0;
+        vecq_radix4<CONFIG_T::bits, CONFIG_T::encoding>::add(p, vecq_x13<typename CONFIG_T::term_t>(x), c);
+        return p;
     }
-    // k <= 4: x once in accum_t, shared by every product of x; k >= 5: x itself (the multiplier's operand)
-    typedef typename vecq_pick<(CONFIG_T::bits <= 4), typename CONFIG_T::accum_t, data_T>::type operand_t;
+    static void mac(acc_t &acc, const operand_t &xo, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        vecq_radix4<CONFIG_T::bits, CONFIG_T::encoding>::add(acc, xo, c);
+    }
+};
+template <class data_T, class CONFIG_T> struct vecq_named_impl<data_T, CONFIG_T, false> {
+    typedef data_T operand_t;
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        return vecq_bound_mul<typename CONFIG_T::term_t, CONFIG_T::multiplier>::mul(x, vecq_decode<CONFIG_T>::decode(c));
+    }
+    static void mac(typename CONFIG_T::accum_t &acc, const operand_t &x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        acc += product(x, c);
+    }
+};
+template <class data_T, class CONFIG_T> struct vecq_product_named {
+    typedef vecq_named_impl<data_T, CONFIG_T, (CONFIG_T::bits <= 4 || CONFIG_T::multiplier != vecq_mul_dsp)> impl;
+    typedef typename impl::operand_t operand_t; // x and 3x, or x (the DSP multiplier's operand)
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        return impl::product(x, c);
+    }
     static void mac(typename CONFIG_T::accum_t &acc, const operand_t &xo, typename CONFIG_T::weight_t c) {
         #pragma HLS INLINE
-        if (CONFIG_T::bits <= 4)
-            vecq_shift_add_mac<typename CONFIG_T::accum_t, typename CONFIG_T::weight_t, CONFIG_T::bits,
-                               CONFIG_T::encoding>::mac(acc, xo, c);
-        else
-            acc += product(xo, c);
+        impl::mac(acc, xo, c);
     }
 };
 
@@ -212,7 +176,23 @@ template <class data_T, class CONFIG_T>
 struct vecq_product_shift_add_n : vecq_product_digits<data_T, CONFIG_T, CONFIG_T::n_terms> {};
 // end of vecq_product_shift_add_n
 
-// any other table: d read from the constant level ROM, one multiply bound like the named k >= 5
+// issue 21: a table with a select plan (vecq_hw/hls/select.py; ESB at k = b - 2, linear tables):
+// the plan's multiples of x once per input (operand_t), one select and one add/sub per code-bit group
+template <class data_T, class CONFIG_T> struct vecq_product_select {
+    typedef vecq_multiples<typename CONFIG_T::accum_t, CONFIG_T> operand_t;
+    static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        typename CONFIG_T::term_t p = 0;
+        vecq_select_groups<CONFIG_T>::add(p, vecq_multiples<typename CONFIG_T::term_t, CONFIG_T>(x), c);
+        return p;
+    }
+    static void mac(typename CONFIG_T::accum_t &acc, const operand_t &ms, typename CONFIG_T::weight_t c) {
+        #pragma HLS INLINE
+        vecq_select_groups<CONFIG_T>::add(acc, ms, c);
+    }
+};
+
+// any other table: d read from the constant level ROM, one multiply bound by CONFIG_T::multiplier
 template <class data_T, class CONFIG_T> struct vecq_product_rom {
     static typename CONFIG_T::term_t product(data_T x, typename CONFIG_T::weight_t c) {
         #pragma HLS INLINE

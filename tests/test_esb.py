@@ -6,9 +6,10 @@
 * the projection lands only on ±M and reaches every value; it is the nearest value of ±M
   (ties aside) -- so codes are never worse than the set allows;
 * the l2 scale is never worse than the dda scale; the gradient reaches the weights;
-* the 'shift_add_n' product class compiled with g++, every code of every exportable ESB table
-  with 5..8 bits, every input of a signed and an unsigned type: x * level exactly, written
-  without '*'.
+* the HLS product classes compiled with g++, every code of every exportable ESB table with
+  3..8 bits whose product is 'shift_add_n' or (issue 21) 'select' -- every table with k = b - 2
+  significant bits, sign and magnitude -- every input of a signed and an unsigned type: x *
+  level exactly, written without '*'.
 """
 
 from __future__ import annotations
@@ -130,9 +131,19 @@ def test_config_and_bad_options():
 # -- the HLS product: compiled and swept ------------------------------------------------------
 
 hls4ml = pytest.importorskip("hls4ml")
-ESB_TABLES = [(b, k) for b in range(5, 9) for k in range(0, b - 1)
-              if esb_magnitudes(b, k)[-1] * 2**k <= MAX_LEVEL
-              and ir.product_kind(ESB(b, False, k).levels()) == "shift_add_n"]
+
+
+def _hls_kind(b, k):
+    from vecq_hw.fixed import FixedType
+    from vecq_hw.hls.products import choose_product
+
+    layer = ir.Dense(name="d", out_type=FixedType(8, 3, True), bits=b, levels=ESB(b, False, k).levels(),
+                     codes=np.zeros((1, 1), dtype=np.int8))
+    return choose_product(layer, FixedType(7, 3, True)).kind
+
+
+ESB_TABLES = [(b, k) for b in range(3, 9) for k in range(0, b - 1)
+              if esb_magnitudes(b, k)[-1] * 2**k <= MAX_LEVEL and _hls_kind(b, k) in ("shift_add_n", "select")]
 
 
 def test_esb_tables_need_at_most_k_plus_1_terms():
@@ -149,20 +160,22 @@ def test_esb_tables_need_at_most_k_plus_1_terms():
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
-def test_shift_add_n_kernel_every_code_every_input(tmp_path):
+def test_esb_kernels_every_code_every_input(tmp_path):
     from vecq_hw.fixed import FixedType
     from vecq_hw.hls.products import choose_product
     from vecq_hw.hls.types import precision_string
 
     in_types = {"ap_fixed<7, 3>": FixedType(7, 3, True), "ap_ufixed<6, 1>": FixedType(6, 1, False)}
     structs, calls = [], []
+    # sign and magnitude (k = b - 2) is a select plan at every b; the others keep shift_add_n
+    assert {(b, k) for b, k in ESB_TABLES if _hls_kind(b, k) == "select"} == {(b, b - 2) for b in range(3, 9)}
     for b, k in ESB_TABLES:
         levels = ESB(b, False, k).levels()
         layer = ir.Dense(name="d", out_type=FixedType(8, 3, True), bits=b, levels=levels,
                          codes=np.zeros((1, 1), dtype=np.int8))
         for dt, t in in_types.items():
             p = choose_product(layer, t)
-            assert p.kind == "shift_add_n" and "vecq_product_shift_add_n" in p.config
+            assert f"nnet::vecq_product_{p.kind}<" in p.config
             name = f"cfg{b}_{k}_{len(calls)}"
             structs.append(
                 f"struct {name} : nnet::vecq_dense_config {{\n    static const unsigned bits = {b};\n"

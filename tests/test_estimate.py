@@ -162,9 +162,10 @@ def test_stream_pool_estimate_is_a_line_buffer_not_a_frame():
 
 def test_methods_product_forms_are_proven_and_measured():
     """The per-method LUT/MAC of benchmarks/methods.py is measured on Verilog written in our
-    kernels' form for every product kind; yosys proves each form equal to x * levels[c] for
-    every input (SAT), catches a wrong reference, and the constant-weight {-1, 0, +1} product
-    (add/subtract/skip) costs fewer LUTs than a multiplier by 8-bit levels."""
+    kernels' form for every product kind (on a slot array: inputs shared by output channels);
+    yosys proves each form equal to x * levels[c] for every input (SAT), catches a wrong
+    reference, and the constant-weight {-1, 0, +1} product (add/subtract/skip) costs fewer LUTs
+    than an 8-bit one."""
     import numpy as np
 
     from vecq_hw.hls.estimate.calibrate import kernel_lut_per_mac, kernel_product, prove_kernel_form
@@ -172,13 +173,14 @@ def test_methods_product_forms_are_proven_and_measured():
     from vecq_hw.quant import ESB
 
     tables = ([(named_levels("odd", k), k) for k in (1, 2, 3, 4)] + [(named_levels("int", 3), 3)]
-              + [(np.array([-1, 0, 1, 1]), 2), (ESB(4, False, 2).levels(), 4), (np.array([-23, -9, -3, 0, 5, 11, 19, 27]), 3)])
-    assert {kernel_product(lv, b)[0] for lv, b in tables} == {"odd", "int", "addsub", "digits", "multiply"}
+              + [(np.array([-1, 0, 1, 1]), 2), (ESB(4, False, 2).levels(), 4), (ESB(4, False, 1).levels(), 4),
+                 (np.array([-23, -9, -3, 0, 5, 11, 19, 27]), 3)])
+    assert {kernel_product(lv, b)[0] for lv, b in tables} == {"select", "addsub", "digits", "multiply"}
     for lv, b in tables:
         assert prove_kernel_form(lv, b, n=1), (b, lv)
     wrong = named_levels("odd", 2).copy()
     wrong[1] += 2
     assert not prove_kernel_form(named_levels("odd", 2), 2, n=1, gold_levels=wrong)
-    ternary = kernel_lut_per_mac(np.array([-1, 0, 1, 1]), 2, n=2, constant=True)
-    int8 = kernel_lut_per_mac(named_levels("int", 8), 8, n=2, constant=True)
+    ternary = kernel_lut_per_mac(np.array([-1, 0, 1, 1]), 2, m=2, n=2, constant=True)
+    int8 = kernel_lut_per_mac(named_levels("int", 8), 8, m=2, n=2, constant=True)
     assert 0 < ternary < int8

@@ -141,12 +141,17 @@ def test_kernel_products_equal_plain_products(tmp_path):
 
 
 def test_low_bit_paths_have_no_multiply():
-    """k = 1 and k = 2..4 are written without '*' (shift-and-add / add-subtract only)."""
+    """The named tables (the radix-4 select form, issue 21) and the select groups of custom tables
+    are written without '*' (selects, shifts and adds/subtracts only); only a DSP binding multiplies."""
+    select = (TEMPLATE_DIR / "nnet_vecq_select.h").read_text()
+    body = select[select.index("template <class T> void vecq_add_or_sub"):select.index("} // namespace nnet")]
+    code = "\n".join(line.split("//")[0] for line in body.splitlines())
+    assert "*" not in code and "<<" in code
     text = PRODUCTS_HEADER.read_text()
-    start = text.index("struct vecq_shift_add {")
-    end = text.index("template <class CONFIG_T> struct vecq_decode")
-    body = "\n".join(line.split("//")[0] for line in text[start:end].splitlines())
-    assert "*" not in body
+    named = text[text.index("struct vecq_named_impl {"):text.index("struct vecq_named_impl<data_T, CONFIG_T, false>")]
+    assert "*" not in "\n".join(line.split("//")[0] for line in named.splitlines())
+    assert "vecq_radix4<CONFIG_T::bits, CONFIG_T::encoding>::add(acc, xo, c);" in named
+    assert "typedef vecq_named_impl<data_T, CONFIG_T, (CONFIG_T::bits <= 4 || CONFIG_T::multiplier != vecq_mul_dsp)> impl;" in text
     assert "impl=fabric" in text and "impl=dsp" in text
 
 

@@ -4,6 +4,8 @@ the cost primitives each kind's mapping (:mod:`.mappings`) builds its estimate f
 * LUTs per product: a + b*w + c*k + d*k*w per mode ('const': a constant product of an unfolded
   layer; 'var': a k x w multiplier fed from the weight ROM), fitted on yosys ``synth_xilinx``
   mappings (``configs/hardware/lut_calibration.yaml``, written by :mod:`.estimate.calibrate`).
+  A folded product with a select plan (issue 21) is costed from its plan instead
+  (:func:`.select.adder_luts`, in ``_WeightedMapping.select_array_luts``).
 * memories: BRAM18 (or BRAM36, counted as two BRAM18) at its best aspect ratio, LUTRAM when small
   or shallow, UltraRAM (always 4K x 72, never a ROM: it has no initial contents on UltraScale+)
   for RAMs the kernels bind to it; each charged to one of :data:`MEMORY_KINDS`, so the estimate

@@ -30,7 +30,8 @@ from .costs import (FOLDED_DEPTH, LayerEstimate, bram_or_lutram, charge_memory, 
                     product_luts)
 from .offchip import STREAMED_MODES, StreamedLayer
 from .options import HlsOptions
-from .products import choose_product
+from .products import choose_product, kind_and_plan
+from .select import adder_luts, block_inputs, multiple_luts
 
 #: a streamed layer's m_axi port. The read FIFO follows from the pragma the kernel is written with
 #: (num_read_outstanding=4 x max_read_burst_length=64 words); the protocol logic and the first
@@ -243,20 +244,23 @@ class _WeightedMapping(Mapping):
         e = LayerEstimate(layer.name, layer.kind, reuse=r, products=p, slots=p // r)
         dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
             product.kind == "multiply" or layer.bits >= 5)
+        acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
+        array = self.select_array_luts(node, r, w)
+        constants = e.slots * r * lut_per_product("const", k, w)
         if dsp_bound:
             e.dsps += e.slots
             e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
-        elif weights is not None:  # codes arrive at run time: every slot is a multiplier
-            e.luts += e.slots * lut_per_product("var", k, w)
+        elif weights is not None:  # codes arrive at run time: every slot a multiplier, or the select form
+            e.luts += e.slots * lut_per_product("var", k, w) if array is None else array
         else:
-            e.luts += product_luts(p, r, k, w)
+            e.luts += product_luts(p, r, k, w) if array is None else min(array, constants)
         units = math.ceil(n_out / r)
-        acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
         e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
         e.ffs += n_out * acc_w + e.slots * int(product.term.width)
+        rom = (e.slots * lut_per_product("var", k, w) if array is None else array) <= constants  # else no ROM
         if weights is not None:
             self._streamed(e, weights)
-        elif r > 1 and (dsp_bound or lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)):
+        elif r > 1 and (dsp_bound or rom):
             # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits (else constants, no ROM)
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
             charge_memory(e, "weights", p * int(layer.bits), bram18=b, luts=lut)
@@ -267,6 +271,28 @@ class _WeightedMapping(Mapping):
         if weights is not None:
             e.latency += AXI_FIRST_WORD_CYCLES  # the first pass waits for the port's first burst
         return self.add_io(e, node, io_type)
+
+    def input_group(self, node) -> int:
+        """Consecutive products reading one input (TAPS::group): every output channel's."""
+        return int(node.out_shape[-1])
+
+    def select_array_luts(self, node, r: int, w: int) -> float | None:
+        """LUTs of a folded layer's slot array in the select form (issue 21): per slot one adder per
+        code-bit group on the accumulator, per input a cycle reads its multiples (3x, ...) once.
+        The accumulator's width is its worst case over codes (fan-in x the largest |level| x the
+        largest |x|; the exported accum_t is at most this), so that the cost depends on the bits,
+        the level table and the input type only, as SRQ's width tables assume (hls/estimate/widths.py).
+        None: no select form (a DSP, a ROM multiplier or signed digits), or R = 1 (constant
+        weights: the 'const' model)."""
+        layer = node.layer
+        plan = kind_and_plan(layer.levels, int(layer.bits), layer.multiplier)[1]
+        if plan is None or r == 1:
+            return None
+        p, t = self.products_per_input(node), node.in_types[0]
+        bound = p // int(node.out_shape[-1]) * int(np.max(np.abs(layer.levels))) * max(-t.min_mantissa, t.max_mantissa)
+        slots = p // r
+        inputs = block_inputs(slots, self.input_group(node))
+        return float(slots * adder_luts(plan, ir.signed_width_for(-bound, bound)) + inputs * multiple_luts(plan, w))
 
     @staticmethod
     def _streamed(e: LayerEstimate, sl: StreamedLayer) -> None:
@@ -345,6 +371,9 @@ class DepthwiseConv2DMapping(_ConvMapping):
 
     def products_per_input(self, node):
         return self.window_products(node)
+
+    def input_group(self, node):
+        return 1  # one product per input value and tap
 
 
 class ReLUMapping(_Elementwise, Mapping):

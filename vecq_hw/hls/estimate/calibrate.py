@@ -12,23 +12,28 @@ are technology-mapping counts, not Vivado post-route numbers (same caveat as ``r
     python -m vecq_hw.hls.estimate.calibrate      # re-measure, refit, write configs/hardware/lut_calibration.yaml
 
 The fit is least squares on lut = a0 + a1 w + a2 k + a3 k w per mode on FIT_BITS x FIT_WIDTHS;
-the HELD_OUT designs (other k, w and N) give the stated calibration error.
+the HELD_OUT designs (other k, w and N) give the stated calibration error. Mode 'array' (issue 21)
+measures the kernels' select form on a folded slot array instead of a lone multiplier (LUTs per
+MAC with its share of the per-input multiples; array_forms.py). The estimator reads 'const' (R = 1),
+and 'var' for folded products with no select form; a folded select form it costs from its plan
+(one LUT per accumulator bit of each group's adder, hls/mappings.py), which this mode checks.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import ToolError
+from .array_forms import array_luts, array_verilog, prove_array_form
+from .yosys import yosys_luts
 
-MODES = ("const", "var")
+#: const: constant weights (R = 1); var: a ROM-fed multiplier (R > 1, the model before issue 21);
+#: array: the kernels' select form on a folded slot array (issue 21): N inputs shared by
+#: ARRAY_OUTPUTS channels, each product added into its accumulator (array_forms.py)
+MODES = ("const", "var", "array")
+ARRAY_OUTPUTS = 16
 #: fitted on this grid ...
 FIT_BITS, FIT_WIDTHS, N_FIT = (1, 2, 4, 6, 8), (4, 8, 12, 16), 8
 #: ... and checked on designs it never saw: other k, other widths, and a longer dot product
@@ -57,29 +62,10 @@ def dot_verilog(k: int, w: int, n: int, mode: str, seed: int = 0) -> str:
     return "module dot(\n  " + ",\n  ".join(ports) + "\n);\n" + "\n".join(body) + "\nendmodule\n"
 
 
-def yosys_luts(verilog: str, family: str = "xc7") -> dict:
-    """LUT / CARRY4 / FF counts of one design mapped by ``synth_xilinx -nodsp``."""
-    yosys = shutil.which("yosys")
-    if yosys is None:
-        raise ToolError("yosys not found on PATH (apt-get install -y yosys)")
-    with tempfile.TemporaryDirectory(prefix="vecq_cal_") as tmp:
-        src = Path(tmp) / "dot.v"
-        src.write_text(verilog)
-        script = (f"read_verilog {src}\nsynth_xilinx -top dot -family {family} -nodsp -flatten\n"
-                  f"tee -o {tmp}/s.json stat -json\n")
-        r = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True, timeout=600)
-        if r.returncode != 0:
-            raise ToolError(f"yosys failed: {(r.stderr or r.stdout).strip()[-300:]}")
-        stat = json.loads((Path(tmp) / "s.json").read_text())
-    design = stat.get("design") or next(iter(stat["modules"].values()))
-    cells = design.get("num_cells_by_type", {})
-    return {"luts": sum(int(v) for c, v in cells.items() if re.fullmatch(r"LUT\d", c)),
-            "carry": sum(int(v) for c, v in cells.items() if c.startswith("CARRY")),
-            "ffs": sum(int(v) for c, v in cells.items() if re.fullmatch(r"FD[A-Z]*", c))}
-
-
 def measure(k: int, w: int, n: int, mode: str) -> float:
     """LUTs per product (with its share of the adder tree) of one measured design."""
+    if mode == "array":
+        return yosys_luts(array_design(k, w, n))["luts"] / (n * ARRAY_OUTPUTS)
     return yosys_luts(dot_verilog(k, w, n, mode))["luts"] / n
 
 
@@ -91,7 +77,7 @@ def features(k, w) -> np.ndarray:
 def fit(points: list[dict]) -> dict[str, list[float]]:
     """Least-squares coefficients per mode from measured {mode, k, w, lut_per_product} points."""
     out = {}
-    for mode in MODES:
+    for mode in [m for m in MODES if any(p["mode"] == m for p in points)]:
         pts = [p for p in points if p["mode"] == mode]
         a = features([p["k"] for p in pts], [p["w"] for p in pts])
         y = np.array([p["lut_per_product"] for p in pts])
@@ -138,9 +124,11 @@ def run(out_path: Path | None = None, jobs: int = 3, progress=print) -> dict:
     version = subprocess.run(["yosys", "-V"], capture_output=True, text=True).stdout.strip()
     cal = {"format_version": 1,
            "source": f"{version} synth_xilinx -family xc7 -nodsp; dot products of N terms x_i * (2 c_i + 1), "
-                     "w-bit signed x, k-bit codes; LUT cells / N",
+                     f"w-bit signed x, k-bit codes; LUT cells / N (array: LUT cells / (N x {ARRAY_OUTPUTS}), N inputs "
+                     f"shared by {ARRAY_OUTPUTS} accumulating channels)",
            "model": "lut_per_product = a0 + a1*w + a2*k + a3*k*w (w: activation bits, k: weight bits); "
-                    "const: weights are constants (R = 1), var: weights read from a ROM (R > 1)",
+                    "const: weights are constants (R = 1), var: weights read from a ROM (R > 1), "
+                    "array: the kernels' select form on a folded slot array (R > 1, issue 21)",
            "coefficients": coef, "fit_error": {m: errors(coef, [p for p in points if p["mode"] == m]) for m in MODES},
            "held_out_error": {m: errors(coef, [p for p in held if p["mode"] == m]) for m in MODES},
            "points": points, "held_out": held}
@@ -155,120 +143,43 @@ if __name__ == "__main__":
 
 
 # ----------------------------------------------------------------------------- per-method products
-# issue 14: LUTs per MAC of each method's product as our HLS kernels write it for run-time codes
-# (R > 1: the code arrives from a ROM), measured by yosys on a dot product of that form. The
-# structures mirror nnet_vecq_products.h: the named tables' shift-and-add over the code bits (k <= 4),
-# add/subtract/skip for {-1, 0, +1} tables, signed-digit shifted copies (shift_add, ESB's
-# shift_add_n) and a multiplier by the level read from a ROM otherwise.
+# issue 14 / 21: LUTs per MAC of each method's product as our HLS kernels write it for run-time codes
+# (R > 1: the codes arrive from the weight ROM), measured by yosys on the slot array of that form
+# (array_forms.py: m inputs shared by n output channels, each product added into its accumulator):
+# the select groups (named tables, and custom tables with a select plan), add/subtract/skip for
+# {-1, 0, +1} tables, signed-digit shifted copies (shift_add, shift_add_n) and a multiplier by the
+# level read from a ROM otherwise.
 
-def _pattern_levels(levels, bits: int) -> list[tuple[int, int]]:
-    """(k-bit code pattern, level): code v (-2^(k-1) first in ``levels``) has pattern v mod 2^k."""
-    half = 1 << (bits - 1)
-    return [((v + (1 << bits)) % (1 << bits), int(levels[v + half])) for v in range(-half, half)]
+def kernel_product(levels, bits: int, multiplier: str = "auto") -> tuple[str, object]:
+    """(array form, select plan or None) of the product our kernels build for this table
+    (hls/products.py's choice): 'select', 'addsub', 'digits' or 'multiply'."""
+    from ..products import kind_and_plan
 
-
-def _case_function(name: str, bits: int, width: int, rows: list[tuple[int, int]]) -> str:
-    cases = "\n".join(f"      {bits}'d{p}: {name} = {'-' if v < 0 else ''}{width}'sd{abs(v)};" for p, v in rows)
-    return (f"  function signed [{width - 1}:0] {name};\n    input [{bits - 1}:0] c;\n    case (c)\n"
-            f"{cases}\n      default: {name} = 0;\n    endcase\n  endfunction\n")
-
-
-def kernel_product(levels, bits: int) -> tuple[str, list]:
-    """(kind, data) of the product our kernels build for this table (hls/products.py's choice):
-    'odd'/'int' named tables with k <= 4 -> shift-and-add over the code bits; otherwise
-    'addsub', 'digits' (canonical signed digits per code) or 'multiply'."""
-    from ..products import csd_digits
-    from ...ir.levels import levels_name, product_kind
-
-    levels = np.asarray(levels, dtype=np.int64)
-    name = levels_name(levels, bits)
-    if name in ("odd", "int") and bits <= 4:
-        return name, []
-    if name is not None:
-        return "multiply", []
-    kind = product_kind(levels)
-    if kind in ("shift_add", "shift_add_n"):
-        return "digits", [csd_digits(int(v)) for v in levels]
-    return kind, []
+    kind, plan = kind_and_plan(levels, bits, multiplier)
+    if plan is not None:
+        return "select", plan
+    return {"named": "multiply", "shift_add": "digits", "shift_add_n": "digits"}.get(kind, kind), None
 
 
-def kernel_dot_verilog(levels, bits: int, w: int, n: int, top: str = "dot", *, codes=None,
-                       form: str | None = None) -> str:
-    """y = sum_i x_i * levels[c_i] in the kernels' form, w-bit signed x; k-bit code inputs, or
-    the constant ``codes`` (R = 1: the tool folds them). ``form='multiply'``: the plain
-    x * levels[c] (the reference the kernels' form is proven equal to)."""
-    from ..products import csd_digits
-
-    levels = np.asarray(levels, dtype=np.int64)
-    kind, digits = kernel_product(levels, bits) if form is None else (form, [])
-    lw = max(int(np.max(np.abs(levels))).bit_length() + 1, 2)
-    shift = max([e for v in levels for _, e in csd_digits(int(v))] + [bits])
-    pw = w + max(lw, shift + 1) + 1  # holds every partial sum of one product (any form)
-    ow = pw + max(n - 1, 1).bit_length()
-    rows = _pattern_levels(levels, bits)
-    ports = [f"input signed [{w - 1}:0] x{i}" for i in range(n)]
-    if codes is None:
-        ports += [f"input [{bits - 1}:0] c{i}" for i in range(n)]
-    head, body = [], []
-    for i, c in enumerate(codes if codes is not None else []):
-        body.append(f"  wire [{bits - 1}:0] c{i} = {bits}'d{(int(c) + (1 << bits)) % (1 << bits)};")
-    if kind == "multiply" or kind == "addsub":
-        head.append(_case_function("lvl", bits, lw, rows))
-    if kind == "digits":
-        cols = max(len(d) for d in digits)
-        for j in range(cols):
-            sgn = [(p, d[j][0] if j < len(d) else 0) for (p, _), d in zip(rows, digits)]
-            exp = [(p, d[j][1] if j < len(d) else 0) for (p, _), d in zip(rows, digits)]
-            head.append(_case_function(f"sgn{j}", bits, 2, sgn) + _case_function(f"exp{j}", bits, 8, exp))
-    for i in range(n):
-        x = f"xs{i}"
-        body.append(f"  wire signed [{pw - 1}:0] {x} = x{i};")
-        if kind == "multiply":
-            body.append(f"  wire signed [{pw - 1}:0] p{i} = {x} * lvl(c{i});")
-        elif kind == "addsub":
-            body.append(f"  wire signed [{lw - 1}:0] l{i} = lvl(c{i});")
-            body.append(f"  wire signed [{pw - 1}:0] p{i} = l{i} > 0 ? {x} : (l{i} < 0 ? -{x} : 0);")
-        elif kind == "digits":
-            terms = []
-            for j in range(max(len(d) for d in digits)):
-                body.append(f"  wire signed [1:0] s{i}_{j} = sgn{j}(c{i});")
-                body.append(f"  wire signed [{pw - 1}:0] t{i}_{j} = {x} <<< exp{j}(c{i});")
-                terms.append(f"(s{i}_{j} > 0 ? t{i}_{j} : (s{i}_{j} < 0 ? -t{i}_{j} : 0))")
-            body.append(f"  wire signed [{pw - 1}:0] p{i} = " + " + ".join(terms) + ";")
-        else:  # named: d = 2c + 1 ('odd') or c ('int') over the code bits, as vecq_shift_add_mac
-            e = 1 if kind == "odd" else 0
-            terms = [x] if kind == "odd" else []
-            terms += [f"(c{i}[{b}] ? ({x} <<< {b + e}) : 0)" for b in range(bits - 1)]
-            neg = f"(c{i}[{bits - 1}] ? ({x} <<< {bits - 1 + e}) : 0)"
-            body.append(f"  wire signed [{pw - 1}:0] p{i} = {' + '.join(terms) or '0'} - {neg};")
-    ports.append(f"output signed [{ow - 1}:0] y")
-    body.append("  assign y = " + " + ".join(f"p{i}" for i in range(n)) + ";")
-    return f"module {top}(\n  " + ",\n  ".join(ports) + "\n);\n" + "".join(head) + "\n".join(body) + "\nendmodule\n"
-
-
-def kernel_lut_per_mac(levels, bits: int, w: int = 8, n: int = 8, *, constant: bool = False,
+def kernel_lut_per_mac(levels, bits: int, w: int = 8, m: int = 8, n: int = 16, *, constant: bool = False,
                        seed: int = 0) -> float:
-    """yosys LUTs per product (with its share of the adder tree) of the kernels' form; with
-    ``constant``, n codes drawn uniformly (seeded) and folded in as constants (R = 1)."""
-    codes = None
-    if constant:
-        half = 1 << (bits - 1)
-        codes = np.random.default_rng(seed).integers(-half, half, size=n)
-    return yosys_luts(kernel_dot_verilog(levels, bits, w, n, codes=codes))["luts"] / n
+    """yosys LUTs per MAC of the kernels' form on an m-input, n-output slot array; with
+    ``constant``, m x n codes drawn uniformly (seeded) and folded in as constants (R = 1)."""
+    form, plan = kernel_product(levels, bits)
+    return array_luts(levels, bits, form, plan, w=w, m=m, n=n, constant=constant, seed=seed)["lut_per_mac"]
 
 
-def prove_kernel_form(levels, bits: int, w: int = 6, n: int = 2, *, gold_levels=None) -> bool:
-    """yosys proves (SAT, every input) the kernels' form equal to x * levels[c] (x * gold_levels[c]
-    when given: a check that a wrong reference is caught)."""
-    yosys = shutil.which("yosys")
-    if yosys is None:
-        raise ToolError("yosys not found on PATH (apt-get install -y yosys)")
-    with tempfile.TemporaryDirectory(prefix="vecq_eq_") as tmp:
-        gold = levels if gold_levels is None else gold_levels
-        for top, table, form in (("gate", levels, None), ("gold", gold, "multiply")):
-            (Path(tmp) / f"{top}.v").write_text(kernel_dot_verilog(table, bits, w, n, top, form=form))
-        script = (f"read_verilog {tmp}/gate.v\nread_verilog {tmp}/gold.v\nproc\nmemory_map\nopt_clean\n"
-                  "miter -equiv -flatten -make_outputs gold gate miter\nhierarchy -top miter\n"
-                  "sat -verify -prove trigger 0 miter\n")
-        r = subprocess.run([yosys, "-q", "-p", script], capture_output=True, text=True, timeout=600)
-    return r.returncode == 0
+def prove_kernel_form(levels, bits: int, w: int = 6, m: int = 1, n: int = 2, *, gold_levels=None) -> bool:
+    """yosys proves (SAT, every input, code and accumulator) the kernels' form equal to x *
+    levels[c] (x * gold_levels[c] when given: a check that a wrong reference is caught)."""
+    form, plan = kernel_product(levels, bits)
+    return prove_array_form(levels, bits, form, plan, w=w, m=m, n=n, gold_levels=gold_levels)
+
+
+def array_design(k: int, w: int, m: int) -> str:
+    """The 'array' calibration mode's design: VecQ's odd table in the kernels' select form, m
+    inputs shared by ARRAY_OUTPUTS channels."""
+    from ...ir.levels import named_levels
+    from ..select import named_plan
+
+    return array_verilog(named_levels("odd", k), k, "select", named_plan("odd", k), w=w, m=m, n=ARRAY_OUTPUTS)

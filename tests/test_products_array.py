@@ -1,0 +1,104 @@
+"""Issue 21: the folded slot array's products -- select plans, yosys counts and proofs, C simulation.
+
+* Plans (vecq_hw/hls/select.py): the radix-4 digits the C++ named class computes (``named_plan``)
+  are what the independent search finds for the odd and int tables, k = 1..8, and add up to the
+  table; ESB's sign-and-magnitude tables (k = b - 2) have a plan at every b, ESB tables whose
+  exponent shifts do not (their bits interact); every group fits one LUT6 per accumulator bit.
+* yosys (a slot array: one input shared by 16 accumulating outputs, 8-bit activations): the
+  kernels' select form costs fewer LUTs than the previous kernels' form (one shifted copy of x per
+  code bit) at k = 2 and 4, and is proven equal to x * levels[c] by SAT (one stage, every
+  accumulator value; two chained inputs at k = 2); the estimator's folded-layer model (one LUT per
+  accumulator bit of each group's adder, plus the shared multiples) is within 10 % of yosys. Every form, k = 1..8, ESB against VecQ, full
+  sizes: benchmarks/products.py (tests/test_estimate.py proves the forms of every product kind).
+* A folded MLP with an ESB sign-and-magnitude table (the 'select' class: x's multiples once per
+  input, shared by the slots of a cycle, an unaligned block included): g++ C simulation equals
+  the simulator bit for bit.
+"""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from vecq_hw.hls.select import check, find_plan, fits, named_plan
+from vecq_hw.ir.levels import named_levels
+from vecq_hw.quant import ESB
+from vecq_hw.quant.esb import esb_levels
+
+
+def test_named_plans_are_the_searched_plans_and_fit():
+    for name in ("odd", "int"):
+        for k in range(1, 9):
+            levels = named_levels(name, k)
+            plan = named_plan(name, k)
+            assert check(plan, levels), (name, k)
+            assert all(fits(g, e) for g, e in zip(plan.groups, plan.entries))
+            assert len(plan.groups) == (k + 1) // 2  # one adder per two code bits
+            if k > 6:  # the search over every pairing: k <= 6 here (benchmarks/products.py: all k)
+                continue
+            found = find_plan(levels, k)
+            assert found is not None and check(found, levels)
+            assert len(found.groups) == len(plan.groups)
+            if name == "odd":  # digits {-3, -1, 1, 3} 4^t: the search finds exactly x and 3x
+                assert found == plan and set(plan.multiples) <= {1, 3}
+
+
+def test_esb_sign_magnitude_has_a_plan_shifting_exponents_do_not():
+    for b in range(3, 6):
+        for k in range(0, b - 1):
+            plan = find_plan(esb_levels(b, k), b)
+            if k == b - 2:  # one exponent bit: sign and magnitude, levels c + [c < 0]
+                assert plan is not None and check(plan, ESB(b, False, k).levels())
+                assert len(plan.groups) == (b + 1) // 2
+            else:
+                assert plan is None, (b, k)
+    wrong = named_levels("odd", 3).copy()
+    wrong[0] += 2
+    assert not check(named_plan("odd", 3), wrong)
+
+
+yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="needs yosys")
+
+
+@yosys
+def test_select_form_beats_the_previous_form_and_is_proven():
+    from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+    from vecq_hw.hls.select import adder_luts, multiple_luts
+
+    odd = {k: (named_levels("odd", k), named_plan("odd", k)) for k in (2, 4)}
+    designs = [(lv, k, form, plan) for k, (lv, plan) in odd.items() for form in ("select", "shift_add_bits")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        got = list(pool.map(lambda d: array_luts(d[0], d[1], d[2], d[3], m=1, n=16)["lut_per_mac"], designs))
+    new2, old2, new4, old4 = got
+    assert new2 < old2 and new4 < old4, got
+    # the estimator's folded-layer cost (hls/mappings.py): one LUT per accumulator bit of each
+    # group's adder per slot, plus the input's multiples -- within 10 % of yosys's count
+    for k, lut_per_mac in ((2, new2), (4, new4)):
+        lv, plan = odd[k]
+        model = 16 * adder_luts(plan, ArrayWriter(lv, k, 8, 1, 16, plan).W) + multiple_luts(plan, 8)
+        assert abs(model / (16 * lut_per_mac) - 1) < 0.1, (k, model, 16 * lut_per_mac)
+    assert prove_array_form(odd[2][0], 2, "select", odd[2][1], w=4, m=2, n=2)  # two inputs chained
+    assert prove_array_form(odd[4][0], 4, "select", odd[4][1])  # one stage, every accumulator value
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_folded_select_products_csim_equals_simulator(tmp_path):
+    from vecq_hw.hls import HlsOptions, csim, write_project
+    from vecq_hw.hls.products import choose_product
+    from vecq_hw.ir.examples import random_inputs, random_mlp
+    from vecq_hw.sim import simulate
+
+    model = random_mlp(4, seed=21, levels=esb_levels(4, 2), sizes=(12, 10, 6))
+    kinds = {choose_product(n.layer, n.in_types[0]).kind for n in model.nodes() if hasattr(n.layer, "levels")}
+    assert kinds == {"select"}
+    # fc1: 120 products, R = 15: 8 slots a cycle over 10-product groups (not aligned); fc2: R = 6
+    x = random_inputs(model, 200, seed=3)
+    y = simulate(model, x_mantissa=x).output
+    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type="io_parallel", reuse={"fc1": 15, "fc2": 6}),
+                        expected=(x, y))
+    out = csim(prj)
+    assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-2000:]
+    np.testing.assert_array_equal(out.outputs, simulate(model, x_mantissa=x).output.reshape(len(x), -1))
