@@ -75,6 +75,17 @@ class _FiniteFloat(click.FloatRange):
 
 FINITE_POSITIVE = _FiniteFloat(min=0, min_open=True)
 
+
+def _strategy_options(fn):
+    """--strategy and --da-max-products (hls, estimate, fit: one definition)."""
+    fn = click.option("--da-max-products", default=hls_options.DEFAULTS.da_max_products, show_default=True,
+                      type=click.IntRange(min=1),
+                      help="distributed_arithmetic: largest layer (products per output vector or pixel) built "
+                           "from da4ml's adder graph; da4ml's solve time grows fast with it")(fn)
+    return click.option("--strategy", type=click.Choice(list(hls_options.STRATEGIES)),
+                        default=hls_options.DEFAULTS.strategy, show_default=True,
+                        help="distributed_arithmetic: layers at R = 1 from da4ml's adder graphs (hls4ml's name)")(fn)
+
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
@@ -197,8 +208,7 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="default reuse factor R of every weighted layer (R products share one multiplier slot, II = R)")
 @click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R",
               help="one weighted layer's reuse factor (repeat the option; R must divide the layer's products)")
-@click.option("--strategy", type=click.Choice(list(hls_options.STRATEGIES)), default=hls_options.DEFAULTS.strategy,
-              show_default=True)
+@_strategy_options
 @click.option("--part", default=hls_options.DEFAULTS.part, show_default=True)
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--test-inputs", type=click.Path(dir_okay=False),
@@ -207,13 +217,14 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="top function and file names: a C identifier, not a C++ keyword")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, part, clock_period, test_inputs,
-        project_name, overwrite):
+def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, da_max_products, part, clock_period,
+        test_inputs, project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
-                            project_name=project_name, overwrite=overwrite, reuse=reuse))
+                            project_name=project_name, overwrite=overwrite, reuse=reuse,
+                            da_max_products=da_max_products))
 
 
 @cli.command()
@@ -225,12 +236,13 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, par
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
               show_default=True)
+@_strategy_options
 @_clean_errors
-def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type):
+def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type, strategy, da_max_products):
     """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
     from .flow import estimate_hls
     click.echo(estimate_hls(model_dir, reuse=reuse, reuse_factor=reuse_factor, part=part, clock_period=clock_period,
-                            io_type=io_type))
+                            io_type=io_type, strategy=strategy, da_max_products=da_max_products))
 
 
 @cli.command()
@@ -245,14 +257,15 @@ def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type):
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=None,
               help="default: try both and keep the better plan")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
+@_strategy_options
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overwrite):
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overwrite, strategy, da_max_products):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
-                       io_type=io_type, overwrite=overwrite)
+                       io_type=io_type, overwrite=overwrite, strategy=strategy, da_max_products=da_max_products)
     click.echo(text)
     if not ok:
         sys.exit(1)

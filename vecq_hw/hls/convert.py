@@ -16,7 +16,9 @@ from .. import ir
 from ..errors import VecQError
 from .folding import reuse_plan
 from .layers import register
-from .mappings import mapping_for, pool_accum_type
+from .layers_da import register as register_da
+from .mappings import pool_accum_type
+from .mappings_da import mapping_for
 from .options import IO_TYPES, STRATEGIES, HlsOptions
 from .products import choose_product
 from .types import hls_name, precision_of, precision_string, same_precision
@@ -61,7 +63,7 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
     layers, cfg, names = [], {}, {}
     for node in model.nodes():
         layer = node.layer
-        mapping = mapping_for(node)
+        mapping = mapping_for(node, opts)
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")
@@ -78,7 +80,7 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
                 d[f"{key}_t"] = NamedType(f"{name}_{key}_t", precision_of(t))
         layers.append(d)
         cfg[name] = {"Precision": prec, "Trace": True, "ReuseFactor": int(d.get("reuse_factor", opts.reuse_factor)),
-                     "Strategy": opts.strategy}
+                     "Strategy": opts.kernel_strategy}
     return layers, cfg, names
 
 
@@ -89,6 +91,7 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
 
     opts = _options(options, option_kw)
     register()
+    register_da()
     layers, layer_cfg, names = layer_list(model, opts, check=check)
     config = get_backend(opts.backend).create_initial_config(part=opts.part, clock_period=opts.clock_period,
                                                              io_type=opts.io_type)
@@ -96,7 +99,7 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
                   OutputPredictions=None)
     config["HLSConfig"] = {
         "Model": {"Precision": {"default": precision_string(model.input.out_type)},
-                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy, "TraceOutput": bool(trace),
+                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.kernel_strategy, "TraceOutput": bool(trace),
                   "BramFactor": 1_000_000_000},
         "LayerName": layer_cfg,
     }
@@ -135,7 +138,7 @@ def check_pinned(graph, model: ir.Model, names: dict[str, str], options: HlsOpti
     opts = options or HlsOptions()
     expected, out_of = {}, {}
     for node in model.nodes():
-        expected[names[node.layer.name]] = (node.layer, mapping_for(node).types(node, opts))
+        expected[names[node.layer.name]] = (node.layer, mapping_for(node, opts).types(node, opts))
         out_of[names[node.layer.name]] = node.layer.out_type
     for node in graph.get_layers():
         if node.class_name == "Clone":

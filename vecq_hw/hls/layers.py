@@ -83,24 +83,36 @@ class _VecQWeighted(Layer):
     out_shape_attrs: tuple[str, ...] = ()
 
     def initialize(self):
-        shape = [self.get_attr(a) for a in self.out_shape_attrs]
-        self.add_output_variable(shape, precision=precision_of(self.get_attr("vecq_types")["out"]))
-        types = self.get_attr("vecq_types")
+        types = add_output(self)
         codes = np.asarray(self.get_attr("codes_data"), dtype=np.int64)
-        self._add_exact("weight", "w{index}", precision_of(types["weight"]), codes.astype(np.float64),
-                        [str(int(c)) for c in codes.ravel()])
-        for name, var in (("scale", "s{index}"), ("bias", "b{index}")):
-            mant = [int(m) for m in np.asarray(self.get_attr(name + "_mantissas")).ravel()]
-            frac = int(self.get_attr(name + "_frac"))
-            values = np.array([m * 2.0**-frac for m in mant], dtype=np.float64)
-            self._add_exact(name, var, precision_of(types[name]), values,
-                            [exact_decimal(m, frac) for m in mant])
+        add_exact(self, "weight", "w{index}", precision_of(types["weight"]), codes.astype(np.float64),
+                  [str(int(c)) for c in codes.ravel()])
+        add_scale_bias(self, types)
 
-    def _add_exact(self, name, var_name, precision, data, strings):
-        var = ExactWeightVariable(var_name, type_name=name + "{index}_t", precision=precision, data=data,
-                                  exact_strings=strings, index=self.index)
-        var.data_unquantized = data
-        self.set_attr(name, var)
+
+def add_exact(layer: Layer, name, var_name, precision, data, strings) -> None:
+    """Set ``layer``'s weight attribute ``name``: an :class:`ExactWeightVariable`."""
+    var = ExactWeightVariable(var_name, type_name=name + "{index}_t", precision=precision, data=data,
+                              exact_strings=strings, index=layer.index)
+    var.data_unquantized = data
+    layer.set_attr(name, var)
+
+
+def add_output(layer: Layer) -> dict:
+    """A weighted layer's output variable (shape from its ``out_shape_attrs``); its ``vecq_types``."""
+    types = layer.get_attr("vecq_types")
+    layer.add_output_variable([layer.get_attr(a) for a in layer.out_shape_attrs], precision=precision_of(types["out"]))
+    return types
+
+
+def add_scale_bias(layer: Layer, types: dict) -> None:
+    """A weighted layer's exact per-channel scale and bias tables (s{index}, b{index})."""
+    for name, var in (("scale", "s{index}"), ("bias", "b{index}")):
+        mant = [int(m) for m in np.asarray(layer.get_attr(name + "_mantissas")).ravel()]
+        frac = int(layer.get_attr(name + "_frac"))
+        values = np.array([m * 2.0**-frac for m in mant], dtype=np.float64)
+        add_exact(layer, name, var, precision_of(types[name]), values, [exact_decimal(m, frac) for m in mant])
+    return types
 
 
 _CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",

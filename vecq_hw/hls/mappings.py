@@ -117,6 +117,17 @@ def add_buffer(e: LayerEstimate, memory: tuple[int, float]) -> None:
     e.latency = max(e.latency, e.cycles)
 
 
+def add_frame_buffers(e: LayerEstimate, node: ir.Node) -> None:
+    """Charge a whole input frame and a whole output frame (an image layer; cycles to pass both)."""
+    if len(node.out_shape) != 3:
+        return
+    (h, w, c), (oh, ow, oc) = node.in_shapes[0], node.out_shape
+    b, lut = bram_or_lutram(int(c), int(h * w), int(node.in_types[0].width))
+    b2, lut2 = bram_or_lutram(int(oc), int(oh * ow), int(node.layer.out_type.width))
+    e.cycles += int(h * w + oh * ow)
+    add_buffer(e, (b + b2, lut + lut2))
+
+
 class _NoLogic:
     """Wiring only (the input port, a flatten): no resources, one cycle."""
 
@@ -164,15 +175,20 @@ class _WeightedMapping(Mapping):
             vecq_types={"weight": int_type(layer.bits), "scale": layer.scale_type, "bias": layer.bias_type,
                         "out": layer.out_type},
             # validated by convert.layer_list (folding.reuse_plan) before any attrs are asked for
-            strategy=opts.strategy, reuse_factor=int(opts.reuse_of(layer.name)),
+            strategy=opts.kernel_strategy, reuse_factor=int(opts.reuse_of(layer.name)),
             **self.geometry(node))
 
     def geometry(self, node) -> dict:  # pragma: no cover
         raise NotImplementedError
 
     def estimate(self, node, reuse, io_type):
+        return self.add_io(self.layer_estimate(node, reuse), node, io_type)
+
+    def layer_estimate(self, node, reuse, *, adder_graph_luts: float | None = None) -> LayerEstimate:
         """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
-        requantisation units, the weight ROM of a folded layer, accumulators and cycles."""
+        requantisation units, the weight ROM of a folded layer, accumulators and cycles; no io.
+        ``adder_graph_luts``: the products are one adder graph of that many LUTs instead
+        (strategy distributed_arithmetic at R = 1, :mod:`.mappings_da`)."""
         layer, r = node.layer, reuse
         p, per_frame = self.products_per_input(node), self.inputs_per_frame(node)
         w = int(node.in_types[0].width)
@@ -182,7 +198,9 @@ class _WeightedMapping(Mapping):
         e = LayerEstimate(layer.name, layer.kind, reuse=r, products=p, slots=p // r)
         dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
             product.kind == "multiply" or layer.bits >= 5)
-        if dsp_bound:
+        if adder_graph_luts is not None:
+            e.luts += adder_graph_luts
+        elif dsp_bound:
             e.dsps += e.slots
             e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
         else:
@@ -190,7 +208,7 @@ class _WeightedMapping(Mapping):
         units = math.ceil(n_out / r)
         acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
         e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
-        e.ffs += n_out * acc_w + e.slots * int(product.term.width)
+        e.ffs += n_out * acc_w + (e.slots * int(product.term.width) if adder_graph_luts is None else 0)
         rom = lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)  # else constants, no ROM
         if r > 1 and (rom or dsp_bound):  # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
@@ -200,7 +218,7 @@ class _WeightedMapping(Mapping):
         per_input = 1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
         e.cycles = per_frame * per_input
         e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
-        return self.add_io(e, node, io_type)
+        return e
 
 
 class DenseMapping(_WeightedMapping):
@@ -399,13 +417,7 @@ class AddMapping(_Elementwise, Mapping):
     def stream_buffers(self, e, node):
         # pixel by pixel, but its inputs' streams hold up to a frame (hls4ml's default stream
         # depth is the tensor's pixel count: the skip branch must not stall the other)
-        if len(node.out_shape) != 3:
-            return
-        (h, w, c), (oh, ow, oc) = node.in_shapes[0], node.out_shape
-        b, lut = bram_or_lutram(int(c), int(h * w), int(node.in_types[0].width))
-        b2, lut2 = bram_or_lutram(int(oc), int(oh * ow), int(node.layer.out_type.width))
-        e.cycles += int(h * w + oh * ow)
-        add_buffer(e, (b + b2, lut + lut2))
+        add_frame_buffers(e, node)
 
 
 class FlattenMapping(_NoLogic, Mapping):

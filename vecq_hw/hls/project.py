@@ -29,7 +29,8 @@ from ..errors import VecQError
 from .convert import build_graph
 from .csim import BUILD_DIR
 from .layers import TEMPLATE_DIR
-from .options import DEFAULTS, HlsOptions
+from .mappings_da import da_layers
+from .options import DEFAULTS, DISTRIBUTED_ARITHMETIC, HlsOptions
 from .registration import registered_headers
 
 GENERATOR = "vecq_hw.hls"
@@ -241,6 +242,8 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
                     n_tests=n, model=model.name, layer_names=names,
                     kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})
+        if opts.strategy == DISTRIBUTED_ARITHMETIC:  # default projects keep their manifest unchanged
+            meta["da_layers"] = [names[n] for n in da_layers(model, opts)]
         (tmp / "vecq_project.json").write_text(json.dumps(meta, indent=1))
         # hls4ml also leaves its float testbench data hooks; ours replaces the testbench file.
         _check_confined(tmp)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from ... import ir
 from ...errors import VecQError
 from ..folding import divisors, products_per_input, weighted_nodes
+from ..options import DEFAULTS as HLS_DEFAULTS
 from .model import Estimate, estimate
 from .parts import RESOURCES, get_part
 
@@ -53,10 +54,15 @@ def _plan_for(model, options, t: int, kw) -> dict[str, int]:
 
 
 def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "throughput", clock_period: float = 5.0,
-        io_type: str | None = None) -> FitResult:
-    """The best fitting plan; ``io_type`` None tries io_parallel and io_stream and keeps the better."""
+        io_type: str | None = None, strategy: str = HLS_DEFAULTS.strategy,
+        da_max_products: int = HLS_DEFAULTS.da_max_products) -> FitResult:
+    """The best fitting plan; ``io_type`` None tries io_parallel and io_stream and keeps the better.
+
+    ``strategy='distributed_arithmetic'``: a layer left at R = 1 is estimated (and built) as
+    da4ml's adder graph where that strategy applies to it (:func:`vecq_hw.hls.da.applies`)."""
     if io_type is None:
-        results = [fit(model, part, headroom=headroom, target=target, clock_period=clock_period, io_type=io)
+        results = [fit(model, part, headroom=headroom, target=target, clock_period=clock_period, io_type=io,
+                       strategy=strategy, da_max_products=da_max_products)
                    for io in ("io_parallel", "io_stream")]
         ok = [r for r in results if r.ok]
         tried = [e for r in results for e in r.tried]
@@ -69,7 +75,7 @@ def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "thr
     if isinstance(headroom, bool) or not isinstance(headroom, (int, float)) or not 0 < headroom <= 1:
         raise VecQError(f"expected a fraction in (0, 1], got {headroom!r}", field="headroom")
     p = get_part(part)
-    kw = dict(part=p, clock_period=clock_period, io_type=io_type)
+    kw = dict(part=p, clock_period=clock_period, io_type=io_type, strategy=strategy, da_max_products=da_max_products)
     # every layer's (R, cycles) for each legal R, from the estimate itself (one layer at a time)
     options = {}
     for node in weighted_nodes(model):

@@ -36,7 +36,10 @@ from ... import ir
 from ...errors import VecQError
 from ..costs import LayerEstimate
 from ..folding import check_reuse, check_reuse_names, is_weighted
-from ..mappings import Mapping, mapping_for
+from ..mappings import Mapping
+from ..mappings_da import mapping_for
+from ..options import DEFAULTS as HLS_DEFAULTS
+from ..options import HlsOptions
 from .parts import RESOURCES, Part, get_part
 
 
@@ -93,8 +96,12 @@ def _layer_estimate(mapping: Mapping, node: ir.Node, reuse: int, io_type: str):
 
 
 def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_reuse: int = 1, part=None,
-             clock_period: float = 5.0, io_type: str = "io_parallel") -> Estimate:
-    """Per-layer and total resources, II and latency of the HLS design with this folding."""
+             clock_period: float = 5.0, io_type: str = "io_parallel", strategy: str = HLS_DEFAULTS.strategy,
+             da_max_products: int = HLS_DEFAULTS.da_max_products) -> Estimate:
+    """Per-layer and total resources, II and latency of the HLS design with this folding.
+
+    ``strategy='distributed_arithmetic'``: the layers it builds from da4ml's adder graph
+    (R = 1, :mod:`vecq_hw.hls.da`) are charged da4ml's own LUT estimate of that graph."""
     reuse = dict(reuse or {})
     p = part if isinstance(part, Part) else get_part(part)
     if isinstance(clock_period, bool) or not isinstance(clock_period, (int, float)) or not clock_period > 0:
@@ -102,12 +109,14 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
     if io_type not in ("io_parallel", "io_stream"):
         raise VecQError(f"expected io_parallel or io_stream, got {io_type!r}", field="io_type")
     nodes = model.nodes()
-    mappings = [mapping_for(node) for node in nodes]  # a kind without one: one line naming the layer
     check_reuse_names(model, reuse)
+    # validated per layer (one line naming it); a kind without a mapping is refused here too
+    rs = {node.layer.name: check_reuse(node, int(reuse.get(node.layer.name, default_reuse)))
+          for node in nodes if is_weighted(node)}
+    opts = HlsOptions(strategy=strategy, reuse=rs, reuse_factor=default_reuse, da_max_products=da_max_products)
     est = Estimate(model.name, p, io_type, float(clock_period))
-    for node, mapping in zip(nodes, mappings):
-        r = check_reuse(node, int(reuse.get(node.layer.name, default_reuse))) if is_weighted(node) else 0
-        est.layers.append(_layer_estimate(mapping, node, r, io_type))
+    for node in nodes:
+        est.layers.append(_layer_estimate(mapping_for(node, opts), node, rs.get(node.layer.name, 0), io_type))
     return est
 
 

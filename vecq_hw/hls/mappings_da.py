@@ -1,0 +1,78 @@
+"""The HLS mapping of a weighted layer built with distributed arithmetic (:mod:`.da`).
+
+:func:`mapping_for` is :func:`.mappings.mapping_for` with the options: under
+``strategy='distributed_arithmetic'`` a dense/conv2d/depthwise layer that :func:`.da.applies`
+to gets :class:`DistributedArithmeticMapping`, which keeps its kind's geometry, scale and bias
+and replaces the level-table product by the generated ``da_product`` (``VecQDenseDA`` /
+``VecQConvDA`` in :mod:`.layers_da`). Its estimate charges da4ml's own LUT estimate of the
+adder graph instead of the calibrated per-product model. No hls4ml import here.
+"""
+
+from __future__ import annotations
+
+from .. import ir
+from ..fixed import FixedType
+from . import da
+from .costs import LayerEstimate
+from .mappings import Mapping, add_frame_buffers
+from .mappings import mapping_for as kind_mapping
+from .options import HlsOptions
+
+
+class DistributedArithmeticMapping(Mapping):
+    """A dense/conv2d/depthwise layer at R = 1 whose product is da4ml's adder graph."""
+
+    def __init__(self, base: Mapping):
+        self.base = base  # the kind's own mapping (geometry, folding facts)
+        self.kind = base.kind
+
+    def refuse(self, node, opts):
+        return self.base.refuse(node, opts)
+
+    def class_name(self, node, opts):
+        return "VecQDenseDA" if self.kind == "dense" else "VecQConvDA"
+
+    def types(self, node, opts) -> dict[str, FixedType]:
+        layer = node.layer
+        return {"result": layer.out_type, "accum": layer.accum_type, "scale": layer.scale_type,
+                "bias": layer.bias_type}
+
+    def attrs(self, node, opts):
+        layer = node.layer
+        return dict(scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac, bias_mantissas=layer.bias,
+                    bias_frac=layer.bias_type.frac, reuse_factor=1,
+                    vecq_types={"scale": layer.scale_type, "bias": layer.bias_type, "out": layer.out_type},
+                    da_product=da.cpp_product(da.kernel(node)), **self.base.geometry(node))
+
+    def products_per_input(self, node):
+        return self.base.products_per_input(node)
+
+    def inputs_per_frame(self, node):
+        return self.base.inputs_per_frame(node)
+
+    def estimate(self, node, reuse, io_type) -> LayerEstimate:
+        """The kind's estimate at R = 1 with da4ml's LUT estimate of the adder graph as the
+        products' cost (one adder graph: conv pixels pass through it one per cycle)."""
+        e = self.base.layer_estimate(node, reuse, adder_graph_luts=da.kernel(node).cost)
+        return self.add_io(e, node, io_type)
+
+    def stream_buffers(self, e, node):
+        # io_stream (nnet_vecq_da.h, vecq_da_stream): the whole input is read, the array kernel
+        # runs, the outputs leave as packs: an image layer holds both frames
+        add_frame_buffers(e, node)
+
+
+def mapping_for(node: ir.Node, opts: HlsOptions | None = None) -> Mapping:
+    """The mapping that builds ``node`` under ``opts`` (None: the kind's own)."""
+    base = kind_mapping(node)
+    if opts is not None and da.applies(node, opts):
+        return DistributedArithmeticMapping(base)
+    return base
+
+
+def da_layers(model: ir.Model, opts: HlsOptions) -> list[str]:
+    """Names of the layers built with distributed arithmetic under ``opts``."""
+    return [n.layer.name for n in model.nodes() if da.applies(n, opts)]
+
+
+__all__ = ["DistributedArithmeticMapping", "da_layers", "mapping_for"]
