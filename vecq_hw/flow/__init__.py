@@ -9,6 +9,7 @@ made here, and a disagreement is a ``ToolError``. ``report`` only formats what t
     pytorch    train a recipe, export a run, predict with PyTorch or the simulator
     simulate   ``check`` and ``sim`` on a model folder
     hls        ``hls``, ``estimate``, ``fit``, ``csim``
+    da         yosys LUTs of the HLS strategy distributed_arithmetic's adder graphs
     rtl        ``rtl``, ``rtlsim`` (simulator vs da4ml interpreter vs Verilator), ``synth``
     deploy     ``demo`` and ``report`` (:class:`DeployReport`)
 
@@ -16,6 +17,7 @@ Every file the flow writes lies inside the output folder or file the caller name
 """
 
 from ..hls.csim import CsimInterrupted
+from .da import DaLayerLuts, da_layer_luts
 from .deploy import DEFAULT_RECIPE, DeployReport, check_csim_agrees, deploy_report, report_run, run_demo
 from .pytorch import (ExportReport, export_checked, export_run, export_torch, launch_training, predict_sim,
                         predict_torch, quiet_rank, train_recipe)
@@ -25,8 +27,8 @@ from .inputs import (SATURATION_WARN_SHARE, count_input_overflow, images_to_inpu
 from .rtl import RtlSimResult, generate_rtl, load_rtl_inputs, simulate_rtl, simulate_rtl_files, synth_rtl
 from .simulate import describe_model_dir, simulate_files
 
-__all__ = ["CsimInterrupted", "DEFAULT_RECIPE", "DeployReport", "ExportReport", "RtlSimResult",
-           "SATURATION_WARN_SHARE", "check_csim_agrees", "count_input_overflow", "csim_hls", "deploy_report",
+__all__ = ["CsimInterrupted", "DEFAULT_RECIPE", "DaLayerLuts", "DeployReport", "ExportReport", "RtlSimResult",
+           "SATURATION_WARN_SHARE", "check_csim_agrees", "count_input_overflow", "csim_hls", "da_layer_luts", "deploy_report",
            "describe_model_dir", "estimate_hls", "export_checked", "export_run", "export_torch", "fit_hls",
            "generate_hls", "generate_rtl", "images_to_inputs", "images_to_torch", "input_saturation_warning",
            "launch_training", "load_array", "load_rtl_inputs", "predict_sim", "predict_torch", "quiet_rank",

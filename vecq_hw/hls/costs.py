@@ -37,6 +37,7 @@ class LayerEstimate:
     uram: int = 0
     cycles: int = 1  # per frame (this layer's II in the dataflow pipeline)
     latency: int = 1
+    adder_graph: bool = False  # products from da4ml's adder graph (strategy distributed_arithmetic)
 
 
 @lru_cache(maxsize=1)

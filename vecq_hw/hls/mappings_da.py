@@ -54,6 +54,7 @@ class DistributedArithmeticMapping(Mapping):
         """The kind's estimate at R = 1 with da4ml's LUT estimate of the adder graph as the
         products' cost (one adder graph: conv pixels pass through it one per cycle)."""
         e = self.base.layer_estimate(node, reuse, adder_graph_luts=da.kernel(node).cost)
+        e.adder_graph = True
         return self.add_io(e, node, io_type)
 
     def stream_buffers(self, e, node):
