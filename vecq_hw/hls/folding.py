@@ -2,7 +2,7 @@
 
 A weighted layer computes P products per input (dense: n_in * n_out per vector; conv2d:
 kh * kw * c_in * c_out per output pixel; depthwise: kh * kw * c per pixel). With reuse factor R
-the kernel (``nnet_vecq.h``, ``vecq_dense_folded`` / ``vecq_conv_folded``) computes P / R of
+the kernels (``nnet_vecq_dense.h`` / ``nnet_vecq_conv.h``: ``vecq_dense_folded`` / ``vecq_conv_folded``) compute P / R of
 them per cycle: R products share one multiplier slot and the layer accepts a new input (pixel)
 every R cycles (II = R). R = 1 is the unfolded kernel; R = P is fully folded (one product slot).
 R must divide P, so every slot does the same work each cycle and the weight ROM splits into

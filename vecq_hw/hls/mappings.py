@@ -12,7 +12,7 @@ layer's pre-synthesis cost (:meth:`Mapping.estimate`, summed by :mod:`.estimate`
 mapping gives no estimate is refused there, never guessed).
 
 Adding a layer kind = one mapping, registered with :func:`register` (a decorator too), from
-inside or outside the package (+ a class in :mod:`.layers` and a kernel in ``nnet_vecq.h``
+inside or outside the package (+ a class in :mod:`.layers` and a kernel header in ``hls_templates/``
 when hls4ml has none that is exact). No hls4ml import here: the estimator and the CLI read
 it cheaply.
 """

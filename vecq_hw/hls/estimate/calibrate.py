@@ -157,7 +157,7 @@ if __name__ == "__main__":
 # ----------------------------------------------------------------------------- per-method products
 # issue 14: LUTs per MAC of each method's product as our HLS kernels write it for run-time codes
 # (R > 1: the code arrives from a ROM), measured by yosys on a dot product of that form. The
-# structures mirror nnet_vecq.h: the named tables' shift-and-add over the code bits (k <= 4),
+# structures mirror nnet_vecq_products.h: the named tables' shift-and-add over the code bits (k <= 4),
 # add/subtract/skip for {-1, 0, +1} tables, signed-digit shifted copies (shift_add, ESB's
 # shift_add_n) and a multiplier by the level read from a ROM otherwise.
 
