@@ -112,15 +112,7 @@ void vecq_dense(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream
     #pragma HLS ARRAY_PARTITION variable=data complete
     typename res_T::value_type res[CONFIG_T::n_out];
     #pragma HLS ARRAY_PARTITION variable=res complete
-VecQDenseRead:
-    for (unsigned p = 0; p < CONFIG_T::n_in / data_T::size; p++) {
-        #pragma HLS PIPELINE
-        data_T pack = data_stream.read();
-        for (unsigned k = 0; k < data_T::size; k++) {
-            #pragma HLS UNROLL
-            data[p * data_T::size + k] = pack[k];
-        }
-    }
+    vecq_read_packs<data_T, CONFIG_T::n_in>(data_stream, data);
     vecq_dense<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(data, res, weights, scale, bias);
     vecq_write_packs<res_T, CONFIG_T::n_out, vecq_as_is>(res, res_stream);
 }

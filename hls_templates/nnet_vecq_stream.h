@@ -44,6 +44,21 @@ struct vecq_as_is {
     }
 };
 
+// read N values from data_T packs, one pack per cycle (the mirror of vecq_write_packs)
+template <class data_T, unsigned N>
+void vecq_read_packs(hls::stream<data_T> &data_stream, typename data_T::value_type values[N]) {
+    #pragma HLS INLINE
+VecQReadPacks:
+    for (unsigned p = 0; p < N / data_T::size; p++) {
+        #pragma HLS PIPELINE
+        data_T pack = data_stream.read();
+        for (unsigned k = 0; k < data_T::size; k++) {
+            #pragma HLS UNROLL
+            values[p * data_T::size + k] = pack[k];
+        }
+    }
+}
+
 // write N values as res_T packs, one pack per cycle; value v goes out as OUT::out<y_T>(v)
 template <class res_T, unsigned N, class OUT, class v_T>
 void vecq_write_packs(const v_T values[N], hls::stream<res_T> &res_stream) {

@@ -1,7 +1,8 @@
 """hls4ml layer classes for layers built with distributed arithmetic (:mod:`.da`, ``nnet_vecq_da.h``).
 
 ``VecQDenseDA`` and ``VecQConvDA`` (conv2d and depthwise: the depthwise matrix is
-block-diagonal, so one kernel serves both) carry no weight table: their constants live in the
+block-diagonal) share one config template and one kernel (a dense layer is a 1 x 1 filter on a
+1 x 1 image); they differ only in their output's shape. They carry no weight table: their constants live in the
 adder graph, emitted into the config struct as ``da_product`` (so ``parameters.h`` holds the
 layer's generated C++ and the C simulation's build cache keys on it). They keep the exact
 per-channel scale and bias tables of the other weighted layers. Registered by :func:`register`
@@ -22,7 +23,7 @@ HEADER = TEMPLATE_DIR / "nnet_vecq_da.h"
 class _VecQDA(Layer):
     _expected_attributes = [Attribute("da_product", value_type=str), WeightAttribute("scale"),
                             WeightAttribute("bias"), TypeAttribute("scale"), TypeAttribute("bias"),
-                            TypeAttribute("accum")]
+                            TypeAttribute("accum")] + [Attribute(n) for n in _CONV_GEOMETRY]
     out_shape_attrs: tuple[str, ...] = ()
 
     def initialize(self):
@@ -30,32 +31,24 @@ class _VecQDA(Layer):
 
 
 class VecQDenseDA(_VecQDA):
-    _expected_attributes = [Attribute("n_in"), Attribute("n_out")]
-    out_shape_attrs = ("n_out",)
+    """A dense layer, as the kernel sees it: a 1 x 1 filter on a 1 x 1 image of n_in channels."""
+
+    out_shape_attrs = ("n_filt",)
 
 
 class VecQConvDA(_VecQDA):
-    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_filt")
 
 
-_types = """    static const unsigned reuse_factor = 1;
+_CONFIG = ("struct config{index} : nnet::vecq_conv2d_config {{\n"
+           "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
+           + _conv_geometry_config + """    static const unsigned reuse_factor = 1;
     typedef {accum_t.name} accum_t;
     typedef {scale_t.name} scale_t;
     typedef {bias_t.name} bias_t;
-{da_product}"""
-
-CONFIG_TEMPLATES = {
-    VecQDenseDA: "struct config{index} : nnet::vecq_dense_config {{\n"
-                 "    static const unsigned n_in = {n_in};\n    static const unsigned n_out = {n_out};\n"
-                 + _types + "}};\n",
-    VecQConvDA: "struct config{index} : nnet::vecq_conv2d_config {{\n"
-                "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
-                + _conv_geometry_config + _types + "}};\n",
-}
-
-_call = "<{input_t}, {output_t}, {config}>({input}, {output}, {s}, {b});"
-FUNCTION_TEMPLATES = {VecQDenseDA: "nnet::vecq_da_dense" + _call, VecQConvDA: "nnet::vecq_da_conv2d" + _call}
+{da_product}}};
+""")
+_CALL = "nnet::vecq_da_conv2d<{input_t}, {output_t}, {config}>({input}, {output}, {s}, {b});"
 
 
 def _params(node) -> dict:
@@ -64,8 +57,8 @@ def _params(node) -> dict:
 
 def register() -> None:
     """Register the distributed-arithmetic layers with hls4ml (idempotent)."""
-    for cls in CONFIG_TEMPLATES:
-        register_hls_layer(cls, CONFIG_TEMPLATES[cls], FUNCTION_TEMPLATES[cls], [HEADER], params=_params)
+    for cls in (VecQDenseDA, VecQConvDA):
+        register_hls_layer(cls, _CONFIG, _CALL, [HEADER], params=_params)
 
 
 __all__ = ["VecQConvDA", "VecQDenseDA", "register"]

@@ -42,7 +42,17 @@ class DistributedArithmeticMapping(Mapping):
         return dict(scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac, bias_mantissas=layer.bias,
                     bias_frac=layer.bias_type.frac, reuse_factor=1,
                     vecq_types={"scale": layer.scale_type, "bias": layer.bias_type, "out": layer.out_type},
-                    da_product=da.cpp_product(da.kernel(node)), **self.base.geometry(node))
+                    da_product=da.cpp_product(da.kernel(node)), **self.geometry(node))
+
+    def geometry(self, node) -> dict:
+        """The conv geometry the kernel reads; a dense layer is a 1 x 1 filter on a 1 x 1 image."""
+        if self.kind != "dense":
+            return self.base.geometry(node)
+        ones = ("in_height", "in_width", "out_height", "out_width", "filt_height", "filt_width", "stride_height",
+                "stride_width")
+        zeros = ("pad_top", "pad_bottom", "pad_left", "pad_right")
+        return dict({k: 1 for k in ones}, **{k: 0 for k in zeros}, n_chan=int(node.in_shapes[0][0]),
+                    n_filt=int(node.out_shape[0]))
 
     def products_per_input(self, node):
         return self.base.products_per_input(node)
