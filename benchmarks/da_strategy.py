@@ -9,7 +9,9 @@ benchmarks/hardware.py):
     the layer's scale, bias and requantisation ("layer"), both from da4ml's Verilog of the
     CombLogic the C++ was emitted from;
   * ``vecq-hw rtl`` of the same model mapped by yosys (fully unrolled: every conv pixel has its
-    own graph), and the DA layers counted the same way (layer LUTs x output pixels);
+    own graph), and the DA layers counted the same way (layer LUTs x output pixels); rtl's count
+    is taken from results/hardware.json where that run mapped the same design (same model, RTL
+    settings and da4ml cost of the trace), else mapped here;
   * the pre-synthesis estimate: the old per-product model (strategy Latency) and the DA strategy
     (da4ml's cost of each adder graph).
 yosys counts are technology-mapping counts, not Vivado post-route results; what Vitis HLS makes
@@ -56,10 +58,36 @@ def csim_row(model, work: Path, io_type: str) -> dict:
             "generate_s": round(gen, 1), "build_s": round(r.build_seconds, 1), "run_s": round(r.run_seconds, 1)}
 
 
-def measure(model, work: Path, stream: bool) -> dict:
+def rtl_luts(model, work: Path, known: dict) -> dict:
+    """yosys LUTs of ``vecq-hw rtl`` on the model; taken from benchmarks/results/hardware.json when
+    that run mapped the same design (same model name, settings and da4ml cost of the trace)."""
+    t0 = time.perf_counter()
+    prj = rtl.write(model, work / "rtl", overwrite=True)
+    old = known.get(model.name)
+    if old and old.get("luts") and old["da4ml_luts"] == round(prj.manifest["da4ml_cost"]):
+        return {"rtl_luts": old["luts"], "rtl_carry": old["carry4"], "rtl_yosys_s": old["yosys_s"],
+                "rtl_from": "results/hardware.json (same design)"}
+    s = rtl.synth(prj)
+    return {"rtl_luts": s.luts, "rtl_carry": s.carry, "rtl_yosys_s": round(time.perf_counter() - t0, 1),
+            "rtl_from": "this run"}
+
+
+def known_rtl(ropts) -> dict:
+    """hardware.json's model rows, when that run used these RTL settings."""
+    path = RESULTS / "hardware.json"
+    if not path.is_file():
+        return {}
+    d = json.loads(path.read_text())
+    if d.get("latency_cutoff") != ropts.latency_cutoff or d.get("part") != ropts.part:
+        return {}
+    return {r["model"]: r for r in d.get("models", [])}
+
+
+def measure(model, work: Path, stream: bool, known: dict) -> dict:
     bits = int(model.layers[1].bits)
     row = {"model": model.name, "bits": bits}
-    row["csim"] = [csim_row(model, work, io) for io in ("io_parallel",) + (("io_stream",) if stream else ())]
+    ios = ("io_parallel",) + (("io_stream",) if stream and bits == 2 else ())
+    row["csim"] = [csim_row(model, work, io) for io in ios]
     t0 = time.perf_counter()
     layers = da_layer_luts(model, work / "da")
     row["da_yosys_s"] = round(time.perf_counter() - t0, 1)
@@ -67,13 +95,11 @@ def measure(model, work: Path, stream: bool) -> dict:
     old, new = estimate(model, part="xc7z020"), estimate(model, part="xc7z020", strategy=DA)
     row.update(estimate_old_luts=round(old.total("luts")), estimate_da_luts=round(new.total("luts")),
                estimate_dsps=int(new.total("dsps")))
-    t0 = time.perf_counter()
-    s = rtl.synth(rtl.write(model, work / "rtl", overwrite=True))
-    row.update(rtl_luts=s.luts, rtl_carry=s.carry, rtl_yosys_s=round(time.perf_counter() - t0, 1))
+    row.update(rtl_luts(model, work, known))
     row["da_adder_luts"] = sum(r.adder_luts for r in layers)
     row["da_layer_luts"] = sum(r.layer_luts for r in layers)  # one graph per layer: the HLS design
     row["da_layer_luts_unrolled"] = sum(r.layer_luts * r.pixels for r in layers)  # as vecq-hw rtl
-    row["da_over_rtl"] = round(row["da_layer_luts_unrolled"] / max(s.luts, 1), 3)
+    row["da_over_rtl"] = round(row["da_layer_luts_unrolled"] / max(row["rtl_luts"], 1), 3)
     print(json.dumps({k: v for k, v in row.items() if k != "layers"}), flush=True)
     return row
 
@@ -118,7 +144,7 @@ def markdown(result: dict) -> str:
     for r in result["models"]:
         c = r["csim"][0]
         lines.append(f"| {r['model']} | {c['generate_s']} | {c['build_s']} | {c['run_s']} | {r['da_yosys_s']} | "
-                     f"{r['rtl_yosys_s']} |")
+                     f"{r['rtl_yosys_s']} ({r['rtl_from']}) |")
     lines += ["", f"Wall-clock on a shared machine (load average {result['load_avg']} at the start).", ""]
     return "\n".join(lines)
 
@@ -132,7 +158,7 @@ def _save(result: dict) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="k = 2 only")
-    ap.add_argument("--stream", action="store_true", help="C-simulate the io_stream project too")
+    ap.add_argument("--stream", action="store_true", help="C-simulate the io_stream project too (k = 2)")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in results/da_strategy.json")
     ap.add_argument("--keep", type=Path, help="keep the projects here")
     args = ap.parse_args(argv)
@@ -149,7 +175,7 @@ def main(argv=None):
     for model in models(args.quick):
         if model.name in done:
             continue
-        result["models"].append(measure(model, work / model.name, args.stream))
+        result["models"].append(measure(model, work / model.name, args.stream, known_rtl(ropts)))
         _save(result)
     _save(result)
     print(markdown(result))

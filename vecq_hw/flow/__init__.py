@@ -28,9 +28,9 @@ from .rtl import RtlSimResult, generate_rtl, load_rtl_inputs, simulate_rtl, simu
 from .simulate import describe_model_dir, simulate_files
 
 __all__ = ["CsimInterrupted", "DEFAULT_RECIPE", "DaLayerLuts", "DeployReport", "ExportReport", "RtlSimResult",
-           "SATURATION_WARN_SHARE", "check_csim_agrees", "count_input_overflow", "csim_hls", "da_layer_luts", "deploy_report",
-           "describe_model_dir", "estimate_hls", "export_checked", "export_run", "export_torch", "fit_hls",
-           "generate_hls", "generate_rtl", "images_to_inputs", "images_to_torch", "input_saturation_warning",
-           "launch_training", "load_array", "load_rtl_inputs", "predict_sim", "predict_torch", "quiet_rank",
-           "random_inputs", "report_run", "reuse_map", "run_demo", "simulate_files", "simulate_rtl",
-           "simulate_rtl_files", "synth_rtl", "train_recipe", "write_hls_project"]
+           "SATURATION_WARN_SHARE", "check_csim_agrees", "count_input_overflow", "csim_hls", "da_layer_luts",
+           "deploy_report", "describe_model_dir", "estimate_hls", "export_checked", "export_run", "export_torch",
+           "fit_hls", "generate_hls", "generate_rtl", "images_to_inputs", "images_to_torch",
+           "input_saturation_warning", "launch_training", "load_array", "load_rtl_inputs", "predict_sim",
+           "predict_torch", "quiet_rank", "random_inputs", "report_run", "reuse_map", "run_demo", "simulate_files",
+           "simulate_rtl", "simulate_rtl_files", "synth_rtl", "train_recipe", "write_hls_project"]

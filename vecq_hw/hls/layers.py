@@ -115,7 +115,7 @@ def add_scale_bias(layer: Layer, types: dict) -> None:
     return types
 
 
-_CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
+CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
                   "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
 
 
@@ -127,13 +127,13 @@ class VecQDense(_VecQWeighted):
 
 class VecQConv2D(_VecQWeighted):
     kernel_headers = ("nnet_vecq_conv.h",)
-    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
+    _expected_attributes = [Attribute(n) for n in CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_filt")
 
 
 class VecQDepthwiseConv2D(_VecQWeighted):
     kernel_headers = ("nnet_vecq_depthwise.h",)
-    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
+    _expected_attributes = [Attribute(n) for n in CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_chan")
 
 
@@ -169,7 +169,7 @@ _common_config = """    static const unsigned bits = {bits};
     typedef {bias_t.name} bias_t;
 {product_config}"""
 
-_conv_geometry_config = """    static const unsigned n_in = {in_height} * {in_width} * {n_chan};
+CONV_GEOMETRY_CONFIG = """    static const unsigned n_in = {in_height} * {in_width} * {n_chan};
     static const unsigned in_height = {in_height}, in_width = {in_width}, n_chan = {n_chan};
     static const unsigned out_height = {out_height}, out_width = {out_width}, n_filt = {n_filt};
     static const unsigned filt_height = {filt_height}, filt_width = {filt_width};
@@ -184,10 +184,10 @@ CONFIG_TEMPLATES = {
                + _common_config + "}};\n",
     VecQConv2D: "struct config{index} : nnet::vecq_conv2d_config {{\n"
                 "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
-                + _conv_geometry_config + _common_config + "}};\n",
+                + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
     VecQDepthwiseConv2D: "struct config{index} : nnet::vecq_depthwise_config {{\n"
                          "    static const unsigned n_out = {out_height} * {out_width} * {n_chan};\n"
-                         + _conv_geometry_config + _common_config + "}};\n",
+                         + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
     VecQGlobalAvgPool2D: """struct config{index} : nnet::vecq_global_pool_config {{
     static const unsigned n_pixels = {n_pixels}, n_chan = {n_chan};
     static const unsigned long long mult = {mult}ULL;

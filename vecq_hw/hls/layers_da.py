@@ -14,7 +14,7 @@ from __future__ import annotations
 from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
 
-from .layers import _CONV_GEOMETRY, TEMPLATE_DIR, _conv_geometry_config, add_output, add_scale_bias
+from .layers import CONV_GEOMETRY, CONV_GEOMETRY_CONFIG, TEMPLATE_DIR, add_output, add_scale_bias
 from .registration import register_hls_layer
 
 HEADER = TEMPLATE_DIR / "nnet_vecq_da.h"
@@ -23,7 +23,7 @@ HEADER = TEMPLATE_DIR / "nnet_vecq_da.h"
 class _VecQDA(Layer):
     _expected_attributes = [Attribute("da_product", value_type=str), WeightAttribute("scale"),
                             WeightAttribute("bias"), TypeAttribute("scale"), TypeAttribute("bias"),
-                            TypeAttribute("accum")] + [Attribute(n) for n in _CONV_GEOMETRY]
+                            TypeAttribute("accum")] + [Attribute(n) for n in CONV_GEOMETRY]
     out_shape_attrs: tuple[str, ...] = ()
 
     def initialize(self):
@@ -42,7 +42,7 @@ class VecQConvDA(_VecQDA):
 
 _CONFIG = ("struct config{index} : nnet::vecq_conv2d_config {{\n"
            "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
-           + _conv_geometry_config + """    static const unsigned reuse_factor = 1;
+           + CONV_GEOMETRY_CONFIG + """    static const unsigned reuse_factor = 1;
     typedef {accum_t.name} accum_t;
     typedef {scale_t.name} scale_t;
     typedef {bias_t.name} bias_t;
