@@ -11,8 +11,8 @@
 //   conv2d:    d = (kh * kw * c_in) x n_filt
 //   depthwise: d = (kh * kw * c) x c, block-diagonal (channel c's window feeds output c only)
 //   dense:     a 1 x 1 filter on a 1 x 1 image of n_in channels: x = the input, d = n_in x n_out
-// io_stream: the input packs are read into an array, the array kernel runs, the outputs leave as
-// packs (a conv holds a whole input frame: no line buffer in this form).
+// io_stream: a conv keeps filt_height + 1 input rows (the line-buffer loop of nnet_vecq_conv.h);
+// a dense layer reads its input whole, then the outputs leave as packs.
 #ifndef NNET_VECQ_DA_H_
 #define NNET_VECQ_DA_H_
 
@@ -22,14 +22,34 @@
 
 namespace nnet {
 
+// One output pixel through the adder graph: its window (ROWS = 0: src is the whole input; else a
+// line buffer of ROWS rows, input row r in row r % ROWS), acc, and its n_filt outputs res[o0 + j].
+// Window tap p is the depthwise tap p of vecq_conv_taps: input channel p % n_chan at (kh, kw).
+template <class x_T, class y_T, typename CONFIG_T, unsigned ROWS, unsigned N_RES>
+void vecq_da_pixel(const x_T *src, unsigned oh, unsigned ow, y_T res[N_RES], unsigned o0,
+                   const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+    #pragma HLS INLINE
+    static const unsigned n_window = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan;
+    typedef vecq_conv_taps<CONFIG_T, true, CONFIG_T::n_chan, ROWS> taps;
+    x_T window[n_window];
+    #pragma HLS ARRAY_PARTITION variable=window complete
+VecQDaWindow:
+    for (unsigned p = 0; p < n_window; p++) {
+        #pragma HLS UNROLL
+        unsigned c, i;
+        window[p] = taps::tap(p, oh, ow, c, i) ? src[i] : x_T(0);
+    }
+    typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
+    CONFIG_T::template da_product<x_T>(window, acc);
+    vecq_requant_all<y_T, CONFIG_T, CONFIG_T::n_filt, N_RES>(acc, res, o0, scale, bias);
+}
+
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_da_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
                     res_T res[CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt],
                     const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
                     const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt]) {
-    static const unsigned n_window = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan;
-    // window tap p is the depthwise tap p of vecq_conv_taps: input channel p % n_chan at (kh, kw)
-    typedef vecq_conv_taps<CONFIG_T, true, CONFIG_T::n_chan, 0> taps;
     #pragma HLS ARRAY_PARTITION variable=scale complete
     #pragma HLS ARRAY_PARTITION variable=bias complete
     #pragma HLS ARRAY_PARTITION variable=data complete
@@ -39,28 +59,36 @@ VecQDaRows:
     VecQDaCols:
         for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
             #pragma HLS PIPELINE II=1
-            data_T window[n_window];
-            #pragma HLS ARRAY_PARTITION variable=window complete
-        VecQDaWindow:
-            for (unsigned p = 0; p < n_window; p++) {
-                #pragma HLS UNROLL
-                unsigned c, i;
-                window[p] = taps::tap(p, oh, ow, c, i) ? data[i] : data_T(0);
-            }
-            typename CONFIG_T::accum_t acc[CONFIG_T::n_filt];
-            #pragma HLS ARRAY_PARTITION variable=acc complete
-            CONFIG_T::template da_product<data_T>(window, acc);
-            vecq_requant_all<res_T, CONFIG_T, CONFIG_T::n_filt,
-                             CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt>(
-                acc, res, (oh * CONFIG_T::out_width + ow) * CONFIG_T::n_filt, scale, bias);
+            vecq_da_pixel<data_T, res_T, CONFIG_T, 0, CONFIG_T::out_height * CONFIG_T::out_width * CONFIG_T::n_filt>(
+                data, oh, ow, res, (oh * CONFIG_T::out_width + ow) * CONFIG_T::n_filt, scale, bias);
         }
     }
 }
 
+// the adder-graph pixel for the line-buffer loop of nnet_vecq_conv.h (no weights)
+struct vecq_da_lines_pixel {
+    template <class x_T, class y_T, typename CONFIG_T, class W_T>
+    static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T,
+                      const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+        #pragma HLS INLINE
+        vecq_da_pixel<x_T, y_T, CONFIG_T, CONFIG_T::filt_height + 1, CONFIG_T::n_filt>(lines, oh, ow, px, 0, scale,
+                                                                                      bias);
+    }
+};
+
+// io_stream: a conv keeps filt_height + 1 input rows (vecq_conv_lines_loop, as the level-table
+// convs); a dense layer (one 1 x 1 pixel) reads its input whole, as vecq_dense does
 template <class data_T, class res_T, typename CONFIG_T>
 void vecq_da_conv2d(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
                     const typename CONFIG_T::scale_t scale[CONFIG_T::n_filt],
                     const typename CONFIG_T::bias_t bias[CONFIG_T::n_filt]) {
+    #pragma HLS ARRAY_PARTITION variable=scale complete
+    #pragma HLS ARRAY_PARTITION variable=bias complete
+    if (CONFIG_T::in_height * CONFIG_T::in_width > 1) {
+        vecq_conv_lines_loop<data_T, res_T, CONFIG_T, CONFIG_T::n_filt, vecq_da_lines_pixel>(data_stream, res_stream,
+                                                                                             0, scale, bias);
+        return;
+    }
     typename data_T::value_type data[CONFIG_T::n_in];
     #pragma HLS ARRAY_PARTITION variable=data complete
     typename res_T::value_type res[CONFIG_T::n_out];

@@ -117,17 +117,6 @@ def add_buffer(e: LayerEstimate, memory: tuple[int, float]) -> None:
     e.latency = max(e.latency, e.cycles)
 
 
-def add_frame_buffers(e: LayerEstimate, node: ir.Node) -> None:
-    """Charge a whole input frame and a whole output frame (an image layer; cycles to pass both)."""
-    if len(node.out_shape) != 3:
-        return
-    (h, w, c), (oh, ow, oc) = node.in_shapes[0], node.out_shape
-    b, lut = bram_or_lutram(int(c), int(h * w), int(node.in_types[0].width))
-    b2, lut2 = bram_or_lutram(int(oc), int(oh * ow), int(node.layer.out_type.width))
-    e.cycles += int(h * w + oh * ow)
-    add_buffer(e, (b + b2, lut + lut2))
-
-
 class _NoLogic:
     """Wiring only (the input port, a flatten): no resources, one cycle."""
 
@@ -417,7 +406,13 @@ class AddMapping(_Elementwise, Mapping):
     def stream_buffers(self, e, node):
         # pixel by pixel, but its inputs' streams hold up to a frame (hls4ml's default stream
         # depth is the tensor's pixel count: the skip branch must not stall the other)
-        add_frame_buffers(e, node)
+        if len(node.out_shape) != 3:
+            return
+        (h, w, c), (oh, ow, oc) = node.in_shapes[0], node.out_shape
+        b, lut = bram_or_lutram(int(c), int(h * w), int(node.in_types[0].width))
+        b2, lut2 = bram_or_lutram(int(oc), int(oh * ow), int(node.layer.out_type.width))
+        e.cycles += int(h * w + oh * ow)
+        add_buffer(e, (b + b2, lut + lut2))
 
 
 class FlattenMapping(_NoLogic, Mapping):

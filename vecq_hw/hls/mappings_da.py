@@ -14,7 +14,7 @@ from .. import ir
 from ..fixed import FixedType
 from . import da
 from .costs import LayerEstimate
-from .mappings import Mapping, add_frame_buffers
+from .mappings import Mapping
 from .mappings import mapping_for as kind_mapping
 from .options import HlsOptions
 
@@ -68,9 +68,7 @@ class DistributedArithmeticMapping(Mapping):
         return self.add_io(e, node, io_type)
 
     def stream_buffers(self, e, node):
-        # io_stream (nnet_vecq_da.h, vecq_da_stream): the whole input is read, the array kernel
-        # runs, the outputs leave as packs: an image layer holds both frames
-        add_frame_buffers(e, node)
+        self.base.stream_buffers(e, node)  # the same line buffer as the kind's own kernel
 
 
 def mapping_for(node: ir.Node, opts: HlsOptions | None = None) -> Mapping:

@@ -38,11 +38,11 @@ class HlsOptions:
     ``strategy``/``reuse_factor``: hls4ml's; ``part``/``clock_period`` (ns): the target.
     ``reuse``: per-layer reuse factors ``{layer name: R}`` overriding ``reuse_factor`` for that
     weighted layer (folding, :mod:`.folding`: R products share one multiplier slot, II = R).
-    ``strategy='distributed_arithmetic'``: every dense/conv/depthwise layer at R = 1 whose
-    constant matrix has at most ``da_max_products`` entries computes its product with da4ml's
-    adder graph (:mod:`.da`); the others (a ``reuse`` entry R > 1, or a bigger matrix: da4ml's
-    solve time grows quickly with it) keep their usual kernel. ``reuse_factor`` > 1 (every layer
-    folded, so none would use it) is refused.
+    ``strategy='distributed_arithmetic'``: every dense/conv/depthwise layer at R = 1 with at most
+    ``da_max_products`` products (weights) per output vector or pixel computes them with da4ml's
+    adder graph (:mod:`.da`); the others (a ``reuse`` entry R > 1, or a bigger layer: da4ml's
+    solve time grows about as fan-in squared times outputs) keep their usual kernel.
+    ``reuse_factor`` > 1 (every layer folded, so none would use it) is refused.
     """
 
     backend: str = "Vitis"
@@ -53,7 +53,7 @@ class HlsOptions:
     clock_period: float = 5.0
     project_name: str = "myproject"
     reuse: dict = field(default_factory=dict)
-    da_max_products: int = 8192
+    da_max_products: int = 4096
 
     def __post_init__(self):
         self.validate()
