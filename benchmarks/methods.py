@@ -11,9 +11,9 @@ steps its ratio 50 -> 75 -> 87.5 -> 100 % over its steps. Cells:
 
 * VecQ, µL2Q (offset off, the hardware form), SQ+VecQ: k = b bits;
 * ESB: b bits with k = b - 2 significant bits (b >= 2; b = 2 is {0, ±1});
-* ALQ: target b bases per weight on average (max_bases = b + 1, capped at 4), deployed as an
-  8-bit 'int' table (docs/FORMAT.md): the code memory is 8 bits/weight, the ALQ-native memory
-  (sum of I_g sign bits) is shown beside it;
+* ALQ: target b bases per weight on average (max_bases = b + 1, capped at 4), deployed in its
+  native form (docs/FORMAT.md "ALQ layers"): the weight memory is its bit-planes (sum of I_g sign
+  bits); its LUTs per MAC are per basis (a weight of a channel with I_g bases costs I_g of them);
 * SQ+TWN: 2 bits (levels -1, 0, +1), shown in the b = 2 row only.
 
 Accuracy AS DEPLOYED: exported (tracing, BatchNorm folded), run through the bit-accurate
@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from vecq_hw.data import load_dataset
 from vecq_hw.export.torch_export import export
 from vecq_hw.hls.products import choose_product
+from vecq_hw.ir.io import weight_memory_report
 from vecq_hw.ir.levels import level_width
 from vecq_hw.models.lenet import lenet5
 from vecq_hw.models.mlp import mlp
@@ -123,6 +124,12 @@ def yosys_lut_per_mac(wq: dict) -> tuple[float, float]:
     from vecq_hw.hls.estimate.calibrate import kernel_lut_per_mac
     from vecq_hw.quant import quantizer_from_config
 
+    if wq["method"] == "alq":  # per basis-MAC, the native kernel's form (hls/estimate/alq_form.py)
+        from vecq_hw.hls.estimate.alq_form import basis_lut_per_mac
+
+        if "alq" not in _YOSYS:
+            _YOSYS["alq"] = (round(basis_lut_per_mac(8), 1), round(basis_lut_per_mac(8, constant=True), 1))
+        return _YOSYS["alq"]
     q = quantizer_from_config(dict(wq))
     levels, bits = np.asarray(q.levels(), dtype=np.int64), int(q.bits)
     key = (bits, tuple(int(v) for v in levels))
@@ -132,6 +139,8 @@ def yosys_lut_per_mac(wq: dict) -> tuple[float, float]:
 
 
 def lut_per_mac(layer, in_type) -> tuple[str, int]:
+    if layer.kind.startswith("alq_"):  # per basis: one add/subtract of x
+        return "alq_basis(+-x)", in_type.width + 1
     p = choose_product(layer, in_type)
     w = p.term.width
     if p.kind == "addsub":
@@ -165,11 +174,10 @@ def run_cell(net, method, b, data, args) -> dict | None:
     xm = res.model.input.out_type.from_float(_ir_layout(tx).double().numpy()).astype(np.int64)
     sim = simulate(res.model, x_mantissa=xm)
     acc = float(np.mean(sim.output.reshape(len(ty), -1).argmax(1) == ty))
-    mem, kinds, luts = 0, set(), []
+    mem, kinds, luts = weight_memory_report(res.model)["total"]["code_bits"], set(), []
     for layer in res.model.layers:
-        if getattr(layer, "levels", None) is None:
+        if getattr(layer, "levels", None) is None and not layer.kind.startswith("alq_"):
             continue
-        mem += int(np.asarray(layer.codes).size) * int(layer.bits)
         kind, lut = lut_per_mac(layer, res.model.layers[res.model.layers.index(layer) - 1].out_type)
         kinds.add(kind)
         luts.append(lut)
@@ -233,7 +241,7 @@ def write(args, budget, rows, scale_lines, scale_rows):
         lines.append(f"| {r['network']} | {r['bits']} | {r['method']} | {100 * r['accuracy']:.1f} | {mem} | "
                      f"{r['product']} | {r['lut_per_mac_yosys_rom']} | {r['lut_per_mac_yosys_const']} |")
     lines += ["", "bits/weight: code bits (VecQ, µL2Q, SQ), b total bits with k = b - 2 (ESB), target bases per "
-              "weight (ALQ; its codes are 8-bit, see docs/FORMAT.md). LUT/MAC: yosys synth_xilinx -nodsp "
+              "weight (ALQ: its bit-planes, LUT/MAC per basis; docs/FORMAT.md). LUT/MAC: yosys synth_xilinx -nodsp "
               "technology-mapping counts of 8-term dot products in the kernels' form, 8-bit activations, "
               "per product with its share of the adder tree (module docstring); not Vivado post-route numbers."]
     if getattr(args, "skipped", None):

@@ -6,7 +6,8 @@ the simulator on 500 MNIST test images: 0 mismatches.
 * ESB b = 6, k = 3: a levels table whose product is 'shift_add_n' (3 shifted copies, no
   multiplier) -- the new kernel class goes through the whole flow;
 * ALQ: float pre-training, greedy init, loss-aware steps with pruning to 1.0 basis per weight
-  on average, STE post-training; deployed as the 'int' table (docs/FORMAT.md, "ALQ");
+  on average, STE post-training; deployed in its native form, bit-planes and alpha constants
+  (``alq_dense``, the kernel ``nnet_vecq_alq.h``; docs/FORMAT.md, "ALQ layers");
 * SQ over TWN: the ratio steps 50 -> 75 -> 87.5 -> 100 % over the run; exported fully
   quantised, levels {-1, 0, +1} ('addsub').
 """
@@ -20,6 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vecq_hw import ir
 from vecq_hw.data import load_dataset
 from vecq_hw.export.torch_export import export
 from vecq_hw.hls import HlsOptions, csim, write_project
@@ -102,18 +104,25 @@ def train_sq(x, y):
     return model
 
 
-METHODS = {"esb": (train_esb, {"shift_add_n"}), "alq": (train_alq, {"named"}), "sq_twn": (train_sq, {"addsub"})}
+def _product(kind: str) -> str:
+    return f"using product = nnet::{CPP_CLASSES[kind]}<"
+
+
+#: method -> (training, what the generated headers must hold: the product class the layers bind,
+#: or the config of ALQ's own kernel)
+METHODS = {"esb": (train_esb, _product("shift_add_n")), "alq": (train_alq, ": nnet::vecq_alq_dense_config"),
+           "sq_twn": (train_sq, _product("addsub"))}
 
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_trained_method_csim_equals_simulator(tmp_path, mnist, method):
     x, y, tx, ty = mnist
     torch.manual_seed(0)
-    train, kinds = METHODS[method]
+    train, marker = METHODS[method]
     model = train(x, y).eval()
     res = export(model, model.input_shape, samples=tx[:256])
-    weighted = [layer for layer in res.model.layers if getattr(layer, "levels", None) is not None]
-    assert len(weighted) == 2
+    weighted = [layer for layer in res.model.layers if isinstance(layer, (ir.Weighted, ir.AlqWeighted))]
+    assert len(weighted) == 2 and all(isinstance(w, ir.AlqWeighted) == (method == "alq") for w in weighted)
     xm = res.model.input.out_type.from_float(tx.double().numpy()).astype(np.int64)
     sim = simulate(res.model, x_mantissa=xm)
     acc = float(np.mean(sim.output.reshape(N_TEST, -1).argmax(1) == ty))
@@ -121,8 +130,7 @@ def test_trained_method_csim_equals_simulator(tmp_path, mnist, method):
     assert acc > 0.6
     prj = write_project(res.model, tmp_path / "prj", HlsOptions(io_type="io_parallel"), expected=(xm, sim.output))
     text = "".join(f.read_text(errors="replace") for f in prj.rglob("*.h"))
-    for kind in kinds:  # the product class the layers bind in the generated C++
-        assert f"using product = nnet::{CPP_CLASSES[kind]}<" in text
+    assert marker in text
     out = csim(prj)
     assert out.n == N_TEST
     assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-3000:]

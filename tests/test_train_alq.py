@@ -5,8 +5,8 @@ A narrow LeNet-5 on 256 MNIST training images, 1 float epoch + 4 epochs split 2 
 epoch pruning to the target) + 2 STE post-training; seconds on one core.
 
 * the run ends with the recipe's target average bits/weight within one basis, computed here
-  from the saved per-group basis counts and the weight shapes, and the exported codes obey
-  those counts (at most 2**I_g distinct values in a channel, all zero where I_g = 0);
+  from the saved per-group basis counts and the weight shapes, and the export stores exactly
+  those bases (ALQ's native form: I_g bit-planes per channel, none where I_g = 0);
 * pruning happens during the loss-aware phase (not only at its end) and the per-epoch progress
   line shows the average bits/weight;
 * a run interrupted mid-way through the loss-aware phase (pruning started) or after it, then
@@ -34,6 +34,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from vecq_hw import ir
 from vecq_hw.cli import cli
 from vecq_hw.errors import RecipeError
 from vecq_hw.train.recipe import load_recipe
@@ -260,12 +261,11 @@ def test_trained_alq_run_exports_with_its_pruned_bases(full_run, tmp_path):
     # layer by its rounding, so a near-tie logit may still flip an argmax now and then)
     assert rep.agreement >= 0.97, rep.agreement
     imodel = load_model(tmp_path / "exp")
-    weighted = [layer for layer in imodel.layers if getattr(layer, "codes", None) is not None]
+    weighted = [layer for layer in imodel.layers if isinstance(layer, ir.AlqWeighted)]  # the native form
     assert len(weighted) == len(counts)
     for layer, (name, c) in zip(weighted, counts.items()):
-        codes = layer.codes.reshape(-1, layer.codes.shape[-1])  # output channel last
-        assert codes.shape[1] == len(c), name
+        # each channel stores the bases its group kept (none where I_g = 0): n_j bit-planes
+        np.testing.assert_array_equal(layer.counts(), c, err_msg=name)
+        d = layer.multipliers().reshape(-1, layer.n_out)  # output channel last
         for j, i_g in enumerate(c):  # I_g bases: at most 2**I_g distinct sums of +-a_i
-            assert len(np.unique(codes[:, j])) <= 2**i_g, (name, j, i_g)
-            if i_g == 0:
-                assert not codes[:, j].any()
+            assert len(np.unique(d[:, j])) <= 2**i_g, (name, j, i_g)

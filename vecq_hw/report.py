@@ -12,8 +12,9 @@ from . import ir
 
 def memory_lines(mem: dict) -> list[str]:
     t = mem["total"]
+    alpha = f", {t['alpha_bits']:,} of ALQ alphas" if t.get("alpha_bits") else ""
     return [f"weight memory: {t['code_bits']:,} bits of codes for {t['n_weights']:,} weights "
-            f"(+ {t['scale_bias_bits']:,} bits of per-channel scale/bias); "
+            f"(+ {t['scale_bias_bits']:,} bits of per-channel scale/bias{alpha}); "
             f"{t['compression_vs_float32']:.1f}x smaller than float32 weights"]
 
 
@@ -23,6 +24,9 @@ def describe_model(model: ir.Model, mem: dict | None = None) -> str:
         extra = ""
         if isinstance(layer, ir.Weighted):
             extra = f" k={layer.bits} acc={layer.accum_type} s={layer.scale_type} b={layer.bias_type}"
+        elif isinstance(layer, ir.AlqWeighted):
+            extra = (f" bases={int(layer.planes.shape[-1])} acc={layer.accum_type} s={layer.scale_type} "
+                     f"b={layer.bias_type}")
         lines.append(f"  {layer.kind:<10} {layer.name:<24} {str(out_shape):<16} {layer.out_type}{extra}")
     if mem:
         lines += memory_lines(mem)

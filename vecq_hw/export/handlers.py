@@ -10,6 +10,7 @@ with one line naming the module (attribute path) or the line of ``forward``.
 from __future__ import annotations
 
 import operator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -132,10 +133,10 @@ def weighted(b: Builder, node, m):
             b.fail(node, "conv2d with dilation or a non-zero padding mode is not supported")
         if m.groups == 1:
             kind = ir.Conv2D
-            table = view.codes.transpose(2, 3, 1, 0)  # (out, in, kh, kw) -> (kh, kw, in, out)
+            to_ir = lambda a: a.transpose(2, 3, 1, 0)  # noqa: E731  (out, in, kh, kw) -> (kh, kw, in, out)
         elif m.groups == m.in_channels == m.out_channels:
             kind = ir.DepthwiseConv2D
-            table = view.codes[:, 0].transpose(1, 2, 0)  # (c, 1, kh, kw) -> (kh, kw, c)
+            to_ir = lambda a: a[:, 0].transpose(1, 2, 0)  # noqa: E731  (c, 1, kh, kw) -> (kh, kw, c)
         else:
             b.fail(node, f"conv2d with groups={m.groups} is not supported: groups 1, or groups = in = out "
                          "channels (depthwise)")
@@ -156,14 +157,37 @@ def weighted(b: Builder, node, m):
         tshape, ishape = (n_out, oh, ow), (oh, ow, n_out)
     else:
         kind = ir.Dense
-        table = view.codes.T  # (out, in) -> (in, out)
-        if inp.order is not None:  # the input is a flatten of (C, H, W): rows in channels-last order
-            table = table[inp.order]
+        # (out, in) -> (in, out); a flatten of (C, H, W) before it: rows in channels-last order
+        to_ir = (lambda a: a.T) if inp.order is None else (lambda a: a.T[inp.order])  # noqa: E731
         tshape = ishape = (n_out,)
     bias = m.bias.detach().double().cpu().numpy() if m.bias is not None else np.zeros(n_out)
-    return PendingWeighted(where=path, name=path, tshape=tshape, ishape=ishape, kind=kind,
-                           table=np.ascontiguousarray(table, dtype=np.int8), view=view,
-                           s=view.alpha * view.unit, b=bias, inp=inp, geometry=geometry, opts=b.opts)
+    common = dict(where=path, name=path, tshape=tshape, ishape=ishape, kind=kind, view=view,
+                  s=view.alpha * view.unit, b=bias, inp=inp, geometry=geometry, opts=b.opts)
+    form = weight_form(m.weight_quant)
+    native = form(m, to_ir, common) if form is not None else None
+    if native is not None:
+        return native
+    return PendingWeighted(table=np.ascontiguousarray(to_ir(view.codes), dtype=np.int8), **common)
+
+
+#: quantiser class -> its native deployed form: ``form(module, to_ir, common)`` returns the pending
+#: layer (``common``: PendingWeighted's keywords but the table; ``to_ir`` turns an array in the torch
+#: weight layout (out, ...) into the integer model's), or None to export codes and levels after all
+WEIGHT_FORMS: dict[type, Callable] = {}
+
+
+def register_weight_form(quantizer_class: type):
+    """Decorator: export the layers quantised by ``quantizer_class`` (and its subclasses) in the
+    form the decorated function builds (ALQ's bit-planes: :mod:`.alq`), not as codes and levels."""
+    def reg(fn):
+        WEIGHT_FORMS[quantizer_class] = fn
+        return fn
+    return reg
+
+
+def weight_form(quantizer) -> Callable | None:
+    """The native form registered for this quantiser's class or a base class, or None."""
+    return next((WEIGHT_FORMS[c] for c in type(quantizer).__mro__ if c in WEIGHT_FORMS), None)
 
 
 @_module(nn.BatchNorm1d, nn.BatchNorm2d)

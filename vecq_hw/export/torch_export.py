@@ -35,6 +35,7 @@ from .build import Builder
 from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
+from . import alq  # noqa: F401  (registers ALQ's native weight form with the handlers)
 from .handlers import HANDLERS
 from .trace import trace
 

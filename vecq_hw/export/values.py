@@ -98,18 +98,22 @@ class PendingWeighted(Pending):
     #: filled when built (for the error bound)
     built: ir.Weighted | None = None
 
-    def layer(self, name, out_type):
+    def constants(self) -> dict:
+        """s_j and b_j as fixed-point mantissas and their types (the layer's keywords)."""
         from .fold import fixed_for, scale_frac
         o, t_in = self.opts, self.inp.typ
         s_frac = o.scale_frac if o.scale_frac is not None else scale_frac(self.s, o.scale_bits, self.where)
         s_m, s_type = fixed_for(self.s, s_frac, "scale", self.where)
         b_frac = o.bias_frac if o.bias_frac is not None else t_in.frac + s_frac
         b_m, b_type = fixed_for(self.b, b_frac, "bias", self.where)
+        return {"scale": s_m, "scale_type": s_type, "bias": b_m, "bias_type": b_type}
+
+    def layer(self, name, out_type):
         lv = self.view.levels
-        acc = ir.accumulator_type(t_in, ir.multipliers(self.table, lv, self.view.bits))
+        acc = ir.accumulator_type(self.inp.typ, ir.multipliers(self.table, lv, self.view.bits))
         self.built = self.kind(name=name, out_type=out_type, bits=self.view.bits, levels=lv, codes=self.table,
-                               scale=s_m, scale_type=s_type, bias=b_m, bias_type=b_type, accum_type=acc,
-                               multiplier=o.multiplier, inputs=(self.inp.layer,), **self.geometry)
+                               accum_type=acc, multiplier=self.opts.multiplier, inputs=(self.inp.layer,),
+                               **self.constants(), **self.geometry)
         return self.built
 
     def error_bound(self, out_type):

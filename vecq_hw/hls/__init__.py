@@ -13,6 +13,7 @@ pre-synthesis estimate of the design (``vecq_hw.hls.estimate``: estimate, fit, p
 from ..lazy import lazy_names
 
 # eager and cheap (no hls4ml); also keeps ``vecq_hw.hls.csim`` the function, not the submodule
+from . import mappings_alq  # noqa: F401  (registers the mappings of ALQ's native kinds)
 from .csim import CsimError, CsimResult, csim
 
 _EXPORTS = {

@@ -16,7 +16,6 @@ from .. import ir
 from ..errors import VecQError
 from .folding import reuse_plan
 from .layers import register
-from .layers_da import register as register_da
 from .mappings import pool_accum_type
 from .mappings_da import mapping_for
 from .options import IO_TYPES, STRATEGIES, HlsOptions
@@ -64,6 +63,7 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
     for node in model.nodes():
         layer = node.layer
         mapping = mapping_for(node, opts)
+        mapping.register_hls()
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")
@@ -91,7 +91,6 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
 
     opts = _options(options, option_kw)
     register()
-    register_da()
     layers, layer_cfg, names = layer_list(model, opts, check=check)
     config = get_backend(opts.backend).create_initial_config(part=opts.part, clock_period=opts.clock_period,
                                                              io_type=opts.io_type)

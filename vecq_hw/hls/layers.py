@@ -84,18 +84,32 @@ class _VecQWeighted(Layer):
 
     def initialize(self):
         types = add_output(self)
-        codes = np.asarray(self.get_attr("codes_data"), dtype=np.int64)
-        add_exact(self, "weight", "w{index}", precision_of(types["weight"]), codes.astype(np.float64),
-                  [str(int(c)) for c in codes.ravel()])
+        add_integer_weight(self, "weight", "w{index}", precision_of(types["weight"]), self.get_attr("codes_data"))
         add_scale_bias(self, types)
 
 
-def add_exact(layer: Layer, name, var_name, precision, data, strings) -> None:
-    """Set ``layer``'s weight attribute ``name``: an :class:`ExactWeightVariable`."""
+def add_exact_weight(layer: Layer, name: str, var_name: str, precision, data, strings) -> None:
+    """Set ``layer``'s weight attribute ``name`` to a table written with the exact ``strings``."""
     var = ExactWeightVariable(var_name, type_name=name + "{index}_t", precision=precision, data=data,
                               exact_strings=strings, index=layer.index)
     var.data_unquantized = data
     layer.set_attr(name, var)
+
+
+def add_integer_weight(layer: Layer, name: str, var_name: str, precision, values) -> None:
+    """A table of integers (codes, signs, alphas), each written as itself."""
+    ints = np.asarray(values, dtype=np.int64)
+    add_exact_weight(layer, name, var_name, precision, ints.astype(np.float64), [str(int(v)) for v in ints.ravel()])
+
+
+def add_scale_bias(layer: Layer, types: dict) -> None:
+    """The per-channel scale and bias ('s{index}', 'b{index}'), from the layer's attributes
+    '<name>_mantissas' and '<name>_frac', each written as its exact decimal."""
+    for name, var in (("scale", "s{index}"), ("bias", "b{index}")):
+        mant = [int(m) for m in np.asarray(layer.get_attr(name + "_mantissas")).ravel()]
+        frac = int(layer.get_attr(name + "_frac"))
+        values = np.array([m * 2.0**-frac for m in mant], dtype=np.float64)
+        add_exact_weight(layer, name, var, precision_of(types[name]), values, [exact_decimal(m, frac) for m in mant])
 
 
 def add_output(layer: Layer) -> dict:
@@ -105,18 +119,8 @@ def add_output(layer: Layer) -> dict:
     return types
 
 
-def add_scale_bias(layer: Layer, types: dict) -> None:
-    """A weighted layer's exact per-channel scale and bias tables (s{index}, b{index})."""
-    for name, var in (("scale", "s{index}"), ("bias", "b{index}")):
-        mant = [int(m) for m in np.asarray(layer.get_attr(name + "_mantissas")).ravel()]
-        frac = int(layer.get_attr(name + "_frac"))
-        values = np.array([m * 2.0**-frac for m in mant], dtype=np.float64)
-        add_exact(layer, name, var, precision_of(types[name]), values, [exact_decimal(m, frac) for m in mant])
-    return types
-
-
 CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
-                  "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
+                 "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
 
 
 class VecQDense(_VecQWeighted):

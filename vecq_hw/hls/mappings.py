@@ -49,6 +49,11 @@ class Mapping:
     def class_name(self, node: ir.Node, opts: HlsOptions) -> str:  # pragma: no cover
         raise NotImplementedError
 
+    def register_hls(self) -> None:
+        """Register with hls4ml the layer class :meth:`class_name` names when it is a kernel of
+        the kind's own (called before a graph is built; the built-in kinds' classes are
+        registered by ``layers.register``, hls4ml's own need nothing)."""
+
     def attrs(self, node: ir.Node, opts: HlsOptions) -> dict:
         return {}
 

@@ -29,6 +29,11 @@ class DistributedArithmeticMapping(Mapping):
     def refuse(self, node, opts):
         return self.base.refuse(node, opts)
 
+    def register_hls(self) -> None:
+        from . import layers_da  # hls4ml: only when a graph is built, and only for DA layers
+
+        layers_da.register()
+
     def class_name(self, node, opts):
         return "VecQDenseDA" if self.kind == "dense" else "VecQConvDA"
 

@@ -56,7 +56,7 @@ def layer_keys(cls: type[Layer]) -> tuple[str, ...]:
     """The keys of a kind's record in format v2, in the order they are written."""
     if cls is Input:
         return ("kind", "name", "out_shape", "out_type")
-    tables = _TABLES + _IMAGE if issubclass(cls, Weighted) else ()
+    tables = _TABLES + _IMAGE if issubclass(cls, Weighted) else cls.FILES
     return ("kind", "name", "inputs", "out_shape") + cls.PARAMS + ("out_type",) + tables
 
 
@@ -84,39 +84,30 @@ IMAGE_KEYS = ("file", "layout", "bits", "count", "bytes", "sha256")
 def weight_memory_report(model: Model) -> dict[str, Any]:
     """Weight memory of every weighted layer and in total (bits), and the compression vs float32.
 
-    ``{"layers": [per-layer dict], "total": {...}}``. ``code_bits`` counts the k-bit codes
-    only; ``scale_bias_bits`` the per-channel scale and bias constants at their types' widths.
+    ``{"layers": [per-layer dict], "total": {...}}``, one record per layer with weights (its
+    kind's ``weight_memory()``). ``code_bits`` counts the stored weight bits only (k-bit codes;
+    ALQ: its bit-planes); ``scale_bias_bits`` the per-channel scale and bias constants at their
+    types' widths; ``alpha_bits`` ALQ's alpha constants (0 elsewhere); ``total_bits`` all three.
     ``compression_vs_float32`` is 32 * n_weights / code_bits and
-    ``compression_vs_float32_with_scale_bias`` is 32 * n_weights / (code_bits + scale_bias_bits);
-    both are 0.0 for a model without weights.
+    ``compression_vs_float32_with_scale_bias`` is 32 * n_weights / total_bits; both are 0.0 for a
+    model without weights.
     """
-    layers = []
-    for layer in model.layers:
-        if not isinstance(layer, Weighted):
-            continue
-        n = int(layer.codes.size)
-        n_out = int(layer.codes.shape[-1])
-        code_bits = n * int(layer.bits)
-        scale_bits = n_out * layer.scale_type.width
-        bias_bits = n_out * layer.bias_type.width
-        layers.append({
-            "name": layer.name, "kind": layer.kind, "n_weights": n, "bits": int(layer.bits),
-            "code_bits": code_bits, "image_bytes": packed_size(n, layer.bits),
-            "scale_bits": scale_bits, "bias_bits": bias_bits,
-            "scale_bias_bits": scale_bits + bias_bits, "float32_bits": 32 * n,
-        })
+    layers = [rec for rec in (layer.weight_memory() for layer in model.layers) if rec is not None]
     n = sum(r["n_weights"] for r in layers)
     code_bits = sum(r["code_bits"] for r in layers)
     sb_bits = sum(r["scale_bias_bits"] for r in layers)
+    alpha_bits = sum(r.get("alpha_bits", 0) for r in layers)
+    total_bits = code_bits + sb_bits + alpha_bits
     total = {
         "n_weights": n,
         "code_bits": code_bits,
         "scale_bias_bits": sb_bits,
-        "total_bits": code_bits + sb_bits,
+        "alpha_bits": alpha_bits,
+        "total_bits": total_bits,
         "image_bytes": sum(r["image_bytes"] for r in layers),
         "float32_bits": 32 * n,
         "compression_vs_float32": (32 * n / code_bits) if code_bits else 0.0,
-        "compression_vs_float32_with_scale_bias": (32 * n / (code_bits + sb_bits)) if code_bits else 0.0,
+        "compression_vs_float32_with_scale_bias": (32 * n / total_bits) if code_bits else 0.0,
     }
     return {"layers": layers, "total": total}
 
@@ -170,6 +161,27 @@ def _shape_list(shape) -> list[int]:
     return [int(s) for s in shape]
 
 
+class TableWriter:
+    """How a kind with tables of its own (``Layer.FILES``) writes them: each call adds one file,
+    named after the layer (``<stem>.<name>.<ext>``), and returns its model.yaml entry."""
+
+    def __init__(self, files: dict[str, bytes], stem: str):
+        self.files, self.stem = files, stem
+
+    def npy(self, name: str, arr: np.ndarray, dtype: str) -> dict:
+        """A .npy table: ``{file, dtype, shape, sha256}`` (read back by ``_Reader.table``)."""
+        data = _npy_bytes(arr, np.dtype(dtype).newbyteorder("<"))
+        fname = f"{self.stem}.{name}.npy"
+        self.files[fname] = data
+        return {"file": fname, "dtype": dtype, "shape": _shape_list(arr.shape), "sha256": _sha256(data)}
+
+    def blob(self, name: str, data: bytes, **keys) -> dict:
+        """A raw .bin file: ``{file, **keys, bytes, sha256}`` (read back by ``_Reader.blob``)."""
+        fname = f"{self.stem}.{name}.bin"
+        self.files[fname] = bytes(data)
+        return {"file": fname, **keys, "bytes": len(data), "sha256": _sha256(bytes(data))}
+
+
 def _layer_record(layer: Layer, out_shape, stem: str, files: dict[str, bytes]) -> dict:
     cls = type(layer)
     if LAYER_KINDS.get(layer.kind) is not cls:
@@ -194,6 +206,8 @@ def _layer_record(layer: Layer, out_shape, stem: str, files: dict[str, bytes]) -
         rec["weights_image"] = {"file": fname, "layout": LAYOUT, "bits": int(layer.bits),
                                 "count": int(layer.codes.size), "bytes": len(image),
                                 "sha256": _sha256(image)}
+    elif cls.FILES:
+        rec.update(layer.files_to_yaml(stem, TableWriter(files, stem)))
     assert tuple(rec) == layer_keys(cls), (tuple(rec), layer.kind)
     return rec
 
@@ -206,7 +220,7 @@ def model_to_files(model: Model) -> dict[str, bytes]:
     records = []
     for node in model.nodes():
         layer = node.layer
-        stem = _stem(layer.name, used) if isinstance(layer, Weighted) else ""
+        stem = _stem(layer.name, used) if isinstance(layer, Weighted) or layer.FILES else ""
         records.append(_layer_record(layer, node.out_shape, stem, files))
     doc = {"format_version": FORMAT_VERSION, "name": str(model.name), "layers": records}
     text = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100,
@@ -417,6 +431,15 @@ class _Reader:
             self.fail(fld, f"{v!r} is not a regular file")
         return real
 
+    def table(self, spec, fld: str, dtype_name: str, shape_check) -> np.ndarray:
+        """A kind's own .npy table (``Layer.files_from_yaml``): ``shape_check(shape, field)``
+        refuses a wrong shape before the file is read."""
+        return _read_npy(self, spec, fld, dtype_name, shape_check)
+
+    def blob(self, spec, fld: str, keys: tuple[str, ...], nbytes: int) -> bytes:
+        """A kind's own raw file of exactly ``nbytes`` bytes (checksum checked)."""
+        return _read_blob(self, spec, fld, keys, nbytes)
+
     def read_file(self, v, fld, max_bytes) -> tuple[str, bytes]:
         real = self.path(v, fld)
         size = os.path.getsize(real)
@@ -436,14 +459,19 @@ def _join(fld: str | None, key) -> str:
 # --------------------------------------------------------------------------- load
 
 def _read_table(r: _Reader, spec, fld: str, table: str, shape_check) -> np.ndarray:
+    return _read_npy(r, spec, fld, _DTYPE_NAMES[table], shape_check)
+
+
+def _read_npy(r: _Reader, spec, fld: str, dtype_name: str, shape_check) -> np.ndarray:
+    """A .npy table entry ``{file, dtype, shape, sha256}`` of dtype ``dtype_name``, validated."""
     r.mapping(spec, fld, TABLE_KEYS)
-    r.str_(spec["dtype"], f"{fld}.dtype", (_DTYPE_NAMES[table],))
+    r.str_(spec["dtype"], f"{fld}.dtype", (dtype_name,))
     shape = r.shape(spec["shape"], f"{fld}.shape")
     shape_check(shape, f"{fld}.shape")
     sha = r.sha(spec["sha256"], f"{fld}.sha256")
     fname = spec["file"]
     r.str_(fname, f"{fld}.file")
-    dtype = TABLE_DTYPES[table]
+    dtype = np.dtype(dtype_name).newbyteorder("<")
     nbytes = math.prod(shape) * dtype.itemsize
     _, data = r.read_file(fname, f"{fld}.file", nbytes + 65536)
     got = _sha256(data)
@@ -461,7 +489,7 @@ def _read_table(r: _Reader, spec, fld: str, table: str, shape_check) -> np.ndarr
     except Exception as e:  # noqa: BLE001 - any header problem is a format error
         r.fail(f"{fld}.file", f"{fname}: not a valid .npy file ({' '.join(str(e).split())})")
     if hdtype != dtype:
-        r.fail(f"{fld}.dtype", f"{fname}: the file holds {hdtype} data, expected {_DTYPE_NAMES[table]}"
+        r.fail(f"{fld}.dtype", f"{fname}: the file holds {hdtype} data, expected {dtype_name}"
                f" ({dtype.str}); pickled or object arrays are never loaded")
     if fortran:
         r.fail(f"{fld}.file", f"{fname}: Fortran-ordered arrays are not allowed")
@@ -475,6 +503,23 @@ def _read_table(r: _Reader, spec, fld: str, table: str, shape_check) -> np.ndarr
     return np.frombuffer(data, dtype=dtype, count=math.prod(shape), offset=buf.tell()).reshape(shape).copy()
 
 
+def _read_blob(r: _Reader, spec, fld: str, keys: tuple[str, ...], nbytes: int, why: str = "") -> bytes:
+    """A raw file entry ``{file, *keys, bytes, sha256}`` that must be exactly ``nbytes`` long
+    (``why``: how that follows; the other keys are the caller's to check); returns its bytes."""
+    r.mapping(spec, fld, ("file",) + tuple(keys) + ("bytes", "sha256"))
+    if r.int_(spec["bytes"], f"{fld}.bytes", 1, MAX_ELEMENTS) != nbytes:
+        r.fail(f"{fld}.bytes", f"expected {nbytes}{why}, got {spec['bytes']}")
+    sha = r.sha(spec["sha256"], f"{fld}.sha256")
+    fname = r.str_(spec["file"], f"{fld}.file")
+    _, data = r.read_file(fname, f"{fld}.file", nbytes)
+    got = _sha256(data)
+    if got != sha:
+        r.fail(f"{fld}.sha256", f"{fname}: checksum mismatch (file has {got})")
+    if len(data) != nbytes:
+        r.fail(f"{fld}.file", f"{fname}: truncated ({len(data)} bytes, expected {nbytes})")
+    return data
+
+
 def _read_image(r: _Reader, spec, fld: str, bits: int, codes: np.ndarray) -> None:
     r.mapping(spec, fld, IMAGE_KEYS)
     r.str_(spec["layout"], f"{fld}.layout", (LAYOUT,))
@@ -483,16 +528,8 @@ def _read_image(r: _Reader, spec, fld: str, bits: int, codes: np.ndarray) -> Non
     if r.int_(spec["count"], f"{fld}.count", 1, MAX_ELEMENTS) != codes.size:
         r.fail(f"{fld}.count", f"expected {codes.size} (the codes table's size), got {spec['count']}")
     need = packed_size(codes.size, bits)
-    if r.int_(spec["bytes"], f"{fld}.bytes", 1, MAX_ELEMENTS) != need:
-        r.fail(f"{fld}.bytes", f"expected {need} (= ceil({codes.size} * {bits} / 8)), got {spec['bytes']}")
-    sha = r.sha(spec["sha256"], f"{fld}.sha256")
-    fname = r.str_(spec["file"], f"{fld}.file")
-    _, data = r.read_file(fname, f"{fld}.file", need)
-    got = _sha256(data)
-    if got != sha:
-        r.fail(f"{fld}.sha256", f"{fname}: checksum mismatch (file has {got})")
-    if len(data) != need:
-        r.fail(f"{fld}.file", f"{fname}: truncated ({len(data)} bytes, expected {need})")
+    data = _read_blob(r, spec, fld, ("layout", "bits", "count"), need, f" (= ceil({codes.size} * {bits} / 8))")
+    fname = spec["file"]
     try:
         unpacked = unpack_codes(data, bits, codes.size)
     except ValueError as e:
@@ -547,6 +584,8 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     kw = cls.params_from_yaml(r, rec, fld, in_shapes)
     if issubclass(cls, Weighted):
         kw.update(_read_weight_tables(r, rec, fld, cls, kw, in_shapes))
+    elif cls.FILES:
+        kw.update(cls.files_from_yaml(r, rec, fld, kw, in_shapes))
     layer = cls(name=name, out_type=out_type, inputs=inputs, **kw)
 
     def fail(sub, msg):

@@ -23,6 +23,7 @@ import numpy as np
 from ..fixed import FixedType
 from .arith import MAX_EXACT_WIDTH, accumulator_type, aligned_sum_type, code_range
 from .levels import MAX_LEVEL, levels_name, multipliers, named_levels
+from .packing import packed_size
 
 Fail = Callable[[str, str], None]
 MULTIPLIERS = ("auto", "dsp", "fabric")
@@ -67,6 +68,24 @@ class Layer:
     def params_from_yaml(cls, r, rec: dict, fld: str, in_shapes) -> dict:
         """Constructor keywords from the record's PARAMS (validated with reader ``r``)."""
         return {}
+
+    # -- tables of its own (a kind with weights that are not k-bit codes) --------------------
+    #: YAML keys naming the kind's own table files, written last (after ``out_type``)
+    FILES: ClassVar[tuple[str, ...]] = ()
+
+    def files_to_yaml(self, stem: str, out) -> dict:
+        """The ``FILES`` entries; ``out.npy(name, array, dtype)`` / ``out.blob(name, bytes, **keys)``
+        (:class:`.io.TableWriter`) add the files to the folder and return their entries."""
+        return {}
+
+    @classmethod
+    def files_from_yaml(cls, r, rec: dict, fld: str, kw: dict, in_shapes) -> dict:
+        """Constructor keywords from the ``FILES`` entries (read with ``r.table`` / ``r.blob``)."""
+        return {}
+
+    def weight_memory(self) -> dict | None:
+        """This layer's weight memory record (:func:`.io.weight_memory_report`); None: no weights."""
+        return None
 
     # -- data --------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -229,29 +248,45 @@ class Weighted(Layer):
         lo, hi = code_range(self.bits)
         if codes.dtype != np.int8 or codes.size == 0 or int(codes.min()) < lo or int(codes.max()) > hi:
             fail("codes", f"expected int8 codes in [{lo}, {hi}] ({self.bits} bits)")
-        n = self.n_out
-        for name, arr, t in (("scale", self.scale, self.scale_type), ("bias", self.bias, self.bias_type)):
-            if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.shape != (n,):
-                fail(name, f"expected {n} int64 mantissas")
-            if arr.size and (int(arr.min()) < t.min_mantissa or int(arr.max()) > t.max_mantissa):
-                fail(name, f"mantissas outside {t}")
-        acc = self.accum_type
-        if acc.frac != typ.frac or not acc.signed:
-            fail("accum_type", f"expected a signed type with {typ.frac} fractional bits (the input's), got {acc}")
-        need = accumulator_type(typ, self.multipliers_by_output())
-        if acc.width < need.width:
-            fail("accum_type", f"{acc} can overflow: the worst case needs {need}")
-        # y = acc * s + b must stay inside the simulator's exact int64 range
-        y_frac = self.product_frac(typ)
-        acc_bits = acc.width - 1 + (y_frac - typ.frac - self.scale_type.frac)
-        sb = self.scale_type.width - (0 if self.scale_type.signed else 1)
-        bb = self.bias_type.width - 1 + (y_frac - self.bias_type.frac)
-        y_bits = max(acc_bits + sb, bb) + 2
-        if y_bits > MAX_EXACT_WIDTH:
-            fail("scale_type", f"acc*s+b needs {y_bits} bits, more than the {MAX_EXACT_WIDTH} computed exactly")
-        if self.out_type.kind != "fixed":
-            # ap_types converts a signed ap_fixed into ap_int with quirks (-1 for small negatives)
-            fail("out_type", f"expected an ap_fixed/ap_ufixed output type, got {self.out_type}")
+        check_contract(self, typ, self.multipliers_by_output(), fail)
+
+    def weight_memory(self) -> dict:
+        n, n_out = int(self.codes.size), self.n_out
+        scale_bits, bias_bits = n_out * self.scale_type.width, n_out * self.bias_type.width
+        return {"name": self.name, "kind": self.kind, "n_weights": n, "bits": int(self.bits),
+                "code_bits": n * int(self.bits), "image_bytes": packed_size(n, self.bits),
+                "scale_bits": scale_bits, "bias_bits": bias_bits, "scale_bias_bits": scale_bits + bias_bits,
+                "float32_bits": 32 * n}
+
+
+def check_contract(layer, typ: FixedType, d: np.ndarray, fail: Fail) -> None:
+    """The checks every weighted kind shares (``layer`` has ``n_out``, ``scale``/``scale_type``,
+    ``bias``/``bias_type``, ``accum_type``, ``product_frac`` and ``out_type``): the per-channel
+    constants, an accumulator holding sum_i x_i d_ij for the multipliers ``d`` (fan-in, n_out),
+    y = acc * s + b inside the exact int64 range, and a fixed-point output."""
+    n = layer.n_out
+    for name, arr, t in (("scale", layer.scale, layer.scale_type), ("bias", layer.bias, layer.bias_type)):
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.int64 or arr.shape != (n,):
+            fail(name, f"expected {n} int64 mantissas")
+        if arr.size and (int(arr.min()) < t.min_mantissa or int(arr.max()) > t.max_mantissa):
+            fail(name, f"mantissas outside {t}")
+    acc = layer.accum_type
+    if acc.frac != typ.frac or not acc.signed:
+        fail("accum_type", f"expected a signed type with {typ.frac} fractional bits (the input's), got {acc}")
+    need = accumulator_type(typ, d)
+    if acc.width < need.width:
+        fail("accum_type", f"{acc} can overflow: the worst case needs {need}")
+    # y = acc * s + b must stay inside the simulator's exact int64 range
+    y_frac = layer.product_frac(typ)
+    acc_bits = acc.width - 1 + (y_frac - typ.frac - layer.scale_type.frac)
+    sb = layer.scale_type.width - (0 if layer.scale_type.signed else 1)
+    bb = layer.bias_type.width - 1 + (y_frac - layer.bias_type.frac)
+    y_bits = max(acc_bits + sb, bb) + 2
+    if y_bits > MAX_EXACT_WIDTH:
+        fail("scale_type", f"acc*s+b needs {y_bits} bits, more than the {MAX_EXACT_WIDTH} computed exactly")
+    if layer.out_type.kind != "fixed":
+        # ap_types converts a signed ap_fixed into ap_int with quirks (-1 for small negatives)
+        fail("out_type", f"expected an ap_fixed/ap_ufixed output type, got {layer.out_type}")
 
 
 @dataclass(eq=False)
@@ -276,7 +311,7 @@ class Dense(Weighted):
         return None
 
 
-def _window_out(size: int, pad: int, k: int, stride: int) -> int:
+def window_out(size: int, pad: int, k: int, stride: int) -> int:
     return (size + pad - k) // stride + 1
 
 
@@ -296,11 +331,7 @@ class _Conv(Weighted):
         return int(self.codes.shape[0]), int(self.codes.shape[1])
 
     def infer_shape(self, in_shapes):
-        h, w, _ = in_shapes[0]
-        kh, kw = self.kernel
-        pt, pb, pl, pr = self.padding
-        return (_window_out(h, pt + pb, kh, self.stride[0]), _window_out(w, pl + pr, kw, self.stride[1]),
-                self.n_out)
+        return conv_out_shape(self, in_shapes[0])
 
     @classmethod
     def codes_shape_problem(cls, codes_shape, in_shapes):
@@ -313,10 +344,20 @@ class _Conv(Weighted):
         return None
 
     def check(self, in_shapes, in_types, fail):
-        if (len(self.stride) != 2 or len(self.padding) != 4 or min(self.stride) < 1
-                or min(self.padding) < 0):
-            fail("stride", "stride must be positive and padding (top, bottom, left, right) non-negative")
+        check_conv_geometry(self, fail)
         super().check(in_shapes, in_types, fail)
+
+
+def conv_out_shape(layer, in_shape) -> tuple[int, int, int]:
+    """(oh, ow, n_out) of a convolution ``layer`` (``kernel``, ``stride``, ``padding``, ``n_out``)."""
+    h, w, _ = in_shape
+    (kh, kw), (pt, pb, pl, pr) = layer.kernel, layer.padding
+    return window_out(h, pt + pb, kh, layer.stride[0]), window_out(w, pl + pr, kw, layer.stride[1]), layer.n_out
+
+
+def check_conv_geometry(layer, fail: Fail) -> None:
+    if len(layer.stride) != 2 or len(layer.padding) != 4 or min(layer.stride) < 1 or min(layer.padding) < 0:
+        fail("stride", "stride must be positive and padding (top, bottom, left, right) non-negative")
 
 
 @dataclass(eq=False)
@@ -354,7 +395,7 @@ class Pool2D(Layer):
 
     def infer_shape(self, in_shapes):
         h, w, c = in_shapes[0]
-        return (_window_out(h, 0, self.pool[0], self.stride[0]), _window_out(w, 0, self.pool[1], self.stride[1]), c)
+        return (window_out(h, 0, self.pool[0], self.stride[0]), window_out(w, 0, self.pool[1], self.stride[1]), c)
 
     def params_to_yaml(self):
         return {"pool": _pair(self.pool), "stride": _pair(self.stride)}
@@ -529,4 +570,5 @@ def check_buildable_types(layer: Layer, fail: Fail) -> None:
 
 __all__ = ["Add", "AvgPool2D", "Conv2D", "Dense", "DepthwiseConv2D", "Flatten", "GlobalAvgPool2D", "Input",
            "LAYER_KINDS", "Layer", "MaxPool2D", "MULTIPLIERS", "Pool2D", "ReLU", "Weighted", "fan_in",
-           "check_buildable_types", "register_kind"]
+           "check_buildable_types", "check_contract", "check_conv_geometry", "conv_out_shape",
+           "register_kind", "window_out"]

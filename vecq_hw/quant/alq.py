@@ -18,12 +18,15 @@ STE post-training) is :mod:`vecq_hw.train.alq_steps`.
   any group, round after round (``prune_rate`` of the remaining bases per round), until the
   average number of bases per weight is at most ``target_bits`` -- which can be below 1.
 
-Deployed form (docs/FORMAT.md, "ALQ"): a levels table, exact. Per channel the alphas are
-requantised onto one fixed-point grid s_j = max_i|alpha_i| / 2^P with integer
-a_i = round(alpha_i / s_j), |a_i| <= 2^P, P = floor(log2((2^(k-1) - 1) / I_max)); the weight is
-then (sum_i a_i·beta_i)·s_j, an integer code in the 'int' table of k = ``bits`` bits under the
-per-channel scale s_j. The training forward uses these very values (STE), so the exported
-weights are what was trained. A pruned channel (I_g = 0) has codes 0 and scale 0.
+The alphas of each group are requantised onto one fixed-point grid s_j = max_i|alpha_i| / 2^P
+with integer a_i = round(alpha_i / s_j), |a_i| <= 2^P, P = floor(log2((2^(k-1) - 1) / I_max)), so
+the weight is (sum_i a_i·beta_i)·s_j: ``quantize`` returns it as an integer code of the 'int'
+table of k = ``bits`` bits under the per-channel scale s_j, and the training forward uses these
+very values (STE). A pruned channel (I_g = 0) has codes 0 and scale 0.
+
+Deployed form: the native one (docs/FORMAT.md, "ALQ layers"; the exporter's
+``vecq_hw.export.alq``): ``bases`` gives the bases beta_i and the integers a_i of the same
+decomposition, stored as bit-planes and alpha constants (``alq_dense`` / ``alq_conv2d``).
 """
 
 from __future__ import annotations
@@ -120,14 +123,20 @@ def prune_costs(B, alpha, g, h) -> torch.Tensor:
     return -alpha * torch.einsum("gn,gni->gi", g, B) + 0.5 * alpha**2 * h.sum(1, keepdim=True)
 
 
-def integerise(B, alpha, bits: int, max_bases: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer codes sum_i a_i beta_i and the per-group scale s (G, 1) of the deployed form."""
+def integer_alphas(alpha, bits: int, max_bases: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The alphas on one grid per group: integers a (G, I) (as floats) and the scale s (G, 1),
+    alpha ~ a * s with s = max|alpha| / 2^P."""
     p = grid_bits(bits, max_bases)
     amax = alpha.abs().amax(1, keepdim=True)
     s = amax / 2.0**p
     a = torch.where(s > 0, torch.round(alpha / torch.where(s > 0, s, 1.0)), 0.0)
-    codes = torch.einsum("gni,gi->gn", B, a)
-    return codes, s
+    return a, s
+
+
+def integerise(B, alpha, bits: int, max_bases: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes sum_i a_i beta_i and the per-group scale s (G, 1) of the deployed form."""
+    a, s = integer_alphas(alpha, bits, max_bases)
+    return torch.einsum("gni,gi->gn", B, a), s
 
 
 @register_quantizer
@@ -178,3 +187,14 @@ class ALQ(WeightQuantizer):
         if is_np:
             return codes.numpy(), s.numpy(), None
         return codes.to(w.dtype), s.to(w.dtype), None
+
+    def bases(self, w) -> tuple[np.ndarray, np.ndarray]:
+        """The native form of weight ``w`` (torch or numpy, (out, ...)): the sign bases B
+        (G, n, I) int8 (+1/-1; 0 for an unused basis) and the integer alphas a (G, I) int64 of
+        each group (one row of ``quantize``'s 2-D view), the very numbers ``quantize`` builds
+        its codes from: codes = sum_i a_i B_i, and the group's scale is its alpha."""
+        t = w.detach().double().cpu() if isinstance(w, torch.Tensor) else torch.from_numpy(np.asarray(w, np.float64))
+        rows = self._rows(t)
+        B, alpha = decompose(rows, self.group_counts(rows.shape[0]), self.max_bases)
+        a, _ = integer_alphas(alpha, self.bits, self.max_bases)
+        return B.numpy().astype(np.int8), a.numpy().astype(np.int64)

@@ -18,7 +18,7 @@ from .project import RtlProject, load_project, write, write_logic
 from .synth import SynthReport, synth
 
 _EXPORTS = {
-    "RtlUnsupported": ".requant", "estimate_adder_bits": ".trace", "trace_model": ".trace",
+    "RtlUnsupported": ".requant", "estimate_adder_bits": ".ops", "trace_model": ".ops",
     "trace_weighted": ".trace",
     "RTL_OPS": ".trace", "TraceStep": ".trace", "rtl_op": ".trace",
     "BuildResult": ".verilator", "build": ".verilator", "predict_interp": ".verilator", "predict_rtl": ".verilator",

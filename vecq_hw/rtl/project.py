@@ -86,7 +86,7 @@ def write(model: ir.Model, out_dir, options: RtlOptions | None = None, *, overwr
           progress=None) -> RtlProject:
     """Trace ``model`` with da4ml and write the RTL project folder ``out_dir``."""
     from ..ir.io import save_model
-    from .trace import trace_model  # da4ml's tracer, only when a project is written
+    from .ops import trace_model  # da4ml's tracer (every family's ops), only when a project is written
 
     opts = options or RtlOptions()
     out = _checked_out_dir(out_dir, overwrite)

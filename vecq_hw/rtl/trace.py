@@ -70,7 +70,7 @@ def estimate_adder_bits(model: ir.Model) -> int:
     adder graph, and what the tracing time grows with."""
     total = 0
     for layer, _, _, out_shape in model.walk():
-        if isinstance(layer, ir.Weighted):
+        if callable(getattr(layer, "multipliers", None)):  # every weighted kind, ALQ's too
             terms = int(_csd_digits(layer.multipliers()).sum())
             total += _pixels(layer, out_shape) * terms * layer.accum_type.width
     return total

@@ -1,5 +1,6 @@
 """Bit-accurate numpy simulator over the integer model (see ``simulator.py``)."""
 
+from . import alq  # noqa: F401  (registers the kernels of ALQ's native kinds)
 from .simulator import SimResult, Simulator, simulate
 
 __all__ = ["SimResult", "Simulator", "simulate"]
