@@ -16,7 +16,8 @@ benchmarks/hardware.py):
     (da4ml's cost of each adder graph).
 yosys counts are technology-mapping counts, not Vivado post-route results; what Vitis HLS makes
 of the C++ needs Vitis. Writes benchmarks/results/da_strategy.md and .json.
-Usage: python benchmarks/da_strategy.py [--quick] [--stream] [--resume] [--keep DIR]
+Usage: python benchmarks/da_strategy.py [--quick] [--stream] [--resume] [--keep DIR] [--only MODEL ...]
+       [--no-rtl-synth]
 """
 
 from __future__ import annotations
@@ -58,15 +59,18 @@ def csim_row(model, work: Path, io_type: str) -> dict:
             "generate_s": round(gen, 1), "build_s": round(r.build_seconds, 1), "run_s": round(r.run_seconds, 1)}
 
 
-def rtl_luts(model, work: Path, known: dict) -> dict:
+def rtl_luts(model, work: Path, known: dict, synth: bool = True) -> dict:
     """yosys LUTs of ``vecq-hw rtl`` on the model; taken from benchmarks/results/hardware.json when
-    that run mapped the same design (same model name, settings and da4ml cost of the trace)."""
+    that run mapped the same design (same model name, settings and da4ml cost of the trace), else
+    mapped here (``synth``; without it: None, not measured)."""
     t0 = time.perf_counter()
     prj = rtl.write(model, work / "rtl", overwrite=True)
     old = known.get(model.name)
     if old and old.get("luts") and old["da4ml_luts"] == round(prj.manifest["da4ml_cost"]):
         return {"rtl_luts": old["luts"], "rtl_carry": old["carry4"], "rtl_yosys_s": old["yosys_s"],
                 "rtl_from": "results/hardware.json (same design)"}
+    if not synth:
+        return {"rtl_luts": None, "rtl_carry": None, "rtl_yosys_s": None, "rtl_from": "not mapped (--no-rtl-synth)"}
     s = rtl.synth(prj)
     return {"rtl_luts": s.luts, "rtl_carry": s.carry, "rtl_yosys_s": round(time.perf_counter() - t0, 1),
             "rtl_from": "this run"}
@@ -83,7 +87,35 @@ def known_rtl(ropts) -> dict:
     return {r["model"]: r for r in d.get("models", [])}
 
 
-def measure(model, work: Path, stream: bool, known: dict) -> dict:
+_KERNEL_LUT_PER_MAC: dict = {}
+
+
+def kernel_lut_per_mac(layer) -> float:
+    """yosys LUTs per MAC of our current HLS kernel form at R = 1 (constant weights: 8 codes of
+    the layer's level table folded in, 8-bit activations; the figure of results/methods.md)."""
+    from vecq_hw.hls.estimate.calibrate import kernel_lut_per_mac as measure_form
+
+    key = (int(layer.bits), tuple(int(v) for v in layer.levels))
+    if key not in _KERNEL_LUT_PER_MAC:
+        _KERNEL_LUT_PER_MAC[key] = round(measure_form(layer.levels, int(layer.bits), constant=True), 2)
+    return _KERNEL_LUT_PER_MAC[key]
+
+
+def per_mac(row: dict, model) -> None:
+    """LUTs per multiply-accumulate: the DA graphs (per graph's products), rtl (per MAC of the
+    unrolled frame) and our current kernel form; products per layer from the model."""
+    sizes = {lyr.name: int(lyr.codes.size) for lyr in model.layers if lyr.name in {r["layer"] for r in row["layers"]}}
+    for lyr in row["layers"]:
+        lyr["products"] = sizes[lyr["layer"]]
+    graph = sum(r["products"] for r in row["layers"])  # products of one pass through every graph
+    frame = sum(r["products"] * r["pixels"] for r in row["layers"])  # MACs per frame
+    row.update(products=graph, macs_per_frame=frame, da_adder_lut_per_mac=round(row["da_adder_luts"] / graph, 2),
+               da_layer_lut_per_mac=round(row["da_layer_luts"] / graph, 2),
+               rtl_lut_per_mac=round(row["rtl_luts"] / frame, 2) if row["rtl_luts"] else None,
+               kernel_lut_per_mac=kernel_lut_per_mac(model.layers[1]))
+
+
+def measure(model, work: Path, stream: bool, known: dict, rtl_synth: bool = True) -> dict:
     bits = int(model.layers[1].bits)
     row = {"model": model.name, "bits": bits}
     ios = ("io_parallel",) + (("io_stream",) if stream and bits == 2 else ())
@@ -95,13 +127,36 @@ def measure(model, work: Path, stream: bool, known: dict) -> dict:
     old, new = estimate(model, part="xc7z020"), estimate(model, part="xc7z020", strategy=DA)
     row.update(estimate_old_luts=round(old.total("luts")), estimate_da_luts=round(new.total("luts")),
                estimate_dsps=int(new.total("dsps")))
-    row.update(rtl_luts(model, work, known))
+    row.update(rtl_luts(model, work, known, rtl_synth))
     row["da_adder_luts"] = sum(r.adder_luts for r in layers)
     row["da_layer_luts"] = sum(r.layer_luts for r in layers)  # one graph per layer: the HLS design
     row["da_layer_luts_unrolled"] = sum(r.layer_luts * r.pixels for r in layers)  # as vecq-hw rtl
-    row["da_over_rtl"] = round(row["da_layer_luts_unrolled"] / max(row["rtl_luts"], 1), 3)
+    row["da_over_rtl"] = round(row["da_layer_luts_unrolled"] / row["rtl_luts"], 3) if row["rtl_luts"] else None
+    per_mac(row, model)
     print(json.dumps({k: v for k, v in row.items() if k != "layers"}), flush=True)
     return row
+
+
+def _n(v, fmt=",") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def per_mac_table(result: dict) -> list[str]:
+    lines = ["## LUTs per multiply-accumulate (yosys, constant weights, 8-bit activations)", "",
+             "| model | k | products per pass (DA graphs) | DA adder graphs | DA layers with tail | `vecq-hw rtl` "
+             "(da4ml, whole unrolled model) | our current kernel form (R = 1) | kernel / DA adder graph |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["models"]:
+        lines.append(f"| {r['model']} | {r['bits']} | {r['products']:,} | {r['da_adder_lut_per_mac']:.2f} | "
+                     f"{r['da_layer_lut_per_mac']:.2f} | {_n(r['rtl_lut_per_mac'], '.2f')} | "
+                     f"{r['kernel_lut_per_mac']:.2f} | {r['kernel_lut_per_mac'] / r['da_adder_lut_per_mac']:.1f}x |")
+    return lines + ["", "- *DA adder graphs*: yosys LUTs of the layers' adder graphs (x -> acc) over their products "
+                    "(weights), one graph per layer; *with tail*: plus each layer's scale, bias and requantisation. "
+                    "*`vecq-hw rtl`*: da4ml's own design of the whole model (adder graphs, tails, ReLUs, pools, "
+                    "pipeline registers) over the MACs of a frame (conv products x output pixels). *our current "
+                    "kernel form*: `hls/estimate/calibrate.kernel_lut_per_mac(levels, k, constant=True)`, an "
+                    "8-term dot product in our kernels' form with the codes folded in as constants, per product "
+                    "with its share of the adder tree (the figure of results/methods.md).", ""]
 
 
 def markdown(result: dict) -> str:
@@ -118,7 +173,7 @@ def markdown(result: dict) -> str:
     for r in result["models"]:
         cs = ", ".join(f"{c['mismatches']} / {c['n']:,} ({c['io_type']})" for c in r["csim"])
         lines.append(f"| {r['model']} | {r['bits']} | {cs} | {r['da_adder_luts']:,} | {r['da_layer_luts']:,} | "
-                     f"{r['da_layer_luts_unrolled']:,} | {r['rtl_luts']:,} | {r['da_over_rtl']:.2f} | "
+                     f"{r['da_layer_luts_unrolled']:,} | {_n(r['rtl_luts'])} | {_n(r['da_over_rtl'], '.2f')} | "
                      f"{r['estimate_old_luts']:,} | {r['estimate_da_luts']:,} | {r['estimate_dsps']} |")
     lines += ["", "- *DA adder graphs*: the products alone (x -> acc), summed over the weighted layers, one graph "
               "per layer. *DA layers with tail*: each graph followed by the layer's scale, bias and ONE "
@@ -130,21 +185,22 @@ def markdown(result: dict) -> str:
               "strategy Latency); *DA estimate*: `vecq-hw estimate --strategy distributed_arithmetic` (da4ml's own "
               "LUT estimate of each adder graph); both put the requantisation's multiplies on DSPs and count the HLS "
               "design (one conv graph per layer, one pixel per cycle): compare them with *DA layers with tail*, "
-              "not with the unrolled rtl design.", "",
+              "not with the unrolled rtl design.", ""] + per_mac_table(result) + [
               "## Per layer", "",
-              "| model | layer | kind | pixels | adders | da4ml est. LUTs | adder graph LUTs | CARRY4 | "
-              "layer LUTs (with tail) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| model | layer | kind | pixels | products | adders | da4ml est. LUTs | adder graph LUTs | "
+              "LUT/MAC | CARRY4 | layer LUTs (with tail) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["models"]:
         for lyr in r["layers"]:
-            lines.append(f"| {r['model']} | {lyr['layer']} | {lyr['kind']} | {lyr['pixels']} | {lyr['adders']:,} | "
-                         f"{lyr['da4ml_cost']:,.0f} | {lyr['adder_luts']:,} | {lyr['adder_carry']:,} | "
+            lines.append(f"| {r['model']} | {lyr['layer']} | {lyr['kind']} | {lyr['pixels']} | {lyr['products']:,} | "
+                         f"{lyr['adders']:,} | {lyr['da4ml_cost']:,.0f} | {lyr['adder_luts']:,} | "
+                         f"{lyr['adder_luts'] / lyr['products']:.2f} | {lyr['adder_carry']:,} | "
                          f"{lyr['layer_luts']:,} |")
     lines += ["", "## Times (s)", "", "| model | generate | g++ build | C sim run | DA yosys | rtl write + yosys |",
               "|---|---|---|---|---|---|"]
     for r in result["models"]:
         c = r["csim"][0]
         lines.append(f"| {r['model']} | {c['generate_s']} | {c['build_s']} | {c['run_s']} | {r['da_yosys_s']} | "
-                     f"{r['rtl_yosys_s']} ({r['rtl_from']}) |")
+                     f"{_n(r['rtl_yosys_s'])} ({r['rtl_from']}) |")
     lines += ["", f"Wall-clock on a shared machine (load average {result['load_avg']} at the start).", ""]
     return "\n".join(lines)
 
@@ -161,6 +217,9 @@ def main(argv=None):
     ap.add_argument("--stream", action="store_true", help="C-simulate the io_stream project too (k = 2)")
     ap.add_argument("--resume", action="store_true", help="keep the rows already in results/da_strategy.json")
     ap.add_argument("--keep", type=Path, help="keep the projects here")
+    ap.add_argument("--only", nargs="+", metavar="MODEL", help="only these models (e.g. mlp_k2 cnn12_k2)")
+    ap.add_argument("--no-rtl-synth", action="store_true",
+                    help="do not map `vecq-hw rtl` designs that results/hardware.json lacks (hours on a busy machine)")
     args = ap.parse_args(argv)
     ropts = rtl.RtlOptions()
     work = args.keep or Path(tempfile.mkdtemp(prefix="vecq_hw_da_"))
@@ -173,9 +232,10 @@ def main(argv=None):
         result["models"] = json.loads(old.read_text()).get("models", [])
     done = {r["model"] for r in result["models"]}
     for model in models(args.quick):
-        if model.name in done:
+        if model.name in done or (args.only and model.name not in args.only):
             continue
-        result["models"].append(measure(model, work / model.name, args.stream, known_rtl(ropts)))
+        result["models"].append(measure(model, work / model.name, args.stream, known_rtl(ropts),
+                                        rtl_synth=not args.no_rtl_synth))
         _save(result)
     _save(result)
     print(markdown(result))

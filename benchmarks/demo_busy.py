@@ -31,7 +31,7 @@ TARGET = 1.5
 
 
 def clear_csim_cache() -> None:
-    from vecq_hw.hls.csim import cache_dir
+    from vecq_hw.hls.csim_cache import cache_dir
 
     for p in cache_dir().glob("pch-*"):
         shutil.rmtree(p, ignore_errors=True)

@@ -16,3 +16,13 @@ def mnist():
         find_root("mnist")
     except DatasetError as e:
         pytest.fail(f"MNIST files not found: {e}")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run much faster on one torch thread than on several on a shared machine."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -7,6 +7,8 @@ model.yaml and the offending field; failed saves must leave nothing half-written
 from __future__ import annotations
 
 import os
+import re
+import time
 import shutil
 import subprocess
 import sys
@@ -508,22 +510,37 @@ def test_hls_writes_only_inside_its_folder(good_dir, tmp_path):
     assert all(prj.resolve() in p.resolve().parents for p in prj.rglob("*"))
 
 
-def _renamed_layers(good_dir, tmp_path) -> Path:
-    """The good model with layer names that are paths: '../../evil', '.hidden', 'a/b'."""
+def _renamed_layers(good_dir, tmp_path, names=((2, "../../evil"), (3, ".hidden"), (4, "a/b"))) -> Path:
+    """The good model with other layer names (default: names that are paths)."""
     d = tmp_path / "m"
     shutil.copytree(good_dir, d)
     doc = _load((d / "model.yaml").read_text())
-    for i, name in ((2, "../../evil"), (3, ".hidden"), (4, "a/b")):
+    for i, name in names:
         _rec(doc, i)["name"] = name
-        _rec(doc, i + 1)["inputs"] = [name]
+        if i + 1 < len(doc["layers"]):
+            _rec(doc, i + 1)["inputs"] = [name]
     (d / "model.yaml").write_text(_dump(doc))
     return d
 
 
+def test_layer_names_that_are_paths_are_refused_before_anything_is_written(good_dir, tmp_path):
+    """Layer names reach file names and the generated C++: since issue 22 a name that is not a
+    C identifier ('../../evil') is refused when the model is read, so no command writes it."""
+    model_dir = _renamed_layers(good_dir, tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros((3, 6, 6, 2)))
+    before = _tree(tmp_path)
+    for args in (["sim", model_dir, "--input", tmp_path / "x.npy", "--trace", tmp_path / "deep" / "trace"],
+                 ["hls", model_dir, "--out", tmp_path / "prj"], ["check", model_dir]):
+        _assert_one_line_exit_2(_cli(*args), "layers[2].name", "C identifier")
+    assert _tree(tmp_path) == before
+
+
 def test_sim_trace_file_names_stay_inside_the_trace_folder(good_dir, tmp_path):
+    """Names that differ in case only still get one trace file each (case-insensitive file
+    systems), and every file lands in the trace folder."""
     from vecq_hw.sim import simulate
 
-    model_dir = _renamed_layers(good_dir, tmp_path)
+    model_dir = _renamed_layers(good_dir, tmp_path, ((2, "R1"), (3, "r1")))
     x = np.random.default_rng(0).random((3, 6, 6, 2)) * 0.99
     np.save(tmp_path / "x.npy", x)
     trace = tmp_path / "deep" / "trace"
@@ -535,8 +552,14 @@ def test_sim_trace_file_names_stay_inside_the_trace_folder(good_dir, tmp_path):
     assert all(p.parent == trace and not p.name.startswith(".") for p in trace.iterdir())
     assert len(os.listdir(trace)) == 6  # one file per layer, none lost to a name clash
     res = simulate(load_model(model_dir), x, trace=True)
-    assert np.array_equal(np.load(trace / "a_b.npy"), res.trace["a/b"])
-    assert np.array_equal(np.load(trace / "_.._evil.npy"), res.trace["../../evil"])
+    assert np.array_equal(np.load(trace / "R1.npy"), res.trace["R1"])
+    assert np.array_equal(np.load(trace / "r1_2.npy"), res.trace["r1"])
+
+
+def test_safe_file_names_reduce_path_like_names_to_plain_distinct_names():
+    from vecq_hw.outputs import safe_file_names
+    names = safe_file_names(["../../evil", ".hidden", "a/b", "a_b", "A_B"], ".npy")
+    assert names == ["_.._evil.npy", "hidden.npy", "a_b.npy", "a_b_2.npy", "A_B_3.npy"]
 
 
 @pytest.mark.parametrize("option", ["--output", "--trace"])
@@ -643,10 +666,470 @@ def test_help_still_works():
 
 
 def test_saved_table_names_stay_inside_the_model_folder(good_dir, tmp_path):
-    """export/save: table files are named after layers; a layer named '../../evil' stays inside."""
-    model = load_model(_renamed_layers(good_dir, tmp_path))
+    """export/save: table files are named after layers; names that differ in case only get a file each."""
+    model = load_model(_renamed_layers(good_dir, tmp_path, ((1, "Conv"), (5, "conv"))))
     before = _tree(tmp_path)
     save_model(model, tmp_path / "out" / "m2")
     assert {p.split("/")[0] for p in _tree(tmp_path) - before} == {"out"}
     assert all(p.parent == tmp_path / "out" / "m2" for p in (tmp_path / "out" / "m2").iterdir())
+    assert len({p.name.lower() for p in (tmp_path / "out" / "m2").iterdir()}) == 9  # yaml + 2 x 4 tables
     assert load_model(tmp_path / "out" / "m2") == model
+
+
+# --------------------------------------------------------------------------- issue 22
+# What a hostile new user still got through: each class below has the case the issue named and
+# the other members found while fixing it. Everything runs on tiny models, in process.
+
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import warnings  # noqa: E402
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from vecq_hw import names  # noqa: E402
+from vecq_hw.errors import ExportError, VecQError  # noqa: E402
+
+ACT_T, OUT_T = "ap_ufixed<8,3,AP_RND,AP_SAT>", "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"
+
+
+class TinyNet(nn.Module):
+    """8 features -> 6 -> 4 classes; a Sequential inside (attribute paths features.0, ...), a
+    trailing no-op module (tail) the exporter maps to nothing."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        from vecq_hw.nn import FixedQuant, VecQLinear
+        torch.manual_seed(0)
+        self.inq = FixedQuant("ap_ufixed<8,0,AP_RND,AP_SAT>")
+        self.features = nn.Sequential(VecQLinear(8, 6), nn.BatchNorm1d(6), nn.ReLU(), FixedQuant(ACT_T))
+        self.fc, self.outq, self.tail = VecQLinear(6, 4), FixedQuant(OUT_T), nn.Identity()
+        with torch.no_grad():
+            for m in (self.features[0], self.fc):
+                m.weight.mul_(scale)
+        self.eval()
+
+    def forward(self, x):
+        return self.tail(self.outq(self.fc(self.features(self.inq(x)))))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tiny_models_on_one_thread(one_torch_thread):
+    yield
+
+
+def _export(net, **kw):
+    from vecq_hw.export.torch_export import ExportOptions, export
+    return export(net, (8,), ExportOptions(**kw))
+
+
+def test_tiny_net_exports_with_names_a_user_maps_back():
+    """Item 10: layers are named after the module's attribute path, as refusals name modules."""
+    model = _export(TinyNet()).model
+    assert [layer.name for layer in model.layers] == ["input", "features_0", "features_0_relu", "fc"]
+
+
+def test_layer_names_of_a_sequential_get_their_kind_and_stay_valid_and_unique():
+    """Item 10: a Sequential's indices are not identifiers: the kind goes in front (model[1] ->
+    conv2d_1); every name passes the validator of item 4 and names are unique."""
+    from vecq_hw.models import build_model
+    from vecq_hw.export.torch_export import export
+    net = build_model("lenet5", conv_channels=[2, 2], hidden=4).eval()
+    model = export(net, net.input_shape).model
+    got = [layer.name for layer in model.layers]
+    assert got[:3] == ["input", "conv2d_1", "conv2d_1_relu"] and "dense_12" in got
+    assert all(names.identifier_problem(n) is None for n in got) and len({n.lower() for n in got}) == len(got)
+
+
+# --- item 1: the end-to-end check compares with model(x); hooks the trace cannot see are refused
+
+def _global_hook():
+    return torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: o)
+
+
+@pytest.mark.parametrize("add, field", [
+    (lambda n: n.tail.register_forward_hook(lambda m, i, o: -o), "tail"),
+    (lambda n: n.fc.register_forward_pre_hook(lambda m, i: (i[0] * 2,)), "fc"),
+    (lambda n: setattr(n.tail, "forward", lambda x: x + 1), "tail"),
+    (lambda n: n.register_forward_hook(lambda m, i, o: o), "TinyNet"),
+    (lambda n: _global_hook(), "forward"),
+])
+def test_export_refuses_behaviour_the_trace_cannot_see(add, field):
+    net = TinyNet()
+    handle = add(net)
+    try:
+        with pytest.raises(ExportError) as err:
+            _export(net)
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert err.value.field == field and "\n" not in str(err.value)
+
+
+def test_end_to_end_check_compares_with_model_x_itself(monkeypatch):
+    """With the hook refusal switched off, a hook on the trailing no-op that negates the output is
+    still caught: the outputs are compared with model(x), not with the last mapped node."""
+    from vecq_hw.export import torch_export
+    monkeypatch.setattr(torch_export, "refuse_hidden_calls", lambda model: None)
+    net = TinyNet()
+    net.tail.register_forward_hook(lambda m, i, o: -o)
+    with pytest.raises(ExportError, match="argmax"):
+        _export(net)
+    net = TinyNet()
+    net.tail.register_forward_hook(lambda m, i, o: o + 1e-4)  # off the output type's grid
+    with pytest.raises(ExportError, match="not on the output type") as err:
+        _export(net)
+    assert err.value.field == "forward"
+
+
+# --- item 2: tolerances bounded by the output range; constants that lose all precision refused
+
+def test_extreme_weights_whose_biases_all_round_to_zero_are_refused_naming_the_layer():
+    with pytest.raises(ExportError, match="every bias constant rounds to 0") as err:
+        _export(TinyNet(scale=1e30))
+    assert err.value.field == "features.0" and "features_0" in str(err.value)
+
+
+def test_a_tolerance_wider_than_an_eighth_of_the_output_range_is_refused():
+    with pytest.raises(ExportError, match="a check that loose proves nothing") as err:
+        _export(TinyNet(scale=1e5))
+    assert err.value.field in ("features.3", "outq")
+    eq = _export(TinyNet()).equivalence  # the default: 1 LSB
+    assert max(la.allowed_lsb for la in eq.layers) <= 1
+
+
+# --- items 5 and 8: tracebacks and numpy warnings become one line naming the right module
+
+def test_corrupt_batchnorm_statistics_are_blamed_on_the_batchnorm_without_a_numpy_warning():
+    net = TinyNet()
+    with torch.no_grad():
+        net.features[1].running_var[2] = -1.0
+    with warnings_as_errors():
+        with pytest.raises(ExportError, match="running_var") as err:
+            _export(net)
+    assert err.value.field == "features.1"
+
+
+@pytest.mark.parametrize("convert", [lambda n: n.double(), lambda n: n.half()])
+def test_a_model_not_in_float32_is_one_export_error(convert):
+    with pytest.raises(ExportError, match=r"model.float\(\)") as err:
+        _export(convert(TinyNet()))
+    assert err.value.field == "features.0"
+
+
+@contextlib.contextmanager
+def warnings_as_errors():
+    """numpy's RuntimeWarnings (a line printed before 'error:') fail the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        yield
+
+
+# --- items 3 and 4: one validator for every name, part and clock that reaches generated code
+
+@pytest.mark.parametrize("name", ["int", "float", "input_t", "w2", "b3", "layer2_out", "config2", "relu_config3",
+                                  "ap_fixed", "nnet", "__x", "_Upper", "a-b", "1abc", "", "x" * 101, 7])
+def test_names_the_generated_code_cannot_take_are_refused(name):
+    assert names.identifier_problem(name) is not None
+    with pytest.raises(VecQError) as err:
+        names.check_identifier(name, "f")
+    assert err.value.field == "f" and "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+@pytest.mark.parametrize("name", ["x", "input", "conv1", "features_0", "conv2d_1_relu", "_lower", "relu", "fc"])
+def test_ordinary_layer_names_pass(name):
+    assert names.identifier_problem(name) is None
+
+
+@pytest.mark.parametrize("name", ["int", "float", "input_t", "w2", "layer2_out"])
+def test_cli_check_refuses_an_input_layer_named_like_the_generated_cpp(good_dir, tmp_path, name):
+    d = _renamed_layers(good_dir, tmp_path, ((0, name),))
+    _assert_one_line_exit_2(_cli("check", d), "layers[0].name", name)
+
+
+def _degenerate(good_dir, tmp_path, keep_flatten: bool) -> Path:
+    d = tmp_path / "m"
+    shutil.copytree(good_dir, d)
+    doc = _load((d / "model.yaml").read_text())
+    x = doc["layers"][0]
+    doc["layers"] = [x] + ([{"kind": "flatten", "name": "f", "inputs": ["x"], "out_shape": [72],
+                             "out_type": x["out_type"]}] if keep_flatten else [])
+    (d / "model.yaml").write_text(_dump(doc))
+    return d
+
+
+@pytest.mark.parametrize("keep_flatten, field", [(False, "layers"), (True, "layers[1] (f)")])
+def test_cli_check_refuses_a_model_that_computes_nothing(good_dir, tmp_path, keep_flatten, field):
+    _assert_one_line_exit_2(_cli("check", _degenerate(good_dir, tmp_path, keep_flatten)), f"field '{field}'")
+
+
+INJECTED_PART = "xc7z020[exec touch {tmp}/F]"
+
+
+@pytest.mark.parametrize("args", [
+    ["hls", "{good}", "--out", "{tmp}/p", "--part", INJECTED_PART],
+    ["estimate", "{good}", "--part", INJECTED_PART],
+    ["fit", "{good}", "--part", INJECTED_PART, "--out", "{tmp}/p"],
+    ["rtl", "{good}", "--out", "{tmp}/r", "--part", INJECTED_PART],
+    ["synth", "{rtl}", "--part", INJECTED_PART],
+    ["hls", "{good}", "--out", "{tmp}/p", "--clock-period", "5e-324"],
+    ["estimate", "{good}", "--clock-period", "5e-324"],
+    ["fit", "{good}", "--part", "xc7z020", "--clock-period", "5e-324", "--out", "{tmp}/p"],
+    ["rtl", "{good}", "--out", "{tmp}/r", "--clock-period", "5e-324"],
+    ["estimate", "{good}", "--reuse", "c1=2", "--reuse", "c1=4"],
+    ["hls", "{good}", "--out", "{tmp}/p", "--reuse", "fc=²"],
+    ["hls", "{good}", "--out", "{tmp}/p", "--project-name", "a" * 300],
+])
+def test_every_command_refuses_a_bad_part_clock_reuse_or_name_before_any_work(good_dir, tmp_path, args):
+    rtl = _fake_rtl_project(tmp_path / "rtlprj")
+    before = _tree(tmp_path)
+    r = _cli(*[a.format(tmp=tmp_path, good=good_dir, rtl=rtl) for a in args])
+    _assert_one_line_exit_2(r)
+    assert _tree(tmp_path) == before and not (tmp_path / "F").exists()
+
+
+def _fake_rtl_project(d: Path, **changes) -> Path:
+    """An RTL project folder with a manifest as `vecq-hw rtl` writes it (no HDL: every command
+    below must refuse before reading any)."""
+    from vecq_hw.rtl.options import DEFAULTS
+    m = {"format_version": 1, "model": "good", "top": DEFAULTS.project_name, "options": DEFAULTS.to_dict(),
+         "input_type": "ap_ufixed<8,0,AP_RND,AP_SAT>", "input_shape": [6, 6, 2], "output_type": ACT_T,
+         "output_shape": [3], "n_inputs": 72, "n_outputs": 3, "stages": 5, "da4ml_cost": 100.0, "reg_bits": 10,
+         "adder_bits_estimate": 1000, "trace_seconds": 0.1, "write_seconds": 0.1}
+    for k, v in changes.items():
+        if k.startswith("options_"):
+            m["options"][k[8:]] = v
+        else:
+            m[k] = v
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "rtl.json").write_text(json.dumps(m))
+    return d
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"options_part": "xc7z020;touch F"}, "options.part"),
+    ({"top": "module", "options_project_name": "module"}, "top"),
+    ({"top": "../x"}, "top"),
+    ({"input_shape": "6x6"}, "input_shape"),
+    ({"options_latency_cutoff": "fast"}, "options.latency_cutoff"),
+    ({"da4ml_cost": None}, "da4ml_cost"),
+])
+def test_rtlsim_and_synth_refuse_a_tampered_rtl_json(tmp_path, changes, field):
+    prj = _fake_rtl_project(tmp_path / "prj", **changes)
+    for cmd in ("rtlsim", "synth"):
+        _assert_one_line_exit_2(_cli(cmd, prj), "rtl.json", f"field '{field}'")
+    (prj / "rtl.json").write_text('{"format_version": 1, "top": ')  # truncated
+    _assert_one_line_exit_2(_cli("rtlsim", prj), "rtl.json", "unreadable JSON")
+
+
+@pytest.mark.parametrize("meta", ['{"generator": "vecq_hw.hls", "project": ', '[1, 2]',
+                                  '{"generator": "vecq_hw.hls", "project": "../../x"}',
+                                  '{"generator": "vecq_hw.hls", "project": "a; rm -rf b"}',
+                                  '{"generator": "vecq_hw.hls", "project": "p", "kernel_headers": ["../x.h"]}'])
+def test_csim_refuses_a_tampered_project_description_before_compiling(tmp_path, meta):
+    (tmp_path / "vecq_project.json").write_text(meta)
+    _assert_one_line_exit_2(_cli("csim", tmp_path), "vecq_project.json")
+    assert _tree(tmp_path) == {"vecq_project.json"}  # no build folder
+
+
+def test_hls_refuses_an_input_port_name_the_generated_cpp_declares(good_dir, tmp_path):
+    """The input layer's name is the top function's input port: a macro of hls4ml's headers
+    (NNET_COMMON_H_ expands to nothing) passed `check` and failed in g++; now exit 2 at hls."""
+    d = _renamed_layers(good_dir, tmp_path, ((0, "NNET_COMMON_H_"),))
+    assert _cli("check", d).exit_code == 0
+    _assert_one_line_exit_2(_cli("hls", d, "--out", tmp_path / "prj"), "NNET_COMMON_H_", "input layer")
+    assert not (tmp_path / "prj").exists()
+
+
+def test_hls_io_stream_refuses_a_flatten_not_followed_by_a_dense(good_dir, tmp_path):
+    """In io_stream hls4ml aliases the pixel stream of a flatten that only a dense reads right: a
+    ReLU after it C-simulated wrong (exit 3); refused before anything is written."""
+    d = tmp_path / "m"
+    shutil.copytree(good_dir, d)
+    doc = _load((d / "model.yaml").read_text())
+    f = doc["layers"][4]
+    doc["layers"][5:] = [_relu("r2", ["f"], list(f["out_shape"]), str(f["out_type"]))]
+    (d / "model.yaml").write_text(_dump(doc))
+    _assert_one_line_exit_2(_cli("hls", d, "--out", tmp_path / "prj", "--io-type", "io_stream"), "'f' (flatten)")
+    assert not (tmp_path / "prj").exists()
+
+
+# --- items 5 and 6: run folders and outputs checked before any work; nothing written on a refusal
+
+TINY_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "tiny_test.yaml"
+
+
+@pytest.fixture(scope="module")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder as `vecq-hw train` leaves it, with untrained weights (no training needed)."""
+    from vecq_hw.train.recipe import build_recipe_model, load_recipe
+    rec, _ = load_recipe(TINY_RECIPE)
+    d = tmp_path_factory.mktemp("run") / "run"
+    d.mkdir()
+    torch.save({"recipe": rec, "state_dict": build_recipe_model(rec).state_dict()}, d / "model.pt")
+    return d
+
+
+def _tampered(run: Path, tmp_path: Path, change) -> Path:
+    d = tmp_path / "run"
+    shutil.copytree(run, d)
+    blob = torch.load(d / "model.pt", weights_only=True)
+    change(blob["state_dict"]) if callable(change) else blob.__setitem__("state_dict", change)
+    torch.save(blob, d / "model.pt")
+    return d
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda sd: sd.pop("1.weight"), "Missing key"),
+    (lambda sd: sd.__setitem__("bogus", torch.zeros(1)), "Unexpected key"),
+    (lambda sd: sd.__setitem__("1.weight", torch.zeros(3, 3)), "size mismatch"),
+    ([1, 2, 3], "not a state dict"),
+])
+def test_export_of_a_run_whose_weights_do_not_fit_is_one_line(untrained_run, tmp_path, change, needle):
+    d = _tampered(untrained_run, tmp_path, change)
+    _assert_one_line_exit_2(_cli("export", d, "--out", tmp_path / "m", "--eval-limit", "0"), "model.pt",
+                            "field 'state_dict'", needle)
+    assert not (tmp_path / "m").exists()
+
+
+def test_export_refuses_an_output_folder_it_may_not_replace_before_exporting(untrained_run, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    _assert_one_line_exit_2(_cli("export", untrained_run, "--out", tmp_path / "mine", "--eval-limit", "0"),
+                            "already exists")
+    assert _tree(tmp_path) == {"mine", "mine/notes.txt"}
+
+
+@pytest.mark.parametrize("extra", [[], ["--nproc", "2"]])
+def test_train_with_a_missing_dataset_is_one_line_and_writes_nothing(tmp_path, extra):
+    """Without --nproc the refusal came after recipe.yaml was written; with it, torchrun's report
+    of two failed processes (42 lines, exit 1) followed. Now the launcher checks the data first."""
+    r = _cli("train", TINY_RECIPE, "--out", tmp_path / "run", "--data", tmp_path / "nodata", *extra)
+    _assert_one_line_exit_2(r, "missing dataset file")
+    assert _tree(tmp_path) == set()
+
+
+def test_train_resume_refuses_an_incomplete_checkpoint(untrained_run, tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    torch.save({"version": 2, "recipe": {}}, d / "checkpoint.pt")
+    _assert_one_line_exit_2(_cli("train", TINY_RECIPE, "--out", d, "--resume"), "checkpoint.pt",
+                            "not a complete checkpoint")
+
+
+def test_torchrun_report_is_dropped_when_every_process_refused_its_input(tmp_path, capsys):
+    """`train --nproc N` exits 2 with rank 0's one line when every failed process exited 2 (bad
+    input), as one process would; any other failure keeps torchrun's report and status."""
+    from vecq_hw.train import dist
+    report = ["W1206 12:07:47.100000 13888 torch/distributed/elastic/multiprocessing/api.py:1028] Sending "
+              "process 2 closing signal SIGTERM",
+              "E1206 12:07:47.378000 13888 torch/distributed/elastic/multiprocessing/api.py:1002] failed "
+              "(exitcode: {code}) local_rank: 0 (pid: 1)", "Traceback (most recent call last):", "Failures:",
+              "  exitcode  : -15 (pid: 2)  (SIGTERM)", "Root Cause (first observed failure):",
+              "  exitcode  : {code} (pid: 1)"]
+    for code, want in ((2, 2), (1, 1)):
+        script = tmp_path / "fake_torchrun.py"
+        lines = ["error: bad recipe"] + [line.format(code=code) for line in report]
+        script.write_text(f"import sys\nsys.stderr.write({chr(10).join(lines) + chr(10)!r})\nsys.exit(1)\n")
+        rc = dist._torchrun([sys.executable, str(script)], dict(os.environ))
+        err = capsys.readouterr().err
+        assert rc == want and err.startswith("error: bad recipe\n")
+        assert ("Traceback" in err) == ("SIGTERM" in err) == (code != 2)
+
+
+def test_synth_refuses_an_unwritable_json_before_yosys(tmp_path):
+    prj = _fake_rtl_project(tmp_path / "prj")
+    (tmp_path / "afile").write_text("x")
+    _assert_one_line_exit_2(_cli("synth", prj, "--json", tmp_path / "afile" / "x.json"), "--json", "afile")
+    assert _tree(tmp_path) == {"prj", "prj/rtl.json", "afile"}  # no synth/ folder: yosys never ran
+
+
+def test_fit_refuses_a_folder_it_may_not_replace_before_the_search(good_dir, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    _assert_one_line_exit_2(_cli("fit", good_dir, "--part", "xc7z020", "--out", tmp_path / "mine"),
+                            "not a vecq_hw HLS project")
+    assert _tree(tmp_path) == {"mine", "mine/notes.txt"}
+
+
+def test_rtlsim_inputs_are_checked_and_blamed_on_the_file(tmp_path):
+    from vecq_hw.flow import load_rtl_inputs
+    from vecq_hw.rtl import load_project
+    prj = load_project(_fake_rtl_project(tmp_path / "prj"))
+    np.save(tmp_path / "x.npy", np.full((2, 6, 6, 2), np.nan))
+    with pytest.raises(VecQError, match="NaN") as err:
+        load_rtl_inputs(prj, tmp_path / "x.npy")
+    assert err.value.file == str(tmp_path / "x.npy")
+
+
+# --- item 7: csim's compiled-header cache: documented, settable, bounded
+
+def _pch(root: Path, name: str, mb: int, age_s: float) -> Path:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "vecq_pch.h.gch").write_bytes(b"\0" * (mb << 20))
+    t = time.time() - age_s
+    os.utime(d, (t, t))
+    return d
+
+
+def test_csim_cache_is_pruned_least_recently_used_first_within_its_bound(tmp_path):
+    from vecq_hw.hls import csim_cache
+    old, mid, new, recent = (_pch(tmp_path, f"pch-csim-{n}", 1, age) for n, age in
+                             (("old", 3000), ("mid", 2000), ("new", 1000), ("recent", 10)))
+    (tmp_path / "apt").mkdir()  # not ours to prune
+    removed = csim_cache.prune(tmp_path, keep=old, limit=2 << 20)
+    assert removed == [mid, new]  # the oldest but kept one stays, as does one used seconds ago
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["apt", "pch-csim-old", "pch-csim-recent"]
+
+
+def test_csim_cache_folder_and_bound_are_settable(tmp_path, monkeypatch):
+    from vecq_hw.hls import csim_cache
+    monkeypatch.setenv("VECQ_HW_CACHE", str(tmp_path / "env"))
+    assert csim_cache.cache_dir() == tmp_path / "env" and csim_cache.cache_dir(tmp_path / "o") == tmp_path / "o"
+    monkeypatch.setenv("VECQ_HW_CACHE_MB", "64")
+    assert csim_cache.limit_bytes() == 64 << 20
+    monkeypatch.setenv("VECQ_HW_CACHE_MB", "lots")
+    _assert_one_line_exit_2(_cli("csim", tmp_path, "--cache-dir", tmp_path / "c"), "VECQ_HW_CACHE_MB")
+    assert "--cache-dir" in _cli("csim", "--help").stdout
+
+
+# --- item 8: figures that rounding would hide
+
+@pytest.mark.parametrize("u, text", [(0.0, "0%"), (0.00004, "<0.01%"), (0.004, "0.4%"), (0.0056, "0.56%"),
+                                     (0.71, "71%"), (0.9996, "99.96%"), (1.004, "100.40%"), (205.5, "20550%")])
+def test_shares_are_never_rounded_to_0_or_100_percent(u, text):
+    from vecq_hw.report import _share
+    assert _share(u) == text
+
+
+def test_fit_never_prints_a_needed_resource_as_0_percent(good_dir):
+    r = _cli("fit", good_dir, "--part", "xc7z020", "--headroom", "0.00001")
+    assert r.exit_code == 1 and "NOTHING FITS" in r.stdout
+    needs = r.stdout.split("needs ", 1)[1].split(":", 1)[0]
+    assert needs and not re.search(r"\b0%", needs), needs
+
+
+# --- items 11 and 12: the design each output describes; fit --test-inputs
+
+def test_estimate_and_synth_name_the_design_they_describe(good_dir):
+    from vecq_hw.rtl.synth import SynthReport
+    est = _cli("estimate", good_dir)
+    assert est.exit_code == 0 and "HLS design" in est.stdout and "not the fully unrolled da4ml RTL" in est.stdout
+    rep = SynthReport(part="xc7z020", family="xc7", top="t", luts=1, luts_by_size={}, carry=0, carry_cells={},
+                      ffs=0, srls=0, dsps=0, brams=0, logic_depth=None, cells={}, seconds=0.0, da4ml_cost=1.0)
+    assert "da4ml RTL design: fully unrolled" in rep.table() and "fully unrolled" in rep.to_dict()["design"]
+
+
+def test_fit_writes_the_test_inputs_it_is_given(good_dir, tmp_path):
+    x = np.random.default_rng(3).random((3, 6, 6, 2))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "bad.npy", np.zeros((3, 5)))
+    _assert_one_line_exit_2(_cli("fit", good_dir, "--part", "xc7z020", "--out", tmp_path / "bad_prj",
+                                 "--test-inputs", tmp_path / "bad.npy"), "bad.npy")
+    assert not (tmp_path / "bad_prj").exists()
+    r = _cli("fit", good_dir, "--part", "xc7z020", "--out", tmp_path / "prj", "--test-inputs", tmp_path / "x.npy")
+    assert r.exit_code == 0, r.output
+    rows = (tmp_path / "prj" / "tb_data" / "vecq_input.dat").read_text().splitlines()
+    t = good_model().input.out_type
+    assert rows[0] == "3 72" and [int(v) for v in rows[1].split()] == t.from_float(x[0]).reshape(-1).tolist()

@@ -154,7 +154,7 @@ class CustomLevelsNet(nn.Module):
 def test_custom_levels_quantiser_goes_to_c_simulation(tmp_path):
     model = CustomLevelsNet().eval()
     res = export(model, (2, 8, 8))
-    for name in ("l_conv", "l_fc"):
+    for name in ("conv", "fc"):
         layer = res.model.layer(name)
         assert layer.levels.tolist() == [-4, -1, 1, 4] and layer.encoding == "custom"
     t = res.model.input.out_type

@@ -56,6 +56,16 @@ def test_demo_report_is_consistent_and_bit_exact(demo):
     assert saved["overflow"] == r.overflow and saved["plots"] == r.plots and saved["n_test"] == r.n_test
     text = (out / "report.txt").read_text()
     assert "bit-exact" in text and "vitis_hls -f build_prj.tcl" in text
+    # issue 22 item 9: the project the demo C-simulated and points the vendor tools at is the one
+    # `fit` chooses for the default part, and it fits that part
+    from vecq_hw.hls.estimate import fit, get_part
+    part = get_part(None)  # configs/hardware/parts.yaml's default
+    plan = fit(load_model(out / "model"), part).plan
+    assert r.fits and r.part == part.hls_part and r.reuse == plan.reuse() and r.io_type == plan.io_type
+    meta = json.loads((out / "hls_prj" / "vecq_project.json").read_text())
+    assert meta["reuse"] == r.reuse and meta["io_type"] == r.io_type
+    assert all(u <= 0.8 for u in r.estimate["utilisation"].values())
+    assert f"folded to fit {r.part}" in text and "HLS design" in text
     for f in ("model/model.yaml", "hls_prj/build_prj.tcl", "hls_prj/hls_config.cfg", "weights.png",
               "run/training_curve.png"):
         assert (out / f).is_file(), f

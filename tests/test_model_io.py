@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from gnn_models import random_gcn
 from graph_models import make_graph
 from vecq_hw import ir
 from vecq_hw.errors import FormatError
@@ -81,7 +82,8 @@ def test_round_trip_every_layer_kind(tmp_path, seed):
     rep = save_model(m, tmp_path / "m")
     graph_kinds = {type(layer) for layer in make_graph(seed).layers}
     alq = {ir.AlqDense, ir.AlqConv2D}  # their round trip: tests/test_alq_native.py
-    assert {type(layer) for layer in m.layers} | graph_kinds == set(ir.LAYER_KINDS.values()) - alq
+    gnn_kinds = {type(layer) for layer in random_gcn(seed).layers}  # tests/test_gnn.py round-trips those
+    assert {type(layer) for layer in m.layers} | graph_kinds | gnn_kinds == set(ir.LAYER_KINDS.values()) - alq
     back = load_model(tmp_path / "m")
     assert back == m
     assert load_model(tmp_path / "m" / "model.yaml") == m
@@ -103,10 +105,11 @@ def test_round_trip_bits_and_encodings(tmp_path, bits, encoding):
 def test_round_trip_odd_names_and_file_stems(tmp_path):
     m = make_mlp(0)
     m.name = "mlp: yes"  # YAML would read an unquoted `yes` as a boolean
-    m.layers[1].name, m.layers[3].name = "features.0/fc", "features_0_fc"
+    # layer names are C identifiers (issue 22); two that differ in case only still get two files
+    m.layers[1].name, m.layers[3].name = "Features_0_FC", "features_0_fc"
     m.check()
     rep = save_model(m, tmp_path / "m")
-    assert "features_0_fc.codes.npy" in rep.files and "features_0_fc_2.codes.npy" in rep.files
+    assert "Features_0_FC.codes.npy" in rep.files and "features_0_fc_2.codes.npy" in rep.files
     assert load_model(tmp_path / "m") == m
 
 

@@ -18,11 +18,12 @@ PKG = Path(__file__).resolve().parents[1] / "vecq_hw"
 
 #: what each part of the package may import (besides itself and the foundation modules);
 #: a part not listed may import only the foundation
-FOUNDATION = {"errors", "strict_yaml", "resources", "fixed", "outputs", "batch", "lazy", "plots"}
+FOUNDATION = {"errors", "strict_yaml", "resources", "fixed", "outputs", "names", "batch", "lazy", "plots"}
 ALLOWED = {
     "ir": set(),
     "fixed_torch": set(),
     "data": set(),
+    "planetoid": {"data"},  # the graph datasets, with data.py's folder search and md5 check
     "quant": {"fixed_torch", "ir"},  # a quantiser's levels table is the integer model's
     "nn": {"quant", "fixed_torch", "ir"},
     "models": {"nn", "quant", "fixed_torch", "ir"},
@@ -32,10 +33,10 @@ ALLOWED = {
     "qonnx": {"ir"},
     "report": {"ir"},
     "export": {"ir", "nn", "quant", "fixed_torch", "sim"},
-    "train": {"nn", "quant", "fixed_torch", "models", "data", "export", "ir"},
+    "train": {"nn", "quant", "fixed_torch", "models", "data", "planetoid", "export", "ir"},
     "testing": {"flow", "ir", "sim", "hls", "rtl"},
     "flow": {"ir", "sim", "hls", "rtl", "qonnx", "export", "train", "nn", "quant", "fixed_torch", "models",
-             "data", "report"},
+             "data", "planetoid", "report"},
     "cli": {"flow"},
 }
 #: single modules a part may import beyond ALLOWED: the CLI reads the back ends' option

@@ -23,6 +23,7 @@ import json
 import math
 import re
 import sys
+import warnings
 
 import click
 
@@ -89,10 +90,16 @@ def _strategy_options(fn):
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A Python warning (ours, numpy's) as one ``warning: ...`` line, without its source line."""
+    return f"warning: {' '.join(str(message).split())} ({category.__name__})\n"
+
+
 class _OneLineGroup(click.Group):
     """click's usage errors as one line (``error: ...``, exit 2) instead of Usage/Try/Error."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        warnings.formatwarning = _one_line_warning
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -256,16 +263,20 @@ def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type, strate
               help="fraction of every resource of the part the design may use")
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=None,
               help="default: try both and keep the better plan")
+@click.option("--test-inputs", type=click.Path(dir_okay=False),
+              help=".npy inputs for the written project's testbench (default: 100 random inputs of the input type)")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_strategy_options
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overwrite, strategy, da_max_products):
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, overwrite, strategy,
+        da_max_products):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
-                       io_type=io_type, overwrite=overwrite, strategy=strategy, da_max_products=da_max_products)
+                       io_type=io_type, overwrite=overwrite, test_inputs=test_inputs, strategy=strategy,
+                       da_max_products=da_max_products)
     click.echo(text)
     if not ok:
         sys.exit(1)
@@ -279,15 +290,19 @@ def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, overw
               help="stop after this many seconds, build included (default: no limit); finished shards are kept")
 @click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: every CPU)")
 @click.option("--restart", is_flag=True, help="discard the samples kept from an earlier unfinished run")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="shared precompiled headers (default: $VECQ_HW_CACHE, else ~/.cache/vecq_hw; at most "
+                   "$VECQ_HW_CACHE_MB megabytes, default 1024, least recently used removed first)")
 @_clean_errors
-def csim(project_dir, opt, timeout, jobs, restart):
+def csim(project_dir, opt, timeout, jobs, restart, cache_dir):
     """C-simulate a generated project with g++ and the ap_types headers; exit 3 on any mismatch.
 
     Progress goes to stderr. Ctrl-C stops the testbench processes; the samples finished so far are
     kept, and running the command again continues from there."""
     from .flow import CsimInterrupted, csim_hls
     try:  # a disagreement with the simulator raises ToolError (exit 3) after the summary
-        csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo)
+        csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo,
+                 cache_dir=cache_dir)
     except CsimInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
         sys.exit(EXIT_INTERRUPTED)

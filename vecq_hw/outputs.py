@@ -41,12 +41,20 @@ def inside(folder: Path, name: str) -> Path:
     return path
 
 
+def creatable(path, option: str, *, folder: bool = True) -> Path:
+    """``path`` if it can be created where it is (checked, nothing created): no folder above it
+    is a file (and, for a ``folder``, it is not a file itself). Checked before any work."""
+    p = Path(path)
+    for q in ((p,) if folder else ()) + tuple(p.parents):
+        if q.exists() and not q.is_dir():
+            raise VecQError(f"{option}: '{q}' is a file, so this {'folder' if folder else 'file'} cannot be "
+                            "created", file=p)
+    return p
+
+
 def output_folder(path, option: str) -> Path:
     """An output folder, created if missing; one line naming it when it cannot be."""
-    p = Path(path)
-    for q in (p, *p.parents):
-        if q.exists() and not q.is_dir():
-            raise VecQError(f"{option}: '{q}' is a file, so this folder cannot be created", file=p)
+    p = creatable(path, option)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -62,16 +70,17 @@ def output_file(path, option: str) -> Path:
     p = Path(path)
     if p.is_dir():
         raise VecQError(f"{option}: is a folder, expected a file name", file=p)
+    creatable(p, option, folder=False)
     output_folder(p.parent if str(p.parent) else Path("."), option)
     return p
 
 
-def atomic_save(path, arr):
-    """np.save to a temporary sibling, then rename: a failure leaves no half-written file."""
+def _atomic(path, suffix: str, write) -> None:
+    """``write(tmp)`` to a temporary sibling, then rename: a failure leaves no half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
+    tmp = path.with_name(f".{path.name}.tmp{suffix}")
     try:
-        np.save(tmp, arr)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         try:
@@ -79,3 +88,13 @@ def atomic_save(path, arr):
         except OSError:
             pass
         raise VecQError(f"cannot write this file ({exc.strerror or exc})", file=path) from None
+
+
+def atomic_save(path, arr):
+    """np.save, atomically (see :func:`_atomic`)."""
+    _atomic(path, ".npy", lambda tmp: np.save(tmp, arr))
+
+
+def atomic_text(path, text: str):
+    """A text file, atomically (see :func:`_atomic`)."""
+    _atomic(path, "", lambda tmp: tmp.write_text(text, encoding="utf-8"))

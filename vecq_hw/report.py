@@ -12,6 +12,8 @@ from . import ir
 
 def memory_lines(mem: dict) -> list[str]:
     t = mem["total"]
+    if not t["n_weights"]:
+        return ["weight memory: none (the model has no weighted layers)"]
     alpha = f", {t['alpha_bits']:,} of ALQ alphas" if t.get("alpha_bits") else ""
     return [f"weight memory: {t['code_bits']:,} bits of codes for {t['n_weights']:,} weights "
             f"(+ {t['scale_bias_bits']:,} bits of per-channel scale/bias{alpha}); "
@@ -64,7 +66,11 @@ def format_report(r) -> str:
         lines.append(r.csim_summary)
     lines += memory_lines(r.memory)
     lines += ["", "overflow on the test set (simulator: the input conversion, then every requantisation):", overflow_table(r.overflow), ""]
+    plan = ", ".join(f"{k}={v}" for k, v in r.reuse.items())
+    fits = (f"folded to fit {r.part} by `vecq-hw fit` ({plan})" if r.fits else
+            f"does NOT fit {r.part} even fully folded ({plan}): choose a bigger part with `vecq-hw fit --part`")
     lines += [f"integer model: {r.model_dir}", f"HLS project:   {r.project_dir}  ({r.backend}, {r.io_type})",
+              f"  {fits}; C-simulated above",
               "  take it into the vendor tools (not available here):",
               f"    cd {r.project_dir} && vitis_hls -f build_prj.tcl        # Vitis HLS (or vivado_hls -f build_prj.tcl)",
               f"    cd {r.project_dir} && v++ -c --mode hls --config hls_config.cfg   # Vitis 2023.2+",
@@ -72,22 +78,41 @@ def format_report(r) -> str:
     return "\n".join(lines)
 
 
+def _share(u: float) -> str:
+    """A utilisation as a percentage that rounding never turns into 0 % (a non-zero figure) or
+    into 100 % (a figure just under or over the whole part)."""
+    pct = 100 * u
+    if pct == 0 or pct != pct or pct in (float("inf"), float("-inf")):
+        return "0%" if pct == 0 else "n/a (the part has none)"
+    if pct < 0.01:
+        return "<0.01%"
+    if pct < 1:
+        return f"{pct:.2g}%"
+    return f"{pct:.2f}%" if 99.5 <= pct <= 100.5 else f"{pct:.0f}%"
+
+
+def _duration_ns(ns: float) -> str:
+    """A latency in the unit that shows it (15 ns, not '0.0 us')."""
+    return f"{ns:,.1f} ns" if ns < 1e3 else f"{ns / 1e3:,.1f} us" if ns < 1e6 else f"{ns / 1e6:,.2f} ms"
+
+
 def format_estimate(est, *, per_layer: bool = True) -> str:
     """The pre-synthesis estimate (``vecq_hw.hls.estimate.Estimate``) as a table a person reads quickly."""
     part, tot, use = est.part, est.totals(), est.utilisation()
-    lines = []
+    lines = [est.design]
     if per_layer:
-        lines.append(f"{'layer':<14}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
+        w = max([len("layer")] + [len(lyr.name) for lyr in est.layers]) + 1  # names in full: users map them back
+        lines.append(f"{'layer':<{w}}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
                      f"{'BRAM18':>8}{'cycles':>12}")
         for lyr in est.layers:
             r = f"{lyr.reuse} DA" if lyr.adder_graph else lyr.reuse or ""
-            lines.append(f"{lyr.name[:13]:<14}{lyr.kind[:16]:<17}{r:>9}{lyr.slots or '':>9}"
+            lines.append(f"{lyr.name:<{w}}{lyr.kind[:16]:<17}{r:>9}{lyr.slots or '':>9}"
                          f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.cycles:>12,}")
-    lines.append(f"total on {part.name} ({est.io_type}):  LUTs {tot['luts']:,.0f} ({use['luts']:.0%})  "
-                 f"FFs {tot['ffs']:,.0f} ({use['ffs']:.0%})  DSPs {tot['dsps']:,.0f} ({use['dsps']:.0%})  "
-                 f"BRAM18 {tot['bram18']:,.0f} ({use['bram18']:.0%})  URAM {tot['uram']:,.0f}")
+    lines.append(f"total on {part.name} ({est.io_type}):  LUTs {tot['luts']:,.0f} ({_share(use['luts'])})  "
+                 f"FFs {tot['ffs']:,.0f} ({_share(use['ffs'])})  DSPs {tot['dsps']:,.0f} ({_share(use['dsps'])})  "
+                 f"BRAM18 {tot['bram18']:,.0f} ({_share(use['bram18'])})  URAM {tot['uram']:,.0f}")
     lines.append(f"II {est.ii:,} cycles, latency {est.latency:,} cycles; at {1e3 / est.clock_period:.0f} MHz: "
-                 f"{est.fps:,.0f} frames/s, {est.latency * est.clock_period / 1e3:,.1f} us")
+                 f"{est.fps:,.0f} frames/s, {_duration_ns(est.latency * est.clock_period)}")
     lines.append("(estimate before synthesis: LUTs per product calibrated on yosys mappings; not a Vivado report)")
     if any(lyr.adder_graph for lyr in est.layers):
         lines.append("(R = 1 DA: distributed arithmetic, the products' LUTs are da4ml's own estimate of the layer's "
@@ -95,13 +120,13 @@ def format_estimate(est, *, per_layer: bool = True) -> str:
     return "\n".join(lines)
 
 
-def format_fit(result) -> str:
+def format_fit(result, *, per_layer: bool = True) -> str:
     """What ``vecq-hw fit`` chose (or why nothing fits, and what comes closest)."""
-    head = f"headroom {result.headroom:.0%}, target {result.target}, {result.candidates} balanced plans tried"
+    head = f"headroom {_share(result.headroom)}, target {result.target}, {result.candidates} balanced plans tried"
     if result.ok:
         plan = ", ".join(f"{k}={v}" for k, v in result.plan.reuse().items())
-        return f"plan ({head}): {plan}\n" + format_estimate(result.plan)
-    over = ", ".join(f"{r} {u:.0%}" for r, u in result.over_budget().items())
+        return f"plan ({head}): {plan}\n" + format_estimate(result.plan, per_layer=per_layer)
+    over = ", ".join(f"{r} {_share(u)}" for r, u in result.over_budget().items())
     plan = ", ".join(f"{k}={v}" for k, v in result.closest.reuse().items())
-    return (f"NOTHING FITS {result.closest.part.name} at {result.headroom:.0%} ({head}); the closest, fully folded "
-            f"({plan}), needs {over}:\n" + format_estimate(result.closest))
+    return (f"NOTHING FITS {result.closest.part.name} at {_share(result.headroom)} ({head}); the closest, fully folded "
+            f"({plan}), needs {over}:\n" + format_estimate(result.closest, per_layer=per_layer))

@@ -16,6 +16,7 @@ from torch import nn
 from .. import ir
 from ..errors import ExportError
 from ..fixed import FixedType
+from ..names import layer_identifier
 from .fold import split_relu
 from .trace import target_name, where
 from .values import Pending, RawInput, Tensor
@@ -58,6 +59,8 @@ class Builder:
         self.mapped: dict[str, Mapped] = {}
         self.calls: dict[str, fx.Node] = {}
         self.has_input = False
+        #: the model output's value (its layout and type): what PyTorch's model(x) is compared with
+        self.output: Tensor | None = None
 
     # -- helpers for handlers -----------------------------------------------------------------
     def fail(self, node: fx.Node, message: str):
@@ -69,14 +72,15 @@ class Builder:
             self.fail(node, f"{target_name(node)} needs a tensor argument here, got {a!r}")
         return self.values[a]
 
-    def name(self, base: str) -> str:
-        base = "l_" + base.replace(".", "_")
-        taken = {layer.name for layer in self.layers}
-        name, n = base, 1
-        while name in taken:
-            n += 1
-            name = f"{base}_{n}"
-        return name
+    def name(self, base: str, kind: str = "layer") -> str:
+        """A layer name a user maps back to the model: the module's attribute path with '.' ->
+        '_' (``features.0`` -> ``features_0``), as refusals name modules, or the fx name of a
+        function call (``relu``, ``add_1``); see :func:`vecq_hw.names.layer_identifier`."""
+        return layer_identifier(base, kind, [layer.name for layer in self.layers])
+
+    def layer_name(self, node: fx.Node, kind: str) -> str:
+        """:meth:`name` for the layer made from one fx node (a module by its path)."""
+        return self.name(str(node.target) if node.op == "call_module" else node.name, kind)
 
     def emit(self, node: fx.Node, layers: list[ir.Layer], value: Tensor, inputs: tuple[str, ...],
              error: float = 0.0) -> Tensor:
@@ -111,10 +115,10 @@ class Builder:
         # a FixedQuant after the ReLU: requant into `pre`, then the ReLU (split_relu); settled in
         # the exact type (no FixedQuant), nothing rounds and the ReLU keeps that type
         pre, post = split_relu(t, where(node)) if p.relu and fq_node is not None else (t, t)
-        layer = p.layer(self.name(p.name), pre)
+        layer = p.layer(self.name(p.name, p.layer_kind()), pre)
         layers = [layer]
         if p.relu:
-            layers.append(ir.ReLU(name=self.name(p.name + "_relu"), out_type=post))
+            layers.append(ir.ReLU(name=self.name(layer.name + "_relu", ir.ReLU.kind), out_type=post))
         inputs = tuple(layer.inputs) if layer.inputs else (p.inp.layer,)
         if not layer.inputs:
             layer.inputs = inputs
@@ -150,6 +154,7 @@ class Builder:
         out = self.settle(output, 0, before="the model output")
         if not self.layers or out.layer != self.layers[-1].name:
             self.fail(output, "the model's output is not its last computed layer")
+        self.output = out
         return self.layers
 
     def _handler(self, node: fx.Node):

@@ -80,6 +80,8 @@ def _to_ir(x: torch.Tensor, ishape: tuple, order) -> np.ndarray:
     a = x.detach().double().cpu().numpy()
     if len(ishape) == 3:
         return a.transpose(0, 2, 3, 1)
+    if len(ishape) == 2:  # a graph's (nodes, features): the same layout
+        return a
     a = a.reshape(a.shape[0], -1)
     return a[:, order] if order is not None else a
 
@@ -103,22 +105,32 @@ class _Recorder(fx.Interpreter):
         return r
 
 
-def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped], tshape: tuple,
+def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped], output, tshape: tuple,
           samples, options) -> Equivalence:
+    """Both models on the samples: every mapped layer within its bound (in isolation), and the
+    integer model's output against ``model(x)`` itself (``output``: the exporter's value of the
+    model output, i.e. its layout and type), never against an intermediate the exporter mapped."""
     if samples is None:
         x = sample_inputs(imodel, tshape, options.check_samples, options.check_seed)
         source = "random"
     else:
-        x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples).float()
+        x = torch.as_tensor(np.asarray(samples) if not isinstance(samples, torch.Tensor) else samples)
+        x = x if x.is_floating_point() else x.float()
         if tuple(x.shape[1:]) != tuple(tshape) or x.shape[0] < 1:
             raise ExportError(f"expected sample inputs of shape (N, {', '.join(map(str, tshape))}), got "
                               f"{tuple(x.shape)}", field="samples")
         source = "caller"
     n = x.shape[0]
+    x = x.to(getattr(torch, options.check_dtype))  # the check's precision (the model's: _check_tensors)
     with torch.no_grad():
-        y_model = model(x)
-        rec = _Recorder(gm, {m.node for m in mapped.values()})
-        y_graph = rec.run(x)
+        try:
+            y_model = model(x)
+            rec = _Recorder(gm, {m.node for m in mapped.values()})
+            y_graph = rec.run(x)
+        except RuntimeError as exc:  # a dtype/device/shape PyTorch itself refuses on these inputs
+            first = " ".join(str(exc).split())[:200]
+            raise ExportError(f"PyTorch cannot run the model on {n} {source} sample inputs of shape "
+                              f"{tuple(x.shape[1:])} ({options.check_dtype}, CPU): {first}", field="forward") from None
     if not isinstance(y_model, torch.Tensor) or not torch.equal(y_model, y_graph):
         raise ExportError("the traced graph does not reproduce forward() on the sample inputs (an in-place "
                           "operation or state fx cannot see?); refusing to certify it", field="forward")
@@ -140,6 +152,7 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
         diff = np.abs(ours - ref)
         frac = layer.out_type.frac
         allowed = 0 if mp.error == 0 else int(np.floor(np.ldexp(mp.error, frac))) + 1
+        _check_tolerance(layer, mp, allowed)
         worst = float(np.nanmax(diff)) if not np.all(np.isnan(diff)) else 0.0
         bad_grid = int(np.isnan(diff).sum())
         if bad_grid or worst > allowed:
@@ -151,12 +164,14 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
                               f"constants allows {allowed} LSB", field=where(mp.node))
         layers.append(LayerAgreement(layer=layer.name, torch=where(mp.node), exact=float(np.mean(diff == 0)),
                                      max_lsb=int(worst), allowed_lsb=allowed))
-    out = imodel.output
-    ref = torch_m.get(out.name)
-    if ref is None:  # the output is mapped by construction; keep the check honest anyway
-        raise ExportError("the model output has no PyTorch counterpart", field="forward")
-    ours = sim.output.reshape(n, -1).astype(np.float64)
-    ref = ref.reshape(n, -1)
+    # one prediction per row: a sample's logits, or (a graph's node features) every node's
+    rows = n * int(output.ishape[0]) if len(output.ishape) == 2 else n
+    ours = sim.output.reshape(rows, -1).astype(np.float64)
+    ref = _mantissas(_to_ir(y_model, output.ishape, output.order), output.typ).reshape(rows, -1)
+    if np.isnan(ref).any():
+        raise ExportError(f"PyTorch's model(x) is not on the output type {output.typ}'s grid for "
+                          f"{int(np.isnan(ref).sum())} of {ref.size} values: something after the last layer the "
+                          "exporter follows changes the output", field="forward")
     diff = np.abs(ours - ref)
     agree = float(np.mean(np.argmax(ours, axis=1) == np.argmax(np.nan_to_num(ref, nan=-np.inf), axis=1)))
     eq = Equivalence(n_samples=n, inputs=source, exact=float(np.mean(diff == 0)),
@@ -169,6 +184,22 @@ def check(model, gm: fx.GraphModule, imodel: ir.Model, mapped: dict[str, Mapped]
     return eq
 
 
+#: the largest share of a layer's output range its tolerance may cover: beyond it the check
+#: could not tell the layer from a different network
+MAX_TOLERANCE_SHARE = 1 / 8
+
+
+def _check_tolerance(layer, mp: Mapped, allowed: int) -> None:
+    """A tolerance is a bound on rounding, not a licence: refuse one so wide (coarse constants,
+    or PyTorch's own float32 sums at an extreme weight scale) that the check proves nothing."""
+    span = 2 ** layer.out_type.width  # output values the type holds, in LSBs
+    if allowed > span * MAX_TOLERANCE_SHARE:
+        raise ExportError(f"layer '{layer.name}' ({where(mp.node)}): the rounding of its constants and PyTorch's "
+                          f"float32 sums allow {allowed} LSB, more than {MAX_TOLERANCE_SHARE:.3g} of the {span} "
+                          f"values of {layer.out_type}; a check that loose proves nothing: raise scale_bits, or bring the "
+                          "weights to a normal scale", field=where(mp.node))
+
+
 def _isolated(imodel: ir.Model, mp: Mapped, torch_m: dict, sim) -> np.ndarray:
     """The integer model's output of ``mp``'s segment, computed from PyTorch's inputs to it."""
     first = imodel.layer(mp.segment[0])
@@ -179,12 +210,14 @@ def _isolated(imodel: ir.Model, mp: Mapped, torch_m: dict, sim) -> np.ndarray:
         m = torch_m[src]
         if np.isnan(m).any():  # its producer already failed; caught there
             return np.full_like(torch_m[mp.segment[-1]], np.nan)
+        if all(imodel.layer(name).kind == "flatten" for name in mp.segment):  # channels-last order, exact
+            return m.reshape(m.shape[0], -1)
         src_layer = imodel.layer(src)
         shape = tuple(m.shape[1:])
-        sub = [ir.Input(name="__in", out_type=src_layer.out_type, shape=shape)]
-        for name in mp.segment:
-            lay = imodel.layer(name)
-            sub.append(dataclasses.replace(lay, inputs=tuple("__in" if i == src else i for i in lay.inputs)))
+        # the segment's source becomes the input layer of its own model (same name, so the layers
+        # read it unchanged)
+        sub = [ir.Input(name=src, out_type=src_layer.out_type, shape=shape)]
+        sub += [dataclasses.replace(imodel.layer(name)) for name in mp.segment]
         res = simulate(ir.Model(name="segment", layers=sub), x_mantissa=m.astype(np.int64))
         return res.output.astype(np.float64)
     # an add (two inputs): exact aligned sum, then the one requantisation (and the ReLU)

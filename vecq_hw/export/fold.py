@@ -96,15 +96,29 @@ def fold_batchnorm(bn, s: np.ndarray, b: np.ndarray, where: str) -> tuple[np.nda
         return t.detach().double().cpu().numpy()
     gamma = arr(bn.weight) if bn.affine else np.ones(n)
     beta = arr(bn.bias) if bn.affine else np.zeros(n)
-    g = gamma / np.sqrt(arr(bn.running_var) + bn.eps)
+    var, mean = arr(bn.running_var), arr(bn.running_mean)
+    for name, v in (("running_var", var), ("running_mean", mean), ("weight", gamma), ("bias", beta)):
+        if not np.all(np.isfinite(v)):
+            raise ExportError(f"BatchNorm {name} holds NaN or infinity (channel {int(np.argmin(np.isfinite(v)))})",
+                              field=where)
+    if np.any(var + bn.eps <= 0):
+        raise ExportError(f"BatchNorm running_var + eps is not positive (channel {int(np.argmax(var + bn.eps <= 0))}: "
+                          f"{float(np.min(var)):.3g}); its statistics are corrupt", field=where)
+    g = gamma / np.sqrt(var + bn.eps)
     return s * g, (b - arr(bn.running_mean)) * g + beta
 
 
 def fixed_for(values: np.ndarray, frac: int, what: str, where: str) -> tuple[np.ndarray, FixedType]:
     """Round float constants to mantissas with ``frac`` fractional bits, in the narrowest type."""
-    m = np.round(np.asarray(values, dtype=np.float64) * 2.0 ** frac)
+    values = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise ExportError(f"{what} constants hold NaN or infinity (channel {int(np.argmin(np.isfinite(values)))}): the "
+                          "layer's weights, bias or quantiser scale are not finite", field=where)
+    m = np.round(values * 2.0 ** frac)
     if not np.all(np.isfinite(m)) or np.max(np.abs(m), initial=0) >= 2.0 ** 60:
-        raise ExportError(f"{what} constant out of range for {frac} fractional bits", field=where)
+        big = float(np.max(np.abs(values), initial=0.0))
+        raise ExportError(f"{what} constants out of range: the float values reach {big:.3g}, which {frac} fractional "
+                          "bits cannot hold in 60 (extreme weights or scales?)", field=where)
     m = m.astype(np.int64)
     width = max(ir.signed_width_for(int(m.min(initial=0)), int(m.max(initial=0))), 2)
     return m, FixedType(width=width, integer=width - frac, signed=True)

@@ -95,10 +95,11 @@ def fixed_quant(b: Builder, node, m):
         shape = v.tshape
         if len(shape) == 3:
             ishape = (shape[1], shape[2], shape[0])
-        elif len(shape) == 1:
+        elif len(shape) in (1, 2):  # a vector, or a graph's (nodes, features): the same layout
             ishape = shape
         else:
-            raise ExportError(f"input shape must be (C, H, W) or (features,), got {shape}", field="input_shape")
+            raise ExportError(f"input shape must be (C, H, W), (features,) or (nodes, features), got {shape}",
+                              field="input_shape")
         layer = ir.Input(name="input", out_type=t, shape=ishape)
         return b.emit(node, [layer], Tensor(layer="input", tshape=shape, ishape=ishape, typ=t), ())
     if isinstance(v, Pending):
@@ -211,8 +212,7 @@ def _relu(b: Builder, node):
         v.relu = True  # applied before the FixedQuant's requantisation (split_relu)
         return v
     t = b.settle(node, 0)
-    layer = ir.ReLU(name=b.name(where(node) if node.op == "call_module" else node.name), out_type=t.typ,
-                    inputs=(t.layer,))
+    layer = ir.ReLU(name=b.layer_name(node, ir.ReLU.kind), out_type=t.typ, inputs=(t.layer,))
     return b.emit(node, [layer], Tensor(layer=layer.name, tshape=t.tshape, ishape=t.ishape, typ=t.typ,
                                         order=t.order), (t.layer,))
 
@@ -282,8 +282,8 @@ def max_pool(b, node, m):
         b.fail(node, "MaxPool2d(return_indices=True) is not supported")
     pool, stride = _pool_params(b, node, m)
     t = _pool_input(b, node, pool)
-    return _pooled(b, node, t, ir.MaxPool2D(name=b.name(where(node)), out_type=t.typ, pool=pool, stride=stride,
-                                            inputs=(t.layer,)))
+    return _pooled(b, node, t, ir.MaxPool2D(name=b.layer_name(node, ir.MaxPool2D.kind), out_type=t.typ, pool=pool,
+                                            stride=stride, inputs=(t.layer,)))
 
 
 @_module(nn.AvgPool2d)
@@ -301,8 +301,8 @@ def avg_pool(b, node, m):
     t = _pool_input(b, node, pool)
     typ = FixedType(width=t.typ.width + extra, integer=t.typ.integer, signed=t.typ.signed,
                     rounding=t.typ.rounding, overflow=t.typ.overflow)
-    return _pooled(b, node, t, ir.AvgPool2D(name=b.name(where(node)), out_type=typ, pool=pool, stride=stride,
-                                            inputs=(t.layer,)))
+    return _pooled(b, node, t, ir.AvgPool2D(name=b.layer_name(node, ir.AvgPool2D.kind), out_type=typ, pool=pool,
+                                            stride=stride, inputs=(t.layer,)))
 
 
 def _gap(b, node, keepdim: bool):
@@ -361,8 +361,7 @@ def _flatten(b, node):
     if len(t.ishape) == 1:  # (C, 1, 1) of a settled global average
         return Tensor(layer=t.layer, tshape=t.ishape, ishape=t.ishape, typ=t.typ, order=t.order)
     h, w, c = t.ishape
-    layer = ir.Flatten(name=b.name(where(node) if node.op == "call_module" else node.name), out_type=t.typ,
-                       inputs=(t.layer,))
+    layer = ir.Flatten(name=b.layer_name(node, ir.Flatten.kind), out_type=t.typ, inputs=(t.layer,))
     # PyTorch's flat index of each channels-last position: the dense after it permutes its rows
     order = np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
     return b.emit(node, [layer], Tensor(layer=layer.name, tshape=(c * h * w,), ishape=(c * h * w,), typ=t.typ,

@@ -36,8 +36,9 @@ from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
 from . import alq  # noqa: F401  (registers ALQ's native weight form with the handlers)
+from . import gnn_handlers as _gnn_handlers  # noqa: F401,I001  (registers GCNConv's handler)
 from .handlers import HANDLERS
-from .trace import trace
+from .trace import refuse_hidden_calls, trace
 
 #: Overflow modes for which relu(requant(y)) == requant(relu(y)) (the recipe checker reads it).
 _MONOTONE_OVERFLOW = MONOTONE_OVERFLOW
@@ -45,6 +46,9 @@ _MONOTONE_OVERFLOW = MONOTONE_OVERFLOW
 #: option ranges: significant bits of a scale; fractional bits of a scale or bias. Outside them
 #: a constant is either meaningless (a 1-bit scale) or beyond the simulator's exact 62 bits.
 SCALE_BITS = (2, 40)
+#: the precisions the equivalence check may run PyTorch in
+CHECK_DTYPES = ("float32", "float64")
+CAST = {"float32": "float", "float64": "double"}
 FRAC_RANGE = (-16, 56)
 
 
@@ -57,7 +61,8 @@ class ExportOptions:
     the scale instead. Biases get the fractional bits of the product acc * s, so that adding
     them never needs an alignment shift wider than the product (``bias_frac`` overrides).
     ``check_samples`` random inputs (when the caller gives none) and ``min_agreement``
-    (argmax) drive the equivalence check.
+    (argmax) drive the equivalence check, which runs PyTorch in ``check_dtype`` ('float32', or
+    'float64' for a model whose every sum and product is exact there: a GCN, :mod:`.gnn`).
     """
 
     scale_bits: int = 16
@@ -68,6 +73,7 @@ class ExportOptions:
     check_samples: int = 256
     check_seed: int = 0
     min_agreement: float = 0.9
+    check_dtype: str = "float32"
 
     def validate(self) -> "ExportOptions":
         def integer(v, name, lo, hi, optional=False):
@@ -85,6 +91,9 @@ class ExportOptions:
                               field="multiplier")
         if not isinstance(self.name, str) or not self.name.strip():
             raise ExportError(f"expected a non-empty name, got {self.name!r}", field="name")
+        if self.check_dtype not in CHECK_DTYPES:
+            raise ExportError(f"expected one of {', '.join(CHECK_DTYPES)}, got {self.check_dtype!r}",
+                              field="check_dtype")
         a = self.min_agreement
         if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= 1.0:
             raise ExportError(f"expected a fraction in [0, 1], got {a!r}", field="min_agreement")
@@ -105,7 +114,8 @@ class ExportResult:
 def export(model: nn.Module, input_shape, options: ExportOptions | None = None, samples=None) -> ExportResult:
     """Trace ``model.forward``, build the integer model, check it against PyTorch.
 
-    ``input_shape`` is PyTorch's per-sample shape: (C, H, W) or (features,). ``samples``
+    ``input_shape`` is PyTorch's per-sample shape: (C, H, W), (features,) or a graph's
+    (nodes, features) (:mod:`.gnn`). ``samples``
     (N, *input_shape) are the inputs of the equivalence check (default: random ones over the
     input type). Raises ExportError (one line) on anything it cannot export exactly.
     """
@@ -113,22 +123,37 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
     if not isinstance(model, nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}", field="model")
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) not in (1, 3) or min(shape) < 1:
-        raise ExportError(f"input shape must be (C, H, W) or (features,), got {tuple(input_shape)}",
-                          field="input_shape")
+    if len(shape) not in (1, 2, 3) or min(shape) < 1:
+        raise ExportError(f"input shape must be (C, H, W), (features,) or a graph's (nodes, features), got "
+                          f"{tuple(input_shape)}", field="input_shape")
     training = [name or type(model).__name__ for name, m in model.named_modules() if m.training]
     if training:
         raise ExportError("the model is in training mode (BatchNorm/Dropout would use batch behaviour); "
                           "call model.eval() before exporting", field=training[0])
-    gm = trace(model)
+    _check_tensors(model, opts.check_dtype)
+    refuse_hidden_calls(model)
+    gm = trace(model, leaves=tuple(HANDLERS.modules))
     builder = Builder(gm, shape, opts, HANDLERS)
     layers = builder.run()
     if not builder.has_input:
         raise ExportError("forward must start with a FixedQuant input quantiser (the input's fixed-point type)",
                           field="forward")
     imodel = ir.Model(name=opts.name, layers=layers).check(where=opts.name)
-    eq = check(model, gm, imodel, builder.mapped, shape, samples, opts)
+    eq = check(model, gm, imodel, builder.mapped, builder.output, shape, samples, opts)
     return ExportResult(model=imodel, equivalence=eq)
+
+
+def _check_tensors(model: nn.Module, dtype: str = "float32") -> None:
+    """Every floating-point parameter and buffer ``dtype`` on the CPU: PyTorch's reference run of
+    the check feeds inputs of that dtype on the CPU (model.double(), .half() or .cuda() would fail
+    there otherwise)."""
+    import torch
+    want = getattr(torch, dtype)
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and (t.dtype != want or t.device.type != "cpu"):
+            raise ExportError(f"'{name}' is {str(t.dtype).replace('torch.', '')} on {t.device.type}; the exporter "
+                              f"checks the model in {dtype} on the CPU: call model.{CAST[dtype]}().cpu() first",
+                              field=name.rpartition(".")[0] or type(model).__name__)
 
 
 def export_model(model: nn.Module, input_shape, options: ExportOptions | None = None, samples=None) -> ir.Model:

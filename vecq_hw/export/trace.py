@@ -25,17 +25,45 @@ def is_ours(m: nn.Module) -> bool:
 
 
 class _Tracer(fx.Tracer):
-    def __init__(self):
+    def __init__(self, leaves: tuple = ()):
         super().__init__()
         self.record_stack_traces = True
+        self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return is_ours(m) or super().is_leaf_module(m, qualname)
+        return is_ours(m) or isinstance(m, self.leaves) or super().is_leaf_module(m, qualname)
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """The fx graph of ``model.forward`` (dead code removed), or one ExportError line."""
-    tracer = _Tracer()
+def refuse_hidden_calls(model: nn.Module) -> None:
+    """Refuse what runs in ``model(x)`` but not in the traced graph the exporter reads: forward
+    hooks and pre-hooks (on any module, or global ones), a ``forward`` patched onto an instance,
+    a class that overrides ``__call__``. Each changes what the model computes where fx (and so
+    the integer model) does not look; weight_norm and spectral_norm are such hooks."""
+    from torch.nn.modules import module as torch_module
+    for kind in ("_global_forward_hooks", "_global_forward_pre_hooks"):
+        if getattr(torch_module, kind, None):
+            raise ExportError(f"a global module {kind[8:-1].replace('_', ' ')} is registered "
+                              "(torch.nn.modules.module.register_module_forward_*hook); it changes every module's "
+                              "output where the trace does not see it: remove it before exporting", field="forward")
+    for path, m in model.named_modules():
+        name = path or type(model).__name__
+        for kind in ("_forward_hooks", "_forward_pre_hooks"):
+            if getattr(m, kind, None):
+                raise ExportError(f"{type(m).__name__} has a {kind[1:-1].replace('_', ' ')} (register_{kind[1:-1]}, "
+                                  "weight_norm, spectral_norm, ...): it changes what the module computes where the "
+                                  "trace does not see it; remove it before exporting", field=name)
+        if "forward" in vars(m):
+            raise ExportError(f"{type(m).__name__} has its own forward assigned on the instance (a patched "
+                              "forward); the exporter follows the class's forward only", field=name)
+        if type(m).__call__ is not nn.Module.__call__:
+            raise ExportError(f"{type(m).__name__} overrides __call__; the exporter follows forward() only",
+                              field=name)
+
+
+def trace(model: nn.Module, leaves: tuple = ()) -> fx.GraphModule:
+    """The fx graph of ``model.forward`` (dead code removed), or one ExportError line. ``leaves``:
+    more module types not to trace into (the handler table's: a handler reads the module whole)."""
+    tracer = _Tracer(leaves)
     try:
         graph = tracer.trace(model)
     except Exception as exc:  # fx's own errors are many types; all mean "cannot follow"

@@ -72,6 +72,10 @@ class Pending:
     def layer(self, name: str, out_type: FixedType) -> ir.Layer:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def layer_kind(self) -> str:
+        """The kind of the layer it becomes (for its name)."""
+        return "layer"
+
     def exact_type(self) -> FixedType | None:
         """The type holding every result exactly, when one exists (else a FixedQuant is needed)."""
         return None
@@ -98,6 +102,9 @@ class PendingWeighted(Pending):
     #: filled when built (for the error bound)
     built: ir.Weighted | None = None
 
+    def layer_kind(self):
+        return self.kind.kind
+
     def constants(self) -> dict:
         """s_j and b_j as fixed-point mantissas and their types (the layer's keywords)."""
         from .fold import fixed_for, scale_frac
@@ -116,12 +123,27 @@ class PendingWeighted(Pending):
                                **self.constants(), **self.geometry)
         return self.built
 
+    def _check_kept(self, out_type) -> None:
+        """Refuse constants that lost all their precision: every scale rounded to 0 (the layer's
+        weights vanish), or every bias rounded to 0 where the float biases reach an LSB of the
+        output (extreme weights make the bias type ap_fixed<2,74>: its step is 2^72)."""
+        lay = self.built
+        for what, fixed, true, t, matters in (
+                ("scale", lay.scale, self.s, lay.scale_type, 0.0),
+                ("bias", lay.bias, self.b, lay.bias_type, float(out_type.resolution))):
+            big = float(np.max(np.abs(true), initial=0.0))
+            if not np.any(fixed) and big > matters:
+                raise ExportError(f"layer '{lay.name}': every {what} constant rounds to 0 in {t} (the float values "
+                                  f"reach {big:.3g}); the layer's constants cannot be represented at this scale "
+                                  "(extreme weights?)", field=self.where)
+
     def error_bound(self, out_type):
         """|acc*s + b - PyTorch's y| <= sum_i |d_ij| x_max ds + db, with ds, db half a step of the
         scale and bias types (the constants are PyTorch's rounded to nearest: checked here), plus
         PyTorch's own float32 rounding of the same sum (<= (fan_in + 8) * 2**-24 relative, the
         textbook bound for sequential float summation, plus the BatchNorm ops). The bound depends
         on the chosen precision only, never on the constants' actual values."""
+        self._check_kept(out_type)
         lay = self.built
         ds, db = 2.0 ** -(lay.scale_type.frac + 1), 2.0 ** -(lay.bias_type.frac + 1)
         for what, fixed, true, half in (("scale", lay.scale_type.to_float(lay.scale), self.s, ds),
@@ -142,6 +164,9 @@ class PendingAdd(Pending):
     a: Tensor = None
     b: Tensor = None
 
+    def layer_kind(self):
+        return ir.Add.kind
+
     def layer(self, name, out_type):
         return ir.Add(name=name, out_type=out_type, inputs=(self.a.layer, self.b.layer))
 
@@ -159,6 +184,9 @@ class PendingGap(Pending):
     what = "global average pool"
     inp: Tensor = None
     built: ir.GlobalAvgPool2D | None = None
+
+    def layer_kind(self):
+        return ir.GlobalAvgPool2D.kind
 
     @property
     def window(self) -> int:

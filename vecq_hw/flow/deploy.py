@@ -16,10 +16,10 @@ import numpy as np
 
 from ..errors import ToolError, VecQError
 from ..hls.options import DEFAULTS as HLS_DEFAULTS
-from ..report import format_estimate, format_report
+from ..report import format_fit, format_report
 from ..resources import CONFIG_DIR
 from .pytorch import export_torch, predict_sim, predict_torch
-from .hls import write_hls_project
+from .hls import resolve_part, write_hls_project
 from .inputs import count_input_overflow, images_to_inputs
 
 DEFAULT_RECIPE = CONFIG_DIR / "demo_lenet5_mnist_w2a8.yaml"
@@ -56,7 +56,12 @@ class DeployReport:
     backend: str
     io_type: str
     plots: list
-    #: ``estimate.Estimate.to_dict()`` of the deployed (unfolded) design, and its text
+    #: the part the project is folded for (``vecq-hw fit``: configs/hardware/parts.yaml's default
+    #: unless given), whether the plan fits it, and the plan (reuse factor per weighted layer)
+    part: str
+    fits: bool
+    reuse: dict
+    #: ``estimate.Estimate.to_dict()`` of the deployed (fitted) design, and its text
     estimate: dict
     estimate_text: str
 
@@ -76,13 +81,20 @@ def _jsonable(o):
     return str(o)
 
 
-def _csim_project(imodel, prj_dir, x, backend, io_type):
-    """Write the HLS project with ``x`` as its test vectors and C-simulate it: (project, result, seconds)."""
+def _fitted_project(imodel, prj_dir, x, backend, io_type, part):
+    """``fit`` the model to ``part`` (default: the parts table's default), write the project of
+    its plan (the closest, fully folded one when nothing fits) with ``x`` as its test vectors, and
+    C-simulate it: (FitResult, full part name, project, CsimResult, seconds)."""
     from ..hls import HlsOptions, csim
-    prj = write_hls_project(imodel, prj_dir, HlsOptions(backend=backend, io_type=io_type), x, overwrite=True)
+    from ..hls.estimate import fit
+    p, hls_part = resolve_part(part)
+    result = fit(imodel, p, io_type=io_type)
+    plan = result.closest
+    opts = HlsOptions(backend=backend, io_type=plan.io_type, part=hls_part, reuse=plan.reuse())
+    prj = write_hls_project(imodel, prj_dir, opts, x, overwrite=True)
     t0 = time.perf_counter()
     cs = csim(prj, progress=True)  # a build or run failure raises CsimError (a ToolError)
-    return prj, cs, time.perf_counter() - t0
+    return result, hls_part, prj, cs, time.perf_counter() - t0
 
 
 def _plots(model, run_dir: Path, work_dir: Path) -> list[str]:
@@ -92,17 +104,18 @@ def _plots(model, run_dir: Path, work_dir: Path) -> list[str]:
     return [str(p) for p in plots + ([curve] if curve.exists() else [])]
 
 
-def _estimate(imodel, io_type) -> tuple[dict, str]:
-    from ..hls.estimate import estimate
-    est = estimate(imodel, io_type=io_type)  # the deployed (unfolded) design on the default part, 200 MHz
-    return est.to_dict(), ("hardware estimate of this project (unfolded; `vecq-hw fit` folds it for a part):\n"
-                           + format_estimate(est, per_layer=False))
+def _fit_text(result, hls_part: str) -> str:
+    head = (f"hardware: the HLS project is the plan `vecq-hw fit` chose for {hls_part}" if result.ok else
+            f"hardware: nothing fits {hls_part}; the HLS project is the closest plan")
+    return head + "\n" + format_fit(result, per_layer=False)
 
 
 def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backend=HLS_DEFAULTS.backend,
-                  io_type=HLS_DEFAULTS.io_type, progress=print) -> DeployReport:
-    """Export -> simulate -> HLS -> C-simulate -> report, for one training run.
+                  io_type=None, part=None, progress=print) -> DeployReport:
+    """Export -> simulate -> fit -> HLS -> C-simulate -> report, for one training run.
 
+    The HLS project is folded by ``fit`` for ``part`` (default: configs/hardware/parts.yaml's
+    default; ``io_type`` None lets fit choose), so the project the report points at fits it.
     Writes model/, hls_prj/, weights.png, report.json and report.txt into ``work_dir`` (they are
     ours: an existing model or project there is replaced)."""
     from ..data import load_dataset
@@ -112,6 +125,7 @@ def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backen
     csim_images = int(csim_images)
     if csim_images < 1:
         raise VecQError(f"expected at least 1 image to C-simulate, got {csim_images}", field="csim_images")
+    resolve_part(part)  # refused before any work
     run_dir, work_dir = Path(run_dir), Path(work_dir)
     model, recipe = load_run(run_dir)
     dataset = recipe["data"]["dataset"]
@@ -129,10 +143,11 @@ def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backen
     overflow = {f"{imodel.input.name} (input)": count_input_overflow(imodel, x), **res.overflow}
 
     m = min(csim_images, len(labels))
-    progress(f"writing the HLS project and C-simulating {m} images with g++ ...")
-    prj, cs, csim_seconds = _csim_project(imodel, work_dir / "hls_prj", x[:m], backend, io_type)
+    progress(f"fitting the HLS design to a part, writing its project and C-simulating {m} images with g++ ...")
+    fitted, hls_part, prj, cs, csim_seconds = _fitted_project(imodel, work_dir / "hls_prj", x[:m], backend, io_type,
+                                                              part)
     csim_pred = np.argmax(cs.outputs.reshape(m, -1), axis=1)
-    est, est_text = _estimate(imodel, io_type)
+    plan = fitted.closest
     r = DeployReport(
         model=getattr(model, "arch", imodel.name), dataset=dataset, n_test=int(len(labels)), n_csim=m,
         float_accuracy=metrics.get("float_test_accuracy"),
@@ -143,8 +158,9 @@ def deploy_report(run_dir, work_dir, *, data_root=None, csim_images=1000, backen
         csim_mismatches=int(cs.mismatches), csim_values=int(cs.n_values),
         csim_value_mismatches=int(cs.value_mismatches), csim_seconds=round(csim_seconds, 2),
         csim_summary=cs.summary(), memory=weight_memory_report(imodel), overflow=overflow,
-        model_dir=str(work_dir / "model"), project_dir=str(prj), backend=backend, io_type=io_type,
-        plots=_plots(model, run_dir, work_dir), estimate=est, estimate_text=est_text)
+        model_dir=str(work_dir / "model"), project_dir=str(prj), backend=backend, io_type=plan.io_type,
+        plots=_plots(model, run_dir, work_dir), part=hls_part, fits=fitted.ok, reuse=plan.reuse(),
+        estimate=plan.to_dict(), estimate_text=_fit_text(fitted, hls_part))
     (work_dir / "report.json").write_text(json.dumps(r.to_dict(), indent=2, default=_jsonable))
     (work_dir / "report.txt").write_text(r.text(estimate=True) + "\n")
     return r

@@ -32,24 +32,29 @@ def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HL
     """``vecq-hw hls``: the project with the simulator's outputs on ``test_inputs`` (default:
     100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`."""
     from ..hls import HlsOptions
+    from ..hls.project import check_out_dir
     from ..ir.io import load_model
     reuse = reuse_map(reuse or {})
     options = HlsOptions(backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy, part=part,
                          clock_period=clock_period, project_name=project_name, reuse=reuse,
                          da_max_products=da_max_products)
+    check_out_dir(Path(out_dir), overwrite)  # before any work
     model = load_model(model_dir)
-    lines = []
-    if test_inputs is not None:
-        x = load_array(test_inputs, what="test inputs", expect_shape=model.input.shape)
-        warning = input_saturation_warning(model, count_input_overflow(model, x))
-        lines += [warning] if warning else []
-    else:
-        x = random_inputs(model, 100)
+    x, warning = _test_inputs(model, test_inputs)
+    lines = [warning] if warning else []
     path = write_hls_project(model, out_dir, options, x, overwrite=overwrite)
     lines += [f"wrote {backend} {io_type} project to {path} with {len(x)} test vectors"]
     lines += [da_summary(model, options)] if options.strategy == DISTRIBUTED_ARITHMETIC else []
     lines += [f"next: vecq-hw csim {path}   (g++ C simulation, exact comparison)"]
     return "\n".join(lines)
+
+
+def _test_inputs(model: ir.Model, path):
+    """(the testbench's inputs: the .npy at ``path``, else 100 random inputs; a warning line or None)."""
+    if path is None:
+        return random_inputs(model, 100), None
+    x = load_array(path, what="test inputs", expect_shape=model.input.shape)
+    return x, input_saturation_warning(model, count_input_overflow(model, x))
 
 
 def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
@@ -75,30 +80,46 @@ def da_summary(model: ir.Model, options) -> str:
                f"{', '.join(kept)}" if kept else ""))
 
 
+def resolve_part(part=None):
+    """(the parts-table entry, the full part name for the HLS project): a name with a package and
+    speed grade (xc7z020clg400-1) is kept, a short one (xc7z020) gets its table entry's full name;
+    None is the table's default."""
+    from ..hls.estimate import get_part
+    p = get_part(part)
+    return p, (str(part) if part and len(str(part)) > len(p.name) else p.hls_part)
+
+
 def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
-            headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, strategy=HLS_DEFAULTS.strategy,
-            da_max_products=HLS_DEFAULTS.da_max_products):
-    """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it.
+            headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, test_inputs=None,
+            strategy=HLS_DEFAULTS.strategy, da_max_products=HLS_DEFAULTS.da_max_products):
+    """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it
+    (its testbench checks ``test_inputs``, a .npy, as ``hls`` does; default: 100 random inputs).
 
     Returns (text, ok); nothing is written when nothing fits."""
-    from ..hls.estimate import fit, get_part
+    from ..hls.estimate import fit
     from ..hls import HlsOptions
+    from ..hls.project import check_out_dir
     from ..ir.io import load_model
     from ..report import format_fit
+    p, hls_part = resolve_part(part)
+    # every option the project will carry, and the folder, checked before the search
+    HlsOptions(backend=backend, part=hls_part, clock_period=clock_period, strategy=strategy,
+               da_max_products=da_max_products)
+    if out_dir is not None:
+        check_out_dir(Path(out_dir), overwrite)
     model = load_model(model_dir)
-    p = get_part(part)
+    x, warning = _test_inputs(model, test_inputs)
     result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type,
                  strategy=strategy, da_max_products=da_max_products)
-    text = format_fit(result)
+    text = (f"{warning}\n" if warning else "") + format_fit(result)
     if result.ok and strategy == DISTRIBUTED_ARITHMETIC:
         text += "\n" + da_summary(model, HlsOptions(strategy=strategy, reuse=result.plan.reuse(),
                                                      da_max_products=da_max_products))
     if result.ok and out_dir is not None:
-        hls_part = part if part and len(str(part)) > len(p.name) else p.hls_part
         io_type = result.plan.io_type
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
                           reuse=result.plan.reuse(), strategy=strategy, da_max_products=da_max_products)
-        path = write_hls_project(model, out_dir, opts, random_inputs(model, 100), overwrite=overwrite)
+        path = write_hls_project(model, out_dir, opts, x, overwrite=overwrite)
         from ..hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
         plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder
         text += (f"\nwrote {backend} {io_type} project for {hls_part} to {path}\n"
@@ -116,13 +137,14 @@ def write_hls_project(model: ir.Model, out_dir, options, x, *, overwrite=False) 
                          overwrite=overwrite)
 
 
-def csim_hls(project_dir, *, opt=DEFAULT_OPT, timeout=None, jobs=None, restart=False, show=print):
+def csim_hls(project_dir, *, opt=DEFAULT_OPT, timeout=None, jobs=None, restart=False, show=print, cache_dir=None):
     """``vecq-hw csim``: C-simulate a generated project (progress on stderr), ``show`` its
     summary, and raise ``ToolError`` when the C++ disagrees with the simulator's outputs.
 
     Ctrl-C raises ``CsimInterrupted`` (a KeyboardInterrupt); the finished samples are kept."""
     from ..hls.csim import csim
-    result = csim(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, progress=True)
+    result = csim(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, progress=True,
+                  cache_dir=cache_dir)
     show(result.summary())
     if not result.ok:  # the generated C++ disagrees with the simulator: a tool failure, not bad input
         raise ToolError(f"{project_dir}: C simulation disagrees with the simulator in {result.mismatches} of "

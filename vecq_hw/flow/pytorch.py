@@ -37,7 +37,7 @@ def launch_training(recipe, out_dir, nproc: int, *, data_root=None, resume=False
     from ..train.loop import preflight
     if os.environ.get("RANK") or os.environ.get("WORLD_SIZE"):
         raise VecQError("--nproc starts torchrun itself; under torchrun (RANK/WORLD_SIZE set) leave it out")
-    preflight(recipe, out_dir, resume=resume, overwrite=overwrite, world=nproc)
+    preflight(recipe, out_dir, resume=resume, overwrite=overwrite, world=nproc, data_root=data_root)
     args = [str(recipe), "--out", str(out_dir)] + (["--data", str(data_root)] if data_root else [])
     args += (["--resume"] if resume else []) + (["--overwrite"] if overwrite else [])
     args += (["--device", device] if device else []) + (["--threads", str(threads)] if threads else [])
@@ -94,8 +94,12 @@ def _run_dir(source) -> Path:
 
 def export_run(source, out_dir, *, scale_bits=16, scale_frac=None, multiplier="auto", overwrite=False,
                data_root=None, eval_limit=1000) -> ExportReport:
-    from ..ir.io import save_model, weight_memory_report
+    from ..ir.io import check_model_folder, save_model, weight_memory_report
     from ..train import load_run
+    check_model_folder(out_dir, overwrite=overwrite)  # before the export and the evaluation
+    from .gnn import export_gcn_run, gcn_run_recipe
+    if gcn_run_recipe(source) is not None:  # a GCN on its graph: exported exactly, measured on its test nodes
+        return export_gcn_run(source, out_dir, overwrite=overwrite, data_root=data_root)
     model, recipe = load_run(_run_dir(source))
     images = None
     if eval_limit:

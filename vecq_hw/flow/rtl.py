@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -79,23 +78,17 @@ def simulate_rtl(project, x_mantissa: np.ndarray | None = None, *, n: int = 2000
 
 
 def load_rtl_inputs(project, path) -> np.ndarray:
-    """Input mantissas from a .npy file: integers are mantissas, floats are converted."""
+    """Input mantissas from a .npy file: integers are mantissas, floats are converted (read and
+    checked as every input file is: numeric, finite, the input shape, at least one sample)."""
     from ..fixed import FixedType
+    from .inputs import load_array
     t = FixedType.parse(project.manifest["input_type"])
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise VecQError(f"cannot read a .npy array: {exc}", file=str(path)) from None
-    shape = tuple(project.manifest["input_shape"])
-    if x.shape[1:] != shape:
-        raise VecQError(f"expected shape (N,) + {shape}, got {x.shape}", file=str(path))
+    x = load_array(path, what="inputs", expect_shape=tuple(project.manifest["input_shape"]))
     if np.issubdtype(x.dtype, np.integer):
-        if x.size and (x.min() < t.min_mantissa or x.max() > t.max_mantissa):
+        if x.min() < t.min_mantissa or x.max() > t.max_mantissa:
             raise VecQError(f"integer inputs are mantissas of {t} and must lie in "
                             f"[{t.min_mantissa}, {t.max_mantissa}]", file=str(path))
         return x.astype(np.int64)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise VecQError(f"expected integer mantissas or float values, got dtype {x.dtype}", file=str(path))
     return np.asarray(t.from_float(x.astype(np.float64)), dtype=np.int64)
 
 
@@ -115,8 +108,15 @@ def simulate_rtl_files(project_dir, input_path=None, *, n: int = 2000, show=prin
 
 def synth_rtl(project_dir, *, part=None, dsp=False, retime=False, json_path=None) -> str:
     """``vecq-hw synth``: yosys counts of an RTL project as a table (also written to ``json_path``)."""
-    from ..rtl import synth
-    report = synth(project_dir, part=part, dsp=dsp, retime=retime)
+    from ..outputs import atomic_text, output_file
+    from ..rtl import load_project, synth
+    from ..rtl.options import family
+    prj = load_project(project_dir)
+    if part is not None:
+        family(part)  # a part name yosys cannot map: refused before yosys runs
     if json_path:
-        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        json_path = output_file(json_path, "--json")  # before yosys runs, not after
+    report = synth(prj, part=part, dsp=dsp, retime=retime)
+    if json_path:
+        atomic_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return report.table()

@@ -16,8 +16,8 @@ from .. import ir
 from ..errors import VecQError
 from .folding import reuse_plan
 from .layers import register
-from .mappings import pool_accum_type
-from .mappings_da import mapping_for
+from .mappings import MAPPINGS, pool_accum_type
+from .mappings_da import mapping_for, register_hls_da
 from .options import IO_TYPES, STRATEGIES, HlsOptions
 from .products import choose_product
 from .types import hls_name, precision_of, precision_string, same_precision
@@ -39,6 +39,23 @@ def term_type(in_type, layer_or_bits):
     return _named_term(in_type, int(layer_or_bits))
 
 
+def _check_stream_flattens(model: ir.Model) -> None:
+    """In io_stream, hls4ml turns a flatten of an image into a Repack (the output) or an alias of
+    the pixel stream that only our weighted kernels read correctly (a ReLU after it reads pixels
+    as if they were the flat vector: the C simulation disagrees). Refused before anything is written."""
+    readers = model.consumers()
+    nodes = {node.layer.name: node for node in model.nodes()}
+    for node in nodes.values():
+        layer = node.layer
+        if layer.kind != "flatten" or len(node.in_shapes[0]) == 1:
+            continue
+        bad = [r for r in readers[layer.name] if mapping_for(nodes[r]).products_per_input(nodes[r]) is None]
+        if bad or not readers[layer.name]:
+            what = f"read by '{bad[0]}' ({model.layer(bad[0]).kind})" if bad else "the model's output"
+            raise VecQError(f"layer '{layer.name}' (flatten) is {what}; in io_stream a flatten of an image may only "
+                            "feed weighted layers (dense; use io_parallel)", field="io_type")
+
+
 def _options(options: HlsOptions | None, kw: dict) -> HlsOptions:
     return HlsOptions.from_kwargs(options, **kw) if kw else (options or HlsOptions())
 
@@ -57,13 +74,19 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
             if len(readers) > MAX_STREAM_READERS:
                 raise VecQError(f"layer '{src}' is read by {len(readers)} layers; io_stream copies a stream to "
                                 f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
+        _check_stream_flattens(model)
     reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
+    # every kind's hls4ml layer and header, not only this model's: a project copies every
+    # registered header, so registering lazily would make its content (and the csim build key)
+    # depend on what this process happened to build before
+    for m in {id(m): m for m in MAPPINGS.values()}.values():
+        m.register_hls()
+    register_hls_da()  # the distributed-arithmetic classes too, whatever this project's strategy
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     for node in model.nodes():
         layer = node.layer
         mapping = mapping_for(node, opts)
-        mapping.register_hls()
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ToolError, VecQError
+from . import csim_cache
 from .csim_run import (DeadlineExceeded, Progress, Shard, ShardStore, plan, run_commands,
                        shard_size)
 
@@ -126,15 +127,12 @@ PCH_HEADERS = (
 SYNTH_PCH_HEADERS = ("<iostream>", "<fstream>", "<string>", '"ap_fixed.h"', '"ap_int.h"', '"hls_stream.h"')
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("VECQ_HW_CACHE", Path.home() / ".cache" / "vecq_hw"))
-
-
 def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str, deadline,
-                        kernels=frozenset()) -> Path | None:
+                        kernels=frozenset(), cache: Path | None = None) -> Path | None:
     """A shared precompiled header of hls4ml's ap_types + nnet_utils (their parsing dominates g++ time).
 
-    Keyed by the compiler, flags and the headers' content; built once into the user cache. The
+    Keyed by the compiler, flags and the headers' content; built once into the user cache
+    (:mod:`.csim_cache`: ``cache``, else $VECQ_HW_CACHE, else ~/.cache/vecq_hw; bounded). The
     project's own copies of these headers are then skipped by their include guards. ``kernels``:
     the file names of the registered kernel headers in nnet_utils (vecq_project.json), left out
     of the key: the PCH never includes them, so editing a kernel does not rebuild it. Any failure
@@ -147,8 +145,10 @@ def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str
         h.update(str(p.relative_to(prj)).encode())
         h.update(p.read_bytes())
     key = h.hexdigest()[:20]
-    final = cache_dir() / f"pch-{tag}-{key}"
+    root = csim_cache.cache_dir(cache)
+    final = root / f"pch-{tag}-{key}"
     if (final / "vecq_pch.h.gch").is_file():
+        csim_cache.touch(final)
         return final / "vecq_pch.h"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +169,7 @@ def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str
             os.replace(tmp, final)
         except OSError:  # someone else built it meanwhile
             shutil.rmtree(tmp, ignore_errors=True)
+        csim_cache.prune(root, keep=final)  # the cache stays within its bound
         return final / "vecq_pch.h" if (final / "vecq_pch.h.gch").is_file() else None
     except OSError:
         return None
@@ -192,7 +193,7 @@ def default_jobs() -> int:
 
 def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str = "g++", check_synthesis: bool = True,
          timeout: float | None = None, pch: bool = True, progress: bool | str = False,
-         restart: bool = False) -> CsimResult:
+         restart: bool = False, cache_dir=None) -> CsimResult:
     """Build (cached) and run the exact testbench of a project written by :func:`write_project`.
 
     ``jobs``: processes at once (default: every CPU we may use). ``timeout``: seconds for the
@@ -203,20 +204,20 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
     the test data and weights: a call after an interrupted or timed-out one simulates only the
     rest (``restart=True`` discards them). Ctrl-C kills the children and raises
     :class:`CsimInterrupted` (a KeyboardInterrupt) saying how many samples are done.
+    ``cache_dir``: where the shared precompiled headers live (:mod:`.csim_cache`; default
+    $VECQ_HW_CACHE, else ~/.cache/vecq_hw); ``pch=False`` uses none.
     """
     deadline = time.monotonic() + timeout if timeout is not None else None
     jobs = default_jobs() if jobs is None else max(1, int(jobs))
+    csim_cache.limit_bytes()  # a bad $VECQ_HW_CACHE_MB is refused before any work
     prj = Path(prj_dir).resolve()
-    meta_file = prj / "vecq_project.json"
-    if not meta_file.is_file():
-        raise VecQError("not a vecq_hw HLS project (no vecq_project.json); expected a folder written by "
-                        "`vecq-hw hls`", file=prj)
-    meta = json.loads(meta_file.read_text())
+    meta = read_project_meta(prj)
     project = meta["project"]
     t0 = time.perf_counter()
     try:
         exe, key, cached, log = _build(prj, project, cxx=cxx, opt=opt, jobs=jobs, check_synthesis=check_synthesis,
-                                       pch=pch, deadline=deadline, kernels=frozenset(meta.get("kernel_headers", ())))
+                                       pch=pch, deadline=deadline, kernels=frozenset(meta.get("kernel_headers", ())),
+                                       cache=cache_dir)
     except DeadlineExceeded:
         raise CsimError(f"{prj}: stopped by the --timeout of {timeout:g} s while compiling (no sample simulated); "
                         f"run again without --timeout or with a longer one") from None
@@ -233,7 +234,31 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
         raise CsimInterrupted(f"{prj}: C simulation interrupted before it started; nothing lost") from None
 
 
-def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, deadline, kernels=frozenset()):
+def read_project_meta(prj: Path) -> dict:
+    """``vecq_project.json`` of a project, checked: the names csim puts into g++ command lines and
+    file paths (the top function, the kernel headers) must be what ``write_project`` writes."""
+    from ..names import check_identifier
+    meta_file = prj / "vecq_project.json"
+    if not meta_file.is_file():
+        raise VecQError("not a vecq_hw HLS project (no vecq_project.json); expected a folder written by "
+                        "`vecq-hw hls`", file=prj)
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as exc:  # truncated, not UTF-8, not JSON
+        raise VecQError(f"unreadable project description ({' '.join(str(exc).split())[:200]}); regenerate the "
+                        "project with `vecq-hw hls`", file=meta_file) from None
+    if not isinstance(meta, dict):
+        raise VecQError("expected a JSON object", file=meta_file)
+    check_identifier(meta.get("project"), "project", file=meta_file)
+    headers = meta.get("kernel_headers", [])
+    if not isinstance(headers, list) or not all(isinstance(h, str) and re.fullmatch(r"[\w.-]+\.h", h)
+                                                for h in headers):
+        raise VecQError("expected a list of header file names", file=meta_file, field="kernel_headers")
+    return meta
+
+
+def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, deadline, kernels=frozenset(),
+           cache=None):
     """(executable, build key, cached?, log lines): compile and link unless the key is cached."""
     flags = [STD, opt, "-Ifirmware", "-Ifirmware/ap_types", '-DWEIGHTS_DIR="firmware/weights"']
     key = _content_hash(prj, project, " ".join([_compiler_id(cxx)] + flags))
@@ -259,10 +284,11 @@ def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, dea
     synth_flags = [STD, "-I.", "-Ifirmware", "-Ifirmware/ap_types"]
     inc, synth_inc = [], []
     if pch:
-        hdr = _precompiled_header(prj, cxx, flags, PCH_HEADERS, "csim", deadline, kernels)
+        hdr = _precompiled_header(prj, cxx, flags, PCH_HEADERS, "csim", deadline, kernels, cache)
         inc = ["-include", str(hdr)] if hdr else []
         if check_synthesis and not synth_ok.is_file():
-            hdr = _precompiled_header(prj, cxx, synth_flags, SYNTH_PCH_HEADERS, "synth", deadline, kernels)
+            hdr = _precompiled_header(prj, cxx, synth_flags, SYNTH_PCH_HEADERS, "synth", deadline, kernels,
+                                      cache)
             synth_inc = ["-include", str(hdr)] if hdr else []
     tasks = {
         "top": [cxx, *flags, *inc, "-c", f"firmware/{project}.cpp", "-o", str(bdir / f"top-{key}.o")],

@@ -85,7 +85,10 @@ def parse_reuse(items) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items or ():
         name, sep, value = str(item).partition("=")
-        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+        if not sep or not name.strip() or not (value.strip().isascii() and value.strip().isdigit()) or int(value) < 1:
             raise VecQError(f"--reuse: expected LAYER=R with R a positive integer, got {item!r}")
+        if name.strip() in out:
+            raise VecQError(f"--reuse: layer '{name.strip()}' is given twice ({out[name.strip()]} and {int(value)}); "
+                            "give each layer once")
         out[name.strip()] = int(value)
     return out

@@ -30,9 +30,7 @@ class DistributedArithmeticMapping(Mapping):
         return self.base.refuse(node, opts)
 
     def register_hls(self) -> None:
-        from . import layers_da  # hls4ml: only when a graph is built, and only for DA layers
-
-        layers_da.register()
+        register_hls_da()
 
     def class_name(self, node, opts):
         return "VecQDenseDA" if self.kind == "dense" else "VecQConvDA"
@@ -76,6 +74,16 @@ class DistributedArithmeticMapping(Mapping):
         self.base.stream_buffers(e, node)  # the same line buffer as the kind's own kernel
 
 
+def register_hls_da() -> None:
+    """Register the DA layers' hls4ml classes and header (idempotent, cheap). Called before every
+    graph is built, whatever the strategy (:func:`.convert.layer_list`): a project copies every
+    registered header, so its header set must not depend on whether this process built a DA
+    project before."""
+    from . import layers_da  # hls4ml: only when a graph is built
+
+    layers_da.register()
+
+
 def mapping_for(node: ir.Node, opts: HlsOptions | None = None) -> Mapping:
     """The mapping that builds ``node`` under ``opts`` (None: the kind's own)."""
     base = kind_mapping(node)
@@ -89,4 +97,4 @@ def da_layers(model: ir.Model, opts: HlsOptions) -> list[str]:
     return [n.layer.name for n in model.nodes() if da.applies(n, opts)]
 
 
-__all__ = ["DistributedArithmeticMapping", "da_layers", "mapping_for"]
+__all__ = ["DistributedArithmeticMapping", "da_layers", "mapping_for", "register_hls_da"]

@@ -8,25 +8,16 @@ modules. This module imports neither hls4ml nor the simulator: the CLI reads it 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 
 from ..errors import VecQError
+from ..names import check_clock_period, check_identifier, check_part
 
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_parallel", "io_stream")
 #: hls4ml's name for building a layer from da4ml's adder graph (R = 1 layers; :mod:`.da`)
 DISTRIBUTED_ARITHMETIC = "distributed_arithmetic"
 STRATEGIES = ("Latency", "Resource", DISTRIBUTED_ARITHMETIC)
-_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: '$' would let a trailing newline through
-#: C/C++ words a top function may not be called (Python's keyword list is not C's)
-_CXX_RESERVED = frozenset("""alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t
-char32_t class compl const constexpr const_cast continue decltype default delete do double dynamic_cast else enum
-explicit export extern false float for friend goto if inline int long mutable namespace new noexcept not not_eq
-nullptr operator or or_eq private protected public register reinterpret_cast return short signed sizeof static
-static_assert static_cast struct switch template this thread_local throw true try typedef typeid typename union
-unsigned using virtual void volatile wchar_t while xor xor_eq main""".split())
 
 
 @dataclass(frozen=True)
@@ -84,15 +75,9 @@ class HlsOptions:
                 bad("reuse", "layer names as keys", name)
             if isinstance(r, bool) or not isinstance(r, int) or r < 1:
                 bad(f"reuse.{name}", "a positive integer", r)
-        if not isinstance(self.part, str) or not _PART.match(self.part):
-            bad("part", "an FPGA part name (letters, digits, '-', '_', '.')", self.part)
-        if (isinstance(self.clock_period, bool) or not isinstance(self.clock_period, (int, float))
-                or not 0 < float(self.clock_period) < 1e6):
-            bad("clock_period", "a positive number of nanoseconds", self.clock_period)
-        name = self.project_name
-        if (not isinstance(name, str) or not _IDENT.match(name) or name in _CXX_RESERVED
-                or name.startswith("__")):
-            bad("project_name", "a C identifier that is not a C++ keyword (letters, digits, '_')", name)
+        check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
+        check_clock_period(self.clock_period)
+        check_identifier(self.project_name, "project_name")  # the top function and file names
         return self
 
     def replace(self, **changes) -> "HlsOptions":

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import ir
 from ..errors import VecQError
+from ..outputs import creatable
 from .convert import build_graph
 from .csim import BUILD_DIR
 from .layers import TEMPLATE_DIR
@@ -145,8 +146,10 @@ def _is_our_project(path: Path) -> bool:
     return isinstance(meta, dict) and meta.get("generator") == GENERATOR
 
 
-def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """Write into a new or empty folder; replace only a project of ours, and only when asked."""
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """Write into a new or empty folder; replace only a project of ours, and only when asked (the
+    flow asks this before any work, the writer again before it writes)."""
+    out_dir = creatable(out_dir, "--out")
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -170,36 +173,46 @@ def _identifiers(code: str) -> set[str]:
     return set(_IDENTIFIER.findall(_CODE_NOISE.sub(" ", code)))
 
 
-def _check_name_is_free(project_name: str, prj: Path, info: dict) -> None:
-    """The top function's name must not be a name the generated C++ already uses.
-
-    ``HlsOptions`` makes it a C identifier and not a keyword; here it is checked against what
-    the project declares besides it: our testbench's names (``x``, ``in``, ``main``, ...), the
-    types, configs and weight arrays hls4ml writes (``input_t``, ``config2``, ``w2``), the file
-    names beside ``<project>.h`` (``defines``, ``parameters``) and every macro of the headers.
-    A clash would only show as a g++ error at csim time (or a silently different meaning).
-    """
-    taken = _identifiers(_env.get_template("vecq_test.cpp.j2").render(**dict(info, project=_PLACEHOLDER,
-                                                                              top=_PLACEHOLDER)))
+def _names_taken(prj: Path, own: set[Path]) -> set[str]:
+    """Names the generated C++ declares outside ``own`` files: the types, configs and weight
+    arrays hls4ml writes (``input_t``, ``config2``, ``w2``), every macro of the headers and the
+    file names beside ``<project>.h`` (``defines``, ``parameters``)."""
     fw = prj / "firmware"
+    taken: set[str] = set()
     for name in ("defines.h", "parameters.h"):
         if (fw / name).is_file():
             taken |= _identifiers((fw / name).read_text(errors="replace"))
-    own = {fw / f"{project_name}.h", fw / f"{project_name}.cpp"}
     taken |= {p.stem for p in fw.rglob("*") if p.is_file() and p.suffix in (".h", ".cpp", ".txt") and p not in own}
     define = re.compile(r"^\s*#\s*define\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
     for p in fw.rglob("*.h"):
         if p not in own:
             taken |= set(define.findall(p.read_text(errors="replace")))
     # hls4ml's own file names beside <project>.h (a project 'defines' would overwrite defines.h)
-    taken |= {"defines", "parameters", "weights", "nnet_utils", "ap_types", "nnet", "hls", "std", "main",
-              "firmware"}
+    return taken | {"defines", "parameters", "weights", "nnet_utils", "ap_types", "nnet", "hls", "std", "main",
+                    "firmware"}
+
+
+def _check_name_is_free(project_name: str, prj: Path, info: dict, input_port: str) -> None:
+    """The top function's name, and the input port's (named after the input layer), must not be
+    names the generated C++ already uses.
+
+    ``HlsOptions`` and ``Model.check`` (:mod:`vecq_hw.names`) make them C identifiers that are not
+    keywords nor the names hls4ml generates by pattern; here they are checked against what the
+    project declares besides them (:func:`_names_taken`), and the top function also against our
+    testbench's names (``x``, ``in``, ``main``, ...). A clash would only show as a g++ error at
+    csim time (or a silently different meaning).
+    """
+    fw = prj / "firmware"
+    taken = _names_taken(prj, {fw / f"{project_name}.h", fw / f"{project_name}.cpp"})
+    if input_port in taken - {project_name}:
+        raise VecQError(f"the input layer's name '{input_port}' is already a name in the generated C++ (hls4ml's "
+                        "types, weights or header macros); rename the input layer", field="layers[0].name")
+    taken |= _identifiers(_env.get_template("vecq_test.cpp.j2").render(**dict(info, project=_PLACEHOLDER,
+                                                                               top=_PLACEHOLDER)))
     taken.discard(_PLACEHOLDER)
-    if project_name in taken:
+    if project_name in taken | {input_port}:
         raise VecQError(f"'{project_name}' is already a name in the generated C++ (our testbench, hls4ml's types, "
-                        f"weights or headers); choose another top function name", field="project_name")
-    if project_name.startswith("_") and len(project_name) > 1 and project_name[1].isupper():
-        raise VecQError(f"'{project_name}': names starting with '_' and a capital are reserved in C++",
+                        f"weights, headers or the input port); choose another top function name",
                         field="project_name")
 
 
@@ -223,7 +236,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
     backend, io_type, project_name = opts.backend, opts.io_type, opts.project_name
     reuse_factor, strategy = opts.reuse_factor, opts.strategy
     out_dir = Path(out_dir).resolve()
-    _check_out_dir(out_dir, overwrite)
+    check_out_dir(out_dir, overwrite)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -233,7 +246,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         graph, names = build_graph(model, opts, output_dir=str(tmp), check=check)
         graph.write()
         info = _write_testbench(graph, model, tmp, project_name, io_type)
-        _check_name_is_free(project_name, tmp, info)
+        _check_name_is_free(project_name, tmp, info, names[model.input.name])
         n = write_test_data(model, tmp, expected) if expected is not None else 0
         render_scripts(hls_description(project_name=project_name, part=opts.part, clock_period=opts.clock_period,
                                        backend=backend), tmp)
@@ -248,7 +261,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         # hls4ml also leaves its float testbench data hooks; ours replaces the testbench file.
         _check_confined(tmp)
         if out_dir.exists():
-            _check_out_dir(out_dir, overwrite)  # unchanged while we worked
+            check_out_dir(out_dir, overwrite)  # unchanged while we worked
             # keep the csim build cache: it is keyed by content, so an identical project
             # regenerated here is not compiled again
             if (out_dir / BUILD_DIR).is_dir():

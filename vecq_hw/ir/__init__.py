@@ -32,6 +32,7 @@ from .layers import (
     fan_in,
     register_kind,
 )
+from .gnn import GCNAggregate, NodeDense
 from .levels import NAMED_LEVELS, level_width, levels_name, multipliers, named_levels, product_kind
 from .alq import AlqConv2D, AlqDense, AlqWeighted  # ALQ's native form: registers alq_dense, alq_conv2d
 
@@ -39,7 +40,8 @@ from .alq import AlqConv2D, AlqDense, AlqWeighted  # ALQ's native form: register
 ENCODINGS = NAMED_LEVELS
 
 __all__ = [
-    "Add", "AlqConv2D", "AlqDense", "AlqWeighted", "AvgPool2D", "Conv2D", "Dense", "DepthwiseConv2D", "ENCODINGS", "Flatten", "GlobalAvgPool2D",
+    "Add", "AlqConv2D", "AlqDense", "AlqWeighted", "AvgPool2D", "GCNAggregate", "NodeDense",
+    "Conv2D", "Dense", "DepthwiseConv2D", "ENCODINGS", "Flatten", "GlobalAvgPool2D",
     "Input", "LAYER_KINDS", "Layer", "MAX_EXACT_WIDTH", "MULTIPLIERS", "MaxPool2D", "Model", "NAMED_LEVELS",
     "Node", "Pool2D", "ReLU", "Weighted", "accumulator_type", "aligned_sum_type", "code_range", "fan_in",
     "find_cycle", "level_width", "levels_name", "multipliers", "named_levels", "product_kind",

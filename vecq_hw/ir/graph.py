@@ -14,6 +14,7 @@ from typing import Iterator, NamedTuple
 
 from ..errors import FormatError
 from ..fixed import FixedType
+from ..names import identifier_problem
 from .layers import Input, Layer, check_buildable_types
 
 
@@ -139,6 +140,9 @@ class Model:
         index: dict[str, int] = {}
         for i, layer in enumerate(self.layers):
             loc = f"layers[{i}] ({layer.name})"
+            why = identifier_problem(layer.name)  # a layer's name reaches the generated C++
+            if why:
+                raise FormatError(why, file=where, field=f"{loc}.name")
             if layer.name in index:
                 raise FormatError(f"duplicate layer name '{layer.name}'", file=where, field=loc)
             index[layer.name] = i
@@ -157,7 +161,23 @@ class Model:
             if any(s <= 0 for s in shape):
                 raise FormatError(f"output shape {shape} is empty", file=where, field=loc)
             info[layer.name] = (shape, layer.out_type)
+        _check_computes_something(self.layers, where)
         return self
+
+
+#: kinds that only relabel their input's values (no arithmetic, no reordering a back end keeps)
+_RELAYOUT_KINDS = ("flatten",)
+
+
+def _check_computes_something(layers: list[Layer], where: str) -> None:
+    """A model whose output is its input (nothing after it, or only flattens) is no network: its
+    output port would be its input port (g++ refuses the generated top function)."""
+    if len(layers) < 2:
+        raise FormatError("a model needs at least one layer after its input", file=where, field="layers")
+    if all(layer.kind in _RELAYOUT_KINDS for layer in layers[1:]):
+        raise FormatError(f"the model computes nothing: every layer after the input is a "
+                          f"{' or '.join(_RELAYOUT_KINDS)}, so its output is its input", file=where,
+                          field=f"layers[{len(layers) - 1}] ({layers[-1].name})")
 
 
 def find_cycle(layers: list[Layer]) -> list[str] | None:

@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import FixedTypeError, FormatError
 from ..fixed import FixedType
+from ..names import identifier_problem
 from ..strict_yaml import load_strict_yaml
 from . import arith
 from .graph import Model
@@ -298,6 +299,17 @@ def save_model(model: Model, out_dir: str | os.PathLike, *, overwrite: bool = Fa
     return SaveReport(path=out, yaml_path=out / YAML_NAME, files=tuple(files), weight_memory=report)
 
 
+def check_model_folder(out_dir, *, overwrite: bool = False) -> Path:
+    """What :func:`save_model` will refuse about ``out_dir``, checked before any work (nothing is
+    created): a folder above it that is a file, an existing folder without ``overwrite``, a folder
+    that is not a model folder."""
+    from ..outputs import creatable
+    out = creatable(Path(out_dir).absolute(), "--out")
+    if out.exists() or out.is_symlink():
+        _check_replaceable(out, overwrite)
+    return out
+
+
 def _check_replaceable(out: Path, overwrite: bool) -> None:
     where = str(out)
     if not overwrite:
@@ -558,6 +570,9 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     cls = LAYER_KINDS[kind]
     if "name" in rec:
         r.name(rec["name"], f"{fld}.name")
+        why = identifier_problem(rec["name"])  # a layer's name reaches the generated C++
+        if why:
+            r.fail(f"{fld}.name", why)
         fld = f"{fld} ({rec['name']})"
     r.mapping(rec, fld, V1_LAYER_KEYS[kind] if version == 1 else layer_keys(cls))
     name = rec["name"]
@@ -566,7 +581,7 @@ def _load_layer(r: _Reader, rec, i: int, version: int, info: dict, prev: str | N
     if name in info:
         r.fail(f"{fld}.name", f"duplicate layer name '{name}'")
     out_type = r.fixed(rec["out_type"], f"{fld}.out_type")
-    stated_out = r.shape(rec["out_shape"], f"{fld}.out_shape", (1, 3))
+    stated_out = r.shape(rec["out_shape"], f"{fld}.out_shape", (1, 2, 3))
     if kind == "input":
         return Input(name=name, out_type=out_type, shape=stated_out), stated_out
 

@@ -128,8 +128,9 @@ class Input(Layer):
         return self.infer_shape()
 
     def check(self, in_shapes, in_types, fail):
-        if not self.shape or any(int(s) <= 0 for s in self.shape) or len(self.shape) not in (1, 3):
-            fail("shape", f"expected (n,) or (h, w, c) with positive sizes, got {self.shape}")
+        # (n,) a vector, (h, w, c) an image, (n_nodes, f) the node features of a graph (ir/gnn.py)
+        if not self.shape or any(int(s) <= 0 for s in self.shape) or len(self.shape) not in (1, 2, 3):
+            fail("shape", f"expected (n,), (n_nodes, f) or (h, w, c) with positive sizes, got {self.shape}")
 
 
 # --------------------------------------------------------------------------------- weighted

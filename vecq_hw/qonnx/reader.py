@@ -19,6 +19,7 @@ import onnx
 
 from .. import ir
 from ..errors import FixedTypeError, VecQError
+from ..names import layer_identifier
 from .pending import Built, Const, Pending, exact_sum_type, gap_layer, relu_out, relu_split, weighted_layer
 
 
@@ -60,11 +61,8 @@ class Reader:
 
     # -- layers --------------------------------------------------------------------------------
     def layer_name(self, base: str) -> str:
-        base = base.strip("/").replace("/", "_").replace("::", "_") or "layer"
-        name, k = base, 1
-        while name in self._names:
-            k += 1
-            name = f"{base}_{k}"
+        # a name the generated C++ can take (vecq_hw.names): '/features/features.0/Conv' -> features_features_0_Conv
+        name = layer_identifier(base.strip("/"), "layer", self._names)
         self._names.add(name)
         return name
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..errors import VecQError
+from ..names import check_clock_period, check_identifier, check_part
 
 #: the HDL da4ml writes
 FLAVORS = ("verilog", "vhdl")
@@ -41,13 +43,21 @@ class RtlOptions:
     def __post_init__(self):
         if self.flavor not in FLAVORS:
             raise VecQError(f"expected {' or '.join(FLAVORS)}, got {self.flavor!r}", field="flavor")
-        if not self.project_name.isidentifier():
-            raise VecQError(f"expected a Verilog identifier, got {self.project_name!r}", field="project_name")
+        check_identifier(self.project_name, "project_name", hdl=True)  # the top module, in Verilog/VHDL
         if not isinstance(self.max_adder_bits, int) or self.max_adder_bits < 1:
             raise VecQError(f"expected a positive integer, got {self.max_adder_bits!r}", field="max_adder_bits")
-        if not self.clock_period > 0:
-            raise VecQError(f"expected a positive period in ns, got {self.clock_period!r}", field="clock_period")
+        check_clock_period(self.clock_period)  # written into the xdc/sdc constraints
         family(self.part)
+        c = self.latency_cutoff
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c):
+            raise VecQError(f"expected a finite number, got {c!r}", field="latency_cutoff")
+        for name in ("hard_dc", "adder_size", "carry_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise VecQError(f"expected an integer, got {v!r}", field=name)
+        for name in ("synth_dsp", "synth_retime"):
+            if not isinstance(getattr(self, name), bool):
+                raise VecQError(f"expected true or false, got {getattr(self, name)!r}", field=name)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -60,7 +70,7 @@ class RtlOptions:
 
 def family(part: str) -> str:
     """yosys ``synth_xilinx -family`` for a Xilinx part name, or a one-line refusal."""
-    p = str(part).lower()
+    p = check_part(part).lower()  # written into da4ml's Vivado/Quartus Tcl
     for prefix, fam in FAMILIES:
         if p.startswith(prefix):
             return fam

@@ -27,6 +27,10 @@ FORMAT_VERSION = 1
 _MANIFEST_KEYS = ("format_version", "model", "top", "options", "input_type", "input_shape", "output_type",
                   "output_shape", "n_inputs", "n_outputs", "layer_kinds", "stages", "da4ml_cost", "reg_bits",
                   "adder_bits_estimate", "trace_seconds", "layers")
+#: what an RTL project is (it is not the HLS design that `vecq-hw estimate`/`fit` describe)
+RTL_DESIGN = ("da4ml RTL design: fully unrolled, every product of every output pixel in its own constant "
+              "shift-add logic, a new frame each clock; not the pixel-serial, folded HLS design of "
+              "`vecq-hw estimate`/`fit`")
 
 
 @dataclass
@@ -60,7 +64,7 @@ class RtlProject:
 
     def summary(self) -> str:
         m = self.manifest
-        lines = [f"RTL project {self.path} ({m['options']['flavor']}, top '{m['top']}')",
+        lines = [f"RTL project {self.path} ({m['options']['flavor']}, top '{m['top']}')", f"  {RTL_DESIGN}",
                  f"  model '{m['model']}': {m['n_inputs']} inputs {m['input_type']} -> "
                  f"{m['n_outputs']} outputs {m['output_type']}",
                  f"  traced in {m['trace_seconds']:.2f} s, written in {m['write_seconds']:.2f} s; "
@@ -169,4 +173,42 @@ def load_project(path) -> RtlProject:
         raise VecQError(f"unreadable JSON: {exc}", file=str(f)) from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         raise VecQError(f"expected format_version {FORMAT_VERSION}", file=str(f), field="format_version")
+    _check_manifest(manifest, f)
     return RtlProject(p.absolute(), manifest)
+
+
+#: manifest entries the commands read, and what each must be
+_MANIFEST_TYPES = {"model": str, "top": str, "options": dict, "input_type": str, "output_type": str,
+                   "input_shape": list, "output_shape": list, "n_inputs": int, "n_outputs": int, "stages": int,
+                   "reg_bits": int, "adder_bits_estimate": int, "da4ml_cost": (int, float),
+                   "trace_seconds": (int, float), "write_seconds": (int, float)}
+
+
+def _check_manifest(m: dict, f: Path) -> None:
+    """Every entry of rtl.json the commands read, with its type; the names and part that reach
+    shell commands, Verilator and yosys scripts checked as ``write`` checks them."""
+    from ..fixed import FixedType
+    from ..names import check_identifier
+    for key, typ in _MANIFEST_TYPES.items():
+        v = m.get(key)
+        if not isinstance(v, typ) or isinstance(v, bool):
+            raise VecQError(f"expected {getattr(typ, '__name__', 'a number')}, got {type(v).__name__}", file=str(f),
+                            field=key)
+    check_identifier(m["top"], "top", hdl=True, file=str(f))
+    for key in ("input_shape", "output_shape"):
+        if not m[key] or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in m[key]):
+            raise VecQError("expected a list of positive integers", file=str(f), field=key)
+    for key in ("input_type", "output_type"):
+        try:
+            FixedType.parse(m[key])
+        except VecQError as exc:
+            raise VecQError(exc.detail, file=str(f), field=key) from None
+    try:
+        opts = RtlOptions.from_dict(m["options"])
+    except TypeError as exc:  # a wrongly typed option (a dataclass field compared with a string, ...)
+        raise VecQError(f"malformed options ({exc})", file=str(f), field="options") from None
+    except VecQError as exc:
+        raise VecQError(exc.detail, file=str(f), field=f"options.{exc.field}") from None
+    if opts.project_name != m["top"]:
+        raise VecQError(f"top '{m['top']}' differs from options.project_name '{opts.project_name}'", file=str(f),
+                        field="top")

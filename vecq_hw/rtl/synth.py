@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from ..errors import ToolError, VecQError
 from .options import family
-from .project import RtlProject, load_project
+from .project import RTL_DESIGN, RtlProject, load_project
 
 DISCLAIMER = "yosys synth_xilinx mapping counts, not Vivado post-route results (no place, route or timing)"
 _LTP = re.compile(r"Longest topological path in \S+ \(length=(\d+)\)")
@@ -40,6 +40,7 @@ class SynthReport:
     seconds: float
     da4ml_cost: float
     note: str = DISCLAIMER
+    design: str = RTL_DESIGN
     options: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -56,7 +57,8 @@ class SynthReport:
                  f"{self.logic_depth} cells on the longest register-to-register path (LUTs and CARRY cells)"),
                 ("da4ml estimate", f"{self.da4ml_cost:.0f} LUTs")]
         w = max(len(r[0]) for r in rows)
-        lines = [f"yosys synth_xilinx -family {self.family} ({self.part}), top '{self.top}', {self.seconds:.1f} s"]
+        lines = [f"yosys synth_xilinx -family {self.family} ({self.part}), top '{self.top}', {self.seconds:.1f} s",
+                 f"  of the {self.design}"]
         lines += [f"  {k:<{w}}  {v}" for k, v in rows]
         lines.append(f"NOTE: {self.note}")
         return "\n".join(lines)

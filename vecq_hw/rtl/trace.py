@@ -33,8 +33,8 @@ from ..fixed import FixedType
 from .options import RtlOptions
 from .requant import MAX_FRAC, RtlUnsupported, const, max_var, requantize, unsupported
 
-#: widest value anywhere in the graph: da4ml's interpreter is int64 inside and moves values
-#: through float64, so 52 bits keeps every step exact
+#: widest value anywhere in the graph: da4ml's Python interpreter (the reference our exact
+#: executor, rtl/interp.py, is tested against) moves values through float64: 52 bits keep it exact
 MAX_GRAPH_WIDTH = 52
 #: da4ml's Verilator binder moves each input and output value as an int32
 MAX_IO_WIDTH = 32
@@ -61,7 +61,8 @@ def _csd_digits(d: np.ndarray) -> np.ndarray:
 
 
 def _pixels(layer: ir.Layer, out_shape) -> int:
-    return int(np.prod(out_shape[:2])) if len(out_shape) == 3 else 1
+    """How often a weighted layer's products repeat: output pixels (h, w, c), nodes (n, f), once (n,)."""
+    return int(np.prod(out_shape[:-1])) if len(out_shape) >= 2 else 1
 
 
 def estimate_adder_bits(model: ir.Model) -> int:

@@ -1,5 +1,5 @@
 """``build``, ``predict_rtl`` and ``predict_interp``: output mantissas of the Verilated design and
-of da4ml's interpreter for given input mantissas.
+of the traced graph (executed exactly by :mod:`.interp`) for given input mantissas.
 
 The harness is da4ml's own binder (``hdl/sim/<top>_wrapper_binder.cc``: bit packing, clocking
 a pipelined design for its latency) behind a small ``main`` of ours that reads and writes
@@ -163,14 +163,11 @@ def predict_rtl(project, x_mantissa: np.ndarray, *, build_result: BuildResult | 
 
 
 def predict_interp(project, x_mantissa: np.ndarray) -> np.ndarray:
-    """Output mantissas (N, n_out) of da4ml's interpreter on the traced graph."""
+    """Output mantissas (N, n_out) of the traced graph (``comb.json``), executed exactly by
+    :func:`.interp.run_comb` (da4ml's own C++ interpreter wraps values over 32 bits wrongly)."""
     from ..fixed import FixedType
+    from .interp import run_comb
     prj = project if isinstance(project, RtlProject) else load_project(project)
     tin, tout = FixedType.parse(prj.manifest["input_type"]), FixedType.parse(prj.manifest["output_type"])
     n = x_mantissa.shape[0]
-    vals = np.ldexp(np.asarray(x_mantissa, dtype=np.int64).reshape(n, -1).astype(np.float64), -tin.frac)
-    out = prj.comb().predict(vals, n_threads=1)
-    m = np.ldexp(out, tout.frac)
-    if not np.all(np.isfinite(m)) or np.any(m != np.round(m)):
-        raise ToolError(f"da4ml interpreter outputs are not on the grid of {tout}")
-    return m.astype(np.int64)
+    return run_comb(prj.comb(), np.asarray(x_mantissa, dtype=np.int64).reshape(n, -1), tin.frac, tout.frac)

@@ -34,6 +34,7 @@ import datetime
 import hashlib
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -276,4 +277,36 @@ def launch(nproc: int, child_args: list[str], threads: int | None = None) -> int
     env["OMP_NUM_THREADS"] = str(threads or default_threads(nproc))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc-per-node={int(nproc)}", "-m", "vecq_hw.cli", "train", *child_args]
-    return subprocess.call(cmd, env=env)
+    return _torchrun(cmd, env)
+
+
+#: torchrun's own log lines ("E1206 12:07:47.378000 13888 torch/distributed/elastic/...] ..."); its
+#: report of a failed process begins with one that says "failed (exitcode: N)"
+_TORCHRUN_LOG = re.compile(r"^[EWI]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ torch/distributed/")
+_TORCHRUN_FAILED = re.compile(r"failed \(exitcode: ")
+_EXITCODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
+
+
+def _torchrun(cmd: list[str], env: dict) -> int:
+    """Run torchrun, passing the processes' output through as it comes and holding back its own
+    log and report; when the process that failed first exited 2 (bad input: rank 0 has printed
+    its one line), that report (a traceback and a summary of ~40 lines, exit 1) is dropped and
+    the status is 2, as in one process. Otherwise it is printed and torchrun's status returned."""
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, errors="replace")
+    report: list[str] = []
+    failed = False
+    for line in proc.stderr:
+        failed = failed or bool(_TORCHRUN_LOG.match(line) and _TORCHRUN_FAILED.search(line))
+        if failed or _TORCHRUN_LOG.match(line):
+            report.append(line)
+        else:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    rc = proc.wait()
+    text = "".join(report)
+    root = text.split("Root Cause", 1)[1] if "Root Cause" in text else text
+    codes = _EXITCODE.findall(root)
+    if rc != 0 and codes and int(codes[0]) == 2:
+        return 2
+    sys.stderr.write(text)
+    return rc

@@ -9,11 +9,12 @@ from torch import nn
 
 from ..errors import RecipeError, VecQError
 from . import dist as D
+from .gcn_recipe import is_gcn_recipe, load_gcn_run, train_gcn_recipe
 from .procedure import procedure_for
 from .recipe import build_recipe_model, load_recipe
-from .runfiles import MODEL_FILE, checkpoint_threads, load_plain, open_run_folder
+from .runfiles import MODEL_FILE, checkpoint_threads, load_plain, load_weights, open_run_folder
 from .runtime import default_threads, determinism, resolve_device
-from .trainer import Trainer
+from .trainer import Trainer, resolve_data_root
 
 
 def check_world(rec: dict, world: int, file: str = "<recipe>") -> None:
@@ -25,13 +26,24 @@ def check_world(rec: dict, world: int, file: str = "<recipe>") -> None:
                           file=file, field="train.batch_size")
 
 
-def preflight(recipe, out_dir, *, resume: bool, overwrite: bool, world: int) -> None:
-    """The checks a launcher makes before starting ``world`` processes (nothing is written)."""
-    rec, _ = load_recipe(recipe)
+def preflight(recipe, out_dir, *, resume: bool, overwrite: bool, world: int, data_root=None) -> None:
+    """The checks a launcher makes before starting ``world`` processes (nothing is written): the
+    recipe, the run folder and the dataset (present and md5-checked), so that a refusal is one
+    line here rather than one per process and torchrun's report."""
+    from ..data import load_dataset
+    rec, base = load_recipe(recipe)
+    if is_gcn_recipe(rec):  # one process, its own data (train/gcn_recipe.py)
+        if world > 1:
+            raise RecipeError("a GCN trains full-batch in one process; leave out --nproc",
+                              file=str(recipe) if not isinstance(recipe, dict) else "<recipe dict>", field="train")
+        open_run_folder(Path(out_dir), rec, resume=resume, overwrite=overwrite, dry_run=True)
+        return
     check_world(rec, world, str(recipe) if not isinstance(recipe, dict) else "<recipe dict>")
-    out = Path(out_dir)
-    if out.is_dir():
-        open_run_folder(out, rec, resume=resume, overwrite=overwrite, dry_run=True)
+    open_run_folder(Path(out_dir), rec, resume=resume, overwrite=overwrite, dry_run=True)
+    d = rec["data"]
+    root = resolve_data_root(rec, base, data_root)
+    for split in ("train", "test"):
+        load_dataset(d["dataset"], split, root, d[f"{split}_limit"])
 
 
 def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, data_root=None,
@@ -57,6 +69,14 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
     ``_rank_hook(model, dist)``, for tests, is called on every rank with the final model.
     """
     rec, base = load_recipe(recipe)
+    if is_gcn_recipe(rec):  # one graph, full batch: its own loop (train/gcn.py), on the CPU
+        if device not in (None, "cpu", "auto"):
+            raise RecipeError(f"a GCN trains on the CPU (one small graph, full batch), got device {device!r}",
+                              field="train.device")
+        root = resolve_data_root(rec, base, data_root)
+        with determinism(int(threads or rec["train"]["threads"] or default_threads(1, measure_load=True))):
+            return train_gcn_recipe(rec, out_dir, data_root=root, resume=resume, overwrite=overwrite,
+                                    progress=progress)
     src = str(recipe) if not isinstance(recipe, dict) else "<recipe dict>"
     t = rec["train"]
     d = D.from_env()
@@ -94,8 +114,10 @@ def load_run(out_dir) -> tuple[nn.Module, dict]:
     except (TypeError, KeyError) as exc:
         raise VecQError(f"cannot read trained model (no {exc} entry)", file=str(path)) from None
     rec, _ = load_recipe(rec)
+    if is_gcn_recipe(rec):
+        return load_gcn_run(blob, rec, path)[0], rec
     model = build_recipe_model(rec)
-    model.load_state_dict(state)
+    load_weights(model, state, path, "state_dict")
     try:  # e.g. ALQ: the bases each group kept after pruning (not in the state_dict)
         procedure_for(rec, model).load_model_extras(blob)
     except VecQError as exc:

@@ -67,8 +67,8 @@ from .procedure import procedure_keys, procedure_options
 
 FORMAT_VERSION = 1
 
-__all__ = ["FORMAT_VERSION", "RUNTIME_KEYS", "Spec", "build_recipe_model", "load_recipe", "recipe_model_options",
-           "validate_recipe", "walk"]
+__all__ = ["DATASET_RECIPES", "FORMAT_VERSION", "RUNTIME_KEYS", "Spec", "build_recipe_model", "load_recipe",
+           "recipe_model_options", "register_dataset_recipe", "validate_recipe", "walk"]
 
 _REQ = object()  # marker: required field
 
@@ -246,6 +246,18 @@ def _weight_quant(config: dict, fail, file: str) -> dict:
     return q.get_config()
 
 
+#: data.dataset -> the validator of recipes for it, where they are not image recipes (a graph's:
+#: train/gcn_recipe.py registers cora and citeseer); it returns the normalised recipe
+DATASET_RECIPES: dict[str, Any] = {}
+
+
+def register_dataset_recipe(names, validator) -> None:
+    """Recipes whose ``data.dataset`` is one of ``names`` are validated by ``validator(data, file)``."""
+    for name in names:
+        DATASET_RECIPES[name] = validator
+    _SCHEMA["data"]["dataset"].choices = ("mnist", "fashion-mnist", *DATASET_RECIPES)
+
+
 def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     """Validate a parsed recipe; returns a normalised copy with defaults filled in."""
     file = str(file)
@@ -256,6 +268,9 @@ def validate_recipe(data: Any, file: str | Path = "<recipe>") -> dict:
     if not isinstance(data, dict):
         fail("(top level)", f"expected a mapping with format_version: {FORMAT_VERSION}, "
                             f"got {type(data).__name__}")
+    dataset = data["data"].get("dataset") if isinstance(data.get("data"), dict) else None
+    if isinstance(dataset, str) and dataset in DATASET_RECIPES:
+        return DATASET_RECIPES[dataset](data, file)
     if "format_version" in data and data["format_version"] != FORMAT_VERSION:
         fail("format_version", f"expected {FORMAT_VERSION}, got {data['format_version']!r}")
     quant = data.get("quant")

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import RecipeError, VecQError
+from ..outputs import creatable
 from .recipe import RUNTIME_KEYS
 
 CHECKPOINT = "checkpoint.pt"
@@ -90,6 +91,25 @@ def load_plain(path: Path, what: str) -> Any:
                         file=str(path)) from None
 
 
+def load_weights(model, state, path: Path, field: str) -> None:
+    """Saved weights (``state``, read from ``path``'s entry ``field``) into the recipe's model, or
+    one line saying what does not fit (missing or unexpected names, shapes that differ)."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise VecQError(f"the '{field}' entry is not a state dict (parameter names -> tensors)", file=str(path),
+                        field=field)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # torch lists every missing/unexpected key and every size mismatch
+        detail = " ".join(str(exc).split("\n\t", 1)[-1].split())
+        raise VecQError(f"the weights do not fit the recipe's model: {detail[:300]}", file=str(path),
+                        field=field) from None
+
+
+#: what a checkpoint holds (version 2) beyond its version
+CKPT_KEYS = ("recipe", "model", "epochs_done", "history", "rng")
+
+
 # ----------------------------------------------------------------------------- RNG state as plain data
 
 def rng_state() -> dict:
@@ -117,6 +137,7 @@ def open_run_folder(out: Path, rec: dict, *, resume: bool, overwrite: bool, dry_
     Without ``resume``, a folder that already holds run files is refused unless
     ``overwrite`` (then they are deleted): an interrupted run is never thrown away silently.
     """
+    creatable(out, "--out")  # a file where the run folder goes: refused before any process trains
     ckpt_path = out / CHECKPOINT
     if resume and overwrite:
         raise VecQError("--resume and --overwrite exclude each other: continue the run or start over",
@@ -129,6 +150,10 @@ def open_run_folder(out: Path, rec: dict, *, resume: bool, overwrite: bool, dry_
             v = repr(v) if isinstance(v, (int, str, float, type(None))) else f"of type {type(v).__name__}"
             raise VecQError(f"unsupported checkpoint version {v} (this vecq_hw writes "
                             f"{CKPT_VERSION}); start over with --overwrite", file=str(ckpt_path))
+        missing = [k for k in CKPT_KEYS if k not in ckpt]
+        if missing:
+            raise VecQError(f"not a complete checkpoint (no {', '.join(missing)}); start over with --overwrite",
+                            file=str(ckpt_path), field=missing[0])
         if comparable_recipe(ckpt["recipe"]) != comparable_recipe(rec):
             raise RecipeError("recipe differs from the one the checkpoint was trained with; "
                               "resume with the same recipe or start a new run folder",

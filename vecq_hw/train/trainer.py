@@ -25,7 +25,7 @@ from .procedure import FLOAT, Phase, check_state_identical, phase_of, plan_phase
 from .quantstate import load_quant_state, needs_step_sync, quant_state
 from .recipe import build_recipe_model
 from .runfiles import (CHECKPOINT, CKPT_VERSION, CURVE_FILE, LOG_FILE, METRICS_FILE, MODEL_FILE,
-                       RECIPE_FILE, atomic_text, atomic_torch_save, load_plain, open_run_folder,
+                       RECIPE_FILE, atomic_text, atomic_torch_save, load_plain, load_weights, open_run_folder,
                        rng_state, set_rng_state, write_curve)
 from .runtime import bar_wanted, loader_workers
 
@@ -63,7 +63,11 @@ class Trainer:
         self._build(data_root)
         if ckpt is not None:
             self._resume(ckpt)
-        if self.d.is_main:
+        if self.d.is_main:  # written once everything is checked (the data included): a refusal writes nothing
+            if overwrite:  # now delete the earlier run's files
+                open_run_folder(self.out, self.rec, resume=False, overwrite=True)
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_text(self.out / RECIPE_FILE, yaml.safe_dump(self.rec, sort_keys=False))
             atomic_text(self.out / LOG_FILE, "".join(json.dumps(h) + "\n" for h in self.history))
         # buffers: averaged per epoch instead of broadcast per forward (see dist.py)
         self.net = D.wrap(self.model, self.dev) if self.d.active else self.model
@@ -86,9 +90,8 @@ class Trainer:
         verdict = None
         if self.d.is_main:
             try:
-                self.out.mkdir(parents=True, exist_ok=True)
-                verdict = ("ok",) + open_run_folder(self.out, self.rec, resume=resume, overwrite=overwrite)
-                atomic_text(self.out / RECIPE_FILE, yaml.safe_dump(self.rec, sort_keys=False))
+                verdict = ("ok",) + open_run_folder(self.out, self.rec, resume=resume, overwrite=overwrite,
+                                                    dry_run=True)
             except VecQError as exc:
                 verdict = ("error", exc)
         verdict = D.broadcast_object(self.d, verdict)
@@ -114,7 +117,7 @@ class Trainer:
         """The datasets (checked against the model and the world size) and their loaders."""
         rec, d, t = self.rec, self.d, self.rec["train"]
         flatten = len(getattr(self.model, "input_shape", (1, 28, 28))) == 1
-        train_ds, test_ds = _load_data(rec, _resolve_data_root(rec, self.base, data_root), flatten)
+        train_ds, test_ds = _load_data(rec, resolve_data_root(rec, self.base, data_root), flatten)
         shape = tuple(train_ds.tensors[0].shape[1:])
         in_shape = tuple(getattr(self.model, "input_shape", shape))
         if shape != in_shape:
@@ -143,7 +146,7 @@ class Trainer:
         self.elapsed = float(ckpt.get("train_time_s", 0.0))
         last = phase_of(self.phases, self.done - 1)
         set_quantize(self.model, last.quantize)
-        self.model.load_state_dict(ckpt["model"])
+        load_weights(self.model, ckpt["model"], self.out / CHECKPOINT, "model")
         load_quant_state(self.model, ckpt.get("quant_state", {}))
         if self.proc.key is not None:
             try:
@@ -294,7 +297,7 @@ def _merge(ours: dict, theirs: dict, hook: str) -> dict:
     return {**ours, **theirs}
 
 
-def _resolve_data_root(rec: dict, base: Path | None, data_root) -> Path | None:
+def resolve_data_root(rec: dict, base: Path | None, data_root) -> Path | None:
     if data_root is not None:
         return Path(data_root)
     root = rec["data"]["root"]

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 from ... import ir
 from ...errors import VecQError
+from ...names import check_clock_period
 from ..costs import LayerEstimate
 from ..folding import check_reuse, check_reuse_names, is_weighted
 from ..mappings import Mapping
@@ -50,6 +51,13 @@ class Estimate:
     io_type: str
     clock_period: float
     layers: list[LayerEstimate] = field(default_factory=list)
+
+    @property
+    def design(self) -> str:
+        """What this estimate describes, in one line (it is not the RTL design of `vecq-hw rtl`)."""
+        return (f"HLS design (hls4ml + vecq kernels, {self.io_type}): convolutions one output pixel at a time, each "
+                "weighted layer's products folded by its R (R = 1: all of a pixel's or vector's products in "
+                "parallel); not the fully unrolled da4ml RTL of `vecq-hw rtl`/`synth`")
 
     def total(self, what: str) -> float:
         return sum(getattr(lyr, what) for lyr in self.layers)
@@ -81,7 +89,7 @@ class Estimate:
         return {lyr.name: lyr.reuse for lyr in self.layers if lyr.reuse}
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "part": self.part.name, "io_type": self.io_type,
+        return {"model": self.model, "design": self.design, "part": self.part.name, "io_type": self.io_type,
                 "clock_period_ns": self.clock_period, "ii_cycles": self.ii, "latency_cycles": self.latency,
                 "fps": self.fps, "totals": self.totals(), "utilisation": self.utilisation(),
                 "layers": [asdict(lyr) for lyr in self.layers]}
@@ -104,8 +112,7 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
     (R = 1, :mod:`vecq_hw.hls.da`) are charged da4ml's own LUT estimate of that graph."""
     reuse = dict(reuse or {})
     p = part if isinstance(part, Part) else get_part(part)
-    if isinstance(clock_period, bool) or not isinstance(clock_period, (int, float)) or not clock_period > 0:
-        raise VecQError(f"expected a positive number of nanoseconds, got {clock_period!r}", field="clock_period")
+    check_clock_period(clock_period)
     if io_type not in ("io_parallel", "io_stream"):
         raise VecQError(f"expected io_parallel or io_stream, got {io_type!r}", field="io_type")
     nodes = model.nodes()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ...errors import VecQError
+from ...names import check_part
 
 RESOURCES = ("luts", "ffs", "dsps", "bram18", "uram")
 
@@ -55,7 +56,7 @@ def get_part(name: "str | Part | None") -> Part:
     if isinstance(name, Part):
         return name
     parts, default = load_parts()
-    key = str(name or default).lower()
+    key = check_part(name if name is not None else default).lower()
     for short in sorted(parts, key=len, reverse=True):
         if key.startswith(short):
             return parts[short]
