@@ -231,8 +231,9 @@ def main(argv=None):
     if args.resume and old.is_file():
         result["models"] = json.loads(old.read_text()).get("models", [])
     done = {r["model"] for r in result["models"]}
-    for model in models(args.quick):
-        if model.name in done or (args.only and model.name not in args.only):
+    order = {name: i for i, name in enumerate(args.only or [])}  # --only's order: the cheap ones first
+    for model in sorted(models(args.quick), key=lambda m: order.get(m.name, 0)):
+        if model.name in done or (args.only and model.name not in order):
             continue
         result["models"].append(measure(model, work / model.name, args.stream, known_rtl(ropts),
                                         rtl_synth=not args.no_rtl_synth))
