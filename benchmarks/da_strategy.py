@@ -201,12 +201,17 @@ def markdown(result: dict) -> str:
         c = r["csim"][0]
         lines.append(f"| {r['model']} | {c['generate_s']} | {c['build_s']} | {c['run_s']} | {r['da_yosys_s']} | "
                      f"{_n(r['rtl_yosys_s'])} ({r['rtl_from']}) |")
-    lines += ["", f"Wall-clock on a shared machine (load average {result['load_avg']} at the start).", ""]
+    lines += ["", f"Wall-clock on a shared machine (load average {result['load_avg']} at the start)."]
+    if any(r["csim"][0]["build_s"] == 0 for r in result["models"]):
+        lines.append("A g++ build of 0 s: the C simulation's content-keyed cache already held this very project's "
+                     "result (the same project C-simulated by an interrupted run, kept with --keep).")
+    lines.append("")
     return "\n".join(lines)
 
 
 def _save(result: dict) -> None:
     RESULTS.mkdir(exist_ok=True)
+    result["models"].sort(key=lambda r: (r["model"].rsplit("_k", 1)[0], r["bits"]))  # rows in a stable order
     (RESULTS / "da_strategy.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "da_strategy.md").write_text(markdown(result))
 
