@@ -212,12 +212,7 @@ VecQLineRead:
         const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
         // every output row whose last needed input row has arrived (clipped to the input: bottom padding)
     VecQLineEmit:
-        while (oh < CONFIG_T::out_height) {
-            int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
-            if (last > int(CONFIG_T::in_height) - 1)
-                last = int(CONFIG_T::in_height) - 1;
-            if (last >= rows_done)
-                break;
+        while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
                 PIXEL::template pixel<x_T, y_T, CONFIG_T>(lines, oh, ow, px, weights, scale, bias);

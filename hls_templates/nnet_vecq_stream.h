@@ -44,7 +44,7 @@ struct vecq_as_is {
     }
 };
 
-// read N values from data_T packs, one pack per cycle (the mirror of vecq_write_packs)
+// N values from data_T packs into an array, one pack per cycle (the inverse of vecq_write_packs)
 template <class data_T, unsigned N>
 void vecq_read_packs(hls::stream<data_T> &data_stream, typename data_T::value_type values[N]) {
     #pragma HLS INLINE
@@ -57,6 +57,13 @@ VecQReadPacks:
             values[p * data_T::size + k] = pack[k];
         }
     }
+}
+
+// the last input row a window kernel's output row oh needs, clipped to the input (bottom padding)
+template <class CONFIG_T> int vecq_last_input_row(unsigned oh) {
+    #pragma HLS INLINE
+    const int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
+    return last > int(CONFIG_T::in_height) - 1 ? int(CONFIG_T::in_height) - 1 : last;
 }
 
 // write N values as res_T packs, one pack per cycle; value v goes out as OUT::out<y_T>(v)

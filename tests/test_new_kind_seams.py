@@ -130,7 +130,7 @@ def test_estimate_costs_a_registered_kind_by_its_mapping(negate_kind, io_type):
     # the built-in layers before it cost what they cost without it
     alone = estimate(dense_negate(with_tail=False), {"fc1": 2}, io_type=io_type)
     assert est.layers[1] == alone.layers[1] and est.layers[1].reuse == 2
-    assert est.total("luts") == sum(e.luts for e in est.layers)
+    assert est.total("luts") == sum(e.luts for e in est.rows())  # the layers and (io_stream) the FIFO row
     # not foldable unless its mapping says so
     with pytest.raises(VecQError, match="reuse: 'neg' is not a weighted layer"):
         estimate(model, {"neg": 2})

@@ -48,6 +48,10 @@ def test_wheel_holds_every_module_and_data_file(wheel):
     ours = [p for p in registered_headers() if p.is_relative_to(ROOT / "hls_templates")]
     assert {"nnet_vecq_products.h", "nnet_vecq_dense.h", "nnet_vecq_conv.h"} <= {p.name for p in ours}
     assert {f"vecq_hw/hls_templates/{p.name}" for p in ours} - names == set()
+    # pytest finds vecq_hw.testing's fixtures in an installed vecq_hw by its entry point
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[pytest11]\nvecq_hw.testing.plugin = vecq_hw.testing.plugin\n" in text, text
 
 
 def test_installed_wheel_generates_hls_from_its_own_templates(wheel, tmp_path):

@@ -33,7 +33,7 @@ ALLOWED = {
     "qonnx": {"ir"},
     "report": {"ir"},
     "export": {"ir", "nn", "quant", "fixed_torch", "sim"},
-    "train": {"nn", "quant", "fixed_torch", "models", "data", "planetoid", "export", "ir"},
+    "train": {"nn", "quant", "fixed_torch", "models", "data", "planetoid", "export", "ir", "hls"},  # hls: SRQ prices widths
     "testing": {"flow", "ir", "sim", "hls", "rtl"},
     "flow": {"ir", "sim", "hls", "rtl", "qonnx", "export", "train", "nn", "quant", "fixed_torch", "models",
              "data", "planetoid", "report"},

@@ -1,5 +1,5 @@
 """The `vecq-hw` command: train, export, check, sim, hls, estimate, fit, csim, report, demo, rtl,
-rtlsim, synth.
+rtlsim, synth, qonnx, import-qonnx.
 
 Each command is a thin shell over one function of :mod:`vecq_hw.flow`, the only orchestrator:
 this module imports the flow, the back ends' option modules (for their defaults and choices)
@@ -215,6 +215,9 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="default reuse factor R of every weighted layer (R products share one multiplier slot, II = R)")
 @click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R",
               help="one weighted layer's reuse factor (repeat the option; R must divide the layer's products)")
+@click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
+              help="where a weighted layer keeps its codes: onchip (a ROM, default), offchip (read from DDR over "
+                   "AXI every pass), uram (loaded once from DDR into UltraRAM); io_stream, repeatable")
 @_strategy_options
 @click.option("--part", default=hls_options.DEFAULTS.part, show_default=True)
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
@@ -224,13 +227,13 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="top function and file names: a C identifier, not a C++ keyword")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, da_max_products, part, clock_period,
-        test_inputs, project_name, overwrite):
+def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, strategy, da_max_products, part,
+        clock_period, test_inputs, project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
-                            project_name=project_name, overwrite=overwrite, reuse=reuse,
+                            project_name=project_name, overwrite=overwrite, reuse=reuse, weights=weights,
                             da_max_products=da_max_products))
 
 
@@ -239,17 +242,19 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, strategy, da_
 @click.option("--reuse-factor", default=1, show_default=True, type=click.IntRange(min=1),
               help="default reuse factor of every weighted layer")
 @click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R", help="one layer's reuse factor (repeatable)")
+@click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
+              help="onchip | offchip | uram: where a layer keeps its codes (repeatable; see `vecq-hw hls --help`)")
 @click.option("--part", default=None, help="FPGA part (configs/hardware/parts.yaml; default: its 'default')")
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
               show_default=True)
 @_strategy_options
 @_clean_errors
-def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type, strategy, da_max_products):
+def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_type, strategy, da_max_products):
     """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
     from .flow import estimate_hls
     click.echo(estimate_hls(model_dir, reuse=reuse, reuse_factor=reuse_factor, part=part, clock_period=clock_period,
-                            io_type=io_type, strategy=strategy, da_max_products=da_max_products))
+                            io_type=io_type, weights=weights, strategy=strategy, da_max_products=da_max_products))
 
 
 @cli.command()
@@ -265,18 +270,20 @@ def estimate(model_dir, reuse_factor, reuse, part, clock_period, io_type, strate
               help="default: try both and keep the better plan")
 @click.option("--test-inputs", type=click.Path(dir_okay=False),
               help=".npy inputs for the written project's testbench (default: 100 random inputs of the input type)")
+@click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
+              help="keep this layer's codes where given (onchip | offchip | uram); the others fit chooses")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_strategy_options
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, overwrite, strategy,
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, weights, overwrite, strategy,
         da_max_products):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
-                       io_type=io_type, overwrite=overwrite, test_inputs=test_inputs, strategy=strategy,
-                       da_max_products=da_max_products)
+                       io_type=io_type, overwrite=overwrite, test_inputs=test_inputs, weights=weights,
+                       strategy=strategy, da_max_products=da_max_products)
     click.echo(text)
     if not ok:
         sys.exit(1)
@@ -293,16 +300,21 @@ def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="shared precompiled headers (default: $VECQ_HW_CACHE, else ~/.cache/vecq_hw; at most "
                    "$VECQ_HW_CACHE_MB megabytes, default 1024, least recently used removed first)")
+@click.option("--dataflow", is_flag=True,
+              help="then run 2 samples with every FIFO as deep as its pragma and one thread per process "
+                   "(io_stream): a FIFO too shallow for the schedule deadlocks (exit 3)")
 @_clean_errors
-def csim(project_dir, opt, timeout, jobs, restart, cache_dir):
+def csim(project_dir, opt, timeout, jobs, restart, cache_dir, dataflow):
     """C-simulate a generated project with g++ and the ap_types headers; exit 3 on any mismatch.
 
     Progress goes to stderr. Ctrl-C stops the testbench processes; the samples finished so far are
     kept, and running the command again continues from there."""
-    from .flow import CsimInterrupted, csim_hls
+    from .flow import CsimInterrupted, csim_hls, dataflow_hls
     try:  # a disagreement with the simulator raises ToolError (exit 3) after the summary
         csim_hls(project_dir, opt=opt, timeout=timeout, jobs=jobs, restart=restart, show=click.echo,
                  cache_dir=cache_dir)
+        if dataflow:
+            dataflow_hls(project_dir, show=click.echo)
     except CsimInterrupted as exc:
         click.echo(f"interrupted: {exc}", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -378,6 +390,28 @@ def synth(project_dir, part, dsp, retime, json_path):
     """yosys synth_xilinx counts (LUTs, carry, FFs, DSPs, BRAMs, depth); not Vivado post-route results."""
     from .flow import synth_rtl
     click.echo(synth_rtl(project_dir, part=part, dsp=dsp, retime=retime, json_path=json_path))
+
+
+@cli.command()
+@click.argument("model_dir", type=click.Path())
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False), help=".onnx file to write")
+@click.option("--overwrite", is_flag=True, help="replace an existing file")
+@_clean_errors
+def qonnx(model_dir, out_path, overwrite):
+    """Write a model folder as a QONNX graph (Quant nodes + ONNX) for hls4ml and FINN (docs/QONNX.md)."""
+    from .flow import export_qonnx_file
+    click.echo(export_qonnx_file(model_dir, out_path, overwrite=overwrite))
+
+
+@cli.command("import-qonnx")
+@click.argument("onnx_path", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="model folder to write")
+@click.option("--overwrite", is_flag=True, help="replace an existing model folder")
+@_clean_errors
+def import_qonnx(onnx_path, out_dir, overwrite):
+    """Read a QONNX graph (e.g. a Brevitas export) into a model folder; refuse what is not exact, naming the node."""
+    from .flow import import_qonnx_file
+    click.echo(import_qonnx_file(onnx_path, out_dir, overwrite=overwrite))
 
 
 def main(argv=None):

@@ -96,23 +96,50 @@ def _duration_ns(ns: float) -> str:
     return f"{ns:,.1f} ns" if ns < 1e3 else f"{ns / 1e3:,.1f} us" if ns < 1e6 else f"{ns / 1e6:,.2f} ms"
 
 
+def _rate(fps: float) -> str:
+    """Frames/s with a decimal where a slow plan needs one (1.7, not 2)."""
+    return f"{fps:,.1f}" if fps < 100 else f"{fps:,.0f}"
+
+
+_WHERE = {"onchip": "", "offchip": "ddr", "uram": "uram"}
+_KINDS = (("weights", "weights"), ("line_buffers", "line buffers"), ("fifos", "FIFOs"), ("axi", "AXI ports"))
+
+
+def format_memory(est) -> str:
+    """Memory per kind: bits held, and the BRAM18 / URAM / LUTs (LUTRAM, SRL) holding them."""
+    parts = []
+    for kind, label in _KINDS:
+        m = est.memory()[kind]
+        if m["bits"] or m["bram18"] or m["uram"] or m["luts"]:
+            parts.append(f"{label} {m['bits'] / 1e6:,.2f} Mbit in {m['bram18']:,} BRAM18 + {m['uram']:,} URAM "
+                         f"+ {m['luts']:,.0f} LUTs")
+    return "memory: " + ("; ".join(parts) or "none")
+
+
 def format_estimate(est, *, per_layer: bool = True) -> str:
     """The pre-synthesis estimate (``vecq_hw.hls.estimate.Estimate``) as a table a person reads quickly."""
     part, tot, use = est.part, est.totals(), est.utilisation()
     lines = [est.design]
     if per_layer:
-        w = max([len("layer")] + [len(lyr.name) for lyr in est.layers]) + 1  # names in full: users map them back
+        w = max([len("layer")] + [len(lyr.name) for lyr in est.rows()]) + 1  # names in full: users map them back
         lines.append(f"{'layer':<{w}}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
-                     f"{'BRAM18':>8}{'cycles':>12}")
-        for lyr in est.layers:
+                     f"{'BRAM18':>8}{'URAM':>6}{'cycles':>12}  weights")
+        for lyr in est.rows():
             r = f"{lyr.reuse} DA" if lyr.adder_graph else lyr.reuse or ""
             lines.append(f"{lyr.name:<{w}}{lyr.kind[:16]:<17}{r:>9}{lyr.slots or '':>9}"
-                         f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.cycles:>12,}")
+                         f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.uram:>6}"
+                         f"{lyr.cycles:>12,}  {_WHERE.get(lyr.weights, lyr.weights)}".rstrip())
     lines.append(f"total on {part.name} ({est.io_type}):  LUTs {tot['luts']:,.0f} ({_share(use['luts'])})  "
                  f"FFs {tot['ffs']:,.0f} ({_share(use['ffs'])})  DSPs {tot['dsps']:,.0f} ({_share(use['dsps'])})  "
-                 f"BRAM18 {tot['bram18']:,.0f} ({_share(use['bram18'])})  URAM {tot['uram']:,.0f}")
+                 f"BRAM18 {tot['bram18']:,.0f} ({_share(use['bram18'])})  URAM {tot['uram']:,.0f}"
+                 + (f" ({_share(use['uram'])})" if part.uram else ""))
+    lines.append(format_memory(est))
+    if est.ddr_bytes:
+        lines.append(f"DDR: {est.ddr_bytes / 1e6:,.2f} MB a frame for {len(est.weights())} layers' streamed codes, "
+                     f"{est.ddr_gbps:,.2f} GB/s at this frame rate ({_share(use['ddr'])} of the part's "
+                     f"{est.part.ddr_gbps:g} GB/s peak)")
     lines.append(f"II {est.ii:,} cycles, latency {est.latency:,} cycles; at {1e3 / est.clock_period:.0f} MHz: "
-                 f"{est.fps:,.0f} frames/s, {_duration_ns(est.latency * est.clock_period)}")
+                 f"{_rate(est.fps)} frames/s, {_duration_ns(est.latency * est.clock_period)}")
     lines.append("(estimate before synthesis: LUTs per product calibrated on yosys mappings; not a Vivado report)")
     if any(lyr.adder_graph for lyr in est.layers):
         lines.append("(R = 1 DA: distributed arithmetic, the products' LUTs are da4ml's own estimate of the layer's "
@@ -120,12 +147,29 @@ def format_estimate(est, *, per_layer: bool = True) -> str:
     return "\n".join(lines)
 
 
+def format_frontier(result) -> str:
+    """The fitting plans, one per factor-of-two step of frames/s (``FitResult.frontier``)."""
+    if len(result.frontier) < 2:
+        return ""
+    rows = [f"fitting plans from the fastest down, one per halving of frames/s ({len(result.frontier)}):"]
+    for e in result.frontier:
+        t, u = e.totals(), e.utilisation()
+        rows.append(f"  {_rate(e.fps):>12} frames/s  LUTs {t['luts']:>11,.0f} ({_share(u['luts'])})  BRAM18 "
+                    f"{t['bram18']:>6,.0f}  URAM {t['uram']:>5,.0f}  DDR {e.ddr_gbps:>6.2f} GB/s  "
+                    f"{len(e.weights())} layers off chip  ({e.io_type})")
+    return "\n".join(rows)
+
+
 def format_fit(result, *, per_layer: bool = True) -> str:
     """What ``vecq-hw fit`` chose (or why nothing fits, and what comes closest)."""
     head = f"headroom {_share(result.headroom)}, target {result.target}, {result.candidates} balanced plans tried"
     if result.ok:
         plan = ", ".join(f"{k}={v}" for k, v in result.plan.reuse().items())
-        return f"plan ({head}): {plan}\n" + format_estimate(result.plan, per_layer=per_layer)
+        where = ", ".join(f"{k}={v}" for k, v in result.plan.weights().items())
+        text = f"plan ({head}): {plan}\n" + (f"weights off chip: {where}\n" if where else "")
+        text += format_estimate(result.plan, per_layer=per_layer)
+        frontier = format_frontier(result)
+        return text + ("\n" + frontier if frontier else "")
     over = ", ".join(f"{r} {_share(u)}" for r, u in result.over_budget().items())
     plan = ", ".join(f"{k}={v}" for k, v in result.closest.reuse().items())
     return (f"NOTHING FITS {result.closest.part.name} at {_share(result.headroom)} ({head}); the closest, fully folded "

@@ -36,6 +36,7 @@ from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
 from . import alq  # noqa: F401  (registers ALQ's native weight form with the handlers)
+from . import srq  # noqa: F401  (registers SRQ's activation quantiser with the handlers)
 from . import gnn_handlers as _gnn_handlers  # noqa: F401,I001  (registers GCNConv's handler)
 from .handlers import HANDLERS
 from .trace import refuse_hidden_calls, trace
@@ -120,6 +121,17 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
     input type). Raises ExportError (one line) on anything it cannot export exactly.
     """
     opts = (options or ExportOptions()).validate()
+    imodel, builder = build_layers(model, input_shape, opts)
+    eq = check(model, builder.gm, imodel, builder.mapped, builder.output, builder.input_shape, samples, opts)
+    return ExportResult(model=imodel, equivalence=eq)
+
+
+def build_layers(model: nn.Module, input_shape, options: ExportOptions | None = None) -> tuple[ir.Model, Builder]:
+    """The integer model of ``model`` (checked by ``ir``) and the builder that made it (its fx
+    graph and the layers' PyTorch counterparts), WITHOUT the equivalence check: for reading a
+    network's structure (SRQ's width search prices it, vecq_hw.train.srq_cost), never for
+    deployment, which goes through :func:`export`."""
+    opts = (options or ExportOptions()).validate()
     if not isinstance(model, nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}", field="model")
     shape = tuple(int(s) for s in input_shape)
@@ -132,15 +144,12 @@ def export(model: nn.Module, input_shape, options: ExportOptions | None = None, 
                           "call model.eval() before exporting", field=training[0])
     _check_tensors(model, opts.check_dtype)
     refuse_hidden_calls(model)
-    gm = trace(model, leaves=tuple(HANDLERS.modules))
-    builder = Builder(gm, shape, opts, HANDLERS)
+    builder = Builder(trace(model, leaves=tuple(HANDLERS.modules)), shape, opts, HANDLERS)
     layers = builder.run()
     if not builder.has_input:
         raise ExportError("forward must start with a FixedQuant input quantiser (the input's fixed-point type)",
                           field="forward")
-    imodel = ir.Model(name=opts.name, layers=layers).check(where=opts.name)
-    eq = check(model, gm, imodel, builder.mapped, builder.output, shape, samples, opts)
-    return ExportResult(model=imodel, equivalence=eq)
+    return ir.Model(name=opts.name, layers=layers).check(where=opts.name), builder
 
 
 def _check_tensors(model: nn.Module, dtype: str = "float32") -> None:
@@ -162,4 +171,4 @@ def export_model(model: nn.Module, input_shape, options: ExportOptions | None = 
     return export(model, input_shape, options, samples).model
 
 
-__all__ = ["ExportOptions", "ExportResult", "Equivalence", "export", "export_model"]
+__all__ = ["ExportOptions", "ExportResult", "Equivalence", "build_layers", "export", "export_model"]

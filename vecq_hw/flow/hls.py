@@ -24,19 +24,28 @@ def reuse_map(reuse) -> dict:
     return parse_reuse(reuse)
 
 
+def weights_map(weights) -> dict:
+    """Per-layer weight memory: a mapping {layer: mode}, or the CLI's ``LAYER=MODE`` items."""
+    if isinstance(weights, dict):
+        return dict(weights)
+    from ..hls.offchip import parse_weights
+    return parse_weights(weights)
+
+
 def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HLS_DEFAULTS.io_type,
                  reuse_factor=HLS_DEFAULTS.reuse_factor, strategy=HLS_DEFAULTS.strategy, part=HLS_DEFAULTS.part,
                  clock_period=HLS_DEFAULTS.clock_period, test_inputs=None,
-                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None,
+                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None, weights=None,
                  da_max_products=HLS_DEFAULTS.da_max_products) -> str:
     """``vecq-hw hls``: the project with the simulator's outputs on ``test_inputs`` (default:
-    100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`."""
+    100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`;
+    ``weights``: :func:`weights_map`."""
     from ..hls import HlsOptions
     from ..hls.project import check_out_dir
     from ..ir.io import load_model
-    reuse = reuse_map(reuse or {})
+    reuse, weights = reuse_map(reuse or {}), weights_map(weights or {})
     options = HlsOptions(backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy, part=part,
-                         clock_period=clock_period, project_name=project_name, reuse=reuse,
+                         clock_period=clock_period, project_name=project_name, reuse=reuse, weights=weights,
                          da_max_products=da_max_products)
     check_out_dir(Path(out_dir), overwrite)  # before any work
     model = load_model(model_dir)
@@ -58,14 +67,15 @@ def _test_inputs(model: ir.Model, path):
 
 
 def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
-                 io_type=HLS_DEFAULTS.io_type, strategy=HLS_DEFAULTS.strategy,
+                 io_type=HLS_DEFAULTS.io_type, weights=None, strategy=HLS_DEFAULTS.strategy,
                  da_max_products=HLS_DEFAULTS.da_max_products) -> str:
     """``vecq-hw estimate``: the pre-synthesis estimate of the HLS design with this folding."""
     from ..hls.estimate import estimate
     from ..ir.io import load_model
     from ..report import format_estimate
     est = estimate(load_model(model_dir), reuse_map(reuse or {}), default_reuse=reuse_factor, part=part,
-                   clock_period=clock_period, io_type=io_type, strategy=strategy, da_max_products=da_max_products)
+                   clock_period=clock_period, io_type=io_type, weights=weights_map(weights or {}), strategy=strategy,
+                   da_max_products=da_max_products)
     return format_estimate(est)
 
 
@@ -91,9 +101,10 @@ def resolve_part(part=None):
 
 def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
             headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, test_inputs=None,
-            strategy=HLS_DEFAULTS.strategy, da_max_products=HLS_DEFAULTS.da_max_products):
+            weights=None, strategy=HLS_DEFAULTS.strategy, da_max_products=HLS_DEFAULTS.da_max_products):
     """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it
     (its testbench checks ``test_inputs``, a .npy, as ``hls`` does; default: 100 random inputs).
+    ``weights``: placements the search keeps (:func:`weights_map`).
 
     Returns (text, ok); nothing is written when nothing fits."""
     from ..hls.estimate import fit
@@ -110,15 +121,16 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
     model = load_model(model_dir)
     x, warning = _test_inputs(model, test_inputs)
     result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type,
-                 strategy=strategy, da_max_products=da_max_products)
+                 weights=weights_map(weights or {}), strategy=strategy, da_max_products=da_max_products)
     text = (f"{warning}\n" if warning else "") + format_fit(result)
     if result.ok and strategy == DISTRIBUTED_ARITHMETIC:
         text += "\n" + da_summary(model, HlsOptions(strategy=strategy, reuse=result.plan.reuse(),
-                                                     da_max_products=da_max_products))
+                                                     weights=result.plan.weights(), da_max_products=da_max_products))
     if result.ok and out_dir is not None:
         io_type = result.plan.io_type
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
-                          reuse=result.plan.reuse(), strategy=strategy, da_max_products=da_max_products)
+                          reuse=result.plan.reuse(), weights=result.plan.weights(), strategy=strategy,
+                          da_max_products=da_max_products)
         path = write_hls_project(model, out_dir, opts, x, overwrite=overwrite)
         from ..hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
         plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder
@@ -150,3 +162,18 @@ def csim_hls(project_dir, *, opt=DEFAULT_OPT, timeout=None, jobs=None, restart=F
         raise ToolError(f"{project_dir}: C simulation disagrees with the simulator in {result.mismatches} of "
                         f"{result.n} samples ({result.value_mismatches} output values)")
     return result
+
+
+def dataflow_hls(project_dir, *, samples=2, show=print):
+    """``vecq-hw csim --dataflow``: the io_stream project with FIFOs of their pragma depths, one
+    thread per process (hls/dataflow_check.py); a deadlock or a disagreement is a ToolError."""
+    from ..hls.dataflow_check import dataflow_check
+    r = dataflow_check(project_dir, samples=samples)
+    if r.deadlock:
+        raise ToolError(f"{project_dir}: the dataflow deadlocks with these FIFO depths: "
+                        + " ".join(r.log.split("\n", 1)[0].split()))
+    show(f"dataflow check: {r.n} samples through FIFOs of their pragma depths, one thread per process: no deadlock, "
+         f"{r.mismatches} mismatching samples")
+    if r.mismatches:
+        raise ToolError(f"{project_dir}: the dataflow check disagrees with the simulator in {r.mismatches} samples")
+    return r

@@ -3,6 +3,9 @@
     write_project(model, out_dir, HlsOptions(...), expected=(x_mantissa, y_mantissa)) -> Path
     build_hls_model(model, out_dir, HlsOptions(...)) -> compiled hls4ml ModelGraph (predict / trace)
     csim(prj_dir, jobs=None, opt='-O3', timeout=None, progress=False) -> CsimResult (resumable)
+    build(prj_dir) / predict(prj_dir, x_mantissa, trace=False) -> Prediction: the C simulation on
+        the caller's inputs (outputs, and every layer's with HlsOptions(trace=True))
+    weight_copy_differences(prj_dir): where the synthesised weight tables differ from the C-simulated
     register_hls_layer(layer_class, config_template, function_template, headers) -> a kernel of one's own
 
 Names load lazily: ``from vecq_hw.hls.options import HlsOptions`` (the CLI's defaults) does not
@@ -22,6 +25,8 @@ _EXPORTS = {
     "build_hls_model": ".project",
     "hls_description": ".project", "write_project": ".project", "write_test_data": ".project",
     "register_hls_layer": ".registration", "unregister_hls_layer": ".registration",
+    "Prediction": ".csim_predict", "build": ".csim_predict", "predict": ".csim_predict",
+    "weight_copy_differences": ".csim_predict",
 }
 
 __all__ = sorted(set(_EXPORTS) | {"CsimError", "CsimResult", "csim"})

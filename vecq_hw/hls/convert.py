@@ -10,11 +10,13 @@ twice, must carry their source's type).
 
 from __future__ import annotations
 
+import dataclasses
+
 from hls4ml.model.types import NamedType
 
 from .. import ir
 from ..errors import VecQError
-from .folding import reuse_plan
+from .folding import reuse_plan, streamed_plan
 from .layers import register
 from .mappings import MAPPINGS, pool_accum_type
 from .mappings_da import mapping_for, register_hls_da
@@ -60,6 +62,21 @@ def _options(options: HlsOptions | None, kw: dict) -> HlsOptions:
     return HlsOptions.from_kwargs(options, **kw) if kw else (options or HlsOptions())
 
 
+def resolve_streamed(model: ir.Model, opts: HlsOptions, plan: dict | None = None):
+    """(options with ``axi_bits`` resolved from the part, {layer: StreamedLayer}) after checking
+    every layer that streams its codes against the part and its folding (hls/offchip.py)."""
+    plan = reuse_plan(model, opts) if plan is None else plan
+    if not any(mode != "onchip" for mode in opts.weights.values()):
+        return opts, streamed_plan(model, plan, opts.weights, io_type=opts.io_type, part=None)  # names only
+    from .estimate.parts import get_part
+
+    part = get_part(opts.part)
+    if opts.axi_bits is not None:
+        part = dataclasses.replace(part, axi_bits=opts.axi_bits)
+    return opts.replace(axi_bits=part.axi_bits), streamed_plan(model, plan, opts.weights, io_type=opts.io_type,
+                                                               part=part)
+
+
 def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: bool = True, **option_kw):
     """The hls4ml layer list and per-layer precision config for an integer model.
 
@@ -75,7 +92,8 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
                 raise VecQError(f"layer '{src}' is read by {len(readers)} layers; io_stream copies a stream to "
                                 f"at most {MAX_STREAM_READERS} readers (hls4ml's clone)")
         _check_stream_flattens(model)
-    reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
+    plan = reuse_plan(model, opts)  # every per-layer entry names a weighted layer, every R divides its P
+    opts, _ = resolve_streamed(model, opts, plan)
     # every kind's hls4ml layer and header, not only this model's: a project copies every
     # registered header, so registering lazily would make its content (and the csim build key)
     # depend on what this process happened to build before
@@ -117,11 +135,12 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
     layers, layer_cfg, names = layer_list(model, opts, check=check)
     config = get_backend(opts.backend).create_initial_config(part=opts.part, clock_period=opts.clock_period,
                                                              io_type=opts.io_type)
+    # TraceOutput is read from the top level of the config (hls4ml's HLSConfig.Model ignores it)
     config.update(Backend=opts.backend, OutputDir=str(output_dir), ProjectName=opts.project_name, InputData=None,
-                  OutputPredictions=None)
+                  OutputPredictions=None, TraceOutput=bool(trace))
     config["HLSConfig"] = {
         "Model": {"Precision": {"default": precision_string(model.input.out_type)},
-                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.kernel_strategy, "TraceOutput": bool(trace),
+                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.kernel_strategy,
                   "BramFactor": 1_000_000_000},
         "LayerName": layer_cfg,
     }

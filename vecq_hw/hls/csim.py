@@ -41,6 +41,8 @@ from ..errors import ToolError, VecQError
 from . import csim_cache
 from .csim_run import (DeadlineExceeded, Progress, Shard, ShardStore, plan, run_commands,
                        shard_size)
+from .offchip import BLOB_NAME
+from .synth_check import FULL_VALUES, synthesis_sources
 
 STD = "-std=c++11"
 BUILD_DIR = ".vecq_build"
@@ -51,6 +53,8 @@ OLD_OPT = "-O1"
 RESULTS_FORMAT = "csim-shards-1"
 _MISMATCH = re.compile(r"^MISMATCHES: (\d+) of (\d+)\s*$", re.M)
 _VALUE_MISMATCH = re.compile(r"^VALUE MISMATCHES: (\d+) of (\d+)\s*$", re.M)
+#: what hls4ml's hls::stream prints when a kernel reads an empty stream (it then returns a zero)
+_EMPTY_READ = "is read while empty"
 
 
 class CsimError(ToolError):
@@ -75,6 +79,8 @@ class CsimResult:
     log: str
     cached: bool = False
     synthesis_checked: bool = False
+    #: weight tables the synthesis-path check compiled by their first synth_check.FULL_VALUES values
+    synthesis_cut: int = 0
     #: samples whose results were kept from an earlier, unfinished run of the same content
     resumed: int = 0
     #: CPU seconds of the testbench processes of this call (user + system)
@@ -97,7 +103,12 @@ class CsimResult:
                 f"({self.value_mismatches} of {self.n_values} output values): {verdict}; "
                 f"build {self.build_seconds:.1f} s{' (cached)' if self.cached else ''}, run {self.run_seconds:.1f} s"
                 f"{f' ({self.resumed} samples kept from an earlier run)' if self.resumed else ''}"
-                f"{'; synthesis path type-checked' if self.synthesis_checked else ''}")
+                f"{'; synthesis path type-checked' if self.synthesis_checked else ''}"
+                f"{self._cut_note() if self.synthesis_checked and self.synthesis_cut else ''}")
+
+    def _cut_note(self) -> str:
+        return (f" ({self.synthesis_cut} weight tables above {FULL_VALUES:,} values by their first {FULL_VALUES:,}, "
+                "the rest range-checked)")
 
 
 def _compiler_id(cxx: str) -> str:
@@ -175,10 +186,10 @@ def _precompiled_header(prj: Path, cxx: str, flags: list[str], headers, tag: str
         return None
 
 
-def _run(cmd, cwd, deadline=None) -> tuple[int, str]:
+def _run(cmd, cwd, deadline=None, env=None) -> tuple[int, str]:
     """One command, killed on Ctrl-C or at the deadline (DeadlineExceeded)."""
     got = {}
-    run_commands([(0, cmd)], cwd=cwd, parallel=1, deadline=deadline,
+    run_commands([(0, cmd)], cwd=cwd, parallel=1, deadline=deadline, env=env,
                   on_done=lambda key, rc, out: got.update(rc=rc, out=out))
     return got["rc"], got["out"]
 
@@ -215,9 +226,9 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
     project = meta["project"]
     t0 = time.perf_counter()
     try:
-        exe, key, cached, log = _build(prj, project, cxx=cxx, opt=opt, jobs=jobs, check_synthesis=check_synthesis,
-                                       pch=pch, deadline=deadline, kernels=frozenset(meta.get("kernel_headers", ())),
-                                       cache=cache_dir)
+        exe, key, cached, log, cut = _build(prj, project, cxx=cxx, opt=opt, jobs=jobs,
+                                            check_synthesis=check_synthesis, pch=pch, deadline=deadline,
+                                            kernels=frozenset(meta.get("kernel_headers", ())), cache=cache_dir)
     except DeadlineExceeded:
         raise CsimError(f"{prj}: stopped by the --timeout of {timeout:g} s while compiling (no sample simulated); "
                         f"run again without --timeout or with a longer one") from None
@@ -227,7 +238,7 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
     try:
         return _run_shards(prj, exe, key, jobs=jobs, deadline=deadline, timeout=timeout, progress=progress,
                            restart=restart, log=log, build_seconds=build_seconds, cached=cached,
-                           synthesis_checked=check_synthesis)
+                           synthesis_checked=check_synthesis, synthesis_cut=cut)
     except CsimInterrupted:
         raise
     except KeyboardInterrupt:  # before the testbench processes started (hashing, loading kept shards)
@@ -268,7 +279,7 @@ def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, dea
     synth_ok = bdir / f"synth-{key}.ok"
     log: list[str] = []
     if exe.is_file() and (synth_ok.is_file() or not check_synthesis):
-        return exe, key, True, log
+        return exe, key, True, log, _cut_tables(synth_ok)
     for stale in bdir.iterdir():  # other builds and their kept results
         if key not in stale.name:
             if stale.is_dir():
@@ -276,11 +287,14 @@ def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, dea
             else:
                 stale.unlink()
     wrapper = bdir / "vecq_synthesis_check.cpp"
+    cut = synthesis_sources(prj, project, bdir / "synth") if check_synthesis and not synth_ok.is_file() else 0
     wrapper.write_text(
         "// synthesis-only code path: ap_types as g++ sees them, then everything Vivado would see\n"
+        "// (the top function's files copied to synth/, weight tables above "
+        f"{FULL_VALUES} values cut: hls/synth_check.py)\n"
         '#include "ap_fixed.h"\n#include "ap_int.h"\n#include "hls_stream.h"\n'
         "#define __SYNTHESIS__\n"
-        f'#include "firmware/{project}.cpp"\n')
+        f'#include "synth/{project}.cpp"\n')
     synth_flags = [STD, "-I.", "-Ifirmware", "-Ifirmware/ap_types"]
     inc, synth_inc = [], []
     if pch:
@@ -306,12 +320,20 @@ def _build(prj: Path, project: str, *, cxx, opt, jobs, check_synthesis, pch, dea
             raise CsimError(f"{prj}: {name} compilation failed (g++ exit {rc}): {_first_error(out)}",
                             log="\n".join(log))
     if "synthesis check" in tasks:
-        synth_ok.write_text("ok\n")
+        synth_ok.write_text(f"{cut}\n")
     rc, out = _run([cxx, str(bdir / f"top-{key}.o"), str(bdir / f"tb-{key}.o"), "-o", str(exe)], prj, deadline)
     log.append(out)
     if rc != 0:
         raise CsimError(f"{prj}: link failed: {_first_error(out)}", log="\n".join(log))
-    return exe, key, False, log
+    return exe, key, False, log, _cut_tables(synth_ok)
+
+
+def _cut_tables(synth_ok: Path) -> int:
+    """How many tables the synthesis check compiled by a prefix (its marker file holds the count)."""
+    try:
+        return int(synth_ok.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _results_key(prj: Path, build_key: str) -> str:
@@ -319,6 +341,7 @@ def _results_key(prj: Path, build_key: str) -> str:
     h = hashlib.sha256(f"{RESULTS_FORMAT} {build_key}".encode())
     files = sorted(p for d in ("tb_data", "firmware/weights") if (prj / d).is_dir()
                    for p in (prj / d).rglob("*") if p.is_file())
+    files += [p for p in (prj / BLOB_NAME,) if p.is_file()]  # the streamed layers' codes
     for p in files:
         h.update(str(p.relative_to(prj)).encode())
         h.update(b"\0")
@@ -329,7 +352,7 @@ def _results_key(prj: Path, build_key: str) -> str:
 
 
 def _run_shards(prj: Path, exe: Path, key: str, *, jobs, deadline, timeout, progress, restart, log, build_seconds,
-                cached, synthesis_checked) -> CsimResult:
+                cached, synthesis_checked, synthesis_cut=0) -> CsimResult:
     bdir = prj / BUILD_DIR
     n, n_out = _data_shape(prj)
     folder = bdir / f"results-{key}-{_results_key(prj, key)}"
@@ -355,6 +378,9 @@ def _run_shards(prj: Path, exe: Path, key: str, *, jobs, deadline, timeout, prog
     def finished(job, rc, out):
         first, count = job
         m = _MISMATCH.search(out)
+        if _EMPTY_READ in out:  # a kernel read more than was written: the dataflow is broken
+            raise CsimError(f"{prj}: samples {first}..{first + count - 1}: {_first_line_with(out, _EMPTY_READ)}",
+                            log="\n".join(log + [out]))
         if m is None or rc not in (0, 1) or int(m.group(2)) != count:
             raise CsimError(f"{prj}: testbench failed on samples {first}..{first + count - 1} (exit {rc}): "
                             f"{_first_error(out) or 'no MISMATCHES line'}", log="\n".join(log + [out]))
@@ -393,7 +419,7 @@ def _run_shards(prj: Path, exe: Path, key: str, *, jobs, deadline, timeout, prog
     return CsimResult(mismatches=sum(s.mismatches for s in shards), n=n,
                       value_mismatches=sum(s.value_mismatches for s in shards), build_seconds=build_seconds,
                       run_seconds=time.perf_counter() - t1, log="\n".join(log), cached=cached,
-                      synthesis_checked=synthesis_checked,
+                      synthesis_checked=synthesis_checked, synthesis_cut=synthesis_cut,
                       outputs=np.concatenate([s.outputs for s in shards]) if shards
                       else np.zeros((0, n_out), dtype=np.int64),
                       n_out=n_out, resumed=resumed, run_cpu_seconds=_children_cpu() - cpu0)
@@ -429,6 +455,10 @@ def _data_shape(prj: Path) -> tuple[int, int]:
             raise CsimError(f"{path}: {rows} data lines after the header, expected {n} (one sample a line)")
         shape[name] = (n, width)
     return shape["vecq_expected.dat"]
+
+
+def _first_line_with(out: str, text: str) -> str:
+    return _shorten(next(line for line in out.splitlines() if text in line))
 
 
 def _first_error(out: str) -> str:

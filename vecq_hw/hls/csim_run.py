@@ -37,7 +37,8 @@ class DeadlineExceeded(Exception):
     """The caller's deadline passed; every child was killed."""
 
 
-def run_commands(tasks, *, cwd, parallel: int, on_done, deadline: float | None = None, poll: float = 0.02) -> None:
+def run_commands(tasks, *, cwd, parallel: int, on_done, deadline: float | None = None, poll: float = 0.02,
+                 env: dict | None = None) -> None:
     """Run ``tasks`` (key, argv) with at most ``parallel`` running; ``on_done(key, rc, output)``
     is called in this thread as each ends (stdout and stderr together, as text).
 
@@ -59,8 +60,8 @@ def run_commands(tasks, *, cwd, parallel: int, on_done, deadline: float | None =
             while pending and len(running) < max(1, parallel):
                 key, argv = pending.pop(0)
                 log = tempfile.TemporaryFile()
-                proc = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        start_new_session=True)
+                proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
                 running[key] = (proc, log)
             finished = [key for key, (proc, _) in running.items() if proc.poll() is not None]
             for key in finished:

@@ -81,12 +81,14 @@ def _kif(t: FixedType) -> tuple[int, int, int]:
 
 def applies(node: ir.Node, opts: HlsOptions) -> bool:
     """Whether this layer is built from da4ml's adder graph under ``opts``: strategy
-    distributed_arithmetic, a kind with that form, R = 1 and at most ``da_max_products`` products
-    (weights) per output vector or pixel."""
+    distributed_arithmetic, a kind with that form, R = 1, codes on chip (a layer whose codes
+    stream from DDR keeps its streamed kernel) and at most ``da_max_products`` products (weights)
+    per output vector or pixel."""
     layer = node.layer
     if opts.strategy != DISTRIBUTED_ARITHMETIC or layer.kind not in KINDS:
         return False
-    return opts.reuse_of(layer.name) == 1 and int(layer.codes.size) <= opts.da_max_products
+    return (opts.reuse_of(layer.name) == 1 and opts.weights_of(layer.name) == "onchip"
+            and int(layer.codes.size) <= opts.da_max_products)
 
 
 def kernel(node: ir.Node) -> DaKernel:

@@ -92,3 +92,30 @@ def parse_reuse(items) -> dict[str, int]:
                             "give each layer once")
         out[name.strip()] = int(value)
     return out
+
+
+def streamed_plan(model: ir.Model, reuse: dict[str, int], weights: dict[str, str], *, io_type: str, part,
+                  word_bits: int | None = None) -> dict:
+    """{layer: StreamedLayer} of the layers whose codes are not on chip (``weights`` {layer: mode},
+    'onchip' by default), each checked against the part and its folding (one line naming the
+    layer otherwise). ``reuse``: the validated plan of :func:`reuse_plan`; ``part``: a Part (its
+    DDR and AXI width, configs/hardware/parts.yaml), only read when some layer is streamed."""
+    from .offchip import STREAMED_MODES, check_streamed
+
+    nodes = {n.layer.name: n for n in weighted_nodes(model)}
+    for name in weights:
+        if name not in nodes:
+            raise VecQError(f"weights: '{name}' is not a weighted layer of model '{model.name}' "
+                            f"(weighted layers: {', '.join(nodes) or 'none'})", field="weights")
+    out = {}
+    for name, node in nodes.items():
+        mode = weights.get(name, "onchip")
+        if mode not in STREAMED_MODES:
+            continue
+        mapping = mapping_for(node)
+        if not mapping.streams_weights(node):
+            raise VecQError(f"layer '{name}' ({node.layer.kind}): its kind keeps its weights on chip")
+        check_streamed(name, node.layer.kind, mode, products=products_per_input(node), reuse=reuse[name],
+                       bits=int(node.layer.bits), io_type=io_type, part=part)
+        out[name] = mapping.streamed_layer(node, reuse[name], mode, word_bits or part.axi_bits)
+    return out

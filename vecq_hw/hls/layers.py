@@ -65,12 +65,14 @@ def exact_decimal(mantissa: int, frac: int) -> str:
 
 
 class _VecQWeighted(Layer):
+    """A weighted layer. Its code table ('weight', declared by each concrete class) is in the
+    design; a ``streamed`` layer has none: it reads its codes over AXI (hls/offchip.py)."""
+
     _expected_attributes = [
         Attribute("bits"),
         Attribute("encoding", value_type=str),
         Attribute("multiplier", value_type=str),
         Attribute("product_config", value_type=str),
-        WeightAttribute("weight"),
         WeightAttribute("scale"),
         WeightAttribute("bias"),
         TypeAttribute("weight"),
@@ -81,10 +83,12 @@ class _VecQWeighted(Layer):
     ]
     #: attribute names giving the output shape
     out_shape_attrs: tuple[str, ...] = ()
+    streamed = False
 
     def initialize(self):
         types = add_output(self)
-        add_integer_weight(self, "weight", "w{index}", precision_of(types["weight"]), self.get_attr("codes_data"))
+        if not self.streamed:
+            add_integer_weight(self, "weight", "w{index}", precision_of(types["weight"]), self.get_attr("codes_data"))
         add_scale_bias(self, types)
 
 
@@ -123,22 +127,49 @@ CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "
                  "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
 
 
+_DENSE_ATTRS = [Attribute("n_in"), Attribute("n_out")]
+_CONV_ATTRS = [Attribute(n) for n in CONV_GEOMETRY]
+#: what a streamed layer's reader needs (hls/offchip.py: StreamedLayer)
+_STREAM_ATTRS = [Attribute(n) for n in ("word_bits", "words", "passes", "cached")]
+
+
 class VecQDense(_VecQWeighted):
     kernel_headers = ("nnet_vecq_dense.h",)
-    _expected_attributes = [Attribute("n_in"), Attribute("n_out")]
+    _expected_attributes = _DENSE_ATTRS + [WeightAttribute("weight")]
     out_shape_attrs = ("n_out",)
 
 
 class VecQConv2D(_VecQWeighted):
     kernel_headers = ("nnet_vecq_conv.h",)
-    _expected_attributes = [Attribute(n) for n in CONV_GEOMETRY]
+    _expected_attributes = _CONV_ATTRS + [WeightAttribute("weight")]
     out_shape_attrs = ("out_height", "out_width", "n_filt")
 
 
 class VecQDepthwiseConv2D(_VecQWeighted):
     kernel_headers = ("nnet_vecq_depthwise.h",)
-    _expected_attributes = [Attribute(n) for n in CONV_GEOMETRY]
+    _expected_attributes = _CONV_ATTRS + [WeightAttribute("weight")]
     out_shape_attrs = ("out_height", "out_width", "n_chan")
+
+
+class VecQDenseStreamed(_VecQWeighted):
+    kernel_headers = ("nnet_vecq_streamed.h",)
+    _expected_attributes = _DENSE_ATTRS + _STREAM_ATTRS
+    out_shape_attrs = VecQDense.out_shape_attrs
+    streamed = True
+
+
+class VecQConv2DStreamed(_VecQWeighted):
+    kernel_headers = ("nnet_vecq_streamed.h",)
+    _expected_attributes = _CONV_ATTRS + _STREAM_ATTRS
+    out_shape_attrs = VecQConv2D.out_shape_attrs
+    streamed = True
+
+
+class VecQDepthwiseConv2DStreamed(_VecQWeighted):
+    kernel_headers = ("nnet_vecq_streamed.h",)
+    _expected_attributes = _CONV_ATTRS + _STREAM_ATTRS
+    out_shape_attrs = VecQDepthwiseConv2D.out_shape_attrs
+    streamed = True
 
 
 class VecQGlobalAvgPool2D(Layer):
@@ -182,6 +213,11 @@ CONV_GEOMETRY_CONFIG = """    static const unsigned n_in = {in_height} * {in_wid
     static const unsigned pad_left = {pad_left}, pad_right = {pad_right};
 """
 
+_stream_config = """    static const unsigned word_bits = {word_bits}, words = {words}, passes = {passes};
+    static const bool cached = {cached_cpp};
+    typedef ap_uint<{word_bits}> word_t;
+"""
+
 CONFIG_TEMPLATES = {
     VecQDense: "struct config{index} : nnet::vecq_dense_config {{\n"
                "    static const unsigned n_in = {n_in};\n    static const unsigned n_out = {n_out};\n"
@@ -192,6 +228,15 @@ CONFIG_TEMPLATES = {
     VecQDepthwiseConv2D: "struct config{index} : nnet::vecq_depthwise_config {{\n"
                          "    static const unsigned n_out = {out_height} * {out_width} * {n_chan};\n"
                          + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
+    VecQDenseStreamed: "struct config{index} : nnet::vecq_dense_config {{\n"
+                       "    static const unsigned n_in = {n_in};\n    static const unsigned n_out = {n_out};\n"
+                       + _common_config + _stream_config + "}};\n",
+    VecQConv2DStreamed: "struct config{index} : nnet::vecq_conv2d_config {{\n"
+                        "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
+                        + CONV_GEOMETRY_CONFIG + _common_config + _stream_config + "}};\n",
+    VecQDepthwiseConv2DStreamed: "struct config{index} : nnet::vecq_depthwise_config {{\n"
+                                 "    static const unsigned n_out = {out_height} * {out_width} * {n_chan};\n"
+                                 + CONV_GEOMETRY_CONFIG + _common_config + _stream_config + "}};\n",
     VecQGlobalAvgPool2D: """struct config{index} : nnet::vecq_global_pool_config {{
     static const unsigned n_pixels = {n_pixels}, n_chan = {n_chan};
     static const unsigned long long mult = {mult}ULL;
@@ -211,22 +256,41 @@ CONFIG_TEMPLATES = {
 }
 
 _weighted_call = "<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {s}, {b});"
+#: a streamed layer is two dataflow processes: the reader of its AXI port (vecq_wmem<index>, a
+#: top-level argument: hls/offchip_project.py) and the layer, joined by a stream of AXI words
+_streamed_call = "\n    ".join([
+    "hls::stream<config{index}::word_t> vecq_wstream{index}(\"vecq_wstream{index}\");",
+    "#pragma HLS STREAM variable=vecq_wstream{index} depth=2",
+    "#pragma HLS INTERFACE m_axi port={w} offset=slave bundle=vecq_gmem{index} depth={words} "
+    "max_read_burst_length=64 num_read_outstanding=4",
+    "nnet::vecq_weight_reader<config{index}>({w}, vecq_wstream{index});",
+    "nnet::vecq_{kernel}_streamed<{input_t}, {output_t}, {config}>({input}, {output}, vecq_wstream{index}, {s}, {b});"])
 FUNCTION_TEMPLATES = {
     VecQDense: "nnet::vecq_dense" + _weighted_call,
     VecQConv2D: "nnet::vecq_conv2d" + _weighted_call,
     VecQDepthwiseConv2D: "nnet::vecq_depthwise_conv2d" + _weighted_call,
+    VecQDenseStreamed: _streamed_call.replace("{kernel}", "dense"),
+    VecQConv2DStreamed: _streamed_call.replace("{kernel}", "conv2d"),
+    VecQDepthwiseConv2DStreamed: _streamed_call.replace("{kernel}", "depthwise_conv2d"),
     VecQGlobalAvgPool2D: "nnet::vecq_global_avg_pool<{input_t}, {output_t}, {config}>({input}, {output});",
     VecQPool2D: "nnet::vecq_pool2d<{input_t}, {output_t}, {config}>({input}, {output});",
 }
 
 
+def streamed_port(index) -> str:
+    """The top-level argument (m_axi port) of the streamed layer with this hls4ml index."""
+    return f"vecq_wmem{index}"
+
+
 def _weighted_params(node) -> dict:
     """The template keys of a weighted layer beyond hls4ml's defaults (both templates read them)."""
+    streamed = getattr(node, "streamed", False)
     return {"encoding_code": ENCODING_CODES[node.get_attr("encoding")],
             "multiplier_code": MULTIPLIER_CODES[node.get_attr("multiplier")],
             "latency": "true" if str(node.get_attr("strategy", "latency")).lower() == "latency" else "false",
-            "w": node.get_weights("weight").name, "s": node.get_weights("scale").name,
-            "b": node.get_weights("bias").name}
+            "w": streamed_port(node.index) if streamed else node.get_weights("weight").name,
+            "s": node.get_weights("scale").name, "b": node.get_weights("bias").name,
+            "cached_cpp": "true" if streamed and node.get_attr("cached") else "false"}
 
 
 def register() -> None:

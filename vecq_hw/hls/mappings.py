@@ -26,9 +26,17 @@ import numpy as np
 from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
-from .costs import FOLDED_DEPTH, LayerEstimate, bram_or_lutram, lut_per_product, product_luts
+from .costs import (FOLDED_DEPTH, LayerEstimate, bram_or_lutram, charge_memory, charge_ram, lut_per_product,
+                    product_luts)
+from .offchip import STREAMED_MODES, StreamedLayer
 from .options import HlsOptions
 from .products import choose_product
+
+#: a streamed layer's m_axi port. The read FIFO follows from the pragma the kernel is written with
+#: (num_read_outstanding=4 x max_read_burst_length=64 words); the protocol logic and the first
+#: word's latency are assumptions (no Vivado here to measure an adapter), not measurements.
+AXI_READ_FIFO_WORDS = 4 * 64
+AXI_PORT_LUTS, AXI_PORT_FFS, AXI_FIRST_WORD_CYCLES = 1500, 2000, 100
 
 
 def int_type(width: int) -> FixedType:
@@ -69,6 +77,16 @@ class Mapping:
     def inputs_per_frame(self, node: ir.Node) -> int:
         """How many times per frame the P products run (1: once, as a dense layer)."""
         return 1
+
+    def streams_weights(self, node: ir.Node) -> bool:
+        """The kind can read its codes from off-chip memory (:mod:`.offchip`; False: always on chip)."""
+        return False
+
+    def stream_need(self, node: ir.Node) -> np.ndarray | None:
+        """io_stream schedule of the kernel: ``need[c - 1]`` = input tokens (pixels) it has read
+        when it writes its c-th output token (:mod:`.fifos` sizes the FIFOs from it). None: not
+        known (the FIFOs around it fall back to whole frames where it matters)."""
+        return None
 
     def estimate(self, node: ir.Node, reuse: int, io_type: str) -> LayerEstimate | None:
         """Resources and cycles of this layer; ``reuse`` is its validated reuse factor (0 where
@@ -115,10 +133,21 @@ def mapping_for(node: ir.Node) -> Mapping:
     return m
 
 
-def add_buffer(e: LayerEstimate, memory: tuple[int, float]) -> None:
-    """Charge a buffer (BRAM18, LUTs); the layer's latency covers its cycles."""
-    e.bram18 += memory[0]
-    e.luts += memory[1]
+def stream_tokens(shape) -> int:
+    """Tokens of an io_stream tensor: one per pixel (all its channels), or 1 for a vector."""
+    return int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+
+
+def row_need(rows_needed: np.ndarray, out_width: int, in_width: int) -> np.ndarray:
+    """need of a line-buffer kernel that writes output row oh, all out_width pixels, once it has
+    read rows_needed[oh] whole input rows."""
+    return np.repeat(np.asarray(rows_needed, dtype=np.int64) * int(in_width), int(out_width))
+
+
+def add_buffer(e: LayerEstimate, banks: int, depth: int, width: int, kind: str = "line_buffers") -> None:
+    """Charge ``banks`` buffers of depth x width bits (BRAM18 or LUTRAM) to ``kind``; the layer's
+    latency covers its cycles."""
+    charge_ram(e, kind, int(banks), int(depth), int(width))
     e.latency = max(e.latency, e.cycles)
 
 
@@ -139,6 +168,10 @@ class _Elementwise:
         pixels = int(np.prod(shape[:-1])) if len(shape) == 3 else 1
         return self.logic_estimate(node, io_type, 0.5 * lanes * bits * n_in, 1 if parallel else pixels)
 
+    def stream_need(self, node):
+        """One token in, one token out (hls4ml's activation and merge stream kernels)."""
+        return np.arange(1, stream_tokens(node.out_shape) + 1, dtype=np.int64)
+
 
 class InputMapping(_NoLogic, Mapping):
     kind = "input"
@@ -151,6 +184,17 @@ class InputMapping(_NoLogic, Mapping):
 
 
 class _WeightedMapping(Mapping):
+    #: the hls4ml class (layers.py); '<class>Streamed' when the layer reads its codes over AXI
+    hls_class = ""
+
+    def class_name(self, node, opts):
+        return self.hls_class + ("Streamed" if opts.weights_of(node.layer.name) in STREAMED_MODES else "")
+
+    def streamed_layer(self, node, reuse: int, mode: str, word_bits: int) -> StreamedLayer:
+        """How this layer reads its codes when streamed (:mod:`.offchip`)."""
+        return StreamedLayer(node.layer.name, mode, int(node.layer.bits), self.products_per_input(node), int(reuse),
+                             self.inputs_per_frame(node), int(word_bits))
+
     def types(self, node, opts):
         layer = node.layer
         return {"result": layer.out_type, "accum": layer.accum_type,
@@ -170,19 +214,29 @@ class _WeightedMapping(Mapping):
                         "out": layer.out_type},
             # validated by convert.layer_list (folding.reuse_plan) before any attrs are asked for
             strategy=opts.kernel_strategy, reuse_factor=int(opts.reuse_of(layer.name)),
-            **self.geometry(node))
+            **self.geometry(node), **self._streamed_attrs(node, opts))
+
+    def _streamed_attrs(self, node, opts) -> dict:
+        mode = opts.weights_of(node.layer.name)
+        if mode not in STREAMED_MODES:
+            return {}
+        # convert.layer_list resolved opts.axi_bits from the part and validated the plan
+        sl = self.streamed_layer(node, opts.reuse_of(node.layer.name), mode, opts.axi_bits)
+        return {"word_bits": sl.word_bits, "words": sl.words, "passes": sl.passes, "cached": mode == "uram"}
 
     def geometry(self, node) -> dict:  # pragma: no cover
         raise NotImplementedError
 
-    def estimate(self, node, reuse, io_type):
-        return self.add_io(self.layer_estimate(node, reuse), node, io_type)
+    def streams_weights(self, node) -> bool:
+        return True
 
-    def layer_estimate(self, node, reuse, *, adder_graph_luts: float | None = None) -> LayerEstimate:
+    def estimate(self, node, reuse, io_type, weights: StreamedLayer | None = None, *,
+                 adder_graph_luts: float | None = None):
         """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
-        requantisation units, the weight ROM of a folded layer, accumulators and cycles; no io.
-        ``adder_graph_luts``: the products are one adder graph of that many LUTs instead
-        (strategy distributed_arithmetic at R = 1, :mod:`.mappings_da`)."""
+        requantisation units, the weights (a ROM of a folded layer; or, ``weights`` given, the
+        reader of a streamed layer: :meth:`_streamed`), accumulators and cycles.
+        ``adder_graph_luts``: the products are one adder graph of that many LUTs instead, no
+        product registers (strategy distributed_arithmetic at R = 1, :mod:`.mappings_da`)."""
         layer, r = node.layer, reuse
         p, per_frame = self.products_per_input(node), self.inputs_per_frame(node)
         w = int(node.in_types[0].width)
@@ -197,35 +251,53 @@ class _WeightedMapping(Mapping):
         elif dsp_bound:
             e.dsps += e.slots
             e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
+        elif weights is not None:  # codes arrive at run time: every slot is a multiplier
+            e.luts += e.slots * lut_per_product("var", k, w)
         else:
             e.luts += product_luts(p, r, k, w)
         units = math.ceil(n_out / r)
         acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
         e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
         e.ffs += n_out * acc_w + (e.slots * int(product.term.width) if adder_graph_luts is None else 0)
-        rom = lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)  # else constants, no ROM
-        if r > 1 and (rom or dsp_bound):  # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits
+        if weights is not None:
+            self._streamed(e, weights)
+        elif r > 1 and (dsp_bound or lut_per_product("var", k, w) <= r * lut_per_product("const", k, w)):
+            # ARRAY_RESHAPE: one ROM of depth R, one word of slots x k bits (else constants, no ROM)
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
-            e.bram18 += b
-            e.luts += lut
+            charge_memory(e, "weights", p * int(layer.bits), bram18=b, luts=lut)
         requant_cycles = math.ceil(n_out / units) if r > 1 else 0
-        per_input = 1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
+        per_input = 1 if r == 1 and weights is None else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
         e.cycles = per_frame * per_input
         e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
-        return e
+        if weights is not None:
+            e.latency += AXI_FIRST_WORD_CYCLES  # the first pass waits for the port's first burst
+        return self.add_io(e, node, io_type)
+
+    @staticmethod
+    def _streamed(e: LayerEstimate, sl: StreamedLayer) -> None:
+        """A streamed layer: its m_axi port (read FIFO, protocol logic), the word FIFO to the
+        layer, an UltraRAM copy of the table ('uram'), and the DDR it reads per frame."""
+        e.weights, e.ddr_bytes = sl.mode, float(sl.ddr_bytes_per_frame)
+        charge_ram(e, "axi", 1, AXI_READ_FIFO_WORDS, sl.word_bits)
+        e.luts += AXI_PORT_LUTS + sl.step_bits + sl.word_bits  # + the unpacking shift register
+        e.ffs += AXI_PORT_FFS + 2 * (sl.step_bits + sl.word_bits)
+        if sl.mode == "uram":
+            charge_ram(e, "weights", 1, sl.words, sl.word_bits, uram=True)
 
 
 class DenseMapping(_WeightedMapping):
     kind = "dense"
 
-    def class_name(self, node, opts):
-        return "VecQDense"
+    hls_class = "VecQDense"
 
     def geometry(self, node):
         return {"n_in": int(node.in_shapes[0][0]), "n_out": int(node.out_shape[0])}
 
     def products_per_input(self, node):
         return int(node.in_shapes[0][0]) * int(node.out_shape[0])
+
+    def stream_need(self, node):
+        return np.array([stream_tokens(node.in_shapes[0])], dtype=np.int64)  # reads all, then writes
 
 
 class _ConvMapping(_WeightedMapping):
@@ -247,18 +319,25 @@ class _ConvMapping(_WeightedMapping):
     def inputs_per_frame(self, node):
         return int(node.out_shape[0]) * int(node.out_shape[1])
 
+    def stream_need(self, node):
+        """vecq_conv_stream_lines (and the streamed kernel): output row oh leaves once input row
+        min(oh * stride + kh - 1 - pad_top, in_height - 1) is complete."""
+        (h, w, _), (oh, ow) = node.in_shapes[0], node.out_shape[:2]
+        layer = node.layer
+        last = np.arange(int(oh)) * int(layer.stride[0]) + int(layer.kernel[0]) - 1 - int(layer.padding[0])
+        return row_need(np.minimum(last, int(h) - 1) + 1, ow, w)
+
     def stream_buffers(self, e, node):
         # vecq_conv_stream_lines: filt_height + 1 rows, n_chan banks; reading overlaps nothing
         h, w, c = node.in_shapes[0]
         e.cycles += int(h * w)
-        add_buffer(e, bram_or_lutram(int(c), (int(node.layer.kernel[0]) + 1) * int(w), int(node.in_types[0].width)))
+        add_buffer(e, c, (int(node.layer.kernel[0]) + 1) * int(w), node.in_types[0].width)
 
 
 class Conv2DMapping(_ConvMapping):
     kind = "conv2d"
 
-    def class_name(self, node, opts):
-        return "VecQConv2D"
+    hls_class = "VecQConv2D"
 
     def products_per_input(self, node):
         return self.window_products(node) * int(node.out_shape[-1])
@@ -267,8 +346,7 @@ class Conv2DMapping(_ConvMapping):
 class DepthwiseConv2DMapping(_ConvMapping):
     kind = "depthwise_conv2d"
 
-    def class_name(self, node, opts):
-        return "VecQDepthwiseConv2D"
+    hls_class = "VecQDepthwiseConv2D"
 
     def products_per_input(self, node):
         return self.window_products(node)
@@ -344,13 +422,23 @@ class _PoolMapping(Mapping):
         luts = 0.5 * int(shape[-1]) * bits * int(np.prod(node.layer.pool))  # a comparator/adder per window
         return self.logic_estimate(node, io_type, luts, int(np.prod(shape[:-1])))
 
+    def stream_need(self, node):
+        """Ours (vecq_pool2d): row oh after input rows oh * stride + pool_height. hls4ml's (stride ==
+        size): pixel (oh, ow) as the window's bottom-right input pixel arrives."""
+        (h, w, _), (oh, ow) = node.in_shapes[0], node.out_shape[:2]
+        (ph, pw), (sh, _) = node.layer.pool, node.layer.stride
+        if self.ours(node):
+            return row_need(np.arange(int(oh)) * int(sh) + int(ph), ow, w)
+        r, c = np.meshgrid(np.arange(int(oh)), np.arange(int(ow)), indexing="ij")
+        return (((r + 1) * int(ph) - 1) * int(w) + (c + 1) * int(pw)).reshape(-1).astype(np.int64)
+
     def stream_buffers(self, e, node):
         # hls4ml's streaming pool (stride == size) and ours (vecq_pool2d, any stride): pool_height
         # rows, n_chan banks (ours keeps one more row only for packs that straddle rows, which
         # hls4ml's one-pixel packs never do); each output row leaves as its last input row arrives
         h, w, c = node.in_shapes[0]
         e.cycles = max(e.cycles, int(h * w))
-        add_buffer(e, bram_or_lutram(int(c), int(node.layer.pool[0]) * int(w), int(node.in_types[0].width)))
+        add_buffer(e, c, int(node.layer.pool[0]) * int(w), node.in_types[0].width)
 
 
 class MaxPoolMapping(_PoolMapping):
@@ -377,6 +465,9 @@ class GlobalAvgPoolMapping(Mapping):
         h, w, c = node.in_shapes[0]
         return {"n_pixels": int(h * w), "n_chan": int(c), "mult": int(node.layer.mult),
                 "vecq_out_type": node.layer.out_type}
+
+    def stream_need(self, node):
+        return np.array([stream_tokens(node.in_shapes[0])], dtype=np.int64)  # the whole frame, then the vector
 
     def estimate(self, node, reuse, io_type):
         """One channel per cycle; 0.5 LUT per input bit of a pixel."""
@@ -409,15 +500,10 @@ class AddMapping(_Elementwise, Mapping):
         return {"op": "add"}
 
     def stream_buffers(self, e, node):
-        # pixel by pixel, but its inputs' streams hold up to a frame (hls4ml's default stream
-        # depth is the tensor's pixel count: the skip branch must not stall the other)
-        if len(node.out_shape) != 3:
-            return
-        (h, w, c), (oh, ow, oc) = node.in_shapes[0], node.out_shape
-        b, lut = bram_or_lutram(int(c), int(h * w), int(node.in_types[0].width))
-        b2, lut2 = bram_or_lutram(int(oc), int(oh * ow), int(node.layer.out_type.width))
-        e.cycles += int(h * w + oh * ow)
-        add_buffer(e, (b + b2, lut + lut2))
+        # pixel by pixel, one pack of each input per output pack; the FIFOs that let the skip
+        # branch wait for the other are sized from the schedule and charged by the estimator
+        # (vecq_hw.hls.fifos), not here
+        return
 
 
 class FlattenMapping(_NoLogic, Mapping):

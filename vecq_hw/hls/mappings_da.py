@@ -66,9 +66,15 @@ class DistributedArithmeticMapping(Mapping):
     def estimate(self, node, reuse, io_type) -> LayerEstimate:
         """The kind's estimate at R = 1 with da4ml's LUT estimate of the adder graph as the
         products' cost (one adder graph: conv pixels pass through it one per cycle)."""
-        e = self.base.layer_estimate(node, reuse, adder_graph_luts=da.kernel(node).cost)
+        e = self.base.estimate(node, reuse, io_type, adder_graph_luts=da.kernel(node).cost)
         e.adder_graph = True
-        return self.add_io(e, node, io_type)
+        return e
+
+    def streams_weights(self, node):
+        return False  # no code table: the constants are the adder graph
+
+    def stream_need(self, node):
+        return self.base.stream_need(node)
 
     def stream_buffers(self, e, node):
         self.base.stream_buffers(e, node)  # the same line buffer as the kind's own kernel

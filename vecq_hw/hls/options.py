@@ -18,6 +18,8 @@ IO_TYPES = ("io_parallel", "io_stream")
 #: hls4ml's name for building a layer from da4ml's adder graph (R = 1 layers; :mod:`.da`)
 DISTRIBUTED_ARITHMETIC = "distributed_arithmetic"
 STRATEGIES = ("Latency", "Resource", DISTRIBUTED_ARITHMETIC)
+#: where a weighted layer keeps its codes (vecq_hw.hls.offchip): a ROM, DDR read every pass, DDR loaded into URAM once
+WEIGHT_MODES = ("onchip", "offchip", "uram")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class HlsOptions:
     adder graph (:mod:`.da`); the others (a ``reuse`` entry R > 1, or a bigger layer: da4ml's
     solve time grows about as fan-in squared times outputs) keep their usual kernel.
     ``reuse_factor`` > 1 (every layer folded, so none would use it) is refused.
+    ``weights``: per-layer weight memory ``{layer name: 'onchip' | 'offchip' | 'uram'}`` (default
+    'onchip'; :mod:`.offchip`); ``axi_bits``: the width of a streamed layer's AXI port (None: the
+    part's, from configs/hardware/parts.yaml).
+    ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
+    under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
+    ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
+    same design either way.
     """
 
     backend: str = "Vitis"
@@ -45,6 +54,9 @@ class HlsOptions:
     project_name: str = "myproject"
     reuse: dict = field(default_factory=dict)
     da_max_products: int = 4096
+    weights: dict = field(default_factory=dict)
+    axi_bits: int | None = None
+    trace: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -75,8 +87,21 @@ class HlsOptions:
                 bad("reuse", "layer names as keys", name)
             if isinstance(r, bool) or not isinstance(r, int) or r < 1:
                 bad(f"reuse.{name}", "a positive integer", r)
+        if not isinstance(self.weights, dict):
+            bad("weights", "a mapping {layer name: " + " | ".join(WEIGHT_MODES) + "}", self.weights)
+        for name, mode in self.weights.items():
+            if not isinstance(name, str) or not name:
+                bad("weights", "layer names as keys", name)
+            if mode not in WEIGHT_MODES:
+                bad(f"weights.{name}", " or ".join(WEIGHT_MODES), mode)
+        if self.axi_bits is not None and (isinstance(self.axi_bits, bool) or not isinstance(self.axi_bits, int)
+                                          or self.axi_bits < 8 or self.axi_bits & (self.axi_bits - 1)
+                                          or self.axi_bits > 1024):
+            bad("axi_bits", "a power of two from 8 to 1024", self.axi_bits)
         check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
         check_clock_period(self.clock_period)
+        if not isinstance(self.trace, bool):
+            bad("trace", "true or false", self.trace)
         check_identifier(self.project_name, "project_name")  # the top function and file names
         return self
 
@@ -102,10 +127,14 @@ class HlsOptions:
         would claim every layer (ours build it themselves), so they see 'Latency'."""
         return "Latency" if self.strategy == DISTRIBUTED_ARITHMETIC else self.strategy
 
+    def weights_of(self, layer_name: str) -> str:
+        """Where a weighted layer keeps its codes ('onchip' unless given)."""
+        return str(self.weights.get(layer_name, "onchip"))
+
     def clock_uncertainty(self) -> str:
         return "27%" if self.backend == "Vitis" else "12.5%"
 
 
 DEFAULTS = HlsOptions()
 
-__all__ = ["BACKENDS", "DEFAULTS", "DISTRIBUTED_ARITHMETIC", "HlsOptions", "IO_TYPES", "STRATEGIES"]
+__all__ = ["BACKENDS", "DEFAULTS", "DISTRIBUTED_ARITHMETIC", "HlsOptions", "IO_TYPES", "STRATEGIES", "WEIGHT_MODES"]

@@ -7,6 +7,8 @@ Layout of a written project (``out_dir``)::
     <project>_test.cpp      our exact testbench (replaces hls4ml's float testbench)
     tb_data/vecq_input.dat  input mantissas  (first line: N n_in)
     tb_data/vecq_expected.dat  simulator output mantissas (first line: N n_out)
+    vecq_weights.bin        the codes of the layers that read them over AXI (hls/offchip.py), only
+                            when some layer does; the testbench feeds it through the same ports
     build_prj.tcl           for vivado_hls -f / vitis_hls -f   } both rendered from one
     hls_config.cfg          for v++ -c --mode hls (2023.2+)     } description (hls_description)
     vecq_project.json       what csim needs to know (project name, io type, shapes, types)
@@ -27,12 +29,15 @@ import numpy as np
 from .. import ir
 from ..errors import VecQError
 from ..outputs import creatable
-from .convert import build_graph
+from .convert import build_graph, resolve_streamed
 from .csim import BUILD_DIR
-from .layers import TEMPLATE_DIR
+from .layers import TEMPLATE_DIR, streamed_port
 from .mappings_da import da_layers
+from .offchip import BLOB_NAME, layout, write_blob
 from .options import DEFAULTS, DISTRIBUTED_ARITHMETIC, HlsOptions
 from .registration import registered_headers
+from .stream_depths import apply_fifo_plan
+from .top_patch import add_weight_ports, bind_fifos_to_uram
 
 GENERATOR = "vecq_hw.hls"
 CFLAGS = "-std=c++0x"
@@ -123,16 +128,61 @@ def write_test_data(model: ir.Model, out_dir, expected) -> int:
     return n
 
 
-def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, io_type: str) -> dict:
+def _part_has_uram(part_name: str) -> bool:
+    from .estimate.parts import get_part
+
+    try:
+        return get_part(part_name).uram > 0
+    except VecQError:  # a part the table does not know: no UltraRAM assumed
+        return False
+
+
+def _write_streamed(graph, model: ir.Model, names: dict, opts: HlsOptions, out_dir: Path) -> dict:
+    """The blob of the streamed layers' codes and their ports on the top function; returns what
+    the testbench and vecq_project.json need (nothing when every layer keeps its codes on chip)."""
+    _, plan = resolve_streamed(model, opts)
+    if not plan:
+        return {"ports": [], "blob": None}
+    laid = layout([plan[layer.name] for layer in model.layers if layer.name in plan])
+    codes = {layer.name: layer.codes for layer in model.layers if layer.name in plan}
+    sha = write_blob(out_dir / BLOB_NAME, [(sl, codes[sl.name]) for sl in laid])
+    ports = [{"layer": sl.name, "mode": sl.mode, "name": streamed_port(graph.graph[names[sl.name]].index),
+              "word_bits": sl.word_bits, "words": sl.words, "offset": sl.offset, "passes": sl.passes,
+              "ddr_bytes_per_frame": sl.ddr_bytes_per_frame} for sl in laid]
+    add_weight_ports(out_dir / "firmware", opts.project_name, [(p["name"], p["word_bits"], p["words"]) for p in ports])
+    size = (out_dir / BLOB_NAME).stat().st_size
+    return {"ports": ports, "blob": {"file": BLOB_NAME, "bytes": size, "sha256": sha}}
+
+
+#: the tracing hook hls4ml's writer puts after a layer's call when tracing is on
+_TRACE_CALL = re.compile(r'nnet::save_layer_output<[^;]*?>\(\s*\w+\s*,\s*"(\w+)"\s*,\s*([^;]*?)\s*\);')
+
+
+def traced_layers(prj: Path, project_name: str) -> dict[str, str]:
+    """{hls4ml layer name: its output's size as a C expression} of the layers the top function
+    traces, in call order (none unless ``HlsOptions.trace``)."""
+    calls = _TRACE_CALL.findall((prj / "firmware" / f"{project_name}.cpp").read_text())
+    out: dict[str, str] = {}
+    for name, size in calls:
+        out.setdefault(name, size)  # a layer with two outputs (io_stream clones): equal sizes
+    return out
+
+
+def _write_testbench(graph, model: ir.Model, out_dir: Path, project_name: str, io_type: str,
+                     streamed: dict | None = None) -> dict:
     in_var = graph.get_input_variables()[0]
     out_var = graph.get_output_variables()[0]
     n_in = int(np.prod(model.input.shape))
     n_out = int(np.prod(model.output_shape))
+    streamed = streamed or {"ports": [], "blob": None}
     info = {
         "generator": GENERATOR, "project": project_name, "top": project_name, "io_stream": io_type == "io_stream",
         "in_t": in_var.type.name, "out_t": out_var.type.name, "n_in": n_in, "n_out": n_out,
         "in_type": str(model.input.out_type), "out_type": str(model.output_type),
+        "ports": streamed["ports"], "blob": streamed["blob"],
     }
+    traced = traced_layers(out_dir, project_name)
+    info.update(traced=list(traced), traced_sizes=list(traced.values()))
     (out_dir / f"{project_name}_test.cpp").write_text(_env.get_template("vecq_test.cpp.j2").render(**info))
     return info
 
@@ -243,15 +293,18 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
         raise VecQError(f"cannot create the project's parent folder ({exc.strerror or exc})", file=out_dir) from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        graph, names = build_graph(model, opts, output_dir=str(tmp), check=check)
+        graph, names = build_graph(model, opts, output_dir=str(tmp), trace=opts.trace, check=check)
+        fifos = apply_fifo_plan(graph, model, names, uram=_part_has_uram(opts.part)) if io_type == "io_stream" else []
         graph.write()
-        info = _write_testbench(graph, model, tmp, project_name, io_type)
+        bind_fifos_to_uram(tmp / "firmware", project_name, [f["stream"] for f in fifos if f["uram"]])
+        streamed = _write_streamed(graph, model, names, opts, tmp)
+        info = _write_testbench(graph, model, tmp, project_name, io_type, streamed)
         _check_name_is_free(project_name, tmp, info, names[model.input.name])
         n = write_test_data(model, tmp, expected) if expected is not None else 0
         render_scripts(hls_description(project_name=project_name, part=opts.part, clock_period=opts.clock_period,
                                        backend=backend), tmp)
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,
-                    reuse=dict(opts.reuse),
+                    reuse=dict(opts.reuse), weights=dict(opts.weights), fifos=fifos, trace=opts.trace,
                     n_tests=n, model=model.name, layer_names=names,
                     kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})

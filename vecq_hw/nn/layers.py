@@ -58,6 +58,9 @@ class _VecQWeight:
     def _setup_quant(self, weight_quant) -> None:
         self._wq: WeightQuantizer | None = None if weight_quant is None else as_weight_quantizer(weight_quant)
         self._quantize = self._wq is not None
+        bind = getattr(self._wq, "bind", None)
+        if bind is not None:  # a quantiser with learned per-channel parameters (SRQ) takes their shape
+            bind(self.weight)
 
     @property
     def weight_quant(self) -> WeightQuantizer | None:
@@ -117,7 +120,8 @@ class _VecQWeight:
 
     def _quant_repr(self) -> str:
         off = self._wq is not None and not self._quantize
-        return f"weight_quant={self._wq!r}" + (", quantize=False" if off else "")
+        shown = type(self._wq).__name__ if isinstance(self._wq, nn.Module) else repr(self._wq)  # a module: listed below
+        return f"weight_quant={shown}" + (", quantize=False" if off else "")
 
 
 def set_quantize(model: nn.Module, on: bool) -> int:

@@ -31,6 +31,8 @@ from vecq_hw.quant.esb import ESB
 from vecq_hw.quant.alq import ALQ
 from vecq_hw.quant.binary import BWN, TWN
 from vecq_hw.quant.sq import SQ
+# issue 25: SRQ with DropBits (learned widths: vecq_hw.train.srq_schedule)
+from vecq_hw.quant.srq import SRQ
 
 
 def get_quantizer(name: str, bits: int = 2, per_channel: bool = False, **options) -> WeightQuantizer:
@@ -63,6 +65,7 @@ __all__ = [
     "MAX_QUANT_BITS",
     "PROCEDURES",
     "SQ",
+    "SRQ",
     "TWN",
     "QUANTIZERS",
     "HalfIntegerGrid",

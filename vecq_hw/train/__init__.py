@@ -39,6 +39,7 @@ from __future__ import annotations
 # the procedures of ALQ and SQ register themselves beside their quantisers on import
 from . import alq_schedule as _alq_schedule  # noqa: F401
 from . import sq_schedule as _sq_schedule  # noqa: F401
+from . import srq_schedule as _srq_schedule  # noqa: F401
 # the GCN's recipes (data.dataset: cora | citeseer) register themselves with the recipe validator
 from . import gcn_recipe as _gcn_recipe  # noqa: F401
 from .epoch import _epoch_seed, _make_optimizer, _train_one_epoch, evaluate

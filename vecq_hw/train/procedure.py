@@ -16,6 +16,10 @@ the hooks below; it never names a method. Every hook is optional. In the order t
                                                ``train.<key>`` section (None when absent) ->
                                                its normalised dict (None: nothing stored);
                                                ``fail(field, message)`` refuses it
+``prepare_model(model, recipe)``               classmethod, whenever the recipe's model is
+                                               built (training and ``load_run``), before any
+                                               weights are loaded: may replace modules (SRQ's
+                                               activation quantisers)
 ``__init__(model, recipe)``                    once the model is built (``self.options`` holds
                                                ``recipe["train"][key]``)
 ``phases(phases)``                             once: the default ``[float (if float_epochs),
@@ -29,6 +33,9 @@ the hooks below; it never names a method. Every hook is optional. In the order t
 ``start_epoch(phase, epoch)``                  before each epoch (``epoch`` counts from 0 in
                                                the phase)
 ``before_step()``                              before each batch's forward pass
+``penalty()``                                  after the forward pass: a scalar tensor added
+                                               to the batch's loss before backward (None:
+                                               nothing; the logged loss leaves it out)
 ``after_step(lr)``                             after each optimizer (and scheduler) step;
                                                ``lr``: the learning rate that step used
 ``end_epoch(phase, last)``                     after the epoch's last step, before evaluation;
@@ -101,6 +108,10 @@ class QuantProcedure:
                                      f"{recipe['quant']['method']!r}")
         return None
 
+    @classmethod
+    def prepare_model(cls, model: nn.Module, recipe: dict) -> None:
+        pass
+
     def phases(self, phases: list[Phase]) -> list[Phase]:
         return phases
 
@@ -118,6 +129,9 @@ class QuantProcedure:
 
     def before_step(self) -> None:
         pass
+
+    def penalty(self) -> torch.Tensor | None:
+        return None
 
     def after_step(self, lr: float) -> None:
         pass

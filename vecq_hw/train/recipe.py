@@ -63,7 +63,7 @@ from typing import Any
 
 from ..errors import RecipeError
 from ..strict_yaml import load_strict_yaml
-from .procedure import procedure_keys, procedure_options
+from .procedure import procedure_keys, procedure_options, procedure_type
 
 FORMAT_VERSION = 1
 
@@ -383,10 +383,13 @@ def recipe_model_options(rec: dict) -> dict:
 
 
 def build_recipe_model(rec: dict):
-    """The recipe's model, every weighted layer quantising with the recipe's quantiser."""
+    """The recipe's model, every weighted layer quantising with the recipe's quantiser (as its
+    training procedure prepares it: :meth:`.procedure.QuantProcedure.prepare_model`)."""
     from ..models import build_model
 
-    return build_model(rec["model"]["name"], **recipe_model_options(rec))
+    model = build_model(rec["model"]["name"], **recipe_model_options(rec))
+    procedure_type(rec["quant"]["method"]).prepare_model(model, rec)
+    return model
 
 
 def _quant_keys() -> set[str]:

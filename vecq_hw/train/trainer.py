@@ -213,7 +213,7 @@ class Trainer:
                 sync(self.d, self.model)
 
         return E._train_one_epoch(self.net, self.train_loader, self.opt, self.sched, progress=self.bar,
-                                  device=self.dev, before_step=proc.before_step, after_step=after_step,
+                                  device=self.dev, before_step=proc.before_step, after_step=after_step, penalty=proc.penalty,
                                   desc=f"{self.name} {p.name} {k + 1}/{p.epochs}")
 
     def _evaluate(self, sums) -> list[float]:

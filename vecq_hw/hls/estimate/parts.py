@@ -21,6 +21,18 @@ class Part:
     bram18: int
     uram: int
     hls_part: str  # a full part name (package, speed grade) for the HLS project
+    #: peak bandwidth (GB/s) of the board DDR the kernel reads off-chip weights from; None: no off-chip weights
+    ddr_gbps: float | None = None
+    #: width of one AXI master port of the kernel (bits); one word per cycle per off-chip layer
+    axi_bits: int | None = None
+
+    @property
+    def has_ddr(self) -> bool:
+        return bool(self.ddr_gbps) and bool(self.axi_bits)
+
+    def ddr_bytes_per_cycle(self, clock_period_ns: float) -> float:
+        """Peak DDR bytes per kernel clock cycle (0 without DDR)."""
+        return float(self.ddr_gbps or 0.0) * clock_period_ns
 
     def budget(self, headroom: float) -> dict[str, float]:
         return {r: getattr(self, r) * headroom for r in RESOURCES}
