@@ -105,7 +105,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--subset", type=int, default=200, help="images for the old-vs-new per-image comparison")
-    ap.add_argument("--jobs", type=int, default=None, help="testbench processes (default: every CPU)")
+    ap.add_argument("--jobs", type=int, default=None, help="testbench processes (default: twice the CPUs)")
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one, removed)")
     args = ap.parse_args(argv)
 

@@ -11,10 +11,10 @@ Baselines, same shapes and float weights d*s:
       ``vecq_hw.hls.build_hls_model`` when that exists, else hls4ml's own PyTorch converter on
       the float network (precision pinned to ap_fixed<16,6>); the label says which.
 
-All three run with the same number of threads (``--threads``, default 1: BLAS for the
-simulator, torch intra-op threads; hls4ml's C simulation is single-threaded anyway). One
-thread is the reproducible setting on a small shared machine, where OpenBLAS' thread pool
-makes small GEMMs erratic; ``--threads 2`` measures the multi-threaded case.
+``--threads`` (default 1) sets torch's intra-op threads. The simulator runs its BLAS on one
+thread whatever it says (``vecq_hw.sim.simulator.one_blas_thread``: OpenBLAS' thread pool makes
+its small GEMMs slower and 3x as costly in CPU, ``results/sim_blas.md``); hls4ml's C simulation
+is single-threaded anyway.
 
 Writes benchmarks/results/sim_throughput.json and prints a table.
 Usage: python benchmarks/sim_throughput.py [--quick] [--no-hls] [--threads N]
@@ -225,7 +225,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     ap.add_argument("--no-hls", action="store_true", help="skip the hls4ml C simulation baseline")
     ap.add_argument("--chunk-size", type=int, default=None, help="samples per chunk (default: the simulator's automatic choice)")
-    ap.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = ap.parse_args(argv)
     torch.set_num_threads(THREADS)
     rng = np.random.default_rng(0)

@@ -148,15 +148,7 @@ void vecq_alq_dense(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_st
     #pragma HLS ARRAY_PARTITION variable=data complete
     typename res_T::value_type res[CONFIG_T::n_out];
     #pragma HLS ARRAY_PARTITION variable=res complete
-VecQAlqDenseRead:
-    for (unsigned p = 0; p < CONFIG_T::n_in / data_T::size; p++) {
-        #pragma HLS PIPELINE
-        data_T pack = data_stream.read();
-        for (unsigned k = 0; k < data_T::size; k++) {
-            #pragma HLS UNROLL
-            data[p * data_T::size + k] = pack[k];
-        }
-    }
+    vecq_read_packs<data_T, CONFIG_T::n_in>(data_stream, data);
     vecq_alq_dense<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(data, res, planes, alpha, scale,
                                                                                       bias);
     vecq_write_packs<res_T, CONFIG_T::n_out, vecq_as_is>(res, res_stream);
@@ -224,12 +216,7 @@ VecQAlqLineRead:
         vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
         const int rows_done = int(((p + 1) * data_T::size) / row_len); // input rows complete so far
     VecQAlqLineEmit:
-        while (oh < CONFIG_T::out_height) {
-            int last = int(oh * CONFIG_T::stride_height + CONFIG_T::filt_height - 1) - int(CONFIG_T::pad_top);
-            if (last > int(CONFIG_T::in_height) - 1)
-                last = int(CONFIG_T::in_height) - 1; // bottom padding
-            if (last >= rows_done)
-                break;
+        while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQAlqLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
                 vecq_alq_bases<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, false, CONFIG_T::n_basis, rows>, n_prod,

@@ -4,8 +4,9 @@ starts ranks (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the environment).
     python tests/_dist_worker.py train RECIPE.json OUT DUMP [STOP]
     python tests/_dist_worker.py quantstate DUMP
 
-``train`` runs vecq_hw.train.train and saves this rank's final weights and quantiser state
-to DUMP/rank{R}.pt; ``quantstate`` builds an adaptive-VecQ model under DDP, lets the ranks
+``train`` runs vecq_hw.train.train (``--resume`` when OUT holds a checkpoint) and saves this
+rank's weights and quantiser state after every epoch E to DUMP/rank{R}-epoch{E}.pt;
+``quantstate`` builds an adaptive-VecQ model under DDP, lets the ranks
 run a different number of forward passes, and saves the quantiser state before and after one
 training step with the synchronisation the training loop uses.
 """
@@ -31,12 +32,14 @@ def run_train(recipe: str, out: str, dump: str, stop: str | None) -> None:
 
     rank = int(os.environ["RANK"])
 
-    def hook(model, d):
-        _dump(Path(dump) / f"rank{rank}.pt", {"state": {k: v.clone() for k, v in model.state_dict().items()},
-                                              "quant": quant_state(model), "world": d.world})
+    def hook(model, d, epoch):
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        _dump(Path(dump) / f"rank{rank}-epoch{epoch}.pt", {"state": state, "quant": quant_state(model),
+                                                           "world": d.world})
 
     rec = json.loads(Path(recipe).read_text())
-    r = train(rec, out, progress=False, plot=False, threads=1, device="cpu",
+    resume = (Path(out) / "checkpoint.pt").exists()
+    r = train(rec, out, resume=resume, progress=False, plot=False, threads=1, device="cpu",
               stop_after_epochs=int(stop) if stop else None, _rank_hook=hook)
     _dump(Path(dump) / f"metrics{rank}.pt", {"metrics": json.dumps(r)})
 

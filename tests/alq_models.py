@@ -31,6 +31,13 @@ def alq_layer(cls, name, rng, in_type, fan_shape, n_out, max_bases, out_type, **
     k = int(np.count_nonzero(alpha))
     planes = rng.choice(np.array([-1, 1], dtype=np.int8), size=tuple(fan_shape) + (k,))
     layer = cls(name=name, out_type=out_type, alpha=alpha, planes=planes, **geometry)
+    return random_constants(layer, rng, in_type, out_type)
+
+
+def random_constants(layer, rng, in_type, out_type):
+    """Set ``layer``'s accumulator type, scale and bias (its multipliers fixed): y = acc * s + b
+    spans about twice the output range, so rounding and saturation both happen; returns it."""
+    n_out = layer.n_out
     d = layer.multipliers_by_output()
     layer.accum_type = ir.accumulator_type(in_type, d)
     # typical |acc|: sqrt(fan) * rms(d) * rms(x); s makes it about twice the output range

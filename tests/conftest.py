@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
+from vecq_hw.cli import OPENMP_ENV
 from vecq_hw.data import find_root
 from vecq_hw.errors import DatasetError
+
+# what `vecq-hw` sets for itself, here before any test module loads torch (and with it libgomp,
+# which reads it once): OpenMP threads that wait sleep instead of spinning on the shared cores
+for _key, _value in OPENMP_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 @pytest.fixture(scope="session")

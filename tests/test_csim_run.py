@@ -164,3 +164,14 @@ def test_error_lines_are_cut_at_a_word_boundary():
     kept = line[:-4].split(" ")
     assert all(w in words.split(" ") for w in kept)  # every word kept whole
     assert _first_error("short error: x\n") == "short error: x"
+
+
+def test_default_jobs_are_twice_the_usable_cores(monkeypatch):
+    """A free testbench process takes the next shard, so more processes than cores cost no CPU,
+    and beside a busy process they get a larger share of the machine
+    (benchmarks/results/csim_jobs.md): twice the cores of the affinity mask, not of the machine."""
+    from vecq_hw.hls.csim import default_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 5, 6}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert default_jobs() == 6

@@ -1,8 +1,10 @@
 """Data-parallel training (vecq_hw.train.dist): 2 gloo processes on CPU, 1 thread each.
 
-The ranks are started the way torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR/PORT in the
-environment) by tests/_dist_worker.py, without torchrun's own start-up cost; the CLI's
-``--nproc`` path (which runs torchrun) is checked for its refusals only.
+Successful runs: 2 ranks hold identical weights after every epoch, and a run stopped after an
+epoch and resumed ends with the same bits as an uninterrupted one. The ranks are started the
+way torchrun starts them (RANK, WORLD_SIZE, MASTER_ADDR/PORT in the environment) by
+tests/_dist_worker.py, without torchrun's own start-up cost; the CLI's ``--nproc`` path (which
+runs torchrun) is checked for its refusals only.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -84,34 +87,52 @@ def _same(a: dict, b: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def two_runs(mnist, tmp_path_factory):
+    """An uninterrupted 2-rank run ``a``, and a 2-rank run ``c`` stopped after its first epoch (a
+    copy of that folder is kept for a 1-process resume) and then resumed by 2 ranks."""
     tmp = tmp_path_factory.mktemp("dist")
-    return _run(tmp, "a", DIST), _run(tmp, "b", DIST), tmp
+    a = _run(tmp, "a", DIST)
+    c = _run(tmp, "c", DIST, stop=1)  # interrupted after the float epoch
+    shutil.copytree(c[0], tmp / "c1" / "run")
+    _run(tmp, "c", DIST)  # resumed (the worker passes --resume when the folder holds a checkpoint)
+    return a, c, tmp
 
 
-def test_two_ranks_end_identical_and_rerun_is_identical(two_runs):
-    (out_a, dump_a), (out_b, dump_b), _ = two_runs
-    r0, r1 = _load(dump_a / "rank0.pt"), _load(dump_a / "rank1.pt")
-    assert r0["world"] == r1["world"] == 2
-    assert _same(r0["state"], r1["state"])  # weights and BatchNorm statistics
-    assert r0["quant"] and state_equal(r0["quant"], r1["quant"])
-    assert any(s["step"] is not None for s in r0["quant"].values())  # a cached step was kept
-    # the run folder (written by rank 0) holds those weights; a re-run gives the same bits
-    saved = torch.load(out_a / "model.pt", weights_only=True)["state_dict"]
-    assert _same(saved, r0["state"])
-    assert _same(_load(dump_b / "rank0.pt")["state"], r0["state"])
+def _epoch(dump: Path, rank: int, epoch: int) -> dict:
+    return _load(dump / f"rank{rank}-epoch{epoch}.pt")
+
+
+def test_two_ranks_identical_every_epoch_and_a_resumed_run_equal(two_runs):
+    (out_a, dump_a), (out_c, dump_c), _ = two_runs
+    for epoch in (1, 2):
+        r0, r1 = _epoch(dump_a, 0, epoch), _epoch(dump_a, 1, epoch)
+        assert r0["world"] == r1["world"] == 2
+        assert _same(r0["state"], r1["state"])  # weights and BatchNorm statistics
+        assert state_equal(r0["quant"], r1["quant"])  # (none in the float epoch)
+        # the same recipe run again (epoch 1) and resumed from its checkpoint (epoch 2): the same bits
+        assert _same(_epoch(dump_c, 0, epoch)["state"], r0["state"])
+        assert _same(_epoch(dump_c, 1, epoch)["state"], r0["state"])
+        assert state_equal(_epoch(dump_c, 0, epoch)["quant"], r0["quant"])
+    assert not _same(_epoch(dump_a, 0, 1)["state"], _epoch(dump_a, 0, 2)["state"])  # it trained
+    final = _epoch(dump_a, 0, 2)
+    assert any(s["step"] is not None for s in final["quant"].values())  # a cached step was kept
+    # the run folders (written by rank 0) hold those weights
+    for out in (out_a, out_c):
+        assert _same(torch.load(out / "model.pt", weights_only=True)["state_dict"], final["state"])
     m0 = json.loads(_load(dump_a / "metrics0.pt")["metrics"])
     m1 = json.loads(_load(dump_a / "metrics1.pt")["metrics"])
     m0.pop("train_time_s"), m1.pop("train_time_s")  # each rank's own clock
     assert m0 == m1 and m0["world_size"] == 2 and m0["n_test"] == 51
+    mc = json.loads(_load(dump_c / "metrics0.pt")["metrics"])
+    assert {k: v for k, v in mc.items() if k != "train_time_s"} == m0
     log = [json.loads(s) for s in (out_a / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and log[-1]["test_acc"] == m0["test_acc"]
     # metrics are reduced over ranks: test accuracy counts all 51 images (k / 51)
     assert abs(m0["test_acc"] * 51 - round(m0["test_acc"] * 51)) < 1e-9
 
 
-def test_resume_two_rank_checkpoint_into_one_process(two_runs, tmp_path):
+def test_resume_two_rank_checkpoint_into_one_process(two_runs):
     (out_a, _), _, tmp = two_runs
-    out, _dump = _run(tmp, "c", DIST, stop=1)  # interrupted after the float epoch
+    out = tmp / "c1" / "run"  # the 2-rank run as it was after its first epoch
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["epochs_done"] == 1 and ck["world_size"] == 2 and not (out / "model.pt").exists()
     with pytest.raises(VecQError, match="--resume"):  # never thrown away without being asked

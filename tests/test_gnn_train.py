@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from vecq_hw.errors import DatasetError, RecipeError
 from vecq_hw.planetoid import Graph, load_planetoid
@@ -99,6 +100,9 @@ def test_a_gcn_recipe_trains_and_exports_through_the_cli(tmp_path):
                       "quant: {method: vecq, bits: 4, feature_bits: 6}\ntrain: {float_epochs: 2, epochs: 1}\n")
     r = _cli("train", recipe, "--out", tmp_path / "run")
     assert r.exit_code == 0, r.output
+    # the thread count (a function of the usable cores, never of the load) is recorded with the recipe
+    from vecq_hw.train import default_threads
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["threads"] == default_threads()
     r = _cli("export", tmp_path / "run", "--out", tmp_path / "model")
     assert r.exit_code == 0, r.output
     assert "outputs equal to PyTorch's 100.00 % (max 0 LSB)" in r.output and "agreement 100.00 %" in r.output

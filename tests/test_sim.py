@@ -223,6 +223,33 @@ def test_chunking_gives_identical_results():
             np.testing.assert_array_equal(res.trace[name], ref.trace[name])
 
 
+def test_blas_on_one_thread_while_simulating_and_restored_after(monkeypatch):
+    """OpenBLAS's threads spin against each other on the simulator's small GEMMs (3x the CPU,
+    benchmarks/results/sim_blas.md): the simulator limits BLAS to one thread for its run and
+    gives the caller's setting back."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen = []
+    run = Simulator._run_chunks
+
+    def spy(self, *args):
+        seen.append(blas_threads())
+        return run(self, *args)
+
+    monkeypatch.setattr(Simulator, "_run_chunks", spy)
+    rng = np.random.default_rng(5)
+    model = cnn_model(rng)
+    x = rand_mantissas(rng, model.input.out_type, (9,) + model.input.shape)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == {2}
+        simulate(model, x_mantissa=x)
+        after = blas_threads()
+    assert seen == [{1}] and after == {2}
+
+
 def test_automatic_chunk_keeps_the_widest_intermediate_within_budget():
     from vecq_hw.sim.simulator import CHUNK_BUDGET, auto_chunk_size
     rng = np.random.default_rng(13)

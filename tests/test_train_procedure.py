@@ -195,7 +195,7 @@ def full_run(mnist, tmp_path_factory):
     run = tmp_path_factory.mktemp("toy") / "run"
     final = {}
     with _toy_in_the_registries():
-        metrics = _train(run, _rank_hook=lambda model, d: final.update(model=model))
+        metrics = _train(run, _rank_hook=lambda model, d, epoch: final.update(model=model))
     return run, metrics, final["model"]
 
 

@@ -21,6 +21,7 @@ import errno
 import functools
 import json
 import math
+import os
 import re
 import sys
 import warnings
@@ -295,7 +296,7 @@ def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_
               help="g++ optimisation level (hls.csim.DEFAULT_OPT)")
 @click.option("--timeout", type=FINITE_POSITIVE, default=None,
               help="stop after this many seconds, build included (default: no limit); finished shards are kept")
-@click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: every CPU)")
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="testbench processes at once (default: twice the CPUs)")
 @click.option("--restart", is_flag=True, help="discard the samples kept from an earlier unfinished run")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="shared precompiled headers (default: $VECQ_HW_CACHE, else ~/.cache/vecq_hw; at most "
@@ -414,7 +415,16 @@ def import_qonnx(onnx_path, out_dir, overwrite):
     click.echo(import_qonnx_file(onnx_path, out_dir, overwrite=overwrite))
 
 
+#: set for this process unless the user set them, before anything loads torch (libgomp reads
+#: them when it loads): an OpenMP thread that waits for work sleeps at once instead of spinning
+#: for ~300,000 rounds. A spinning thread keeps a core from whatever else runs, and beside a busy
+#: process it stalls the thread it waits for: ``benchmarks/results/train_threads.md``.
+OPENMP_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def main(argv=None):
+    for key, value in OPENMP_ENV.items():
+        os.environ.setdefault(key, value)
     cli.main(args=argv, prog_name="vecq-hw")
 
 

@@ -27,25 +27,16 @@ from .. import ir
 from ..errors import ExportError
 from ..quant.alq import ALQ
 from .handlers import register_weight_form
-from .values import PendingWeighted
+from .values import PendingNative
 
 _NATIVE = {ir.Dense: ir.AlqDense, ir.Conv2D: ir.AlqConv2D}
 
 
 @dataclass
-class PendingAlq(PendingWeighted):
-    """An ALQ layer: its planes (IR layout) and alpha rows are fixed, the constants still float."""
+class PendingAlq(PendingNative):
+    """An ALQ layer: its planes (IR layout) and alpha rows are fixed (``tables``), the constants still float."""
 
     what = "ALQ layer"
-    alpha: np.ndarray = None
-    planes: np.ndarray = None
-
-    def layer(self, name, out_type):
-        layer = self.kind(name=name, out_type=out_type, alpha=self.alpha, planes=self.planes,
-                          inputs=(self.inp.layer,), **self.constants(), **self.geometry)
-        layer.accum_type = ir.accumulator_type(self.inp.typ, layer.multipliers_by_output())
-        self.built = layer
-        return layer
 
 
 def channel_bases(B: np.ndarray, a: np.ndarray, n_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +85,7 @@ def alq_native(m, to_ir, common: dict) -> PendingAlq | None:
     stacked = np.stack(per_basis, axis=-1)  # (fan-in dims..., out, I)
     cols = [stacked[..., j, i] for j in range(n_out) for i in kept[j]]
     planes = np.ascontiguousarray(np.stack(cols, axis=-1), dtype=np.int8)
-    return PendingAlq(**{**common, "kind": native, "s": common["s"] * g}, alpha=rows, planes=planes)
+    return PendingAlq(**{**common, "kind": native, "s": common["s"] * g}, tables={"alpha": rows, "planes": planes})
 
 
 __all__ = ["PendingAlq", "alq_native", "channel_bases", "fold_common_factors"]

@@ -36,6 +36,7 @@ from .equivalence import Equivalence, check
 from .fold import MONOTONE_OVERFLOW
 from .fold import split_relu as _split_relu  # noqa: F401  (kept for callers of the old name)
 from . import alq  # noqa: F401  (registers ALQ's native weight form with the handlers)
+from . import pq  # noqa: F401  (registers PQ's native weight form with the handlers)
 from . import srq  # noqa: F401  (registers SRQ's activation quantiser with the handlers)
 from . import gnn_handlers as _gnn_handlers  # noqa: F401,I001  (registers GCNConv's handler)
 from .handlers import HANDLERS

@@ -159,6 +159,21 @@ class PendingWeighted(Pending):
 
 
 @dataclass
+class PendingNative(PendingWeighted):
+    """A weighted layer in its kind's own form (a quantiser's registered weight form: ALQ's planes,
+    PQ's codebook): the kind's tables are fixed (``tables``: its keywords), the constants still float."""
+
+    tables: dict = field(default_factory=dict)
+
+    def layer(self, name, out_type):
+        layer = self.kind(name=name, out_type=out_type, inputs=(self.inp.layer,), **self.tables, **self.constants(),
+                          **self.geometry)
+        layer.accum_type = ir.accumulator_type(self.inp.typ, layer.multipliers_by_output())
+        self.built = layer
+        return layer
+
+
+@dataclass
 class PendingAdd(Pending):
     what = "add"
     a: Tensor = None

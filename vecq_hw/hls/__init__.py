@@ -17,6 +17,7 @@ from ..lazy import lazy_names
 
 # eager and cheap (no hls4ml); also keeps ``vecq_hw.hls.csim`` the function, not the submodule
 from . import mappings_alq  # noqa: F401  (registers the mappings of ALQ's native kinds)
+from . import mappings_pq  # noqa: F401  (registers the mappings of the PQ kinds)
 from . import mappings_gnn  # noqa: F401  (registers the mappings of the graph kinds: node_dense, gcn_aggregate)
 from .csim import CsimError, CsimResult, csim
 

@@ -87,6 +87,17 @@ def uram_blocks(depth: int, width: int) -> int:
     return math.ceil(width / URAM_WIDTH) * math.ceil(depth / URAM_DEPTH)
 
 
+def requant_and_cycles(e: LayerEstimate, n_out: int, r: int, per_frame: int, acc_w: int, s_w: int) -> None:
+    """The tail of the ALQ and PQ estimates (their ROMs are on chip): ceil(n_out / R)
+    requantisation units (DSPs for acc * s), and per input R product cycles, the outputs' cycles
+    and the pipeline fill (one cycle unfolded); the latency adds the adder tree of the product slots."""
+    units = math.ceil(n_out / r)
+    e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
+    requant_cycles = math.ceil(n_out / units) if r > 1 else 0
+    e.cycles = per_frame * (1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
+    e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
+
+
 def bram_or_lutram(banks: int, depth: int, width: int) -> tuple[int, float]:
     """(BRAM18, LUTs) for ``banks`` memories of depth x width bits (LUTRAM when small or shallow)."""
     if depth < 64 or depth * width < 4096:
@@ -127,4 +138,5 @@ def charge_ram(e: LayerEstimate, kind: str, banks: int, depth: int, width: int, 
 
 
 __all__ = ["FOLDED_DEPTH", "LayerEstimate", "MEMORY_KINDS", "bram18_blocks", "bram_or_lutram", "calibration",
-           "charge_memory", "charge_ram", "lut_per_product", "prefers_uram", "product_luts", "uram_blocks"]
+           "charge_memory", "charge_ram", "lut_per_product", "prefers_uram", "product_luts", "requant_and_cycles",
+           "uram_blocks"]

@@ -195,11 +195,15 @@ def _run(cmd, cwd, deadline=None, env=None) -> tuple[int, str]:
 
 
 def default_jobs() -> int:
-    """Processes run at once: the CPUs this process may use."""
+    """Processes run at once: twice the CPUs this process may use. A free process takes the next
+    shard, so more processes than cores cost no CPU (the same CPU seconds), and beside another
+    busy process they hold a larger share of the machine: with one of 2 cores busy, 4 processes
+    get 8/5 cores and 2 get 4/3 (``benchmarks/results/csim_jobs.md``)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    return 2 * max(1, n)
 
 
 def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str = "g++", check_synthesis: bool = True,
@@ -207,7 +211,7 @@ def csim(prj_dir, *, jobs: int | None = None, opt: str = DEFAULT_OPT, cxx: str =
          restart: bool = False, cache_dir=None) -> CsimResult:
     """Build (cached) and run the exact testbench of a project written by :func:`write_project`.
 
-    ``jobs``: processes at once (default: every CPU we may use). ``timeout``: seconds for the
+    ``jobs``: processes at once (default: :func:`default_jobs`, twice the CPUs we may use). ``timeout``: seconds for the
     whole call, build included (default: none); when it passes the children are killed and a
     :class:`CsimError` says how far it got. ``progress``: samples done / total, rate and ETA on
     stderr (True: a tqdm bar on a terminal, else a plain line at most every 10 s; or "bar",

@@ -30,7 +30,7 @@ import numpy as np
 from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
-from .costs import FOLDED_DEPTH, LayerEstimate, bram_or_lutram, lut_per_product
+from .costs import LayerEstimate, charge_ram, lut_per_product, requant_and_cycles
 from .mappings import Mapping, _ConvMapping, int_type, register
 
 #: the calibration file of the basis-MAC form (``python -m vecq_hw.hls.estimate.alq_form``)
@@ -141,14 +141,9 @@ class AlqMapping(Mapping):
             e.luts += acc_w * int(np.maximum(digits - 1, 0).sum())
         else:  # a small alpha x acc_k multiplier per basis and unit
             e.luts += units * int(layer.counts().max()) * lut_per_product("var", layer.alpha_width(), b_w)
-            b, lut = bram_or_lutram(1, r, e.slots)  # the plane ROM: R words of P / R sign bits
-            e.bram18 += b
-            e.luts += lut
-        e.dsps += units * math.ceil(acc_w / 25) * math.ceil(int(layer.scale_type.width) / 18)
+            charge_ram(e, "weights", 1, r, e.slots)  # the plane ROM: R words of P / R sign bits
+        requant_and_cycles(e, n_out, r, per_frame, acc_w, int(layer.scale_type.width))
         e.ffs += int(layer.planes.shape[-1]) * b_w + n_out * acc_w
-        requant_cycles = math.ceil(n_out / units) if r > 1 else 0
-        e.cycles = per_frame * (1 if r == 1 else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
-        e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
         return self.add_io(e, node, io_type)
 
 

@@ -35,6 +35,7 @@ from .layers import (
 from .gnn import GCNAggregate, NodeDense
 from .levels import NAMED_LEVELS, level_width, levels_name, multipliers, named_levels, product_kind
 from .alq import AlqConv2D, AlqDense, AlqWeighted  # ALQ's native form: registers alq_dense, alq_conv2d
+from .pq import PqConv2D, PqDense, PqWeighted  # product quantisation: registers pq_dense, pq_conv2d
 
 #: the two named level tables (the ``encoding`` of format v1)
 ENCODINGS = NAMED_LEVELS
@@ -43,7 +44,7 @@ __all__ = [
     "Add", "AlqConv2D", "AlqDense", "AlqWeighted", "AvgPool2D", "GCNAggregate", "NodeDense",
     "Conv2D", "Dense", "DepthwiseConv2D", "ENCODINGS", "Flatten", "GlobalAvgPool2D",
     "Input", "LAYER_KINDS", "Layer", "MAX_EXACT_WIDTH", "MULTIPLIERS", "MaxPool2D", "Model", "NAMED_LEVELS",
-    "Node", "Pool2D", "ReLU", "Weighted", "accumulator_type", "aligned_sum_type", "code_range", "fan_in",
+    "Node", "Pool2D", "PqConv2D", "PqDense", "PqWeighted", "ReLU", "Weighted", "accumulator_type", "aligned_sum_type", "code_range", "fan_in",
     "find_cycle", "level_width", "levels_name", "multipliers", "named_levels", "product_kind",
     "register_kind", "signed_width_for",
 ]

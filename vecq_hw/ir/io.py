@@ -87,7 +87,7 @@ def weight_memory_report(model: Model) -> dict[str, Any]:
 
     ``{"layers": [per-layer dict], "total": {...}}``, one record per layer with weights (its
     kind's ``weight_memory()``). ``code_bits`` counts the stored weight bits only (k-bit codes;
-    ALQ: its bit-planes); ``scale_bias_bits`` the per-channel scale and bias constants at their
+    ALQ: its bit-planes; PQ: its indices and codebook); ``scale_bias_bits`` the per-channel scale and bias constants at their
     types' widths; ``alpha_bits`` ALQ's alpha constants (0 elsewhere); ``total_bits`` all three.
     ``compression_vs_float32`` is 32 * n_weights / code_bits and
     ``compression_vs_float32_with_scale_bias`` is 32 * n_weights / total_bits; both are 0.0 for a

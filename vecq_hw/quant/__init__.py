@@ -31,6 +31,8 @@ from vecq_hw.quant.esb import ESB
 from vecq_hw.quant.alq import ALQ
 from vecq_hw.quant.binary import BWN, TWN
 from vecq_hw.quant.sq import SQ
+# issue 24: product quantisation (And the Bit Goes Down)
+from vecq_hw.quant.pq import PQ
 # issue 25: SRQ with DropBits (learned widths: vecq_hw.train.srq_schedule)
 from vecq_hw.quant.srq import SRQ
 
@@ -63,6 +65,7 @@ __all__ = [
     "BWN",
     "ESB",
     "MAX_QUANT_BITS",
+    "PQ",
     "PROCEDURES",
     "SQ",
     "SRQ",

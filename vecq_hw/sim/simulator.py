@@ -19,6 +19,17 @@ from .float_requant import carrier_dtype
 from .kernels import Kernel, make_kernel
 
 
+def one_blas_thread():
+    """BLAS (numpy's OpenBLAS) on one thread while the simulator runs. Its GEMMs are small (a
+    chunk of ~100 samples, an inner dimension of kh*kw*c_in), where OpenBLAS's threads mostly
+    wait for each other, spinning: on the 10,000 MNIST test images of the demo model, 2 threads
+    took 3x the CPU time of 1 (7.0 s against 2.3 s) and were slower, idle or beside a busy
+    process (benchmarks/results/sim_blas.md). The integers computed are the same either way."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 @dataclass
 class SimResult:
     """What :func:`simulate` returns.
@@ -105,7 +116,12 @@ class Simulator:
         if count_overflow:
             counts = {k.layer.name: {"saturated": 0, "wrapped": 0, "total": 0}
                       for k in self.kernels if k.requantises}
-        in_name = self.model.input.name
+        with one_blas_thread():
+            self._run_chunks(src, convert, chunk_size, output, traces, counts)
+        return SimResult(output=output, out_type=self.out_type, trace=traces, overflow=counts)
+
+    def _run_chunks(self, src, convert, chunk_size, output, traces, counts) -> None:
+        n, in_name = src.shape[0], self.model.input.name
         for start in range(0, n, chunk_size):
             h = convert(src[start:start + chunk_size])
             if traces is not None:
@@ -124,7 +140,6 @@ class Simulator:
                 if traces is not None:
                     traces[k.layer.name][start:start + chunk_size] = h
             output[start:start + chunk_size] = h
-        return SimResult(output=output, out_type=self.out_type, trace=traces, overflow=counts)
 
 
 def simulate(model: ir.Model, x=None, *, x_mantissa=None, trace: bool = False,

@@ -8,7 +8,8 @@ the QAT phase). A quantiser with its own training procedure rearranges the phase
 into every epoch and step through :class:`.procedure.QuantProcedure`, registered beside the
 quantiser (:func:`vecq_hw.quant.register_procedure`): ALQ splits the QAT epochs into its
 loss-aware steps with pruning, then STE post-training (:mod:`.alq_schedule`); SQ stages the
-quantised fraction (:mod:`.sq_schedule`).
+quantised fraction (:mod:`.sq_schedule`); PQ quantises the trained float network by
+activation-weighted EM, then fine-tunes its codewords by distillation (:mod:`.pq_schedule`).
 
 Run folder (``out_dir``)::
 
@@ -36,9 +37,10 @@ progress), :mod:`.runfiles` (files, safe loading), :mod:`.quantstate` (quantiser
 
 from __future__ import annotations
 
-# the procedures of ALQ and SQ register themselves beside their quantisers on import
+# the procedures of ALQ, SQ, PQ and SRQ register themselves beside their quantisers on import
 from . import alq_schedule as _alq_schedule  # noqa: F401
 from . import sq_schedule as _sq_schedule  # noqa: F401
+from . import pq_schedule as _pq_schedule  # noqa: F401
 from . import srq_schedule as _srq_schedule  # noqa: F401
 # the GCN's recipes (data.dataset: cora | citeseer) register themselves with the recipe validator
 from . import gcn_recipe as _gcn_recipe  # noqa: F401

@@ -63,13 +63,14 @@ def evaluate(model: nn.Module, loader, device=None) -> tuple[float, float]:
 
 
 def _train_one_epoch(model, loader, opt, sched, *, desc: str, progress: bool, device=None,
-                     before_step=None, after_step=None, penalty=None) -> tuple[float, int, int]:
+                     before_step=None, after_step=None, loss_fn=None, penalty=None) -> tuple[float, int, int]:
     """One pass over ``loader``; returns (sum of per-sample losses, correct, samples).
 
     ``before_step()`` runs before each batch's forward pass, ``after_step(lr)`` after each
-    optimizer and scheduler step with the learning rate that step used; ``penalty()`` after
-    the forward pass, a tensor added to the loss that is backpropagated (None: nothing; the
-    returned sums are the cross-entropy's).
+    optimizer and scheduler step with the learning rate that step used; ``loss_fn(x, out, y)``
+    is the training loss (None: the cross-entropy with the labels); ``penalty()`` after the
+    forward pass, a tensor added to the loss that is backpropagated (None: nothing; the returned
+    sums are the training loss's).
 
     The sums stay on the device (no host sync per batch); the loss sum is float64 and adds
     the same terms in the same order as summing ``float(loss) * batch`` on the host.
@@ -89,7 +90,7 @@ def _train_one_epoch(model, loader, opt, sched, *, desc: str, progress: bool, de
             before_step()
         opt.zero_grad(set_to_none=True)
         out = model(x)
-        loss = nn.functional.cross_entropy(out, y)
+        loss = nn.functional.cross_entropy(out, y) if loss_fn is None else loss_fn(x, out, y)
         extra = penalty() if penalty is not None else None
         (loss if extra is None else loss + extra).backward()
         lr = opt.param_groups[0]["lr"]

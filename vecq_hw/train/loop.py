@@ -13,7 +13,7 @@ from .gcn_recipe import is_gcn_recipe, load_gcn_run, train_gcn_recipe
 from .procedure import procedure_for
 from .recipe import build_recipe_model, load_recipe
 from .runfiles import MODEL_FILE, checkpoint_threads, load_plain, load_weights, open_run_folder
-from .runtime import default_threads, determinism, resolve_device
+from .runtime import default_threads, default_threads_reason, determinism, resolve_device
 from .trainer import Trainer, resolve_data_root
 
 
@@ -55,10 +55,11 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
     stored metrics if the run had finished). Without it, a folder that already holds run files
     is refused unless ``overwrite=True`` (which deletes them). ``data_root`` overrides the
     recipe's ``data.root``. ``threads`` (torch intra-op threads) and ``device`` ('cpu',
-    'cuda', 'auto') override the recipe's ``train.threads``/``train.device``; the default
-    thread count follows the cores this process may use and, in a single process, leaves out
-    cores other work keeps busy at the start (:func:`.runtime.default_threads`); a resumed
-    run keeps its checkpoint's count. Results depend on the count: pin it for reproducibility.
+    'cuda', 'auto') override the recipe's ``train.threads``/``train.device``; a resumed run
+    keeps its checkpoint's count, else the default is a fixed function of the cores this
+    process may use (:func:`.runtime.default_threads`), never of the load. The same recipe,
+    seed, world size and thread count give bit-identical weights; another thread count gives
+    other float rounding (torch's CPU kernels). The count is recorded in the run folder.
     ``progress``: one line per epoch, plus a per-batch bar when stderr is a terminal.
     ``stop_after_epochs`` stops after that many epochs of this call, as an interruption would
     (for tests and time-boxed runs); the result then has ``"interrupted": True``.
@@ -66,7 +67,8 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
 
     Under torchrun (RANK/WORLD_SIZE/MASTER_ADDR... in the environment) this is one rank of a
     data-parallel run (:mod:`.dist`); every rank returns the same metrics, rank 0 writes.
-    ``_rank_hook(model, dist)``, for tests, is called on every rank with the final model.
+    ``_rank_hook(model, dist, epochs_done)``, for tests, is called on every rank after every
+    epoch (the last call sees the final model).
     """
     rec, base = load_recipe(recipe)
     if is_gcn_recipe(rec):  # one graph, full batch: its own loop (train/gcn.py), on the CPU
@@ -74,7 +76,8 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
             raise RecipeError(f"a GCN trains on the CPU (one small graph, full batch), got device {device!r}",
                               field="train.device")
         root = resolve_data_root(rec, base, data_root)
-        with determinism(int(threads or rec["train"]["threads"] or default_threads(1, measure_load=True))):
+        rec["train"]["threads"] = int(threads or rec["train"]["threads"] or default_threads(1))  # in recipe.yaml
+        with determinism(rec["train"]["threads"]):
             return train_gcn_recipe(rec, out_dir, data_root=root, resume=resume, overwrite=overwrite,
                                     progress=progress)
     src = str(recipe) if not isinstance(recipe, dict) else "<recipe dict>"
@@ -83,18 +86,36 @@ def train(recipe, out_dir, *, resume: bool = False, overwrite: bool = False, dat
     check_world(rec, d.world, src)
     dev = resolve_device(device or t["device"], d.local_rank)
     out = Path(out_dir)
-    n_threads = threads or t["threads"]
-    if not n_threads and resume and d.is_main and not d.active:
-        n_threads = checkpoint_threads(out)  # results depend on it: continue as started
-    n_threads = int(n_threads or default_threads(d.local_world, measure_load=not d.active))
     D.init(d, dev)
     try:
+        n_threads, why = _thread_count(threads, t["threads"], out if resume else None, d)
+        t["threads"] = n_threads  # recorded with the recipe in the run folder (recipe.yaml, model.pt)
         with determinism(n_threads):
-            trainer = Trainer(rec, base, out, d, dev, progress=progress, plot=plot, rank_hook=_rank_hook)
+            trainer = Trainer(rec, base, out, d, dev, progress=progress, plot=plot, rank_hook=_rank_hook,
+                              threads_from=why)
             return trainer.run(resume=resume, overwrite=overwrite, data_root=data_root,
                                stop_after_epochs=stop_after_epochs)
     finally:
         D.shutdown(d)
+
+
+def _thread_count(given: int | None, recipe: int | None, resume_from: Path | None, d: D.Dist) -> tuple[int, str]:
+    """(torch threads per process, where the count came from): the caller's, the recipe's, a
+    resumed checkpoint's (rank 0 reads it and tells the others), else :func:`default_threads`.
+    Never the machine's load: results depend on the count, and the same recipe and seed must
+    give the same weights whatever else runs."""
+    kept = checkpoint_threads(resume_from) if resume_from is not None and d.is_main else None
+    kept = D.broadcast_object(d, kept)
+    if given or recipe:
+        n = int(given or recipe)
+        why = "--threads" if given else "the recipe's train.threads"
+        if kept is not None and kept != n:
+            why += (f"; the checkpoint was trained with {kept}: the resumed run will not equal an "
+                    f"uninterrupted one")
+        return n, why
+    if kept is not None:
+        return kept, "the checkpoint (as the run started)"
+    return default_threads(d.local_world), default_threads_reason(d.local_world)
 
 
 def load_run(out_dir) -> tuple[nn.Module, dict]:

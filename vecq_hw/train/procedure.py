@@ -22,6 +22,8 @@ the hooks below; it never names a method. Every hook is optional. In the order t
                                                activation quantisers)
 ``__init__(model, recipe)``                    once the model is built (``self.options`` holds
                                                ``recipe["train"][key]``)
+``set_training_data(train)``                   once, when the data is loaded: the training set
+                                               (a TensorDataset of images and labels)
 ``phases(phases)``                             once: the default ``[float (if float_epochs),
                                                qat]`` -> the run's :class:`Phase` list
 ``load_state(state, phase)``                   resuming: ``state()`` from the checkpoint, after
@@ -30,6 +32,9 @@ the hooks below; it never names a method. Every hook is optional. In the order t
                                                to ``phase.quantize`` and before its optimizer
 ``excluded_parameters(phase)``                 parameters the phase's optimizer leaves out
                                                (the procedure updates them itself)
+``loss(phase)``                                before each epoch's training pass: the steps'
+                                               loss, None (the cross-entropy with the labels)
+                                               or ``fn(x, out, y)`` -> a scalar tensor
 ``start_epoch(phase, epoch)``                  before each epoch (``epoch`` counts from 0 in
                                                the phase)
 ``before_step()``                              before each batch's forward pass
@@ -108,12 +113,18 @@ class QuantProcedure:
                                      f"{recipe['quant']['method']!r}")
         return None
 
+    def set_training_data(self, train) -> None:
+        pass
+
     @classmethod
     def prepare_model(cls, model: nn.Module, recipe: dict) -> None:
         pass
 
     def phases(self, phases: list[Phase]) -> list[Phase]:
         return phases
+
+    def loss(self, phase: Phase):
+        return None
 
     def load_state(self, state, phase: Phase) -> None:
         pass

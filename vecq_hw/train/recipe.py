@@ -46,6 +46,10 @@ train:
     prune_every: 10                #   optimizer steps between pruning rounds (null: one round
                                    #   per loss-aware epoch); the last loss-aware epoch prunes
                                    #   to quant.target_bits
+  pq:                              # optional, quant.method pq only (PQ's procedure, issue 24:
+                                   #   EM at the start of the `epochs`, then codeword fine-tuning):
+    samples: 1024                  #   training images (labels unused) for the layers' Gram matrices
+    distill: true                  #   fine-tune on the float network's outputs (false: the labels)
 ```
 
 :func:`load_recipe` validates and returns a plain dict with every optional field filled in.

@@ -6,7 +6,6 @@ import contextlib
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -16,72 +15,89 @@ from ..errors import VecQError
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def available_cores() -> int:
-    """CPU cores this process may actually use: its affinity mask (taskset, cgroup cpusets,
-    container limits), capped by a cgroup v2 CPU quota when there is one."""
+def available_cores(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int:
+    """CPU cores this process may use: its affinity mask (taskset, cpusets), capped by a CPU
+    quota of its cgroup or of any cgroup above it (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``).
+    Never the load: the count must not change with what else runs."""
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         n = os.cpu_count() or 1
-    with contextlib.suppress(OSError, ValueError):
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.floor(int(quota) / int(period))))
+    quota = cgroup_cpu_quota(proc_cgroup, root)
+    if quota is not None:
+        n = min(n, max(1, math.floor(quota)))
     return max(1, n)
 
 
-def busy_cores(interval: float = 0.25) -> float:
-    """How many of this process's CPUs other work keeps busy right now: the non-idle share of
-    their time in /proc/stat over ``interval`` seconds (this process sleeps meanwhile).
-    0.0 where /proc/stat cannot be read."""
+def cgroup_cpu_quota(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> float | None:
+    """The smallest CPU quota (in cores) on this process's cgroup path, v1 or v2; None: none."""
     try:
-        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
-    except (AttributeError, OSError):
-        cpus = None
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # v2: <root>/<path>/cpu.max = "max 100000" or "200000 100000"
+            limits += [_quota(d / "cpu.max") for d in _up(Path(root), path)]
+        elif "cpu" in controllers.split(","):  # v1: a cpu hierarchy, often mounted as cpu,cpuacct
+            for mount in (Path(root) / controllers, Path(root) / "cpu"):
+                if mount.is_dir():
+                    limits += [_quota(d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us") for d in _up(mount, path)]
+                    break
+    limits = [q for q in limits if q is not None]
+    return min(limits) if limits else None
 
-    def sample():
-        out = {}
-        with open("/proc/stat", encoding="ascii") as f:
-            for line in f:
-                name, *vals = line.split()
-                if name.startswith("cpu") and name != "cpu" and (cpus is None or name in cpus):
-                    v = [int(x) for x in vals[:8]]
-                    out[name] = (sum(v), v[3] + v[4])  # total, idle + iowait
-        return out
 
+def _up(mount: Path, path: str) -> list[Path]:
+    """The cgroup folder of ``path`` under ``mount`` and every folder above it up to ``mount``."""
+    parts = [p for p in path.strip().split("/") if p and p != ".."]
+    return [mount.joinpath(*parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _quota(file: Path, period_file: Path | None = None) -> float | None:
+    """Cores of one quota file (v2: "quota period" in one file; v1: two files, -1 = none)."""
     try:
-        a = sample()
-        time.sleep(interval)
-        b = sample()
+        if period_file is None:
+            quota, period = file.read_text().split()[:2]
+        else:
+            quota, period = file.read_text().strip(), period_file.read_text().strip()
+        if quota in ("max", "-1"):
+            return None
+        return int(quota) / int(period) if int(quota) > 0 and int(period) > 0 else None
     except (OSError, ValueError):
-        return 0.0
-    busy = 0.0
-    for name, (tot, idle) in b.items():
-        if name in a and tot > a[name][0]:
-            dt = tot - a[name][0]
-            busy += 1.0 - (idle - a[name][1]) / dt
-    return max(0.0, busy)
+        return None
 
 
-def default_threads(local_world: int = 1, *, measure_load: bool = False) -> int:
-    """torch intra-op threads when neither the recipe nor the CLI sets them.
+def default_threads(local_world: int = 1) -> int:
+    """torch intra-op threads per process when neither the recipe nor the CLI sets them.
 
-    ``OMP_NUM_THREADS`` if set (torchrun sets it to 1 per process), else the available cores
-    (:func:`available_cores`) shared among the ``local_world`` processes of this machine.
-    ``measure_load=True`` (single-process training) also leaves out the cores other work
-    keeps busy at the start (:func:`busy_cores`): an intra-op thread that shares a core with a
-    busy process stalls every parallel region of the others (measured on 2 cores with one
-    busy: 2 threads ran 7x slower than idle, 1 thread 1.7x). The count is recorded in the
-    checkpoint and metrics; results depend on it (float summation order), so a resumed run
-    reuses the checkpoint's count, and ``threads`` in the recipe or ``--threads`` pins it.
+    ``OMP_NUM_THREADS`` if set (torchrun and ``vecq-hw train --nproc`` set it), else the
+    cores this process may use (:func:`available_cores`: affinity and cgroup quota) shared
+    among the ``local_world`` processes of this machine. A fixed function of the machine's
+    configuration, never of its load: results depend on the count (torch's CPU kernels sum in a
+    thread-count-dependent order), so the same recipe and seed must get the same count whatever
+    else runs. The count is recorded in the run folder; a resumed run reuses it.
+
+    Not more threads than cores: on 2 cores, 4 threads cost about 30 % more CPU per training
+    step than 2 and were not faster idle or beside a busy process
+    (``benchmarks/results/train_threads.md``); what beside a busy process made 2 threads slow was
+    OpenMP's spinning wait, which ``vecq-hw`` turns off (``cli.OPENMP_ENV``).
     """
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isascii() and env.isdigit() and int(env) > 0:
         return int(env)
-    n = max(1, available_cores() // max(1, int(local_world)))
-    if measure_load and n > 1:
-        n = max(1, n - math.ceil(busy_cores() - 0.25))
-    return n
+    return max(1, available_cores() // max(1, int(local_world)))
+
+
+def default_threads_reason(local_world: int = 1) -> str:
+    """Where :func:`default_threads` got its count, for the run's log."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isascii() and env.isdigit() and int(env) > 0:
+        return "$OMP_NUM_THREADS"
+    n = available_cores()
+    shared = f", shared by {local_world} processes" if local_world > 1 else ""
+    return f"the {n} core{'s' if n > 1 else ''} this process may use{shared} (affinity, cgroup quota)"
 
 
 def resolve_device(choice: str, local_rank: int = 0) -> torch.device:

@@ -30,6 +30,9 @@ from .runfiles import (CHECKPOINT, CKPT_VERSION, CURVE_FILE, LOG_FILE, METRICS_F
 from .runtime import bar_wanted, loader_workers
 
 _EVAL_BATCH = 1000
+#: the run's log says what a rerun must keep to get the same bits (the README says it too)
+REPRODUCIBLE = ("the same recipe, seed, world size and thread count give bit-identical weights; "
+                "another thread count rounds differently (torch's CPU kernels)")
 
 
 class Trainer:
@@ -41,12 +44,12 @@ class Trainer:
     """
 
     def __init__(self, rec: dict, base: Path | None, out: Path, d: D.Dist, dev: torch.device, *,
-                 progress: bool = True, plot: bool = True, rank_hook=None):
+                 progress: bool = True, plot: bool = True, rank_hook=None, threads_from: str = "the caller"):
         self.rec, self.base, self.out, self.d, self.dev = rec, base, Path(out), d, dev
         self.name = rec["name"] or f"{rec['model']['name']}_{rec['data']['dataset']}"
         self.say = progress and d.is_main
         self.bar = bar_wanted(self.say)
-        self.plot, self.rank_hook = plot, rank_hook
+        self.plot, self.rank_hook, self.threads_from = plot, rank_hook, threads_from
         self.history: list[dict] = []
         self.done = 0                 # epochs finished
         self.phase: Phase | None = None
@@ -73,7 +76,8 @@ class Trainer:
         self.net = D.wrap(self.model, self.dev) if self.d.active else self.model
         if self.say:
             print(f"[{self.name}] {self.d.world} process(es) on {self.dev.type}, {torch.get_num_threads()} "
-                  f"thread(s) each, epochs {self.done + 1}..{self.total_epochs}", flush=True)
+                  f"thread(s) each (from {self.threads_from}), epochs {self.done + 1}..{self.total_epochs}; "
+                  f"{REPRODUCIBLE}", flush=True)
         ran = 0
         while self.done < self.total_epochs:
             if stop_after_epochs is not None and ran >= stop_after_epochs:
@@ -111,6 +115,7 @@ class Trainer:
         self.total_epochs = self.phases[-1].start + self.phases[-1].epochs
         set_quantize(self.model, self.phases[0].quantize)
         self._data(data_root)
+        self.proc.set_training_data(self.train_ds)
         self.model.to(self.dev)
 
     def _data(self, data_root) -> None:
@@ -135,7 +140,7 @@ class Trainer:
         test_part = torch.utils.data.Subset(test_ds, range(d.rank, len(test_ds), d.world))
         self.test_loader = make_loader(test_part, _EVAL_BATCH, workers=workers, pin_memory=pin)
         self.steps = len(self.train_loader)
-        self.n_train, self.n_test = len(train_ds), len(test_ds)
+        self.train_ds, self.n_train, self.n_test = train_ds, len(train_ds), len(test_ds)
 
     def _resume(self, ckpt: dict) -> None:
         """Continue from a checkpoint: weights, quantiser and procedure state, the optimizer and
@@ -197,6 +202,8 @@ class Trainer:
         if self.d.is_main:
             self._save_checkpoint(p, line)
         D.barrier(self.d)  # the checkpoint is on disk before any rank moves on (or stops)
+        if self.rank_hook is not None:
+            self.rank_hook(self.model, self.d, self.done)
         if self.say:
             self._print(p, line, dt, self.proc.progress_text(fields) if fields else "")
 
@@ -213,7 +220,8 @@ class Trainer:
                 sync(self.d, self.model)
 
         return E._train_one_epoch(self.net, self.train_loader, self.opt, self.sched, progress=self.bar,
-                                  device=self.dev, before_step=proc.before_step, after_step=after_step, penalty=proc.penalty,
+                                  device=self.dev, before_step=proc.before_step, after_step=after_step,
+                                  loss_fn=proc.loss(p), penalty=proc.penalty,
                                   desc=f"{self.name} {p.name} {k + 1}/{p.epochs}")
 
     def _evaluate(self, sums) -> list[float]:
@@ -267,8 +275,6 @@ class Trainer:
             "train_time_s": round(self.elapsed, 3), "threads": torch.get_num_threads(),
             "world_size": self.d.world, "device": self.dev.type,
         }, self.proc.metrics(), "metrics")
-        if self.rank_hook is not None:
-            self.rank_hook(self.model, self.d)
         if self.d.is_main:
             self._write_results(metrics)
         D.barrier(self.d)
