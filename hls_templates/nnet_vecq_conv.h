@@ -177,23 +177,29 @@ void vecq_conv_pixel_lines(const x_T lines[(CONFIG_T::filt_height + 1) * CONFIG_
     vecq_requant_all<y_T, CONFIG_T, N_FILT, N_FILT>(acc, px, 0, scale, bias);
 }
 
-template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
-void vecq_conv_stream_lines(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
-                            const typename CONFIG_T::weight_t
-                                weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
-                            const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
+// one output pixel of the level-table kernels, as the line-buffer loop calls it
+template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel {
+    template <class x_T, class y_T, typename CONFIG_T, class W_T>
+    static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T weights,
+                      const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+        #pragma HLS INLINE
+        vecq_conv_pixel_lines<x_T, y_T, CONFIG_T, DW, N_FILT>(lines, oh, ow, px, weights, scale, bias);
+    }
+};
+
+// the line-buffer loop: PIXEL::pixel(lines, oh, ow, px, weights, scale, bias) computes the N_FILT
+// outputs of pixel (oh, ow) from the rows in `lines` (the level-table kernels above; the adder
+// graphs of nnet_vecq_da.h, which pass no weights)
+template <class data_T, class res_T, typename CONFIG_T, unsigned N_FILT, class PIXEL, class W_T>
+void vecq_conv_lines_loop(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream, W_T weights,
+                          const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+    #pragma HLS INLINE
     typedef typename data_T::value_type x_T;
     typedef typename res_T::value_type y_T;
     static const unsigned rows = CONFIG_T::filt_height + 1;
     static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
     static const unsigned n_data = CONFIG_T::in_height * row_len;
-    static const unsigned block =
-        CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT) / CONFIG_T::reuse_factor;
     static_assert(data_T::size <= row_len, "vecq line buffer: a stream pack must not exceed one input row");
-    #pragma HLS ARRAY_RESHAPE variable=weights cyclic factor=block
-    #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
-    #pragma HLS ARRAY_PARTITION variable=scale complete
-    #pragma HLS ARRAY_PARTITION variable=bias complete
     x_T lines[rows * row_len];
     #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
     y_T px[N_FILT];
@@ -210,12 +216,27 @@ VecQLineRead:
         while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
-                vecq_conv_pixel_lines<x_T, y_T, CONFIG_T, DW, N_FILT>(lines, oh, ow, px, weights, scale, bias);
+                PIXEL::template pixel<x_T, y_T, CONFIG_T>(lines, oh, ow, px, weights, scale, bias);
                 vecq_stream_out<res_T, N_FILT>(px, pack, fill, res_stream);
             }
             oh++;
         }
     }
+}
+
+template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
+void vecq_conv_stream_lines(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
+                            const typename CONFIG_T::weight_t
+                                weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
+                            const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
+    static const unsigned block =
+        CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT) / CONFIG_T::reuse_factor;
+    #pragma HLS ARRAY_RESHAPE variable=weights cyclic factor=block
+    #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
+    #pragma HLS ARRAY_PARTITION variable=scale complete
+    #pragma HLS ARRAY_PARTITION variable=bias complete
+    vecq_conv_lines_loop<data_T, res_T, CONFIG_T, N_FILT, vecq_conv_lines_pixel<DW, N_FILT>>(
+        data_stream, res_stream, weights, scale, bias);
 }
 
 // io_stream conv2d: line buffer (above)

@@ -216,9 +216,11 @@ def test_project_content_does_not_depend_on_what_the_process_built_before(tmp_pa
     code = ("import sys; from vecq_hw.hls import write_project; from vecq_hw.ir.examples import random_mlp; "
             "write_project(random_mlp(2, seed=3, sizes=(8, 4)), sys.argv[1])")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "fresh")], check=True)
-    from vecq_hw.hls import layers_alq
+    from vecq_hw.hls import HlsOptions, layers_alq
     layers_alq.register()  # as after building an ALQ model in this process
+    # and after building a distributed-arithmetic project (its header: in every project, or none)
+    write_project(random_mlp(1, seed=4, sizes=(4, 3)), tmp_path / "da", HlsOptions(strategy="distributed_arithmetic"))
     write_project(random_mlp(2, seed=3, sizes=(8, 4)), tmp_path / "here")
     fresh, here = _tree(tmp_path / "fresh"), _tree(tmp_path / "here")
-    assert sorted(fresh) == sorted(here)
+    assert sorted(fresh) == sorted(here) and "firmware/nnet_utils/nnet_vecq_da.h" in fresh
     assert fresh == here

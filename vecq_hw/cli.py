@@ -77,6 +77,17 @@ class _FiniteFloat(click.FloatRange):
 
 FINITE_POSITIVE = _FiniteFloat(min=0, min_open=True)
 
+
+def _strategy_options(fn):
+    """--strategy and --da-max-products (hls, estimate, fit: one definition)."""
+    fn = click.option("--da-max-products", default=hls_options.DEFAULTS.da_max_products, show_default=True,
+                      type=click.IntRange(min=1),
+                      help="distributed_arithmetic: largest layer (products per output vector or pixel) built "
+                           "from da4ml's adder graph; da4ml's solve time grows fast with it")(fn)
+    return click.option("--strategy", type=click.Choice(list(hls_options.STRATEGIES)),
+                        default=hls_options.DEFAULTS.strategy, show_default=True,
+                        help="distributed_arithmetic: layers at R = 1 from da4ml's adder graphs (hls4ml's name)")(fn)
+
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
@@ -208,8 +219,7 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
 @click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
               help="where a weighted layer keeps its codes: onchip (a ROM, default), offchip (read from DDR over "
                    "AXI every pass), uram (loaded once from DDR into UltraRAM); io_stream, repeatable")
-@click.option("--strategy", type=click.Choice(list(hls_options.STRATEGIES)), default=hls_options.DEFAULTS.strategy,
-              show_default=True)
+@_strategy_options
 @click.option("--part", default=hls_options.DEFAULTS.part, show_default=True)
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--test-inputs", type=click.Path(dir_okay=False),
@@ -218,13 +228,14 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="top function and file names: a C identifier, not a C++ keyword")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, strategy, part, clock_period, test_inputs,
-        project_name, overwrite):
+def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, strategy, da_max_products, part,
+        clock_period, test_inputs, project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
-                            project_name=project_name, overwrite=overwrite, reuse=reuse, weights=weights))
+                            project_name=project_name, overwrite=overwrite, reuse=reuse, weights=weights,
+                            da_max_products=da_max_products))
 
 
 @cli.command()
@@ -238,12 +249,13 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, stra
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
               show_default=True)
+@_strategy_options
 @_clean_errors
-def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_type):
+def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_type, strategy, da_max_products):
     """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
     from .flow import estimate_hls
     click.echo(estimate_hls(model_dir, reuse=reuse, reuse_factor=reuse_factor, part=part, clock_period=clock_period,
-                            io_type=io_type, weights=weights))
+                            io_type=io_type, weights=weights, strategy=strategy, da_max_products=da_max_products))
 
 
 @cli.command()
@@ -262,14 +274,17 @@ def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_typ
 @click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
               help="keep this layer's codes where given (onchip | offchip | uram); the others fit chooses")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
+@_strategy_options
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, weights, overwrite):
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, weights, overwrite, strategy,
+        da_max_products):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
-                       io_type=io_type, overwrite=overwrite, test_inputs=test_inputs, weights=weights)
+                       io_type=io_type, overwrite=overwrite, test_inputs=test_inputs, weights=weights,
+                       strategy=strategy, da_max_products=da_max_products)
     click.echo(text)
     if not ok:
         sys.exit(1)

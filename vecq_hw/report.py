@@ -125,7 +125,8 @@ def format_estimate(est, *, per_layer: bool = True) -> str:
         lines.append(f"{'layer':<{w}}{'kind':<17}{'R':>9}{'slots':>9}{'LUTs':>13}{'FFs':>12}{'DSPs':>6}"
                      f"{'BRAM18':>8}{'URAM':>6}{'cycles':>12}  weights")
         for lyr in est.rows():
-            lines.append(f"{lyr.name:<{w}}{lyr.kind[:16]:<17}{lyr.reuse or '':>9}{lyr.slots or '':>9}"
+            r = f"{lyr.reuse} DA" if lyr.adder_graph else lyr.reuse or ""
+            lines.append(f"{lyr.name:<{w}}{lyr.kind[:16]:<17}{r:>9}{lyr.slots or '':>9}"
                          f"{lyr.luts:>13,.0f}{lyr.ffs:>12,.0f}{lyr.dsps:>6}{lyr.bram18:>8}{lyr.uram:>6}"
                          f"{lyr.cycles:>12,}  {_WHERE.get(lyr.weights, lyr.weights)}".rstrip())
     lines.append(f"total on {part.name} ({est.io_type}):  LUTs {tot['luts']:,.0f} ({_share(use['luts'])})  "
@@ -140,6 +141,9 @@ def format_estimate(est, *, per_layer: bool = True) -> str:
     lines.append(f"II {est.ii:,} cycles, latency {est.latency:,} cycles; at {1e3 / est.clock_period:.0f} MHz: "
                  f"{_rate(est.fps)} frames/s, {_duration_ns(est.latency * est.clock_period)}")
     lines.append("(estimate before synthesis: LUTs per product calibrated on yosys mappings; not a Vivado report)")
+    if any(lyr.adder_graph for lyr in est.layers):
+        lines.append("(R = 1 DA: distributed arithmetic, the products' LUTs are da4ml's own estimate of the layer's "
+                     "adder graph)")
     return "\n".join(lines)
 
 

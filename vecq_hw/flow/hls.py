@@ -12,6 +12,7 @@ from .. import ir
 from ..errors import ToolError
 from ..hls.csim import DEFAULT_OPT
 from ..hls.options import DEFAULTS as HLS_DEFAULTS
+from ..hls.options import DISTRIBUTED_ARITHMETIC
 from .inputs import count_input_overflow, input_saturation_warning, load_array, random_inputs, to_mantissas
 
 
@@ -34,7 +35,8 @@ def weights_map(weights) -> dict:
 def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HLS_DEFAULTS.io_type,
                  reuse_factor=HLS_DEFAULTS.reuse_factor, strategy=HLS_DEFAULTS.strategy, part=HLS_DEFAULTS.part,
                  clock_period=HLS_DEFAULTS.clock_period, test_inputs=None,
-                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None, weights=None) -> str:
+                 project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None, weights=None,
+                 da_max_products=HLS_DEFAULTS.da_max_products) -> str:
     """``vecq-hw hls``: the project with the simulator's outputs on ``test_inputs`` (default:
     100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`;
     ``weights``: :func:`weights_map`."""
@@ -43,14 +45,16 @@ def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HL
     from ..ir.io import load_model
     reuse, weights = reuse_map(reuse or {}), weights_map(weights or {})
     options = HlsOptions(backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy, part=part,
-                         clock_period=clock_period, project_name=project_name, reuse=reuse, weights=weights)
+                         clock_period=clock_period, project_name=project_name, reuse=reuse, weights=weights,
+                         da_max_products=da_max_products)
     check_out_dir(Path(out_dir), overwrite)  # before any work
     model = load_model(model_dir)
     x, warning = _test_inputs(model, test_inputs)
     lines = [warning] if warning else []
     path = write_hls_project(model, out_dir, options, x, overwrite=overwrite)
-    lines += [f"wrote {backend} {io_type} project to {path} with {len(x)} test vectors",
-              f"next: vecq-hw csim {path}   (g++ C simulation, exact comparison)"]
+    lines += [f"wrote {backend} {io_type} project to {path} with {len(x)} test vectors"]
+    lines += [da_summary(model, options)] if options.strategy == DISTRIBUTED_ARITHMETIC else []
+    lines += [f"next: vecq-hw csim {path}   (g++ C simulation, exact comparison)"]
     return "\n".join(lines)
 
 
@@ -63,14 +67,27 @@ def _test_inputs(model: ir.Model, path):
 
 
 def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
-                 io_type=HLS_DEFAULTS.io_type, weights=None) -> str:
+                 io_type=HLS_DEFAULTS.io_type, weights=None, strategy=HLS_DEFAULTS.strategy,
+                 da_max_products=HLS_DEFAULTS.da_max_products) -> str:
     """``vecq-hw estimate``: the pre-synthesis estimate of the HLS design with this folding."""
     from ..hls.estimate import estimate
     from ..ir.io import load_model
     from ..report import format_estimate
     est = estimate(load_model(model_dir), reuse_map(reuse or {}), default_reuse=reuse_factor, part=part,
-                   clock_period=clock_period, io_type=io_type, weights=weights_map(weights or {}))
+                   clock_period=clock_period, io_type=io_type, weights=weights_map(weights or {}), strategy=strategy,
+                   da_max_products=da_max_products)
     return format_estimate(est)
+
+
+def da_summary(model: ir.Model, options) -> str:
+    """Which layers the distributed-arithmetic strategy builds from da4ml's adder graph."""
+    from ..hls.mappings_da import da_layers
+    from ..hls.folding import weighted_nodes
+    built = da_layers(model, options)
+    kept = [n.layer.name for n in weighted_nodes(model) if n.layer.name not in built]
+    return (f"distributed arithmetic (da4ml adder graphs): {', '.join(built) or 'no layer'}"
+            + (f"; usual kernels (R > 1, another kind, or above {options.da_max_products} products): "
+               f"{', '.join(kept)}" if kept else ""))
 
 
 def resolve_part(part=None):
@@ -84,7 +101,7 @@ def resolve_part(part=None):
 
 def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
             headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, test_inputs=None,
-            weights=None):
+            weights=None, strategy=HLS_DEFAULTS.strategy, da_max_products=HLS_DEFAULTS.da_max_products):
     """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it
     (its testbench checks ``test_inputs``, a .npy, as ``hls`` does; default: 100 random inputs).
     ``weights``: placements the search keeps (:func:`weights_map`).
@@ -97,18 +114,23 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
     from ..report import format_fit
     p, hls_part = resolve_part(part)
     # every option the project will carry, and the folder, checked before the search
-    HlsOptions(backend=backend, part=hls_part, clock_period=clock_period)
+    HlsOptions(backend=backend, part=hls_part, clock_period=clock_period, strategy=strategy,
+               da_max_products=da_max_products)
     if out_dir is not None:
         check_out_dir(Path(out_dir), overwrite)
     model = load_model(model_dir)
     x, warning = _test_inputs(model, test_inputs)
     result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type,
-                 weights=weights_map(weights or {}))
+                 weights=weights_map(weights or {}), strategy=strategy, da_max_products=da_max_products)
     text = (f"{warning}\n" if warning else "") + format_fit(result)
+    if result.ok and strategy == DISTRIBUTED_ARITHMETIC:
+        text += "\n" + da_summary(model, HlsOptions(strategy=strategy, reuse=result.plan.reuse(),
+                                                     weights=result.plan.weights(), da_max_products=da_max_products))
     if result.ok and out_dir is not None:
         io_type = result.plan.io_type
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
-                          reuse=result.plan.reuse(), weights=result.plan.weights())
+                          reuse=result.plan.reuse(), weights=result.plan.weights(), strategy=strategy,
+                          da_max_products=da_max_products)
         path = write_hls_project(model, out_dir, opts, x, overwrite=overwrite)
         from ..hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
         plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder

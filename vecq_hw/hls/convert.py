@@ -18,7 +18,8 @@ from .. import ir
 from ..errors import VecQError
 from .folding import reuse_plan, streamed_plan
 from .layers import register
-from .mappings import MAPPINGS, mapping_for, pool_accum_type
+from .mappings import MAPPINGS, pool_accum_type
+from .mappings_da import mapping_for, register_hls_da
 from .options import IO_TYPES, STRATEGIES, HlsOptions
 from .products import choose_product
 from .types import hls_name, precision_of, precision_string, same_precision
@@ -98,11 +99,12 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
     # depend on what this process happened to build before
     for m in {id(m): m for m in MAPPINGS.values()}.values():
         m.register_hls()
+    register_hls_da()  # the distributed-arithmetic classes too, whatever this project's strategy
     taken: set[str] = set()
     layers, cfg, names = [], {}, {}
     for node in model.nodes():
         layer = node.layer
-        mapping = mapping_for(node)
+        mapping = mapping_for(node, opts)
         why = mapping.refuse(node, opts)
         if why:
             raise VecQError(f"layer '{layer.name}' ({layer.kind}): {why}")
@@ -119,7 +121,7 @@ def layer_list(model: ir.Model, options: HlsOptions | None = None, *, check: boo
                 d[f"{key}_t"] = NamedType(f"{name}_{key}_t", precision_of(t))
         layers.append(d)
         cfg[name] = {"Precision": prec, "Trace": True, "ReuseFactor": int(d.get("reuse_factor", opts.reuse_factor)),
-                     "Strategy": opts.strategy}
+                     "Strategy": opts.kernel_strategy}
     return layers, cfg, names
 
 
@@ -138,7 +140,7 @@ def hls_config(model: ir.Model, options: HlsOptions | None = None, *, output_dir
                   OutputPredictions=None, TraceOutput=bool(trace))
     config["HLSConfig"] = {
         "Model": {"Precision": {"default": precision_string(model.input.out_type)},
-                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.strategy,
+                  "ReuseFactor": int(opts.reuse_factor), "Strategy": opts.kernel_strategy,
                   "BramFactor": 1_000_000_000},
         "LayerName": layer_cfg,
     }
@@ -177,7 +179,7 @@ def check_pinned(graph, model: ir.Model, names: dict[str, str], options: HlsOpti
     opts = options or HlsOptions()
     expected, out_of = {}, {}
     for node in model.nodes():
-        expected[names[node.layer.name]] = (node.layer, mapping_for(node).types(node, opts))
+        expected[names[node.layer.name]] = (node.layer, mapping_for(node, opts).types(node, opts))
         out_of[names[node.layer.name]] = node.layer.out_type
     for node in graph.get_layers():
         if node.class_name == "Clone":

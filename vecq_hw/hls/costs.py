@@ -47,6 +47,7 @@ class LayerEstimate:
     uram: int = 0
     cycles: int = 1  # per frame (this layer's II in the dataflow pipeline)
     latency: int = 1
+    adder_graph: bool = False  # products from da4ml's adder graph (strategy distributed_arithmetic)
     #: where the weights live: 'onchip' (ROM), 'offchip' (read from DDR every pass), 'uram' (loaded once)
     weights: str = "onchip"
     #: bytes read from DDR per frame (off-chip weights)

@@ -86,9 +86,7 @@ class _VecQWeighted(Layer):
     streamed = False
 
     def initialize(self):
-        shape = [self.get_attr(a) for a in self.out_shape_attrs]
-        self.add_output_variable(shape, precision=precision_of(self.get_attr("vecq_types")["out"]))
-        types = self.get_attr("vecq_types")
+        types = add_output(self)
         if not self.streamed:
             add_integer_weight(self, "weight", "w{index}", precision_of(types["weight"]), self.get_attr("codes_data"))
         add_scale_bias(self, types)
@@ -118,12 +116,19 @@ def add_scale_bias(layer: Layer, types: dict) -> None:
         add_exact_weight(layer, name, var, precision_of(types[name]), values, [exact_decimal(m, frac) for m in mant])
 
 
-_CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
-                  "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
+def add_output(layer: Layer) -> dict:
+    """A weighted layer's output variable (shape from its ``out_shape_attrs``); its ``vecq_types``."""
+    types = layer.get_attr("vecq_types")
+    layer.add_output_variable([layer.get_attr(a) for a in layer.out_shape_attrs], precision=precision_of(types["out"]))
+    return types
+
+
+CONV_GEOMETRY = ("in_height", "in_width", "n_chan", "out_height", "out_width", "n_filt", "filt_height",
+                 "filt_width", "stride_height", "stride_width", "pad_top", "pad_bottom", "pad_left", "pad_right")
 
 
 _DENSE_ATTRS = [Attribute("n_in"), Attribute("n_out")]
-_CONV_ATTRS = [Attribute(n) for n in _CONV_GEOMETRY]
+_CONV_ATTRS = [Attribute(n) for n in CONV_GEOMETRY]
 #: what a streamed layer's reader needs (hls/offchip.py: StreamedLayer)
 _STREAM_ATTRS = [Attribute(n) for n in ("word_bits", "words", "passes", "cached")]
 
@@ -199,7 +204,7 @@ _common_config = """    static const unsigned bits = {bits};
     typedef {bias_t.name} bias_t;
 {product_config}"""
 
-_conv_geometry_config = """    static const unsigned n_in = {in_height} * {in_width} * {n_chan};
+CONV_GEOMETRY_CONFIG = """    static const unsigned n_in = {in_height} * {in_width} * {n_chan};
     static const unsigned in_height = {in_height}, in_width = {in_width}, n_chan = {n_chan};
     static const unsigned out_height = {out_height}, out_width = {out_width}, n_filt = {n_filt};
     static const unsigned filt_height = {filt_height}, filt_width = {filt_width};
@@ -219,19 +224,19 @@ CONFIG_TEMPLATES = {
                + _common_config + "}};\n",
     VecQConv2D: "struct config{index} : nnet::vecq_conv2d_config {{\n"
                 "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
-                + _conv_geometry_config + _common_config + "}};\n",
+                + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
     VecQDepthwiseConv2D: "struct config{index} : nnet::vecq_depthwise_config {{\n"
                          "    static const unsigned n_out = {out_height} * {out_width} * {n_chan};\n"
-                         + _conv_geometry_config + _common_config + "}};\n",
+                         + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
     VecQDenseStreamed: "struct config{index} : nnet::vecq_dense_config {{\n"
                        "    static const unsigned n_in = {n_in};\n    static const unsigned n_out = {n_out};\n"
                        + _common_config + _stream_config + "}};\n",
     VecQConv2DStreamed: "struct config{index} : nnet::vecq_conv2d_config {{\n"
                         "    static const unsigned n_out = {out_height} * {out_width} * {n_filt};\n"
-                        + _conv_geometry_config + _common_config + _stream_config + "}};\n",
+                        + CONV_GEOMETRY_CONFIG + _common_config + _stream_config + "}};\n",
     VecQDepthwiseConv2DStreamed: "struct config{index} : nnet::vecq_depthwise_config {{\n"
                                  "    static const unsigned n_out = {out_height} * {out_width} * {n_chan};\n"
-                                 + _conv_geometry_config + _common_config + _stream_config + "}};\n",
+                                 + CONV_GEOMETRY_CONFIG + _common_config + _stream_config + "}};\n",
     VecQGlobalAvgPool2D: """struct config{index} : nnet::vecq_global_pool_config {{
     static const unsigned n_pixels = {n_pixels}, n_chan = {n_chan};
     static const unsigned long long mult = {mult}ULL;

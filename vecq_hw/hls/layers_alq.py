@@ -12,7 +12,7 @@ from __future__ import annotations
 from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
 
-from .layers import _CONV_GEOMETRY, TEMPLATE_DIR, _conv_geometry_config, add_integer_weight, add_scale_bias
+from .layers import CONV_GEOMETRY, CONV_GEOMETRY_CONFIG, TEMPLATE_DIR, add_integer_weight, add_scale_bias
 from .registration import register_hls_layer
 from .types import precision_of
 
@@ -41,7 +41,7 @@ class VecQAlqDense(_VecQAlq):
 
 
 class VecQAlqConv2D(_VecQAlq):
-    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
+    _expected_attributes = [Attribute(n) for n in CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_filt")
 
 
@@ -59,7 +59,7 @@ CONFIG_TEMPLATES = {
     VecQAlqDense: "struct config{index} : nnet::vecq_alq_dense_config {{\n"
                   "    static const unsigned n_in = {n_in}, n_out = {n_out};\n" + _common_config + "}};\n",
     VecQAlqConv2D: "struct config{index} : nnet::vecq_alq_conv2d_config {{\n"
-                   "    static const unsigned n_out = {n_filt};\n" + _conv_geometry_config + _common_config + "}};\n",
+                   "    static const unsigned n_out = {n_filt};\n" + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
 }
 _call = "<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {a}, {s}, {b});"
 FUNCTION_TEMPLATES = {VecQAlqDense: "nnet::vecq_alq_dense" + _call, VecQAlqConv2D: "nnet::vecq_alq_conv2d" + _call}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from hls4ml.model.attributes import Attribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
 
-from .layers import _CONV_GEOMETRY, TEMPLATE_DIR, _conv_geometry_config, add_integer_weight, add_scale_bias
+from .layers import CONV_GEOMETRY, CONV_GEOMETRY_CONFIG, TEMPLATE_DIR, add_integer_weight, add_scale_bias
 from .registration import register_hls_layer
 from .types import precision_of
 
@@ -42,7 +42,7 @@ class VecQPqDense(_VecQPq):
 
 
 class VecQPqConv2D(_VecQPq):
-    _expected_attributes = [Attribute(n) for n in _CONV_GEOMETRY]
+    _expected_attributes = [Attribute(n) for n in CONV_GEOMETRY]
     out_shape_attrs = ("out_height", "out_width", "n_filt")
 
 
@@ -62,7 +62,7 @@ CONFIG_TEMPLATES = {
     VecQPqDense: "struct config{index} : nnet::vecq_pq_dense_config {{\n"
                  "    static const unsigned n_in = {n_in}, n_out = {n_out};\n" + _common_config + "}};\n",
     VecQPqConv2D: "struct config{index} : nnet::vecq_pq_conv2d_config {{\n"
-                  "    static const unsigned n_out = {n_filt};\n" + _conv_geometry_config + _common_config + "}};\n",
+                  "    static const unsigned n_out = {n_filt};\n" + CONV_GEOMETRY_CONFIG + _common_config + "}};\n",
 }
 _call = "<{input_t}, {output_t}, {config}>({input}, {output}, {i}, {k}, {s}, {b});"
 FUNCTION_TEMPLATES = {VecQPqDense: "nnet::vecq_pq_dense" + _call, VecQPqConv2D: "nnet::vecq_pq_conv2d" + _call}

@@ -214,7 +214,7 @@ class _WeightedMapping(Mapping):
             vecq_types={"weight": int_type(layer.bits), "scale": layer.scale_type, "bias": layer.bias_type,
                         "out": layer.out_type},
             # validated by convert.layer_list (folding.reuse_plan) before any attrs are asked for
-            strategy=opts.strategy, reuse_factor=int(opts.reuse_of(layer.name)),
+            strategy=opts.kernel_strategy, reuse_factor=int(opts.reuse_of(layer.name)),
             **self.geometry(node), **self._streamed_attrs(node, opts))
 
     def _streamed_attrs(self, node, opts) -> dict:
@@ -231,10 +231,13 @@ class _WeightedMapping(Mapping):
     def streams_weights(self, node) -> bool:
         return True
 
-    def estimate(self, node, reuse, io_type, weights: StreamedLayer | None = None):
+    def estimate(self, node, reuse, io_type, weights: StreamedLayer | None = None, *,
+                 adder_graph_luts: float | None = None):
         """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
         requantisation units, the weights (a ROM of a folded layer; or, ``weights`` given, the
-        reader of a streamed layer: :meth:`_streamed`), accumulators and cycles."""
+        reader of a streamed layer: :meth:`_streamed`), accumulators and cycles.
+        ``adder_graph_luts``: the products are one adder graph of that many LUTs instead, no
+        product registers (strategy distributed_arithmetic at R = 1, :mod:`.mappings_da`)."""
         layer, r = node.layer, reuse
         p, per_frame = self.products_per_input(node), self.inputs_per_frame(node)
         w = int(node.in_types[0].width)
@@ -245,9 +248,11 @@ class _WeightedMapping(Mapping):
         dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
             product.kind == "multiply" or layer.bits >= 5)
         acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
-        array = self.select_array_luts(node, r, w)
+        array = self.select_array_luts(node, r, w) if adder_graph_luts is None else None
         constants = e.slots * r * lut_per_product("const", k, w)
-        if dsp_bound:
+        if adder_graph_luts is not None:
+            e.luts += adder_graph_luts
+        elif dsp_bound:
             e.dsps += e.slots
             e.luts += e.slots * lut_per_product("const", 1, w)  # the adder share
         elif weights is not None:  # codes arrive at run time: every slot a multiplier, or the select form
@@ -256,7 +261,7 @@ class _WeightedMapping(Mapping):
             e.luts += product_luts(p, r, k, w) if array is None else min(array, constants)
         units = math.ceil(n_out / r)
         e.dsps += units * math.ceil(acc_w / 25) * math.ceil(s_w / 18)
-        e.ffs += n_out * acc_w + e.slots * int(product.term.width)
+        e.ffs += n_out * acc_w + (e.slots * int(product.term.width) if adder_graph_luts is None else 0)
         rom = (e.slots * lut_per_product("var", k, w) if array is None else array) <= constants  # else no ROM
         if weights is not None:
             self._streamed(e, weights)

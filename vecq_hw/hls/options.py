@@ -15,7 +15,9 @@ from ..names import check_clock_period, check_identifier, check_part
 
 BACKENDS = ("Vitis", "Vivado")
 IO_TYPES = ("io_parallel", "io_stream")
-STRATEGIES = ("Latency", "Resource")
+#: hls4ml's name for building a layer from da4ml's adder graph (R = 1 layers; :mod:`.da`)
+DISTRIBUTED_ARITHMETIC = "distributed_arithmetic"
+STRATEGIES = ("Latency", "Resource", DISTRIBUTED_ARITHMETIC)
 #: where a weighted layer keeps its codes (vecq_hw.hls.offchip): a ROM, DDR read every pass, DDR loaded into URAM once
 WEIGHT_MODES = ("onchip", "offchip", "uram")
 
@@ -29,6 +31,11 @@ class HlsOptions:
     ``strategy``/``reuse_factor``: hls4ml's; ``part``/``clock_period`` (ns): the target.
     ``reuse``: per-layer reuse factors ``{layer name: R}`` overriding ``reuse_factor`` for that
     weighted layer (folding, :mod:`.folding`: R products share one multiplier slot, II = R).
+    ``strategy='distributed_arithmetic'``: every dense/conv/depthwise layer at R = 1 with at most
+    ``da_max_products`` products (weights) per output vector or pixel computes them with da4ml's
+    adder graph (:mod:`.da`); the others (a ``reuse`` entry R > 1, or a bigger layer: da4ml's
+    solve time grows about as fan-in squared times outputs) keep their usual kernel.
+    ``reuse_factor`` > 1 (every layer folded, so none would use it) is refused.
     ``weights``: per-layer weight memory ``{layer name: 'onchip' | 'offchip' | 'uram'}`` (default
     'onchip'; :mod:`.offchip`); ``axi_bits``: the width of a streamed layer's AXI port (None: the
     part's, from configs/hardware/parts.yaml).
@@ -46,6 +53,7 @@ class HlsOptions:
     clock_period: float = 5.0
     project_name: str = "myproject"
     reuse: dict = field(default_factory=dict)
+    da_max_products: int = 4096
     weights: dict = field(default_factory=dict)
     axi_bits: int | None = None
     trace: bool = False
@@ -66,6 +74,12 @@ class HlsOptions:
             bad("strategy", " or ".join(STRATEGIES), self.strategy)
         if isinstance(self.reuse_factor, bool) or not isinstance(self.reuse_factor, int) or self.reuse_factor < 1:
             bad("reuse_factor", "a positive integer", self.reuse_factor)
+        if self.strategy == DISTRIBUTED_ARITHMETIC and self.reuse_factor != 1:
+            bad("reuse_factor", f"1 with strategy {DISTRIBUTED_ARITHMETIC} (it builds layers at R = 1; fold chosen "
+                "layers with reuse={name: R}, --reuse NAME=R)", self.reuse_factor)
+        if (isinstance(self.da_max_products, bool) or not isinstance(self.da_max_products, int)
+                or self.da_max_products < 1):
+            bad("da_max_products", "a positive integer", self.da_max_products)
         if not isinstance(self.reuse, dict):
             bad("reuse", "a mapping {layer name: reuse factor}", self.reuse)
         for name, r in self.reuse.items():
@@ -107,6 +121,12 @@ class HlsOptions:
         """The reuse factor asked for a weighted layer (its own entry, else ``reuse_factor``)."""
         return int(self.reuse.get(layer_name, self.reuse_factor))
 
+    @property
+    def kernel_strategy(self) -> str:
+        """The strategy hls4ml and our kernels see: hls4ml's own distributed-arithmetic passes
+        would claim every layer (ours build it themselves), so they see 'Latency'."""
+        return "Latency" if self.strategy == DISTRIBUTED_ARITHMETIC else self.strategy
+
     def weights_of(self, layer_name: str) -> str:
         """Where a weighted layer keeps its codes ('onchip' unless given)."""
         return str(self.weights.get(layer_name, "onchip"))
@@ -117,4 +137,4 @@ class HlsOptions:
 
 DEFAULTS = HlsOptions()
 
-__all__ = ["BACKENDS", "DEFAULTS", "HlsOptions", "IO_TYPES", "STRATEGIES", "WEIGHT_MODES"]
+__all__ = ["BACKENDS", "DEFAULTS", "DISTRIBUTED_ARITHMETIC", "HlsOptions", "IO_TYPES", "STRATEGIES", "WEIGHT_MODES"]

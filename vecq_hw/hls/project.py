@@ -32,8 +32,9 @@ from ..outputs import creatable
 from .convert import build_graph, resolve_streamed
 from .csim import BUILD_DIR
 from .layers import TEMPLATE_DIR, streamed_port
+from .mappings_da import da_layers
 from .offchip import BLOB_NAME, layout, write_blob
-from .options import DEFAULTS, HlsOptions
+from .options import DEFAULTS, DISTRIBUTED_ARITHMETIC, HlsOptions
 from .registration import registered_headers
 from .stream_depths import apply_fifo_plan
 from .top_patch import add_weight_ports, bind_fifos_to_uram
@@ -307,6 +308,8 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
                     n_tests=n, model=model.name, layer_names=names,
                     kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})
+        if opts.strategy == DISTRIBUTED_ARITHMETIC:  # default projects keep their manifest unchanged
+            meta["da_layers"] = [names[n] for n in da_layers(model, opts)]
         (tmp / "vecq_project.json").write_text(json.dumps(meta, indent=1))
         # hls4ml also leaves its float testbench data hooks; ours replaces the testbench file.
         _check_confined(tmp)

@@ -14,15 +14,17 @@ from ..lazy import lazy_names
 
 # eager and cheap (no da4ml); also keeps ``vecq_hw.rtl.synth`` the function, not the submodule
 from .options import RtlOptions
-from .project import RtlProject, load_project, write
+from .project import RtlProject, load_project, write, write_logic
 from .synth import SynthReport, synth
 
 _EXPORTS = {
     "RtlUnsupported": ".requant", "estimate_adder_bits": ".ops", "trace_model": ".ops",
+    "trace_weighted": ".trace",
     "RTL_OPS": ".trace", "TraceStep": ".trace", "rtl_op": ".trace",
     "BuildResult": ".verilator", "build": ".verilator", "predict_interp": ".verilator", "predict_rtl": ".verilator",
 }
 
-__all__ = sorted(set(_EXPORTS) | {"RtlOptions", "RtlProject", "SynthReport", "load_project", "synth", "write"})
+__all__ = sorted(set(_EXPORTS) | {"RtlOptions", "RtlProject", "SynthReport", "load_project", "synth", "write",
+                                  "write_logic"})
 
 __getattr__ = lazy_names(__name__, _EXPORTS)

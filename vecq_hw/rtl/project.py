@@ -24,6 +24,9 @@ from .options import RtlOptions
 
 MANIFEST = "rtl.json"
 FORMAT_VERSION = 1
+_MANIFEST_KEYS = ("format_version", "model", "top", "options", "input_type", "input_shape", "output_type",
+                  "output_shape", "n_inputs", "n_outputs", "layer_kinds", "stages", "da4ml_cost", "reg_bits",
+                  "adder_bits_estimate", "trace_seconds", "layers")
 #: what an RTL project is (it is not the HLS design that `vecq-hw estimate`/`fit` describe)
 RTL_DESIGN = ("da4ml RTL design: fully unrolled, every product of every output pixel in its own constant "
               "shift-add logic, a new frame each clock; not the pixel-serial, folded HLS design of "
@@ -45,6 +48,9 @@ class RtlProject:
 
     def model(self) -> ir.Model:
         from ..ir.io import load_model
+        if not (self.path / "model").is_dir():
+            raise VecQError("holds a logic block, not a model (rtl.write_logic): it can be synthesised, not "
+                            "simulated against the simulator", file=str(self.path))
         return load_model(self.path / "model")
 
     def comb(self):
@@ -83,54 +89,64 @@ def _fix_lint_codes(src: Path) -> None:
 def write(model: ir.Model, out_dir, options: RtlOptions | None = None, *, overwrite: bool = False,
           progress=None) -> RtlProject:
     """Trace ``model`` with da4ml and write the RTL project folder ``out_dir``."""
-    from da4ml.codegen import RTLModel
-    from da4ml.trace.pipeline import to_pipeline
-
     from ..ir.io import save_model
     from .ops import trace_model  # da4ml's tracer (every family's ops), only when a project is written
 
     opts = options or RtlOptions()
+    out = _checked_out_dir(out_dir, overwrite)
+    tr = trace_model(model, opts, progress=progress)
+    manifest = {"model": model.name, "input_type": str(tr.in_type), "input_shape": list(tr.in_shape),
+                "output_type": str(tr.out_type), "output_shape": list(tr.out_shape),
+                "layer_kinds": sorted({layer.kind for layer in model.layers}),
+                "adder_bits_estimate": tr.adder_bits_estimate, "trace_seconds": round(tr.seconds, 4),
+                "layers": tr.layers}
+    return _write(tr.comb, out, opts, manifest, lambda tmp: save_model(model, tmp / "model"))
+
+
+def write_logic(comb, out_dir, options: RtlOptions | None = None, *, name: str = "logic",
+                overwrite: bool = False) -> RtlProject:
+    """Write the Verilog/VHDL project of any da4ml ``CombLogic`` (e.g. the HLS back end's adder
+    graph of one layer) for :func:`.synth.synth`; it holds no integer model, so ``rtlsim`` refuses it."""
+    opts = options or RtlOptions()
+    out = _checked_out_dir(out_dir, overwrite)
+    manifest = {"model": name, "input_type": None, "input_shape": [int(comb.shape[0])], "output_type": None,
+                "output_shape": [int(comb.shape[1])], "layer_kinds": [], "adder_bits_estimate": 0,
+                "trace_seconds": 0.0, "layers": []}
+    return _write(comb, out, opts, manifest, lambda tmp: None)
+
+
+def _checked_out_dir(out_dir, overwrite: bool) -> Path:
     out = Path(out_dir).absolute()
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         if not (out / MANIFEST).is_file():
             raise VecQError("exists and is not an RTL project folder: refusing to replace it", file=str(out))
         if not overwrite:
             raise VecQError("an RTL project exists here (use --overwrite to replace it)", file=str(out))
-    tr = trace_model(model, opts, progress=progress)
+    return out
+
+
+def _write(comb, out: Path, opts: RtlOptions, fields: dict, extra) -> RtlProject:
+    """da4ml's HDL project of ``comb`` and our manifest (``fields`` + what the HDL says), written
+    into a temporary sibling and renamed; ``extra(tmp)`` adds files."""
+    from da4ml.codegen import RTLModel
+    from da4ml.trace.pipeline import to_pipeline
+
     t0 = time.perf_counter()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        save_model(model, tmp / "model")
-        tr.comb.save(tmp / "comb.json")
-        sol = tr.comb
-        if opts.latency_cutoff > 0:
-            sol = to_pipeline(tr.comb, opts.latency_cutoff, verbose=False)
+        extra(tmp)
+        comb.save(tmp / "comb.json")
+        sol = to_pipeline(comb, opts.latency_cutoff, verbose=False) if opts.latency_cutoff > 0 else comb
         rtl = RTLModel(sol, opts.project_name, tmp / "hdl", flavor=opts.flavor, part_name=opts.part,
                        clock_period=opts.clock_period, print_latency=False)
         rtl.write()
         _fix_lint_codes(tmp / "hdl" / "src")
         stages = len(sol.solutions) if opts.latency_cutoff > 0 else 0
-        kinds = sorted({layer.kind for layer in model.layers})
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": model.name,
-            "top": opts.project_name,
-            "options": opts.to_dict(),
-            "input_type": str(tr.in_type),
-            "input_shape": list(tr.in_shape),
-            "output_type": str(tr.out_type),
-            "output_shape": list(tr.out_shape),
-            "n_inputs": int(tr.comb.shape[0]),
-            "n_outputs": int(tr.comb.shape[1]),
-            "layer_kinds": kinds,
-            "stages": stages,
-            "da4ml_cost": float(tr.comb.cost),
-            "reg_bits": int(sol.reg_bits) if stages else 0,
-            "adder_bits_estimate": tr.adder_bits_estimate,
-            "trace_seconds": round(tr.seconds, 4),
-            "layers": tr.layers,
-        }
+        made = {"format_version": FORMAT_VERSION, "top": opts.project_name, "options": opts.to_dict(),
+                "n_inputs": int(comb.shape[0]), "n_outputs": int(comb.shape[1]), "stages": stages,
+                "da4ml_cost": float(comb.cost), "reg_bits": int(sol.reg_bits) if stages else 0}
+        manifest = {k: made[k] if k in made else fields[k] for k in _MANIFEST_KEYS}
         manifest["write_seconds"] = round(time.perf_counter() - t0, 4)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if out.exists():

@@ -310,6 +310,22 @@ def _global_avg(s: TraceStep) -> np.ndarray:
     return out
 
 
+def trace_weighted(layer: ir.Weighted, in_type: FixedType, n_in: int, product, opts: RtlOptions | None = None):
+    """One weighted layer's logic around a given product, as a da4ml ``CombLogic``: an input port
+    of ``n_in`` values of ``in_type``, ``product`` (a list of da4ml values -> the accumulators, one
+    per output channel: e.g. the HLS back end's solved CMVM of the layer) and the contract's tail
+    (scale, bias, the ONE requantisation, exactly as :func:`trace_model` builds it): what the
+    layer costs as gates, for yosys."""
+    opts = opts or RtlOptions()
+    with decimal.localcontext() as ctx:
+        ctx.prec = EXACT_DECIMAL_DIGITS
+        hw = HWConfig(opts.adder_size, opts.carry_size, -1)
+        inp = FixedVariableArrayInput((int(n_in),), hwconf=hw)
+        xs = list(np.asarray(inp.quantize(*_kif(in_type))._vars, dtype=object))
+        out = _post(layer, in_type)(np.asarray(product(xs), dtype=object))
+        return comb_trace(inp, list(out))
+
+
 def trace_model(model: ir.Model, opts: RtlOptions | None = None, progress=None) -> TraceResult:
     """Trace ``model`` into a da4ml ``CombLogic`` (inputs and outputs flattened, C order).
 

@@ -44,7 +44,10 @@ from ...names import check_clock_period
 from ..costs import MEMORY_KINDS, LayerEstimate, charge_memory, charge_ram, prefers_uram
 from ..fifos import plan_fifos
 from ..folding import check_reuse, check_reuse_names, is_weighted, streamed_plan
-from ..mappings import Mapping, mapping_for
+from ..mappings import Mapping
+from ..mappings_da import mapping_for
+from ..options import DEFAULTS as HLS_DEFAULTS
+from ..options import HlsOptions
 from .parts import RESOURCES, Part, get_part
 
 
@@ -170,10 +173,14 @@ def fifo_estimate(model: ir.Model, part: Part) -> LayerEstimate:
 
 def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_reuse: int = 1, part=None,
              clock_period: float = 5.0, io_type: str = "io_parallel", weights: dict[str, str] | None = None,
-             fifos: LayerEstimate | None = None) -> Estimate:
+             fifos: LayerEstimate | None = None, strategy: str = HLS_DEFAULTS.strategy,
+             da_max_products: int = HLS_DEFAULTS.da_max_products) -> Estimate:
     """Per-layer and total resources, II and latency of the HLS design with this folding and
     weight placement (``weights`` {layer: 'onchip' | 'offchip' | 'uram'}). ``fifos``: the FIFO
-    row, when the caller has it already (it depends on the model only)."""
+    row, when the caller has it already (it depends on the model only).
+
+    ``strategy='distributed_arithmetic'``: the layers it builds from da4ml's adder graph
+    (R = 1, codes on chip, :mod:`vecq_hw.hls.da`) are charged da4ml's own LUT estimate of that graph."""
     reuse = dict(reuse or {})
     p = part if isinstance(part, Part) else get_part(part)
     check_clock_period(clock_period)
@@ -184,9 +191,12 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
     check_reuse_names(model, reuse)
     plan = {n.layer.name: check_reuse(n, int(reuse.get(n.layer.name, default_reuse))) for n in nodes if is_weighted(n)}
     streamed = streamed_plan(model, plan, dict(weights or {}), io_type=io_type, part=p)
+    opts = HlsOptions(strategy=strategy, reuse=plan, reuse_factor=default_reuse, da_max_products=da_max_products,
+                      weights=dict(weights or {}))
     est = Estimate(model.name, p, io_type, float(clock_period))
     for node, mapping in zip(nodes, mappings):
         name = node.layer.name
+        mapping = mapping_for(node, opts) if name in plan and name not in streamed else mapping
         est.layers.append(layer_estimate(mapping, node, plan.get(name, 0), io_type, streamed.get(name)))
     if io_type == "io_stream":
         est.fifos = fifos if fifos is not None else fifo_estimate(model, p)

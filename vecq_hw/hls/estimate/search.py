@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from ... import ir
 from ..folding import divisors, products_per_input, weighted_nodes
-from ..mappings import mapping_for
+from ..mappings_da import mapping_for
+from ..options import HlsOptions
 from ..offchip import legal_streamed_reuse
 from .model import Estimate, layer_estimate, fifo_estimate
 from .parts import Part
@@ -37,8 +38,10 @@ class _Layer:
 class Costs:
     """Cached layer estimates of one model, part, io type and clock; plans assembled from them."""
 
-    def __init__(self, model: ir.Model, part: Part, io_type: str, clock_period: float, pinned: dict | None = None):
+    def __init__(self, model: ir.Model, part: Part, io_type: str, clock_period: float, pinned: dict | None = None,
+                 da: dict | None = None):
         self.model, self.part, self.io_type, self.clock_period = model, part, io_type, float(clock_period)
+        self.da = da or {}  # strategy, da_max_products: an on-chip layer at R = 1 may be da4ml's adder graph
         self.nodes = model.nodes()
         weighted = {n.layer.name for n in weighted_nodes(model)}
         self.pinned = _checked_pins(model, pinned or {}, part, io_type)
@@ -57,7 +60,8 @@ class Costs:
         out = _Layer(node.layer.name)
         pin = self.pinned.get(node.layer.name)
         for r in divisors(p) if pin in (None, "onchip") else ():
-            out.onchip[r] = layer_estimate(mapping, node, r, self.io_type)
+            opts = HlsOptions(reuse={node.layer.name: r}, **self.da)
+            out.onchip[r] = layer_estimate(mapping_for(node, opts), node, r, self.io_type)
         least = legal_streamed_reuse(p, int(node.layer.bits), self.part.axi_bits or 1)
         for mode in self._modes(node) if pin in (None, "offchip", "uram") else ():
             if pin not in (None, mode):
