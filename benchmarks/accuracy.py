@@ -25,17 +25,18 @@ model's own PyTorch accuracy on the same images and the argmax agreement are rec
 Results are written after every run (``--out``: accuracy.json, accuracy.md, accuracy.png);
 a rerun with the same budget skips the runs already in accuracy.json (``--fresh``: redo).
 
-``--full``: the schedule to convergence (issue #15), written to accuracy_full.{json,md,png}
-beside the reduced table. Per network and seed (0, 1, 2): a float model trained
-``FULL['float_epochs']`` epochs on all 60k training images (Adam, cosine, batch 128), then
-every cell (VecQ, µL2Q, adaptive VecQ at k = 1, 2, 3, 4, 8) fine-tuned from that seed's float
-model for ``FULL['qat_epochs']`` epochs on all 60k images; deployed accuracy (exported integer
-model, bit-accurate simulator, full 10k test set) as mean ± std over the three seeds, with the
-µL2Q and ALQ published LeNet-5/MNIST numbers beside it. Meant for a GPU (``--device cuda``;
-export and simulation run on the CPU): on 2 CPU cores it is days. Every preset value can be
+``--preset converged`` (alias ``--full``): the converged schedule (issue #23), written to
+accuracy_full.{json,md,png} beside the reduced table: per network and seed, a float model
+trained ``CONVERGED['float_epochs']`` epochs on all 60k training images (Adam, cosine, batch 128),
+then every cell (VecQ and adaptive VecQ at k = 1..4 by default) fine-tuned from that seed's float
+model for ``CONVERGED['qat_epochs']`` epochs on all 60k images; deployed accuracy (exported
+integer model, bit-accurate simulator, full 10k test set), mean ± std where a cell has several
+seeds. Every run record carries the schedule it was trained with (``schedule``), and a rerun
+with the same budget skips the cells already done (resumable across sessions). ``--preset
+long`` is a longer GPU schedule (``--device cuda``), not run here. Every preset value can be
 overridden, e.g. a smoke test of the whole path::
 
-    .venv/bin/python benchmarks/accuracy.py --full --networks lenet5 --bits 2 --methods vecq \
+    .venv/bin/python benchmarks/accuracy.py --preset converged --networks lenet5 --bits 2 --methods vecq \
         --seeds 0 --float-epochs 1 --qat-epochs 1 --float-limit 500 --train-limit 500 \
         --test-limit 200 --out /tmp/acc_smoke
 """
@@ -59,11 +60,13 @@ sys.path.insert(0, str(ROOT))
 from vecq_hw.data import load_dataset, make_loader, to_tensors  # noqa: E402
 from vecq_hw.flow import export_torch, predict_sim, predict_torch  # noqa: E402
 from vecq_hw.models import build_model  # noqa: E402
-from vecq_hw.nn.layers import _VecQWeight  # noqa: E402
-from vecq_hw.train import _epoch_seed, _make_optimizer, _train_one_epoch, evaluate  # noqa: E402
+from vecq_hw.train.epoch import _epoch_seed, _make_optimizer, _train_one_epoch, evaluate  # noqa: E402
 
-NETWORKS = {"lenet5": ("lenet5", "mnist", "LeNet-5 / MNIST"),
-            "vgg_small": ("vgg_small", "fashion-mnist", "VGG-small / Fashion-MNIST")}
+#: name -> (model builder, dataset, label, builder options)
+NETWORKS = {"lenet5": ("lenet5", "mnist", "LeNet-5 / MNIST", {}),
+            "vgg_small": ("vgg_small", "fashion-mnist", "VGG-small / Fashion-MNIST", {}),
+            "demo": ("lenet5", "mnist", "demo LeNet-5 (16C5-32C5-FC256) / MNIST",
+                     {"conv_channels": [16, 32], "hidden": 256})}
 TYPES = {"in_type": "ap_ufixed<8,0,AP_RND,AP_SAT>", "act_type": "ap_ufixed<8,3,AP_RND,AP_SAT>",
          "out_type": "ap_fixed<16,6,AP_RND_CONV,AP_SAT>"}
 METHODS = {"vecq": "VecQ", "ul2q": "µL2Q (no offset)", "vecq_adaptive": "VecQ adaptive"}
@@ -72,9 +75,17 @@ SEED = 0
 #: the reduced budget of accuracy.md (2 shared CPU cores)
 REDUCED = {"float_epochs": 1, "float_lr": 2e-3, "float_limit": None, "qat_epochs": 1, "qat_lr": 1e-3,
            "train_limit": 6000, "test_limit": None, "seeds": [0], "adaptive_bits": [2, 3, 4]}
-#: the schedule to convergence of accuracy_full.md (--full): all data, long cosine schedules
-FULL = {"float_epochs": 30, "float_lr": 1e-3, "float_limit": None, "qat_epochs": 20, "qat_lr": 5e-4,
+#: the converged schedule of accuracy_full.md (--preset converged, issue #23): chosen to run on
+#: 2 CPU cores (one torch thread per process, ~2-3 h for the LeNet-5 grid): all 60k training
+#: images for the float model AND for every QAT cell, cosine schedules to zero
+CONVERGED = {"float_epochs": 10, "float_lr": 2e-3, "float_limit": None, "qat_epochs": 6, "qat_lr": 1e-3,
+             "train_limit": None, "test_limit": None, "seeds": [0], "adaptive_bits": [2, 3, 4]}
+#: a longer schedule for a GPU (--preset long), not run here
+LONG = {"float_epochs": 30, "float_lr": 1e-3, "float_limit": None, "qat_epochs": 20, "qat_lr": 5e-4,
         "train_limit": None, "test_limit": None, "seeds": [0, 1, 2], "adaptive_bits": [2, 3, 4, 8]}
+PRESETS = {"reduced": REDUCED, "converged": CONVERGED, "long": LONG}
+#: results file stem per preset
+STEMS = {"reduced": "accuracy", "converged": "accuracy_full", "long": "accuracy_long"}
 #: published LeNet-5 / MNIST results (float activations), shown beside ours with the setup
 #: differences; (label, {bits: accuracy %}, note)
 PAPERS = [
@@ -113,17 +124,24 @@ def _fit(model, x, y, epochs: int, lr: float, seed: int = SEED, device=None) -> 
     return time.perf_counter() - t0
 
 
+def _schedule(args) -> str:
+    """The schedule one QAT cell was trained with, in words (stored with every run record)."""
+    return (f"float {args.float_epochs} epochs on {args.float_limit or 60000} images (Adam lr {args.float_lr:g}, "
+            f"cosine), then QAT {args.qat_epochs} epochs on {args.train_limit or 60000} images (Adam lr "
+            f"{args.qat_lr:g}, cosine), batch {BATCH}")
+
+
 def float_checkpoint(net: str, epochs: int, lr: float, cache: Path, limit: int | None = None,
                      seed: int = SEED, device=None) -> dict:
     """Train (or load) the float model of ``net``: full training set, ``epochs`` epochs."""
-    arch, dataset, _ = NETWORKS[net]
+    arch, dataset, _, net_opts = NETWORKS[net]
     path = cache / f"{net}_float_e{epochs}_lr{lr:g}_s{seed}{'' if limit is None else f'_n{limit}'}.pt"
     if path.exists():
         return torch.load(path, map_location="cpu", weights_only=True)
     print(f"[{net}] float training (seed {seed}), {epochs} epoch(s) on {limit or 60000} images ...",
           flush=True)
     torch.manual_seed(seed)
-    model = build_model(arch, weight_quant=None, **TYPES)
+    model = build_model(arch, weight_quant=None, **TYPES, **net_opts)
     x, y = to_tensors(*load_dataset(dataset, "train", limit=limit))
     dt = _fit(model, x, y, epochs, lr, seed, device)
     xt, yt = to_tensors(*load_dataset(dataset, "test"))
@@ -139,18 +157,19 @@ def float_checkpoint(net: str, epochs: int, lr: float, cache: Path, limit: int |
 
 
 def qat_run(net: str, method: str, bits: int, ckpt: dict, args, train_xy, test, seed: int = SEED) -> dict:
-    arch, dataset, _ = NETWORKS[net]
-    wq = {"method": "ul2q" if method == "ul2q" else "vecq", "bits": bits}
+    arch, dataset, _, net_opts = NETWORKS[net]
+    wq = {"method": "vecq", "bits": bits}
+    if method == "ul2q":  # recipes' µL2Q without the mean offset an integer model cannot hold
+        wq = {"method": "ul2q", "bits": bits, "offset": False}
     if method == "vecq_adaptive":
         wq.update(adaptive=True, refresh_every=args.refresh_every)
-    opts = dict(weight_quant=wq, **TYPES)
     torch.manual_seed(seed)
-    model = build_model(arch, **opts)
+    model = build_model(arch, weight_quant=wq, **TYPES, **net_opts)
     model.load_state_dict(ckpt["state_dict"])
     t_train = _fit(model, *train_xy, args.qat_epochs, args.qat_lr, seed, args.device)
     model.eval()
     for m in model.modules():
-        if isinstance(m, _VecQWeight):
+        if hasattr(m, "reset_quant_cache"):
             m.reset_quant_cache()  # eval and export use the freshly searched step
     images, labels = test
     t0 = time.perf_counter()
@@ -162,7 +181,7 @@ def qat_run(net: str, method: str, bits: int, ckpt: dict, args, train_xy, test, 
     t0 = time.perf_counter()
     d = predict_sim(imodel, images)
     t_sim = time.perf_counter() - t0
-    return {"network": net, "method": method, "bits": bits, "seed": seed,
+    return {"network": net, "method": method, "bits": bits, "seed": seed, "schedule": _schedule(args),
             "deployed_acc": float(np.mean(d == labels)), "qat_torch_acc": float(np.mean(q == labels)),
             "agreement": float(np.mean(q == d)), "n_test": int(len(labels)),
             "train_s": round(t_train, 1), "torch_eval_s": round(t_torch, 1),
@@ -196,23 +215,24 @@ def write_markdown_full(res: dict, path: Path) -> None:
     """The table to convergence: mean ± std over seeds, published numbers beside it."""
     b = res["budget"]
     bits = sorted({r["bits"] for r in res["runs"]} | set(res["grid"]["bits"]))
-    n_seeds = len(b["seeds"])
-    lines = ["# Deployed accuracy to convergence: VecQ vs µL2Q vs adaptive VecQ (issue #15)", "",
+    seeds = sorted({r.get("seed", SEED) for r in res["runs"]} | {0})
+    n_seeds = len(seeds)
+    lines = ["# Deployed accuracy, converged schedule: VecQ vs adaptive VecQ (issue #23)", "",
              "Test accuracy (%) of the **integer model as deployed** (exported: BatchNorm folded, "
              "k-bit codes, fixed-point scales; run by the bit-accurate simulator `vecq_hw.sim`) on "
-             f"{b['test_limit'] or 10000} test images, mean ± sample std over {n_seeds} seed(s) "
-             f"({', '.join(map(str, b['seeds']))}). Activations ap_ufixed<8,3,AP_RND,AP_SAT>, input "
+             f"{b['test_limit'] or 10000} test images, mean ± sample std over the seeds of each cell "
+             f"(seeds used: {', '.join(map(str, seeds))}; a cell with one seed says so). Activations ap_ufixed<8,3,AP_RND,AP_SAT>, input "
              "ap_ufixed<8,0,AP_RND,AP_SAT>, logits ap_fixed<16,6,AP_RND_CONV,AP_SAT>.", "",
              f"Schedule: per network and seed, a float model trained {b['float_epochs']} epoch(s) on "
              f"{b['float_limit'] or 60000} images (Adam lr {b['float_lr']:g}, cosine, batch {BATCH}); "
              f"every cell fine-tunes it {b['qat_epochs']} epoch(s) on {b['train_limit'] or 60000} images "
              f"(Adam lr {b['qat_lr']:g}, cosine); adaptive VecQ with refresh_every={b['refresh_every']}.",
              ""]
-    if b["float_epochs"] < FULL["float_epochs"] or b["qat_epochs"] < FULL["qat_epochs"] or \
-            b["train_limit"] or b["float_limit"] or b["test_limit"]:
-        lines += ["**Not the converged schedule**: this file was written with overrides below the "
-                  f"--full preset ({FULL['float_epochs']} float + {FULL['qat_epochs']} QAT epochs on all "
-                  "60k images, full test set); it checks the path, not the accuracy.", ""]
+    if any(b[k] != CONVERGED[k] for k in ("float_epochs", "qat_epochs", "train_limit", "float_limit",
+                                            "test_limit", "float_lr", "qat_lr")):
+        lines += ["**Not the converged schedule**: this file was written with overrides of the "
+                  f"converged preset ({CONVERGED['float_epochs']} float + {CONVERGED['qat_epochs']} QAT "
+                  "epochs on all 60k images, full test set); it checks the path, not the accuracy.", ""]
     head = "| network | method | " + " | ".join(f"k={k}" for k in bits) + " |"
     lines += [head, "|---|---|" + "---:|" * len(bits)]
     for net in res["grid"]["networks"]:
@@ -244,7 +264,7 @@ def write_markdown_full(res: dict, path: Path) -> None:
               "deployment (BatchNorm folded into fixed-point scales), accuracy measured on the "
               "deployed integer model by the bit-accurate simulator; the paper-size LeNet-5 "
               "(32C5-64C5-FC512-FC10 with BatchNorm).", "",
-              "Goal (issue #15): >= 99.2 % deployed at every k >= 2 on LeNet-5.", "",
+              "Goal (issue #23): >= 99.2 % deployed at every k >= 2 on the paper-size LeNet-5.", "",
               "## Runs and timings (seconds)", "",
               "| network | method | k | seed | deployed % | QAT torch % | agreement % | train s | export s | sim s |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -257,7 +277,7 @@ def write_markdown_full(res: dict, path: Path) -> None:
                      f"({fl['train_time_s']} s).")
     if res.get("not_run"):
         lines += ["", "Not run (time budget): " + ", ".join(res["not_run"]) + "."]
-    lines += ["", f"Machine: {res['machine']}. Script: `benchmarks/accuracy.py --full`."]
+    lines += ["", f"Machine: {res['machine']}. Script: `benchmarks/accuracy.py --preset {res['preset']}`."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 def _cell(v):
@@ -360,7 +380,7 @@ def write_plot(res: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Integer model as deployed (bit-accurate sim), 8-bit activations, "
-                 + ("mean over seeds" if res.get("full") else "reduced budget"),
+                 + ("mean over seeds" if res.get("preset") != "reduced" else "reduced budget"),
                  fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -372,7 +392,7 @@ def save(res: dict, out: Path, stem: str = "accuracy") -> None:
     tmp = out / f"{stem}.json.tmp"
     tmp.write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
     tmp.replace(out / f"{stem}.json")
-    if res.get("full"):
+    if res.get("preset") != "reduced":
         write_markdown_full(res, out / f"{stem}.md")
     else:
         write_markdown(res, out / f"{stem}.md")
@@ -381,8 +401,9 @@ def save(res: dict, out: Path, stem: str = "accuracy") -> None:
 
 def _args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--full", action="store_true",
-                   help="the schedule to convergence (FULL preset, 3 seeds) -> accuracy_full.*")
+    p.add_argument("--preset", choices=list(PRESETS), default="reduced",
+                   help="reduced -> accuracy.*, converged -> accuracy_full.*, long (GPU) -> accuracy_long.*")
+    p.add_argument("--full", action="store_true", help="alias of --preset converged")
     p.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=list(NETWORKS))
     p.add_argument("--bits", nargs="+", type=int, default=[1, 2, 3, 4, 8])
     p.add_argument("--adaptive-bits", nargs="*", type=int, default=None)
@@ -404,7 +425,10 @@ def _args(argv):
                    help="UTC time HH:MM: start no new run after it (what is left is listed as not run)")
     p.add_argument("--fresh", action="store_true", help="ignore the runs already in accuracy.json")
     args = p.parse_args(argv)
-    preset = FULL if args.full else REDUCED
+    if args.full:
+        args.preset = "converged"
+    args.full = args.preset != "reduced"  # several seeds, per-seed float models
+    preset = PRESETS[args.preset]
     for key, value in preset.items():  # what the command line leaves unset comes from the preset
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -418,18 +442,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out, cache = Path(args.out), Path(args.cache)
-    stem = "accuracy_full" if args.full else "accuracy"
+    stem = STEMS[args.preset]
 
     budget = {"float_epochs": args.float_epochs, "float_lr": args.float_lr, "qat_epochs": args.qat_epochs,
               "qat_lr": args.qat_lr, "train_limit": args.train_limit, "refresh_every": args.refresh_every,
               "test_limit": args.test_limit, "float_limit": args.float_limit, "batch_size": BATCH}
-    if args.full:
-        budget["seeds"] = list(args.seeds)
-    else:
+    if not args.full:
         budget["seed"] = SEED  # the reduced table's budget key (kept: its runs are reused)
     dev = "GPU " + torch.cuda.get_device_name(0) if args.device == "cuda" else f"{args.threads} thread(s)"
     res = {"machine": f"{platform.machine()}, {os.cpu_count()} cpus (shared), torch {torch.__version__}, "
-                      f"{dev}", "budget": budget, "types": TYPES, "full": bool(args.full),
+                      f"{dev}", "budget": budget, "types": TYPES, "preset": args.preset,
            "grid": {"networks": args.networks, "bits": args.bits, "adaptive_bits": args.adaptive_bits,
                     "methods": args.methods},
            "float": {}, "runs": [], "not_run": []}
@@ -437,9 +459,15 @@ def main(argv=None) -> int:
     if old.exists() and not args.fresh:
         prev = json.loads(old.read_text())
         if prev.get("budget") == budget:
-            res["runs"] = [r for r in prev["runs"] if r["network"] in args.networks]
-            res["float"] = {k: v for k, v in prev.get("float", {}).items()
-                            if k.split("@")[0] in args.networks}
+            if args.full:  # converged/long: runs accumulate over invocations (other networks, seeds)
+                res["runs"], res["float"] = prev["runs"], prev.get("float", {})
+                g, pg = res["grid"], prev.get("grid", {})
+                for key in g:
+                    g[key] = sorted(set(g[key]) | set(pg.get(key, [])), key=str)
+            else:
+                res["runs"] = [r for r in prev["runs"] if r["network"] in args.networks]
+                res["float"] = {k: v for k, v in prev.get("float", {}).items()
+                                if k.split("@")[0] in args.networks}
 
     deadline = None
     if args.deadline:
@@ -458,7 +486,7 @@ def main(argv=None) -> int:
             if "vecq_adaptive" in args.methods and k not in args.bits:
                 todo.append((net, "vecq_adaptive", k))
     for net in args.networks:
-        arch, dataset, _ = NETWORKS[net]
+        arch, dataset = NETWORKS[net][:2]
         train_xy = test = None
         for seed in args.seeds:
             if deadline and time.time() > deadline:

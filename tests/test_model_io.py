@@ -82,8 +82,9 @@ def test_round_trip_every_layer_kind(tmp_path, seed):
     rep = save_model(m, tmp_path / "m")
     graph_kinds = {type(layer) for layer in make_graph(seed).layers}
     alq = {ir.AlqDense, ir.AlqConv2D}  # their round trip: tests/test_alq_native.py
+    pq = {ir.PqDense, ir.PqConv2D}  # theirs: tests/test_pq.py
     gnn_kinds = {type(layer) for layer in random_gcn(seed).layers}  # tests/test_gnn.py round-trips those
-    assert {type(layer) for layer in m.layers} | graph_kinds | gnn_kinds == set(ir.LAYER_KINDS.values()) - alq
+    assert {type(layer) for layer in m.layers} | graph_kinds | gnn_kinds == set(ir.LAYER_KINDS.values()) - alq - pq
     back = load_model(tmp_path / "m")
     assert back == m
     assert load_model(tmp_path / "m" / "model.yaml") == m

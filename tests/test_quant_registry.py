@@ -174,7 +174,7 @@ def test_ul2q_offset_default_in_configs_vs_constructor():
 
 
 @pytest.mark.parametrize("config, field, words", [
-    ({"method": "lsq"}, "quant.method", "unknown quantiser method 'lsq'; expected one of alq, bwn, esb, sq, srq, twn, ul2q, vecq"),
+    ({"method": "lsq"}, "quant.method", "unknown quantiser method 'lsq'; expected one of alq, bwn, esb, pq, sq, srq, twn, ul2q, vecq"),
     ({"method": 3}, "quant.method", "expected one of"),
     ({"bits": 2}, "quant.method", "expected a mapping with a method"),
     ("vecq", "quant.method", "expected a mapping with a method"),

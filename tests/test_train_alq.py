@@ -176,7 +176,8 @@ def test_two_ranks_hold_the_same_alq_state(mnist, tmp_path):
     for p in procs:
         o = p.communicate(timeout=300)[0]
         assert p.returncode == 0, o[-3000:]
-    r0, r1 = (torch.load(dump / f"rank{r}.pt", weights_only=False) for r in range(2))
+    last = max(int(p.stem.split("epoch")[1]) for p in dump.glob("rank0-epoch*.pt"))  # the run's end
+    r0, r1 = (torch.load(dump / f"rank{r}-epoch{last}.pt", weights_only=False) for r in range(2))
     assert r0["world"] == 2 and r0["state"].keys() == r1["state"].keys()
     assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
     blob = _model_file(out)
