@@ -84,6 +84,62 @@ def test_select_form_beats_the_previous_form_and_is_proven():
     assert prove_array_form(odd[4][0], 4, "select", odd[4][1])  # one stage, every accumulator value
 
 
+def test_esb5_plan_splits_the_sign_over_two_groups():
+    """ESB(5, 3), levels p - 15 s (p the four low code bits, s the sign bit): three groups with
+    shifts 3, 1, 0 need s in two of them (-15 = -8 - 7), so no term reaches past +/-15 (a -16 term
+    widens the sum: 41 LUT/MAC, benchmarks/results/products.md) and every sign is a plain code bit."""
+    from vecq_hw.hls.select import reach, sign_cost
+
+    levels = esb_levels(5, 3)
+    plan = find_plan(levels, 5)
+    assert check(plan, levels) and all(fits(g, e) for g, e in zip(plan.groups, plan.entries))
+    assert sorted(plan.shift(t) for t in range(3)) == [0, 1, 3]
+    assert sum(map(len, plan.groups)) == 6 and sum(4 in g for g in plan.groups) == 2
+    assert reach(plan) == 4 and max(sign_cost(plan, t) for t in range(3)) <= 1
+    # a zero entry's sign is free: chosen as a code bit, never changing the sum
+    for t in range(3):
+        assert all(e == 0 for e, n, (_, _, neg) in zip(plan.entries[t], plan.negates(t), plan.picks(t)) if n != neg)
+
+
+@yosys
+def test_esb5_select_costs_no_more_than_vecq5_and_is_proven():
+    """Issue 21's done-when: ESB run-time LUT/MAC <= VecQ's at b = 5 (b = 3, 4: products.md), on
+    the slot array (one input shared by 16 outputs), with the estimator's model within 10 %."""
+    from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+    from vecq_hw.hls.select import adder_luts, multiple_luts
+
+    tables = [(esb_levels(5, 3), find_plan(esb_levels(5, 3), 5)), (named_levels("odd", 5), named_plan("odd", 5))]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        esb, vecq = pool.map(lambda t: array_luts(t[0], 5, "select", t[1], m=1, n=16)["lut_per_mac"], tables)
+    assert esb <= vecq, (esb, vecq)
+    lv, plan = tables[0]
+    model = 16 * adder_luts(plan, ArrayWriter(lv, 5, 8, 1, 16, plan).W) + multiple_luts(plan, 8)
+    assert abs(model / (16 * esb) - 1) < 0.1, (model, 16 * esb)
+    assert prove_array_form(lv, 5, "select", plan, w=4)  # one stage, every accumulator value
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_folded_esb5_split_plan_csim_equals_simulator(tmp_path):
+    """The split plan through the HLS 'select' class: the sign bit read by two groups, free zero
+    signs in the negate table; R = 5 on 40 products: 8 slots a cycle, blocks not aligned to the
+    8-product groups."""
+    from vecq_hw.hls import HlsOptions, csim, write_project
+    from vecq_hw.ir.examples import random_inputs, random_mlp
+    from vecq_hw.sim import simulate
+
+    from vecq_hw.hls.products import choose_product
+
+    model = random_mlp(5, seed=5, levels=esb_levels(5, 3), sizes=(5, 8, 4))
+    assert {choose_product(n.layer, n.in_types[0]).kind for n in model.nodes() if hasattr(n.layer, "levels")} == {"select"}
+    x = random_inputs(model, 300, seed=4)
+    y = simulate(model, x_mantissa=x).output
+    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type="io_parallel", reuse={"fc1": 5, "fc2": 4}),
+                        expected=(x, y))
+    out = csim(prj)
+    assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-2000:]
+    np.testing.assert_array_equal(out.outputs, y.reshape(len(x), -1))
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_folded_select_products_csim_equals_simulator(tmp_path):
     from vecq_hw.hls import HlsOptions, csim, write_project

@@ -115,7 +115,7 @@ class ArrayWriter:
         tw = self.term_width(t)
         opts = [f"(m{mults.index(o)}_{i} <<< {s})" if o else f"{tw}'sd0" for o, s, _ in picks]
         sel = "".join(f"{v} == {len(g)}'d{k} ? {o} : " for k, o in enumerate(opts[:-1])) + opts[-1]
-        negs = [f"{v} == {len(g)}'d{k}" for k, (_, _, ng) in enumerate(picks) if ng]
+        negs = [f"{v} == {len(g)}'d{k}" for k, ng in enumerate(self.plan.negates(t)) if ng]
         name = f"{i}_{j}_{t}"
         self.body.append(f"  wire signed [{tw - 1}:0] s{name} = {sel};")
         sign = " | ".join(negs) if negs else "1'b0"
