@@ -118,23 +118,50 @@ def test_esb5_select_costs_no_more_than_vecq5_and_is_proven():
     assert prove_array_form(lv, 5, "select", plan, w=4)  # one stage, every accumulator value
 
 
+@yosys
+def test_partial_sums_cost_what_the_estimator_says_and_are_proven():
+    """A cycle's products of one output summed at their own width, then one add into the wide
+    accumulator (hls/partial_sums.py): fewer yosys LUTs than chaining them into the accumulator,
+    the estimator's model within 10 % of yosys, and SAT-proven equal to acc + sum x * levels[c]."""
+    from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+    from vecq_hw.hls.select import adder_luts, multiple_luts
+
+    lv, plan = named_levels("odd", 2), named_plan("odd", 2)
+    m, n, acc = 4, 4, 20  # 4 inputs a cycle into 20-bit accumulators (a conv layer's fan-in)
+    aw = ArrayWriter(lv, 2, 8, m, n, plan, acc_width=acc)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        chain, psum = pool.map(lambda f: array_luts(lv, 2, f, plan, m=m, n=n, acc_width=acc)["luts"],
+                               ("select", "select_psum"))
+    assert psum < chain, (psum, chain)
+    model = n * m * adder_luts(plan, aw.Wn) + n * aw.W + m * multiple_luts(plan, 8)
+    assert abs(model / psum - 1) < 0.1, (model, psum)
+    assert prove_array_form(lv, 2, "select_psum", plan, w=4, m=2, n=2, acc_width=aw.Wn + 3)
+    wrong = lv.copy()
+    wrong[1] += 2
+    assert not prove_array_form(lv, 2, "select_psum", plan, w=4, m=2, n=2, acc_width=aw.Wn + 3, gold_levels=wrong)
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
-def test_folded_esb5_split_plan_csim_equals_simulator(tmp_path):
-    """The split plan through the HLS 'select' class: the sign bit read by two groups, free zero
-    signs in the negate table; R = 5 on 40 products: 8 slots a cycle, blocks not aligned to the
-    8-product groups."""
+def test_folded_esb5_split_plan_and_partial_sums_csim_equals_simulator(tmp_path):
+    """The split plan through the HLS 'select' class (the sign bit read by two groups, free zero
+    signs in the negate table), fc1 with partial sums (R = 8: 8 products per output a cycle summed
+    in psum_t), fc2 without (2 a cycle: not cheaper): g++ C simulation equals the simulator."""
     from vecq_hw.hls import HlsOptions, csim, write_project
+    from vecq_hw.hls.mappings import mapping_for
+    from vecq_hw.hls.products import choose_product
     from vecq_hw.ir.examples import random_inputs, random_mlp
     from vecq_hw.sim import simulate
 
-    from vecq_hw.hls.products import choose_product
-
-    model = random_mlp(5, seed=5, levels=esb_levels(5, 3), sizes=(5, 8, 4))
-    assert {choose_product(n.layer, n.in_types[0]).kind for n in model.nodes() if hasattr(n.layer, "levels")} == {"select"}
+    model = random_mlp(5, seed=5, levels=esb_levels(5, 3), sizes=(64, 8, 4))
+    reuse = {"fc1": 8, "fc2": 4}
+    weighted = [n for n in model.nodes() if hasattr(n.layer, "levels")]
+    assert {choose_product(n.layer, n.in_types[0]).kind for n in weighted} == {"select"}
+    widths = [mapping_for(n).psum_width(n, reuse[n.layer.name]) for n in weighted]
+    assert widths[0] is not None and widths[0] < weighted[0].layer.accum_type.width and widths[1] is None
     x = random_inputs(model, 300, seed=4)
     y = simulate(model, x_mantissa=x).output
-    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type="io_parallel", reuse={"fc1": 5, "fc2": 4}),
-                        expected=(x, y))
+    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type="io_parallel", reuse=reuse), expected=(x, y))
+    assert "typedef ap_fixed<%d," % widths[0] in (prj / "firmware" / "parameters.h").read_text()
     out = csim(prj)
     assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-2000:]
     np.testing.assert_array_equal(out.outputs, y.reshape(len(x), -1))
