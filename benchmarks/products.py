@@ -63,8 +63,10 @@ class FixedSigns(SelectPlan):
 
 #: ESB(5, 3) (levels p - 15 s, p the low four code bits, s the sign bit) plans measured on the array
 ESB5_PLANS = {
-    "one copy per bit (the plan before)": SelectPlan(5, ((0, 4), (1, 2), (3,)), ((0, 1, -15, -14), (0, 2, 4, 6), (0, 8))),
-    "sign in two groups, -15 = -16 + 1": SelectPlan(5, ((0, 4), (1, 2), (3, 4)), ((0, 1, 1, 2), (0, 2, 4, 6), (0, 8, -16, -8))),
+    "one copy per bit (the plan before)": SelectPlan(5, ((0, 4), (1, 2), (3,)),
+                                                     ((0, 1, -15, -14), (0, 2, 4, 6), (0, 8))),
+    "sign in two groups, -15 = -16 + 1": SelectPlan(5, ((0, 4), (1, 2), (3, 4)),
+                                                    ((0, 1, 1, 2), (0, 2, 4, 6), (0, 8, -16, -8))),
     "sign in two groups, -15 = -8 - 7, zero signs fixed": FixedSigns(5, ((0, 4), (1, 2), (3, 4)),
                                                                     ((0, 1, -7, -6), (0, 2, 4, 6), (0, 8, -8, 0))),
     "sign in two groups, -15 = -8 - 7, zero signs free (kernels now)": find_plan(esb_levels(5, 3), 5),
@@ -78,7 +80,8 @@ def measure_plan(name: str, args) -> dict:
     row = {"table": "esb5_plan", "bits": 5, "form": name, "mode": "run-time", "m": args.m, "n": args.n, "w": args.w,
            "W": W, "luts": r["luts"], "carry": r["carry"], "lut_per_mac": round(r["lut_per_mac"], 2),
            "groups": [list(g) for g in plan.groups], "entries": [list(e) for e in plan.entries],
-           "multiples": list(plan.multiples), "adder_bits_per_mac": sum(W - plan.shift(t) for t in range(len(plan.groups)))}
+           "multiples": list(plan.multiples),
+           "adder_bits_per_mac": sum(W - plan.shift(t) for t in range(len(plan.groups)))}
     print(json.dumps(row), flush=True)
     return row
 
@@ -89,7 +92,8 @@ def measure_psum(form: str, args) -> dict:
     levels, plan = named_levels("odd", 2), named_plan("odd", 2)
     r = array_luts(levels, 2, form, plan, w=args.w, m=PSUM_M, n=args.n, acc_width=PSUM_ACC)
     aw = ArrayWriter(levels, 2, args.w, PSUM_M, args.n, plan, acc_width=PSUM_ACC)
-    model = args.n * PSUM_M * adder_luts(plan, aw.W if form == "select" else aw.Wn) + PSUM_M * multiple_luts(plan, args.w)
+    model = (args.n * PSUM_M * adder_luts(plan, aw.W if form == "select" else aw.Wn)
+             + PSUM_M * multiple_luts(plan, args.w))
     model += args.n * aw.W if form == "select_psum" else 0
     row = {"table": "psum", "bits": 2, "form": form, "mode": "run-time", "m": PSUM_M, "n": args.n, "w": args.w,
            "W": aw.W, "Wn": aw.Wn, "luts": r["luts"], "carry": r["carry"], "lut_per_mac": round(r["lut_per_mac"], 2),
@@ -343,7 +347,8 @@ def markdown(result: dict) -> str:
             "| | LUTs | frames/s | GOPS | GOPS per 1k LUTs |", "|---|---|---|---|---|",
             f"| before (estimate.md, product model 'var') | {d['before']['luts']:,} | {d['before']['fps']:,} | "
             f"{2 * d['macs_per_frame'] * d['before']['fps'] / 1e9:.1f} | {d['before']['gops_per_klut']} |",
-            f"| select form, chained into the accumulators (main 39c8b23), plan conv2 40 | {d['before_psum']['luts']:,} | "
+            "| select form, chained into the accumulators (main 39c8b23), plan conv2 40 | "
+            f"{d['before_psum']['luts']:,} | "
             f"{d['before_psum']['fps']:,} | {2 * d['macs_per_frame'] * d['before_psum']['fps'] / 1e9:.1f} | "
             f"{d['before_psum']['gops_per_klut']} |",
             f"| now (select form + per-cycle partial sums), plan {d['reuse']} | {d['luts']:,.0f} | {d['fps']:,.0f} | "
@@ -362,9 +367,11 @@ def psum_table(result: dict) -> list[str]:
             f"Measured: VecQ 2-bit, {c['m']} inputs x {c['n']} outputs a cycle, {c['W']}-bit accumulators "
             f"(a conv layer's fan-in).\n",
             "| form | LUTs | LUT/MAC | estimator's model | model / yosys |", "|---|---|---|---|---|",
-            f"| chained into the {c['W']}-bit accumulator (select) | {c['luts']} | {_cell(c)} | {c['estimator_luts']} | "
+            f"| chained into the {c['W']}-bit accumulator (select) | {c['luts']} | {_cell(c)} | "
+            f"{c['estimator_luts']} | "
             f"{c['estimator_luts'] / c['luts']:.3f} |",
-            f"| summed at {p['Wn']} bits, then one add into the accumulator (select_psum) | {p['luts']} | **{_cell(p)}** | "
+            f"| summed at {p['Wn']} bits, then one add into the accumulator (select_psum) | {p['luts']} | "
+            f"**{_cell(p)}** | "
             f"{p['estimator_luts']} | {p['estimator_luts'] / p['luts']:.3f} |", "",
             "The kernel (nnet_vecq_fold.h) turns partial sums on where the estimator's model says they are cheaper; "
             "select_psum is SAT-proved and the kernel C-simulated in tests/test_products_array.py.", ""]

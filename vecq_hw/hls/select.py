@@ -204,7 +204,8 @@ def _with_offsets(bits: int, groups: list, raw: list, const: int):
     for offs in itertools.product(*ok):
         last = const - sum(offs)
         if fits(groups[-1], [r + last for r in raw[-1]]):
-            yield SelectPlan(bits, tuple(groups), tuple(tuple(r + o for r in rs) for rs, o in zip(raw, list(offs) + [last])))
+            entries = tuple(tuple(r + o for r in rs) for rs, o in zip(raw, list(offs) + [last]))
+            yield SelectPlan(bits, tuple(groups), entries)
 
 
 def _linear_weights(lv: np.ndarray, bits: int) -> list[int] | None:

@@ -40,7 +40,8 @@ import numpy as np
 from ..select import SelectPlan
 from .yosys import PROOF_PREP, yosys_equivalent, yosys_luts
 
-FORMS = ("select", "select_psum", "select_naive", "select_macc", "select_cat", "shift_add_bits", "digits", "addsub", "multiply")
+FORMS = ("select", "select_psum", "select_naive", "select_macc", "select_cat", "shift_add_bits", "digits", "addsub",
+         "multiply")
 
 
 def _pattern(c: int, bits: int) -> int:
