@@ -107,8 +107,8 @@ void vecq_conv2d_unfolded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_w
     vecq_conv_pixels<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data, res, weights, scale, bias);
 }
 
-// Conv2D / depthwise, folded (nnet_vecq_fold.h): one output pixel every R cycles (plus the
-// pipeline depth).
+// Conv2D / depthwise, folded (nnet_vecq_fold.h): one output row per vecq_fold_row, a pixel every
+// R cycles with its requantisation overlapped with the next pixel's products.
 template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
 void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
                       res_T res[CONFIG_T::out_height * CONFIG_T::out_width * N_FILT],
@@ -122,17 +122,11 @@ void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width
     #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
     #pragma HLS ARRAY_PARTITION variable=scale complete
     #pragma HLS ARRAY_PARTITION variable=bias complete
-    typename CONFIG_T::accum_t acc[N_FILT];
-    #pragma HLS ARRAY_PARTITION variable=acc complete
 VecQFoldRows:
     for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
-    VecQFoldCols:
-        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
-            vecq_fold_products<data_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
-                data, oh, ow, acc, weights);
-            vecq_requant_folded<res_T, CONFIG_T, N_FILT, CONFIG_T::out_height * CONFIG_T::out_width * N_FILT>(
-                acc, res, (oh * CONFIG_T::out_width + ow) * N_FILT, scale, bias);
-        }
+        vecq_array_sink<res_T, N_FILT> sink = {res, oh * CONFIG_T::out_width * N_FILT};
+        vecq_fold_row<data_T, res_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
+            data, oh, CONFIG_T::out_width, weights, scale, bias, sink);
     }
 }
 
@@ -177,36 +171,79 @@ void vecq_conv_pixel_lines(const x_T lines[(CONFIG_T::filt_height + 1) * CONFIG_
     vecq_requant_all<y_T, CONFIG_T, N_FILT, N_FILT>(acc, px, 0, scale, bias);
 }
 
-// one output pixel of the level-table kernels, as the line-buffer loop calls it
-template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel {
+// the pixels of an output row into the output stream, packed (vecq_stream_out)
+template <class res_T, unsigned N> struct vecq_stream_sink {
+    typedef typename res_T::value_type value_type;
+    hls::stream<res_T> &out;
+    res_T &pack;
+    unsigned &fill;
+    void pixel(const typename res_T::value_type px[]) {
+        #pragma HLS INLINE
+        vecq_stream_out<res_T, N>(px, pack, fill, out);
+    }
+};
+
+// an output row as the line-buffer loop calls it, pixel by pixel: PIXEL::pixel(lines, oh, ow, px,
+// weights, scale, bias) computes the N_FILT outputs of pixel (oh, ow) (CRTP base of the row kinds)
+template <class PIXEL> struct vecq_row_by_pixels {
+    template <class x_T, typename CONFIG_T, unsigned N_FILT, class W_T, class SINK>
+    static void row(const x_T *lines, unsigned oh, W_T weights, const typename CONFIG_T::scale_t *scale,
+                    const typename CONFIG_T::bias_t *bias, SINK &sink) {
+        #pragma HLS INLINE
+        typedef typename SINK::value_type y_T;
+        y_T px[N_FILT];
+        #pragma HLS ARRAY_PARTITION variable=px complete
+    VecQLineCols:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+            PIXEL::template pixel<x_T, y_T, CONFIG_T>(lines, oh, ow, px, weights, scale, bias);
+            sink.pixel(px);
+        }
+    }
+};
+
+// a row of the level-table kernels: folded (R > 1), vecq_fold_row (requantisation overlapped);
+// else a pixel per cycle (vecq_conv_pixel_lines)
+template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel : vecq_row_by_pixels<vecq_conv_lines_pixel<DW, N_FILT>> {
     template <class x_T, class y_T, typename CONFIG_T, class W_T>
     static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T weights,
                       const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
         #pragma HLS INLINE
         vecq_conv_pixel_lines<x_T, y_T, CONFIG_T, DW, N_FILT>(lines, oh, ow, px, weights, scale, bias);
     }
+    template <class x_T, typename CONFIG_T, unsigned N, class W_T, class SINK>
+    static void row(const x_T *lines, unsigned oh, W_T weights, const typename CONFIG_T::scale_t *scale,
+                    const typename CONFIG_T::bias_t *bias, SINK &sink) {
+        #pragma HLS INLINE
+        static const unsigned rows = CONFIG_T::filt_height + 1;
+        static const unsigned n_src = rows * CONFIG_T::in_width * CONFIG_T::n_chan;
+        static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
+        if (CONFIG_T::reuse_factor > 1)
+            vecq_fold_row<x_T, typename SINK::value_type, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT,
+                          n_prod, n_src>(lines, oh, CONFIG_T::out_width, weights, scale, bias, sink);
+        else
+            vecq_row_by_pixels<vecq_conv_lines_pixel<DW, N_FILT>>::template row<x_T, CONFIG_T, N_FILT>(
+                lines, oh, weights, scale, bias, sink);
+    }
 };
 
-// the line-buffer loop: PIXEL::pixel(lines, oh, ow, px, weights, scale, bias) computes the N_FILT
-// outputs of pixel (oh, ow) from the rows in `lines` (the level-table kernels above; the adder
-// graphs of nnet_vecq_da.h, which pass no weights)
+// the line-buffer loop: PIXEL::row<x_T, CONFIG_T, N_FILT>(lines, oh, weights, scale, bias, sink)
+// computes the output row oh from the rows in `lines` and hands its pixels to the sink (the
+// level-table kernels above; the adder graphs of nnet_vecq_da.h, which pass no weights)
 template <class data_T, class res_T, typename CONFIG_T, unsigned N_FILT, class PIXEL, class W_T>
 void vecq_conv_lines_loop(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream, W_T weights,
                           const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
     #pragma HLS INLINE
     typedef typename data_T::value_type x_T;
-    typedef typename res_T::value_type y_T;
     static const unsigned rows = CONFIG_T::filt_height + 1;
     static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
     static const unsigned n_data = CONFIG_T::in_height * row_len;
     static_assert(data_T::size <= row_len, "vecq line buffer: a stream pack must not exceed one input row");
     x_T lines[rows * row_len];
     #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
-    y_T px[N_FILT];
-    #pragma HLS ARRAY_PARTITION variable=px complete
     res_T pack;
     PRAGMA_DATA_PACK(pack)
     unsigned fill = 0, oh = 0;
+    vecq_stream_sink<res_T, N_FILT> sink = {res_stream, pack, fill};
 VecQLineRead:
     for (unsigned p = 0; p < n_data / data_T::size; p++) {
         vecq_lines_store<data_T, rows, row_len>(lines, data_stream.read(), p);
@@ -214,11 +251,7 @@ VecQLineRead:
         // every output row whose last needed input row has arrived (clipped to the input: bottom padding)
     VecQLineEmit:
         while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
-        VecQLineCols:
-            for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
-                PIXEL::template pixel<x_T, y_T, CONFIG_T>(lines, oh, ow, px, weights, scale, bias);
-                vecq_stream_out<res_T, N_FILT>(px, pack, fill, res_stream);
-            }
+            PIXEL::template row<x_T, CONFIG_T, N_FILT>(lines, oh, weights, scale, bias, sink);
             oh++;
         }
     }

@@ -66,7 +66,7 @@ VecQDaRows:
 }
 
 // the adder-graph pixel for the line-buffer loop of nnet_vecq_conv.h (no weights)
-struct vecq_da_lines_pixel {
+struct vecq_da_lines_pixel : vecq_row_by_pixels<vecq_da_lines_pixel> {
     template <class x_T, class y_T, typename CONFIG_T, class W_T>
     static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T,
                       const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {

@@ -27,7 +27,7 @@ from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
 from .costs import (FOLDED_DEPTH, LayerEstimate, bram_or_lutram, charge_memory, charge_ram, lut_per_product,
-                    product_luts)
+                    product_luts, requant_hold)
 from .offchip import STREAMED_MODES, StreamedLayer
 from .options import HlsOptions
 from .products import choose_product, kind_and_plan
@@ -274,12 +274,28 @@ class _WeightedMapping(Mapping):
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
             charge_memory(e, "weights", p * int(layer.bits), bram18=b, luts=lut)
         requant_cycles = math.ceil(n_out / units) if r > 1 else 0
-        per_input = 1 if r == 1 and weights is None else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
-        e.cycles = per_frame * per_input
+        streamed = weights is not None
+        e.cycles = self.folded_cycles(node, r, requant_cycles, streamed)
+        if self.overlaps_requant(r, streamed):  # at the accumulator's worst case, as select_array_luts
+            requant_hold(e, n_out, units, sum_width(p // n_out, layer.levels, node.in_types[0]))
         e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
         if weights is not None:
             e.latency += AXI_FIRST_WORD_CYCLES  # the first pass waits for the port's first burst
         return self.add_io(e, node, io_type)
+
+    def overlaps_requant(self, r: int, streamed: bool) -> bool:
+        """The kernel requantises an input's outputs while the next input's products run
+        (vecq_fold_row, hold registers: costs.requant_hold)."""
+        return False
+
+    def folded_cycles(self, node, r: int, requant_cycles: int, streamed: bool) -> int:
+        """Cycles per frame (loop trips of the kernel, not co-simulation): per input the R product
+        cycles, then its requantisation and the pipeline fill (vecq_fold_products, then
+        vecq_requant_folded); one cycle an input unfolded."""
+        per_frame = self.inputs_per_frame(node)
+        if r == 1 and not streamed:
+            return per_frame
+        return per_frame * (r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
 
     def input_group(self, node) -> int:
         """Consecutive products reading one input (TAPS::group): every output channel's."""
@@ -361,6 +377,17 @@ class _ConvMapping(_WeightedMapping):
 
     def inputs_per_frame(self, node):
         return int(node.out_shape[0]) * int(node.out_shape[1])
+
+    def overlaps_requant(self, r, streamed):
+        return r > 1 and not streamed  # on-chip codes, folded: vecq_fold_row
+
+    def folded_cycles(self, node, r, requant_cycles, streamed):
+        """vecq_fold_row (nnet_vecq_fold.h): one pipelined loop per output row, R cycles a pixel
+        with the previous pixel requantised meanwhile, the last pixel drained, then the fill."""
+        if not self.overlaps_requant(r, streamed):
+            return super().folded_cycles(node, r, requant_cycles, streamed)
+        rows, cols = int(node.out_shape[0]), int(node.out_shape[1])
+        return rows * (cols * r + requant_cycles + FOLDED_DEPTH)
 
     def stream_need(self, node):
         """vecq_conv_stream_lines (and the streamed kernel): output row oh leaves once input row
