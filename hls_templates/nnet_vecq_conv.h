@@ -107,8 +107,10 @@ void vecq_conv2d_unfolded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_w
     vecq_conv_pixels<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data, res, weights, scale, bias);
 }
 
-// Conv2D / depthwise, folded (nnet_vecq_fold.h): one output row per vecq_fold_row, a pixel every
-// R cycles with its requantisation overlapped with the next pixel's products.
+// Conv2D / depthwise, folded (nnet_vecq_fold.h): CONFIG_T::overlap (set in Python where the hold
+// registers pay for themselves, _ConvMapping.overlap_pays): one output row per vecq_fold_row, a
+// pixel every R cycles, its requantisation during the next pixel's products; else per pixel the
+// R product cycles, then its requantisation (ceil(N_FILT / R) units).
 template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
 void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
                       res_T res[CONFIG_T::out_height * CONFIG_T::out_width * N_FILT],
@@ -122,11 +124,23 @@ void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width
     #pragma HLS BIND_STORAGE variable=weights type=rom_np impl=auto
     #pragma HLS ARRAY_PARTITION variable=scale complete
     #pragma HLS ARRAY_PARTITION variable=bias complete
+    typename CONFIG_T::accum_t acc[N_FILT];
+    #pragma HLS ARRAY_PARTITION variable=acc complete
 VecQFoldRows:
     for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
-        vecq_array_sink<res_T, N_FILT> sink = {res, oh * CONFIG_T::out_width * N_FILT};
-        vecq_fold_row<data_T, res_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
-            data, oh, CONFIG_T::out_width, weights, scale, bias, sink);
+        if (CONFIG_T::overlap) {
+            vecq_array_sink<res_T, N_FILT> sink = {res, oh * CONFIG_T::out_width * N_FILT};
+            vecq_fold_row<data_T, res_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
+                data, oh, CONFIG_T::out_width, weights, scale, bias, sink);
+            continue;
+        }
+    VecQFoldCols:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+            vecq_fold_products<data_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
+                data, oh, ow, acc, weights);
+            vecq_requant_folded<res_T, CONFIG_T, N_FILT, CONFIG_T::out_height * CONFIG_T::out_width * N_FILT>(
+                acc, res, (oh * CONFIG_T::out_width + ow) * N_FILT, scale, bias);
+        }
     }
 }
 
@@ -168,7 +182,7 @@ void vecq_conv_pixel_lines(const x_T lines[(CONFIG_T::filt_height + 1) * CONFIG_
     #pragma HLS ARRAY_PARTITION variable=acc complete
     vecq_fold_products<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT, n_prod,
                        rows * CONFIG_T::in_width * CONFIG_T::n_chan>(lines, oh, ow, acc, weights);
-    vecq_requant_all<y_T, CONFIG_T, N_FILT, N_FILT>(acc, px, 0, scale, bias);
+    vecq_requant_folded<y_T, CONFIG_T, N_FILT, N_FILT>(acc, px, 0, scale, bias);
 }
 
 // the pixels of an output row into the output stream, packed (vecq_stream_out)
@@ -201,8 +215,9 @@ template <class PIXEL> struct vecq_row_by_pixels {
     }
 };
 
-// a row of the level-table kernels: folded (R > 1), vecq_fold_row (requantisation overlapped);
-// else a pixel per cycle (vecq_conv_pixel_lines)
+// a row of the level-table kernels: folded with CONFIG_T::overlap, vecq_fold_row (requantisation
+// overlapped); else pixel by pixel (vecq_conv_pixel_lines: R product cycles, then the
+// requantisation by ceil(N_FILT / R) units; R = 1: a pixel per cycle)
 template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel : vecq_row_by_pixels<vecq_conv_lines_pixel<DW, N_FILT>> {
     template <class x_T, class y_T, typename CONFIG_T, class W_T>
     static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T weights,
@@ -217,7 +232,7 @@ template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel : vecq_row_by_p
         static const unsigned rows = CONFIG_T::filt_height + 1;
         static const unsigned n_src = rows * CONFIG_T::in_width * CONFIG_T::n_chan;
         static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
-        if (CONFIG_T::reuse_factor > 1)
+        if (CONFIG_T::reuse_factor > 1 && CONFIG_T::overlap)
             vecq_fold_row<x_T, typename SINK::value_type, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT,
                           n_prod, n_src>(lines, oh, CONFIG_T::out_width, weights, scale, bias, sink);
         else

@@ -2,8 +2,10 @@
 (hls_templates/nnet_vecq_fold.h, vecq_fold_row), so a pixel takes R cycles, not R + requant.
 
 * cycles: the estimator's count is the kernel's loop trips, worked out by hand here for a small
-  conv (io_stream and io_parallel), and is below the count of the schedule before (a product
-  loop, then a requantisation loop, per pixel); dense layers and streamed codes keep that schedule.
+  conv (io_stream and io_parallel); the schedule before (a product loop, then a requantisation
+  loop, per pixel) stays where the hold registers do not pay (a fully folded conv), for dense
+  layers and streamed codes. (tests/test_hls_folding.py: the kernel flag is emitted exactly where
+  the estimate chose the overlap, and both schedules C-simulate bit-exactly.)
 * LUTs: the hold registers (the accumulators' copies, read by each requantisation unit through a
   multiplexer) as the estimator prices them are within 10 % of yosys on their Verilog form at
   LeNet-5's conv1 and conv2 points. (The C simulation of the folded convs, bit-exact:
@@ -52,7 +54,8 @@ def test_conv_prices_the_hold_registers(monkeypatch):
     node = _conv().nodes()[1]
     m = mapping_for(node)
     held = m.estimate(node, 4, "io_parallel")
-    monkeypatch.setattr(type(m), "overlaps_requant", lambda self, r, streamed: False)
+    assert held.overlap
+    monkeypatch.setattr(type(m), "overlap_pays", lambda *a: False)
     waits = m.estimate(node, 4, "io_parallel")
     # priced at the accumulator's worst-case width over codes (18 products x max|level| x max|x|),
     # as the slot array is, so that SRQ's prices depend on the bits only
@@ -61,6 +64,14 @@ def test_conv_prices_the_hold_registers(monkeypatch):
     assert held.ffs - waits.ffs == 8 * acc_w  # 8 accumulator copies
     assert held.luts - waits.luts == pytest.approx(2 * acc_w * 1.6)  # 2 units x acc_w bits x a 4:1 mux (one LUT6)
     assert waits.cycles == 16 * (4 + 4 + 3)
+
+
+def test_slow_plans_keep_the_sequential_schedule():
+    """Fully folded (R = P = 144, one product slot): the hold registers would cost more LUTs than
+    the 8 + 3 cycles a pixel they save are worth (H R >= L (requant + fill))."""
+    node = _conv().nodes()[1]
+    e = mapping_for(node).estimate(node, 144, "io_parallel")
+    assert not e.overlap and e.cycles == 16 * (144 + 8 + 3)
 
 
 def test_dense_keeps_the_sequential_schedule():

@@ -27,9 +27,10 @@ Per weighted layer with P products per input and reuse factor R (:mod:`vecq_hw.h
 * FFs: accumulators (and a folded conv's hold copies), one register per product slot, and
   (io_parallel) every layer output.
 * cycles per input: dense R (+ ceil(n_out / units) requant cycles when folded); conv: output
-  pixels x 1 unfolded; folded, per output row (vecq_fold_row) its pixels x R + requant cycles
-  + 3, a pixel requantised during the next one's products (streamed codes: pixels x (R +
-  requant cycles + 3)) (+ reading the input in io_stream). Loop trips, not co-simulation.
+  pixels x 1 unfolded; folded, pixels x (R + requant cycles + 3), or where the hold registers
+  pay (_ConvMapping.overlap_pays) per output row (vecq_fold_row) its pixels x R + requant
+  cycles + 3, a pixel requantised during the next one's products (+ reading the input in
+  io_stream). Loop trips, not co-simulation.
   The layers overlap as a dataflow pipeline: II = the slowest layer, latency = the sum.
 Non-weighted layers are charged a crude 0.5 LUT per bit they touch in parallel.
 The numbers are a pre-synthesis guide (how far to trust them: README, benchmarks/estimate.py),
