@@ -8,7 +8,8 @@
   the estimate chose the overlap, and both schedules C-simulate bit-exactly.)
 * LUTs: the hold registers (the accumulators' copies, read by each requantisation unit through a
   multiplexer) as the estimator prices them are within 10 % of yosys on their Verilog form at
-  LeNet-5's conv1 and conv2 points. (The C simulation of the folded convs, bit-exact:
+  LeNet-5's conv1 and conv2 points; copying the sum into them while the accumulator resets
+  costs no LUT on yosys. (The C simulation of the folded convs, bit-exact:
   tests/test_hls_folding.py and tests/test_products_array.py.)
 """
 
@@ -80,6 +81,17 @@ def test_dense_keeps_the_sequential_schedule():
     node = next(n for n in model.nodes() if n.layer.name == "fc1")
     # one input per frame: R = 8 product cycles, then 16 outputs by ceil(16 / 8) = 2 units: 8 cycles
     assert mapping_for(node).estimate(node, 8, "io_parallel").cycles == 8 + 8
+
+
+@pytest.mark.skipif(shutil.which("yosys") is None, reason="needs yosys")
+def test_the_copy_and_reset_cost_no_lut():
+    """vecq_fold_row copies the sum into hold and resets the accumulator at a pixel's last cycle:
+    yosys maps that to the plain accumulator's LUTs (the reset on the FFs, the copy a clock enable)."""
+    from vecq_hw.hls.estimate.hold_form import accumulate_verilog
+    from vecq_hw.hls.estimate.yosys import yosys_luts
+
+    plain, held = (yosys_luts(accumulate_verilog(20, 10, h)) for h in (False, True))
+    assert held["luts"] == plain["luts"] > 0 and held["ffs"] == 2 * plain["ffs"] == 40
 
 
 @pytest.mark.skipif(shutil.which("yosys") is None, reason="needs yosys")

@@ -28,4 +28,18 @@ def hold_verilog(n: int, units: int, w: int) -> str:
     return "\n".join(out + ["  end", "endmodule"]) + "\n"
 
 
-__all__ = ["hold_verilog"]
+def accumulate_verilog(w: int, s: int, hold: bool) -> str:
+    """Module ``dot``: a w-bit accumulator adding an s-bit term each cycle; with ``hold``, as
+    vecq_fold_row builds it: at ``last`` the sum goes into ``hold`` (clock enable) and the
+    accumulator resets to 0 (synchronous reset), so no multiplexer clears it before the adder."""
+    sum_ = f"acc + {{{{{w - s}{{t[{s - 1}]}}}}, t}}"
+    if not hold:
+        return (f"module dot(input clk, input signed [{s - 1}:0] t, output reg signed [{w - 1}:0] acc);\n"
+                f"  always @(posedge clk) acc <= {sum_};\nendmodule\n")
+    return (f"module dot(input clk, input last, input signed [{s - 1}:0] t, output reg signed [{w - 1}:0] acc,\n"
+            f"           output reg signed [{w - 1}:0] hold);\n  wire signed [{w - 1}:0] sum = {sum_};\n"
+            f"  always @(posedge clk) begin\n    acc <= last ? {w}'sd0 : sum;\n    if (last) hold <= sum;\n"
+            "  end\nendmodule\n")
+
+
+__all__ = ["accumulate_verilog", "hold_verilog"]
