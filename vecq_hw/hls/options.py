@@ -39,6 +39,8 @@ class HlsOptions:
     ``weights``: per-layer weight memory ``{layer name: 'onchip' | 'offchip' | 'uram'}`` (default
     'onchip'; :mod:`.offchip`); ``axi_bits``: the width of a streamed layer's AXI port (None: the
     part's, from configs/hardware/parts.yaml).
+    ``packs``: per-tensor io_stream pack widths ``{layer name: k}``: the layer's output stream
+    carries k of its channels a token (k divides them; default: whole pixels), :mod:`.packs`.
     ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
     under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
     ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
@@ -57,6 +59,7 @@ class HlsOptions:
     weights: dict = field(default_factory=dict)
     axi_bits: int | None = None
     trace: bool = False
+    packs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -98,6 +101,18 @@ class HlsOptions:
                                           or self.axi_bits < 8 or self.axi_bits & (self.axi_bits - 1)
                                           or self.axi_bits > 1024):
             bad("axi_bits", "a power of two from 8 to 1024", self.axi_bits)
+        if not isinstance(self.packs, dict):
+            bad("packs", "a mapping {layer name: values per token}", self.packs)
+        for name, k in self.packs.items():
+            if not isinstance(name, str) or not name:
+                bad("packs", "layer names as keys", name)
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                bad(f"packs.{name}", "a positive integer", k)
+        if self.packs and self.io_type != "io_stream":
+            bad("packs", "none in io_parallel (packs are io_stream tokens)", self.packs)
+        if self.packs and self.strategy == DISTRIBUTED_ARITHMETIC:
+            bad("packs", f"none with strategy {DISTRIBUTED_ARITHMETIC} (its kernels are not checked with sliced "
+                "packs)", self.packs)
         check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
         check_clock_period(self.clock_period)
         if not isinstance(self.trace, bool):
