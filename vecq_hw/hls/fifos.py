@@ -209,7 +209,32 @@ def _widen_short_path(j: _Join, order, fifos, long_in: str, short_in: str, first
     fs[i].depth, fs[i].reason = d, f"{j.add}: the path from '{j.fork}' through '{long_in}' needs it"
 
 
-def _size_join(model, nodes, readers, order, fifos, add, s) -> None:
+def _join_key(model, readers, order, fifos, add, s):
+    """Everything _size_join reads, for the memo (None: the add is not two chains from one fork)."""
+    paths = [_path(model, readers, src) for src in add.inputs]
+    if any(p is None for p in paths) or paths[0][0] != paths[1][0]:
+        return None
+    fork = paths[0][0]
+    edges = [e for _, chain in paths for e in zip([fork] + chain, chain + [add.name])]
+    return (add.name, tuple(order[fork]), tuple((n, s[n]) for n in [fork] + paths[0][1] + paths[1][1]),
+            tuple(fifos[e].depth for e in edges))
+
+
+def _size_join(model, nodes, readers, order, fifos, add, s, memo: dict | None = None) -> None:
+    """Size the FIFOs of one add's two paths; ``memo``: {key: the depths set} shared by calls on
+    one model (``fit`` plans the FIFOs of many pack choices that share most joins)."""
+    key = _join_key(model, readers, order, fifos, add, s) if memo is not None else None
+    if key is not None and key in memo:
+        for e, depth, reason in memo[key]:
+            fifos[e].depth, fifos[e].reason = depth, reason
+        return
+    before = {e: (f.depth, f.reason) for e, f in fifos.items()}
+    _size_join_now(model, nodes, readers, order, fifos, add, s)
+    if key is not None:
+        memo[key] = [(e, f.depth, f.reason) for e, f in fifos.items() if (f.depth, f.reason) != before[e]]
+
+
+def _size_join_now(model, nodes, readers, order, fifos, add, s) -> None:
     j = _join(model, nodes, readers, fifos, add, s)
     if j is None:
         for src in add.inputs:  # frame-deep inputs cannot deadlock
@@ -222,10 +247,12 @@ def _size_join(model, nodes, readers, order, fifos, add, s) -> None:
 
 
 def plan_fifos(model: ir.Model, *, default_depth: int = DEFAULT_DEPTH, clone_order: dict | None = None,
-               packs: dict | None = None) -> list[Fifo]:
+               packs: dict | None = None, memo: dict | None = None) -> list[Fifo]:
     """Every io_stream FIFO of the design with its depth. ``clone_order``: {source: its readers in
     the clone's output order} (default: the order of ``model.consumers()``, which is hls4ml's);
-    ``packs``: {layer: values per token} of sliced streams (:mod:`.packs`; default whole pixels)."""
+    ``packs``: {layer: values per token} of sliced streams (:mod:`.packs`; default whole pixels);
+    ``memo``: a dict kept between calls on the same model (and default depth), to reuse the joins
+    whose packs and depths did not change."""
     readers, s = model.consumers(), slices(model, packs)
     order = {k: list(v) for k, v in readers.items()}
     order.update(clone_order or {})
@@ -235,7 +262,7 @@ def plan_fifos(model: ir.Model, *, default_depth: int = DEFAULT_DEPTH, clone_ord
         f.depth = min(int(default_depth), f.tokens)
     for layer in model.layers:
         if isinstance(layer, ir.Add) and len(layer.inputs) == 2:
-            _size_join(model, nodes, readers, order, fifos, layer, s)
+            _size_join(model, nodes, readers, order, fifos, layer, s, memo)
     return list(fifos.values())
 
 

@@ -160,14 +160,15 @@ def layer_estimate(mapping: Mapping, node: ir.Node, reuse: int, io_type: str, st
     return e
 
 
-def fifo_estimate(model: ir.Model, part: Part, packs: dict | None = None) -> LayerEstimate:
+def fifo_estimate(model: ir.Model, part: Part, packs: dict | None = None, memo: dict | None = None) -> LayerEstimate:
     """The io_stream FIFOs between the layers at their scheduled depths, as one row '(fifos)': a
     register when 1 deep, a shift register (one SRL32 LUT per bit, an output register) up to 32
     deep, else a RAM (UltraRAM where the part has it and that takes less silicon, as the project
     writer binds it). A token is a whole pixel (hls4ml's io_stream packs every channel; a vector is
-    one token), so wide layers have wide FIFOs, unless ``packs`` slices it (:mod:`vecq_hw.hls.packs`)."""
+    one token), so wide layers have wide FIFOs, unless ``packs`` slices it (:mod:`vecq_hw.hls.packs`).
+    ``memo``: :func:`~vecq_hw.hls.fifos.plan_fifos`'s, kept by a caller that plans many packs."""
     e = LayerEstimate("(fifos)", "fifos", cycles=1, latency=0)
-    for f in plan_fifos(model, packs=packs):
+    for f in plan_fifos(model, packs=packs, memo=memo):
         if f.depth <= 32:
             charge_memory(e, "fifos", f.bits, luts=f.width if f.depth > 1 else 0)
             e.ffs += f.width

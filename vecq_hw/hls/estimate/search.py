@@ -47,6 +47,7 @@ class Costs:
         self.packs = resolve_packs(model, packs) if io_type == "io_stream" else {}
         self.slicing = bool(slicing) and io_type == "io_stream"
         self._fifo_rows: dict = {}
+        self._fifo_memo: dict = {}
         self.da = da or {}  # strategy, da_max_products: an on-chip layer at R = 1 may be da4ml's adder graph
         self.nodes = model.nodes()
         weighted = {n.layer.name for n in weighted_nodes(model)}
@@ -87,7 +88,7 @@ class Costs:
         """The FIFO row for these resolved packs (computed once per distinct packs)."""
         key = tuple(sorted(packs.items()))
         if key not in self._fifo_rows:
-            self._fifo_rows[key] = fifo_estimate(self.model, self.part, packs)
+            self._fifo_rows[key] = fifo_estimate(self.model, self.part, packs, self._fifo_memo)
         return self._fifo_rows[key]
 
     def assemble(self, choice: dict) -> Estimate:
