@@ -83,7 +83,8 @@ def export_times(name: str) -> dict:
                 layer.codes.size for layer in r.model.layers if isinstance(layer, ir.Weighted)))}
 
 
-def software(name: str, tmp: Path) -> tuple[ir.Model, dict]:
+def software(name: str, tmp: Path, kept_export: dict | None = None) -> tuple[ir.Model, dict]:
+    """The software timings; ``kept_export``: the export fields of an earlier run, not measured again."""
     t0 = time.perf_counter()
     model = MODELS[name]()
     t1 = time.perf_counter()
@@ -96,7 +97,7 @@ def software(name: str, tmp: Path) -> tuple[ir.Model, dict]:
     t4 = time.perf_counter()
     weights = sum(layer.codes.size for layer in model.layers if isinstance(layer, ir.Weighted))
     return model, {"weights": int(weights), "macs": macs(model), "build_s": t1 - t0, "save_s": t2 - t1,
-                   "sim_8_images_s": t4 - t3, **export_times(name), "load_average": os.getloadavg()}
+                   "sim_8_images_s": t4 - t3, **(kept_export or export_times(name)), "load_average": os.getloadavg()}
 
 
 def _targets(name: str) -> dict:
@@ -186,6 +187,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep-csim", action="store_true",
                     help="keep the C-simulation results of results/big_networks.json for the pairs not re-run")
+    ap.add_argument("--keep-export", action="store_true",
+                    help="keep the PyTorch export figures of results/big_networks.json instead of exporting again")
     ap.add_argument("--markdown-only", action="store_true",
                     help="rewrite results/big_networks.md from results/big_networks.json, measuring nothing")
     args = ap.parse_args(argv)
@@ -194,13 +197,16 @@ def main(argv=None) -> dict:
         (RESULTS / "big_networks.md").write_text(markdown(results))
         return results
     results = {"headroom": HEADROOM, "clock_mhz": 200, "networks": {}}
-    kept = {}
-    if args.keep_csim and (RESULTS / "big_networks.json").is_file():
-        old = json.loads((RESULTS / "big_networks.json").read_text())
+    kept, exports = {}, {}
+    old = json.loads((RESULTS / "big_networks.json").read_text()) if (RESULTS / "big_networks.json").is_file() else None
+    if args.keep_csim and old:
         kept = {name: net.get("csim", {}) for name, net in old["networks"].items()}
+    if args.keep_export and old:
+        exports = {name: {**{k: v for k, v in net["software"].items() if k.startswith("export")}, "export_kept": True}
+                   for name, net in old["networks"].items()}
     with tempfile.TemporaryDirectory(prefix="vecq_bignet_") as tmp:
         for name in MODELS:
-            model, sw = software(name, Path(tmp))
+            model, sw = software(name, Path(tmp), exports.get(name))
             results["networks"][name] = {"software": sw, "fit": fits(model), "csim": dict(kept.get(name, {}))}
             print(f"{name}: {sw['weights']:,} weights, fit done", flush=True)
             for item in args.csim:
@@ -370,6 +376,8 @@ def markdown(results: dict) -> str:
                  else "NOT equal to") + " the direct builders'). The rest of this page uses the integer models "
               "`vecq_hw.ir.imagenet` builds directly (random codes, the same shapes). Wall times on a "
               "shared machine (the load average beside them); CPU = user + system of the process."]
+    if any(net["software"].get("export_kept") for net in nets.values()):
+        lines += ["", "The export figures are an earlier run's (`--keep-export`): not measured again in this run."]
     ff = r18["fit"]["fully_folded"]["xczu9eg"]
     lines += ["", "## 2. Memory: before and after (ResNet-18, fully folded, xczu9eg)", "",
               f"Before (main at 9e41df5, as issue 28 reports it): {BEFORE['bram18']:,} BRAM18 "
@@ -394,11 +402,13 @@ def markdown(results: dict) -> str:
               "Folding narrows the multipliers, not the streams: with whole-pixel tokens (every channel: up to "
               "1,280 in MobileNetV2) each 2-deep FIFO costs a shift register per bit of its width. `fit` now "
               "gives every io_stream tensor the narrowest pack (k of its C channels a token, k dividing C; "
-              "hls/packs.py, `--pack LAYER=K` to set one) that keeps each layer within the plan's II: a pixel "
-              "of C / k tokens takes C / k cycles to pass, so a layer slower than that per pixel loses nothing. "
-              "A ReLU or add shares one pack on its inputs and output (hls4ml's kernels read one pack and write "
-              "one); hls4ml's own pool (ResNet-18's stem pool) and vectors keep whole pixels. Same plans (reuse "
-              "factors), same frames/s except where the LUTs saved let `fit` take a faster plan:", ""]
+              "hls/packs.py, `--pack LAYER=K` to set one) that keeps each layer within the plan's II (+ 1/64, "
+              "hls/estimate/packed.py SLACK): a pixel of C / k tokens takes C / k cycles to pass, so a layer "
+              "slower than that per pixel loses nothing (our line-buffer convs read their input between pixels, "
+              "h x w x (C / k - 1) cycles more: the slack). A ReLU or add shares one pack on its inputs and "
+              "output (hls4ml's kernels read one pack and write one); hls4ml's own pool (ResNet-18's stem pool) "
+              "and vectors keep whole pixels. A plan (reuse factors) keeps its frames/s within 1/64; where the "
+              "LUTs saved let `fit` take a faster plan, it does. 'whole pixels' is `fit --no-slicing`:", ""]
     lines += _sliced_rows(results)
     lines += ["", "What remains, after slicing: the line buffers (LUTRAM: each conv's buffer is partitioned into "
               "one bank per channel, hls_templates/nnet_vecq_conv.h, so that an unfolded pixel reads every "

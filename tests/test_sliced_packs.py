@@ -22,6 +22,7 @@ from vecq_hw.errors import VecQError
 from vecq_hw.hls import HlsOptions, csim, write_project
 from vecq_hw.hls.dataflow_check import dataflow_check
 from vecq_hw.hls.estimate import estimate, fit
+from vecq_hw.hls.estimate.packed import SLACK
 from vecq_hw.hls.fifos import plan_fifos
 from vecq_hw.hls.packs import packable_groups, resolve_packs
 from vecq_hw.ir.examples import random_inputs, random_resnet
@@ -102,7 +103,8 @@ def test_fit_takes_the_narrowest_pack_that_keeps_the_ii():
     model = small_mobilenet()
     full = fit(model, "xczu9eg", io_type="io_stream", slicing=False)
     r = fit(model, "xczu9eg", io_type="io_stream")
-    assert r.ok and r.plan.ii == full.plan.ii and r.plan.reuse() == full.plan.reuse()
+    limit = int(full.plan.ii * (1 + SLACK))
+    assert r.ok and full.plan.ii <= r.plan.ii <= limit and r.plan.reuse() == full.plan.reuse()
     assert r.plan.fifos.luts < full.plan.fifos.luts and r.plan.packs
     # every sliced group: one value fewer a token (the next divisor down) would slow the design
     channels = {n.layer.name: int(n.out_shape[-1]) for n in model.nodes()}
@@ -112,7 +114,7 @@ def test_fit_takes_the_narrowest_pack_that_keeps_the_ii():
         if narrower:
             packs = dict(r.plan.packs, **{m: narrower[-1] for m in members})
             slower = estimate(model, r.plan.reuse(), part="xczu9eg", io_type="io_stream", packs=packs)
-            assert slower.ii > r.plan.ii, members
+            assert slower.ii > limit, members
     fixed = fit(model, "xczu9eg", io_type="io_stream", packs={"stem": 16})
     assert "stem" not in fixed.plan.packs  # whole pixels, as asked
 
