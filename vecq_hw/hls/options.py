@@ -83,31 +83,17 @@ class HlsOptions:
         if (isinstance(self.da_max_products, bool) or not isinstance(self.da_max_products, int)
                 or self.da_max_products < 1):
             bad("da_max_products", "a positive integer", self.da_max_products)
-        if not isinstance(self.reuse, dict):
-            bad("reuse", "a mapping {layer name: reuse factor}", self.reuse)
-        for name, r in self.reuse.items():
-            if not isinstance(name, str) or not name:
-                bad("reuse", "layer names as keys", name)
-            if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-                bad(f"reuse.{name}", "a positive integer", r)
-        if not isinstance(self.weights, dict):
-            bad("weights", "a mapping {layer name: " + " | ".join(WEIGHT_MODES) + "}", self.weights)
-        for name, mode in self.weights.items():
-            if not isinstance(name, str) or not name:
-                bad("weights", "layer names as keys", name)
-            if mode not in WEIGHT_MODES:
-                bad(f"weights.{name}", " or ".join(WEIGHT_MODES), mode)
+        def positive(v):
+            return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+        _check_layer_map("reuse", self.reuse, "reuse factor", "a positive integer", positive)
+        _check_layer_map("weights", self.weights, " | ".join(WEIGHT_MODES), " or ".join(WEIGHT_MODES),
+                         lambda mode: mode in WEIGHT_MODES)
         if self.axi_bits is not None and (isinstance(self.axi_bits, bool) or not isinstance(self.axi_bits, int)
                                           or self.axi_bits < 8 or self.axi_bits & (self.axi_bits - 1)
                                           or self.axi_bits > 1024):
             bad("axi_bits", "a power of two from 8 to 1024", self.axi_bits)
-        if not isinstance(self.packs, dict):
-            bad("packs", "a mapping {layer name: values per token}", self.packs)
-        for name, k in self.packs.items():
-            if not isinstance(name, str) or not name:
-                bad("packs", "layer names as keys", name)
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                bad(f"packs.{name}", "a positive integer", k)
+        _check_layer_map("packs", self.packs, "values per token", "a positive integer", positive)
         if self.packs and self.io_type != "io_stream":
             bad("packs", "none in io_parallel (packs are io_stream tokens)", self.packs)
         if self.packs and self.strategy == DISTRIBUTED_ARITHMETIC:
@@ -148,6 +134,17 @@ class HlsOptions:
 
     def clock_uncertainty(self) -> str:
         return "27%" if self.backend == "Vitis" else "12.5%"
+
+
+def _check_layer_map(fld: str, value, what: str, want: str, ok) -> None:
+    """A per-layer option {layer name: value}: a mapping, names as keys, every value ok(value)."""
+    if not isinstance(value, dict):
+        raise VecQError(f"expected a mapping {{layer name: {what}}}, got {value!r}", field=fld)
+    for name, v in value.items():
+        if not isinstance(name, str) or not name:
+            raise VecQError(f"expected layer names as keys, got {name!r}", field=fld)
+        if not ok(v):
+            raise VecQError(f"expected {want}, got {v!r}", field=f"{fld}.{name}")
 
 
 DEFAULTS = HlsOptions()
