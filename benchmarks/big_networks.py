@@ -107,6 +107,35 @@ def _targets(name: str) -> dict:
             **{k: (part, {}, h) for k, (part, h) in HEADROOMS.get(name, {}).items()}}
 
 
+def what_remains(model: ir.Model, e) -> dict:
+    """Of a plan: the FFs of the folded layers' accumulators and output pixels (every output channel
+    of every conv, depthwise and dense layer held in registers), and its conv line buffers as
+    built (one bank per channel) beside one bank per input the folded loop reads a cycle."""
+    from vecq_hw.hls.costs import bram_or_lutram
+    from vecq_hw.hls.mappings import mapping_for
+    from vecq_hw.hls.select import block_inputs
+    nodes = {n.layer.name: n for n in model.nodes()}
+    out = {"acc_ffs": 0, "pixel_ffs": 0, "lb_luts": 0.0, "lb_bram18": 0, "lb_fewer_banks_luts": 0.0,
+           "lb_fewer_banks_bram18": 0}
+    for lyr in e.layers:
+        node = nodes[lyr.name]
+        if not lyr.reuse:
+            continue
+        c_out = int(node.out_shape[-1])
+        out["acc_ffs"] += c_out * int(node.layer.accum_type.width)
+        out["pixel_ffs"] += c_out * int(node.layer.out_type.width)
+        if node.layer.kind in ("conv2d", "depthwise_conv2d"):
+            (_, w, c), kh, width = node.in_shapes[0], int(node.layer.kernel[0]), int(node.in_types[0].width)
+            b, lut = bram_or_lutram(c, (kh + 1) * w, width)
+            banks = min(c, block_inputs(lyr.slots, mapping_for(node).input_group(node)))
+            b2, lut2 = bram_or_lutram(banks, (kh + 1) * w * c // banks, width)
+            out["lb_luts"] += lut
+            out["lb_bram18"] += b
+            out["lb_fewer_banks_luts"] += lut2
+            out["lb_fewer_banks_bram18"] += b2
+    return out
+
+
 def fits(model: ir.Model) -> dict:
     folded = {n.layer.name: products_per_input(n) for n in weighted_nodes(model)}
     out = {"fully_folded": {p: plan_row(model, estimate(model, folded, part=p, io_type="io_stream"))
@@ -119,6 +148,7 @@ def fits(model: ir.Model) -> dict:
         chosen = r.plan or r.closest
         out[label] = {"ok": r.ok, "fit_s": seconds, "candidates": r.candidates, "plan": plan_row(model, chosen),
                       "over_budget": r.over_budget() if not r.ok else {}, "headroom": headroom,
+                      "what_remains": what_remains(model, chosen),
                       "frontier": [plan_row(model, e) for e in r.frontier],
                       "whole_pixels": {"ok": whole.ok, "plan": plan_row(model, whole.plan or whole.closest),
                                        "over_budget": whole.over_budget() if not whole.ok else {}}}
@@ -413,12 +443,23 @@ def markdown(results: dict) -> str:
     lines += ["", "What remains, after slicing: the line buffers (LUTRAM: each conv's buffer is partitioned into "
               "one bank per channel, hls_templates/nnet_vecq_conv.h, so that an unfolded pixel reads every "
               "channel at once; a bank of (k + 1) x width values of 8 bits is too small for a BRAM18, "
-              "hls/costs.py bram_or_lutram) and, for MobileNetV2, the FFs: every folded conv and depthwise "
-              "layer holds all its output channels' accumulators and one output pixel in registers "
-              "(vecq_fold_products, vecq_requant_all), 400k FFs in the most folded plan. Fewer banks for "
-              "folded layers (reads per cycle = the slots', not the channels') would put the line buffers in "
-              "BRAM, and output-channel groups (FINN's PE) would keep only a group's accumulators; neither is "
-              "built.", "", "## 4. The plans `fit` offers, one per halving of frames/s", ""]
+              "hls/costs.py bram_or_lutram; a 1x1 conv keeps two rows too) and, for MobileNetV2, the FFs: "
+              "every folded conv, depthwise and dense layer holds all its output channels' accumulators and "
+              "one output pixel in registers (vecq_fold_products, vecq_requant_all). Neither is changed here; "
+              "what they cost in the plans above, and the line buffers with one bank per input the folded "
+              "loop reads a cycle (the slots' reads, not the channels'; estimated here, not built):", "",
+              "| network | part | accumulator FFs | output-pixel FFs | line buffers as built | with one bank per "
+              "input read a cycle |", "|---|---|---|---|---|---|"]
+    for name, part, f in _each_fit(results):
+        w = f.get("what_remains")
+        if w:
+            lines.append(f"| {name} | {part} | {w['acc_ffs'] / 1e3:,.0f}k | {w['pixel_ffs'] / 1e3:,.0f}k | "
+                         f"{w['lb_luts'] / 1e3:,.0f}k LUTs + {w['lb_bram18']} BRAM18 | "
+                         f"{w['lb_fewer_banks_luts'] / 1e3:,.0f}k LUTs + {w['lb_fewer_banks_bram18']} BRAM18 |")
+    lines += ["", "Requantising each output pack as it leaves (instead of a whole pixel into registers first) "
+              "would drop most output-pixel FFs where the pack is narrower than the pixel, and output-channel "
+              "groups (FINN's PE) would keep only a group's accumulators; neither is built.", "",
+              "## 4. The plans `fit` offers, one per halving of frames/s", ""]
     lines += _frontier_rows(results)
     lines += ["", "## 5. C simulation of an ImageNet-size network", ""]
     lines += _csim_rows(results)
