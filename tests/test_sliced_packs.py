@@ -95,8 +95,10 @@ def test_estimate_charges_slices_in_fifo_width_and_cycles():
     assert s["b2_1_expand_relu"].cycles == 8 * 8 * 6 == w["b2_1_expand_relu"].cycles * 6  # 48 channels, 8 a token
     # b2_1_expand: 8 x 8 x 8 input (b1_1_project: 1 a token), 48 outputs (8 a token), R = 1
     assert w["b2_1_expand"].cycles == 64 + 64 and s["b2_1_expand"].cycles == 64 * 6 + 64 * 8
-    # a relu holds one token in flight, not a pixel: 8 of its 48 values of 7 bits
+    # a relu holds one token in flight, not a pixel: 8 of its 48 values of 7 bits; so does the
+    # level-table conv, which requantises each pack as it leaves (vecq_requant_out): 8 of 48 x 8 bits
     assert (w["b2_1_expand_relu"].ffs, s["b2_1_expand_relu"].ffs) == (48 * 7, 8 * 7)
+    assert w["b2_1_expand"].ffs - s["b2_1_expand"].ffs == (48 - 8) * 8
     assert sliced.fifos.memory["fifos"]["bits"] < whole.fifos.memory["fifos"]["bits"]
     assert sliced.packs["b2_1_expand_relu"] == 8 and "gap" not in sliced.packs
 

@@ -102,6 +102,11 @@ class Mapping:
         return max(int(cycles), stream_tokens(node.in_shapes[0]) * s_in if node.in_shapes else 0,
                    stream_tokens(node.out_shape) * s_out)
 
+    def packed_ffs(self, node: ir.Node, e: LayerEstimate, s_out: int) -> float:
+        """FFs when its output pixels leave as s_out packs (:meth:`add_io` charged a whole output
+        pixel in flight; a kernel that holds one pack instead overrides this)."""
+        return e.ffs
+
     def estimate(self, node: ir.Node, reuse: int, io_type: str) -> LayerEstimate | None:
         """Resources and cycles of this layer; ``reuse`` is its validated reuse factor (0 where
         :meth:`products_per_input` is None). None: no estimate (the estimator refuses the kind)."""
@@ -158,6 +163,12 @@ def row_need(rows_needed: np.ndarray, out_width: int, in_width: int) -> np.ndarr
     return np.repeat(np.asarray(rows_needed, dtype=np.int64) * int(in_width), int(out_width))
 
 
+def one_pack_in_flight(node: ir.Node, e: LayerEstimate, s_out: int) -> float:
+    """e's FFs with one output pack of 1/s_out pixel in flight instead of the pixel add_io charged."""
+    channels = int(node.out_shape[-1])
+    return e.ffs - (channels - channels // s_out) * int(node.layer.out_type.width)
+
+
 def add_buffer(e: LayerEstimate, banks: int, depth: int, width: int, kind: str = "line_buffers") -> None:
     """Charge ``banks`` buffers of depth x width bits (BRAM18 or LUTRAM) to ``kind``; the layer's
     latency covers its cycles."""
@@ -191,6 +202,9 @@ class _Elementwise:
 
     def packed_cycles(self, node, cycles, s_in, s_out):
         return int(cycles) * s_out  # one token a cycle
+
+    def packed_ffs(self, node, e, s_out):
+        return one_pack_in_flight(node, e, s_out)
 
 
 class InputMapping(_NoLogic, Mapping):
@@ -402,6 +416,11 @@ class _ConvMapping(_WeightedMapping):
         (h, w, _), per_frame = node.in_shapes[0], self.inputs_per_frame(node)
         per_input = (int(cycles) - int(h * w)) // per_frame
         return per_frame * max(per_input, s_out) + int(h * w) * s_in
+
+    def packed_ffs(self, node, e, s_out):
+        """The level-table line-buffer kernel requantises each output pack as it leaves
+        (vecq_requant_out); the adder graphs and the streamed kernel hold the whole pixel."""
+        return e.ffs if e.adder_graph or e.weights != "onchip" else one_pack_in_flight(node, e, s_out)
 
     def stream_buffers(self, e, node):
         # vecq_conv_stream_lines: filt_height + 1 rows, n_chan banks; reading overlaps nothing

@@ -39,11 +39,8 @@ def packed_layers(model: ir.Model, layers: list[LayerEstimate], packs: dict | No
         return list(layers)
     s, out = slices(model, packs), []
     for node, e in zip(model.nodes(), layers):
-        c, ffs = _cycles(node, e, s), e.ffs
-        if s[node.layer.name] > 1 and mapping_for(node).pack_rule(node) == "tied":
-            # Mapping.add_io charged a whole output pixel in flight; a tied kernel holds one pack
-            channels = int(node.out_shape[-1])
-            ffs -= (channels - channels // s[node.layer.name]) * int(node.layer.out_type.width)
+        s_out = s[node.layer.name]
+        c, ffs = _cycles(node, e, s), (mapping_for(node).packed_ffs(node, e, s_out) if s_out > 1 else e.ffs)
         changed = c != e.cycles or ffs != e.ffs
         out.append(dataclasses.replace(e, cycles=c, latency=max(e.latency, c), ffs=ffs) if changed else e)
     return out
