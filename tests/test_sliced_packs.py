@@ -155,8 +155,8 @@ def test_sliced_fifo_depths_keep_the_dataflow_alive_and_one_less_deadlocks(proje
     (skip,) = [f for f in fifos if f["reason"]]
     # b2_2_add: 4 x 4 pixels of 4 tokens; the 3x3 depthwise needs 2 rows before its first output
     assert skip["fifo"] == "b2_1_project->b2_2_add" and skip["tokens"] == 64 and skip["width"] == 4 * 8
-    ok = dataflow_check(prj)
-    assert not ok.deadlock and ok.mismatches == 0 and ok.n == 2
+    ok = dataflow_check(prj, samples=1)
+    assert not ok.deadlock and ok.mismatches == 0 and ok.n == 1
     short = dataflow_check(prj, depths={skip["stream"]: skip["depth"] - 1}, samples=1)
     assert short.deadlock and f"'{skip['stream']}'" in short.log
 
