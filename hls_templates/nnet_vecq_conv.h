@@ -160,50 +160,39 @@ void vecq_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T
 // overwriting a row still needed (a pack is at most one row: static_assert). Products are
 // folded as in vecq_conv_folded (R = reuse_factor; R = 1: all P products of a pixel at once).
 // ---------------------------------------------------------------------------------------------
-// one output pixel from the line buffer: acc, then its N_FILT outputs in px
-template <class x_T, class y_T, typename CONFIG_T, bool DW, unsigned N_FILT>
-void vecq_conv_pixel_lines(const x_T lines[(CONFIG_T::filt_height + 1) * CONFIG_T::in_width * CONFIG_T::n_chan],
-                           unsigned oh, unsigned ow, y_T px[N_FILT],
-                           const typename CONFIG_T::weight_t
-                               weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
-                           const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
-    #pragma HLS INLINE
-    static const unsigned rows = CONFIG_T::filt_height + 1;
-    static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
-    typename CONFIG_T::accum_t acc[N_FILT];
-    #pragma HLS ARRAY_PARTITION variable=acc complete
-    vecq_fold_products<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT, n_prod,
-                       rows * CONFIG_T::in_width * CONFIG_T::n_chan>(lines, oh, ow, acc, weights);
-    vecq_requant_all<y_T, CONFIG_T, N_FILT, N_FILT>(acc, px, 0, scale, bias);
-}
-
-// one output pixel of the level-table kernels, as the line-buffer loop calls it
+// one output pixel from the line buffer, written out pack by pack (vecq_requant_out)
 template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel {
-    template <class x_T, class y_T, typename CONFIG_T, class W_T>
-    static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T weights,
-                      const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+    template <class x_T, class res_T, typename CONFIG_T, class W_T>
+    static void emit(const x_T *lines, unsigned oh, unsigned ow, res_T &pack, unsigned &fill,
+                     hls::stream<res_T> &res_stream, W_T weights, const typename CONFIG_T::scale_t *scale,
+                     const typename CONFIG_T::bias_t *bias) {
         #pragma HLS INLINE
-        vecq_conv_pixel_lines<x_T, y_T, CONFIG_T, DW, N_FILT>(lines, oh, ow, px, weights, scale, bias);
+        static const unsigned rows = CONFIG_T::filt_height + 1;
+        static const unsigned n_prod =
+            CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
+        typename CONFIG_T::accum_t acc[N_FILT];
+        #pragma HLS ARRAY_PARTITION variable=acc complete
+        vecq_fold_products<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT, n_prod,
+                           rows * CONFIG_T::in_width * CONFIG_T::n_chan>(lines, oh, ow, acc, weights);
+        vecq_requant_out<res_T, CONFIG_T, N_FILT>(acc, pack, fill, res_stream, scale, bias);
     }
 };
 
-// the line-buffer loop: PIXEL::pixel(lines, oh, ow, px, weights, scale, bias) computes the N_FILT
-// outputs of pixel (oh, ow) from the rows in `lines` (the level-table kernels above; the adder
-// graphs of nnet_vecq_da.h, which pass no weights)
+// the line-buffer loop: PIXEL::emit(lines, oh, ow, pack, fill, res_stream, weights, scale, bias)
+// computes the N_FILT outputs of pixel (oh, ow) from the rows in `lines` and appends them to the
+// output packs (the level-table kernels above; the adder graphs of nnet_vecq_da.h, which pass no
+// weights)
 template <class data_T, class res_T, typename CONFIG_T, unsigned N_FILT, class PIXEL, class W_T>
 void vecq_conv_lines_loop(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream, W_T weights,
                           const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
     #pragma HLS INLINE
     typedef typename data_T::value_type x_T;
-    typedef typename res_T::value_type y_T;
     static const unsigned rows = CONFIG_T::filt_height + 1;
     static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
     static const unsigned n_data = CONFIG_T::in_height * row_len;
     static_assert(data_T::size <= row_len, "vecq line buffer: a stream pack must not exceed one input row");
     x_T lines[rows * row_len];
     #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
-    y_T px[N_FILT];
-    #pragma HLS ARRAY_PARTITION variable=px complete
     res_T pack;
     PRAGMA_DATA_PACK(pack)
     unsigned fill = 0, oh = 0;
@@ -216,8 +205,7 @@ VecQLineRead:
         while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
         VecQLineCols:
             for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
-                PIXEL::template pixel<x_T, y_T, CONFIG_T>(lines, oh, ow, px, weights, scale, bias);
-                vecq_stream_out<res_T, N_FILT>(px, pack, fill, res_stream);
+                PIXEL::template emit<x_T, res_T, CONFIG_T>(lines, oh, ow, pack, fill, res_stream, weights, scale, bias);
             }
             oh++;
         }
