@@ -90,6 +90,23 @@ class Mapping:
         known (the FIFOs around it fall back to whole frames where it matters)."""
         return None
 
+    def pack_rule(self, node: ir.Node) -> str | None:
+        """How its io_stream kernel takes packs narrower than a pixel (:mod:`.packs`): 'free' (any
+        divisor of the channels on each side), 'tied' (one pack size on its inputs and output),
+        None (whole pixels only)."""
+        return None
+
+    def packed_cycles(self, node: ir.Node, cycles: int, s_in: int, s_out: int) -> int:
+        """Cycles per frame when its input and output pixels are s_in and s_out tokens (its
+        estimate's ``cycles`` are for whole-pixel tokens): at most one token a cycle each way."""
+        return max(int(cycles), stream_tokens(node.in_shapes[0]) * s_in if node.in_shapes else 0,
+                   stream_tokens(node.out_shape) * s_out)
+
+    def packed_ffs(self, node: ir.Node, e: LayerEstimate, s_out: int) -> float:
+        """FFs when its output pixels leave as s_out packs (:meth:`add_io` charged a whole output
+        pixel in flight; a kernel that holds one pack instead overrides this)."""
+        return e.ffs
+
     def estimate(self, node: ir.Node, reuse: int, io_type: str) -> LayerEstimate | None:
         """Resources and cycles of this layer; ``reuse`` is its validated reuse factor (0 where
         :meth:`products_per_input` is None). None: no estimate (the estimator refuses the kind)."""
@@ -146,6 +163,12 @@ def row_need(rows_needed: np.ndarray, out_width: int, in_width: int) -> np.ndarr
     return np.repeat(np.asarray(rows_needed, dtype=np.int64) * int(in_width), int(out_width))
 
 
+def one_pack_in_flight(node: ir.Node, e: LayerEstimate, s_out: int) -> float:
+    """e's FFs with one output pack of 1/s_out pixel in flight instead of the pixel add_io charged."""
+    channels = int(node.out_shape[-1])
+    return e.ffs - (channels - channels // s_out) * int(node.layer.out_type.width)
+
+
 def add_buffer(e: LayerEstimate, banks: int, depth: int, width: int, kind: str = "line_buffers") -> None:
     """Charge ``banks`` buffers of depth x width bits (BRAM18 or LUTRAM) to ``kind``; the layer's
     latency covers its cycles."""
@@ -174,9 +197,21 @@ class _Elementwise:
         """One token in, one token out (hls4ml's activation and merge stream kernels)."""
         return np.arange(1, stream_tokens(node.out_shape) + 1, dtype=np.int64)
 
+    def pack_rule(self, node):
+        return "tied"  # hls4ml's kernels write one pack per pack read, of the same size
+
+    def packed_cycles(self, node, cycles, s_in, s_out):
+        return int(cycles) * s_out  # one token a cycle
+
+    def packed_ffs(self, node, e, s_out):
+        return one_pack_in_flight(node, e, s_out)
+
 
 class InputMapping(_NoLogic, Mapping):
     kind = "input"
+
+    def pack_rule(self, node):
+        return "free"  # the top function's port: the testbench writes any pack size
 
     def class_name(self, node, opts):
         return "InputLayer"
@@ -225,7 +260,7 @@ class _WeightedMapping(Mapping):
         """The config line turning vecq_fold_row on where the estimate chose it (overlap_pays)."""
         r = int(opts.reuse_of(node.layer.name))
         if r == 1 or opts.weights_of(node.layer.name) in STREAMED_MODES:
-            return ""
+            return ""  # (sliced output packs: the kernel itself keeps the pixel loop, estimate/packed.as_built)
         return "    static const bool overlap = true;\n" if self.estimate(node, r, opts.io_type).overlap else ""
 
     def _streamed_attrs(self, node, opts) -> dict:
@@ -242,8 +277,13 @@ class _WeightedMapping(Mapping):
     def streams_weights(self, node) -> bool:
         return True
 
+    def pack_rule(self, node):
+        # our dense and line-buffer conv kernels (on chip or streamed) index packs of any size;
+        # kinds built on these classes elsewhere keep whole pixels until their kernels are checked
+        return "free" if self.kind in ("dense", "conv2d", "depthwise_conv2d") else None
+
     def estimate(self, node, reuse, io_type, weights: StreamedLayer | None = None, *,
-                 adder_graph_luts: float | None = None):
+                 adder_graph_luts: float | None = None, allow_overlap: bool = True):
         """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
         requantisation units, the weights (a ROM of a folded layer; or, ``weights`` given, the
         reader of a streamed layer: :meth:`_streamed`), accumulators and cycles.
@@ -282,8 +322,8 @@ class _WeightedMapping(Mapping):
             charge_memory(e, "weights", p * int(layer.bits), bram18=b, luts=lut)
         requant_cycles = math.ceil(n_out / units) if r > 1 else 0
         hold_w = sum_width(p // n_out, layer.levels, node.in_types[0])  # worst case, as select_array_luts
-        overlap = weights is None and self.overlap_pays(node, r, e.luts, hold_luts(n_out, units, hold_w),
-                                                         requant_cycles)
+        overlap = allow_overlap and weights is None and self.overlap_pays(
+            node, r, e.luts, hold_luts(n_out, units, hold_w), requant_cycles)
         e.cycles = self.folded_cycles(node, r, requant_cycles, weights is not None, overlap)
         if overlap:
             requant_hold(e, n_out, units, hold_w)
@@ -411,6 +451,18 @@ class _ConvMapping(_WeightedMapping):
         last = np.arange(int(oh)) * int(layer.stride[0]) + int(layer.kernel[0]) - 1 - int(layer.padding[0])
         return row_need(np.minimum(last, int(h) - 1) + 1, ow, w)
 
+    def packed_cycles(self, node, cycles, s_in, s_out):
+        """vecq_conv_stream_lines reads one input pack a cycle (not overlapped with the pixels)
+        and writes a pixel's s_out packs in its II: an II below s_out waits for them."""
+        (h, w, _), per_frame = node.in_shapes[0], self.inputs_per_frame(node)
+        per_input = (int(cycles) - int(h * w)) // per_frame
+        return per_frame * max(per_input, s_out) + int(h * w) * s_in
+
+    def packed_ffs(self, node, e, s_out):
+        """The level-table line-buffer kernel requantises each output pack as it leaves
+        (vecq_requant_out); the adder graphs and the streamed kernel hold the whole pixel."""
+        return e.ffs if e.adder_graph or e.weights != "onchip" else one_pack_in_flight(node, e, s_out)
+
     def stream_buffers(self, e, node):
         # vecq_conv_stream_lines: filt_height + 1 rows, n_chan banks; reading overlaps nothing
         h, w, c = node.in_shapes[0]
@@ -479,6 +531,9 @@ class _PoolMapping(Mapping):
         if self.ours(node):
             return "VecQPool2D"
         return "AveragePooling2D" if self.average else "MaxPooling2D"
+
+    def pack_rule(self, node):
+        return "free" if self.ours(node) else None  # vecq_pool2d indexes packs; hls4ml's pool reads pixels
 
     def _accum(self, node):
         layer, in_type = node.layer, node.in_types[0]
@@ -555,6 +610,9 @@ class GlobalAvgPoolMapping(Mapping):
 
     def stream_need(self, node):
         return np.array([stream_tokens(node.in_shapes[0])], dtype=np.int64)  # the whole frame, then the vector
+
+    def pack_rule(self, node):
+        return "free"  # vecq_global_avg_pool counts the channel of each value across packs
 
     def estimate(self, node, reuse, io_type):
         """One channel per cycle; 0.5 LUT per input bit of a pixel."""
