@@ -106,3 +106,15 @@ def test_hold_registers_cost_what_the_estimator_says(n, units, w):
     assert got["ffs"] == e.ffs == n * w  # the copies: clock enables, no logic
     assert abs(e.luts / got["luts"] - 1) < 0.1, (e.luts, got)
     assert math.ceil(n / units) > 1 and got["luts"] > 0
+
+
+def test_sliced_output_packs_keep_the_pixel_loop():
+    """The kernel overlaps only with whole-pixel output packs (vecq_conv_lines_pixel::row); a conv
+    whose output leaves in 2 packs of 4 channels is estimated without the hold registers."""
+    from vecq_hw.hls.estimate import estimate
+
+    model = _conv()
+    whole = estimate(model, {"conv": 4}, io_type="io_stream").layers[1]
+    sliced = estimate(model, {"conv": 4}, io_type="io_stream", packs={"conv": 4}).layers[1]
+    assert whole.overlap and not sliced.overlap
+    assert sliced.cycles == 16 * (4 + 4 + 3) + 36 and sliced.luts < whole.luts
