@@ -67,7 +67,7 @@ VecQDaRows:
 
 // the adder-graph pixel for the line-buffer loop of nnet_vecq_conv.h (no weights): the whole
 // output pixel, then its packs
-struct vecq_da_lines_pixel {
+struct vecq_da_lines_pixel : vecq_row_by_pixels<vecq_da_lines_pixel> {
     template <class x_T, class res_T, typename CONFIG_T, class W_T>
     static void emit(const x_T *lines, unsigned oh, unsigned ow, res_T &pack, unsigned &fill,
                      hls::stream<res_T> &res_stream, W_T, const typename CONFIG_T::scale_t *scale,

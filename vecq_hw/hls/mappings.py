@@ -27,7 +27,7 @@ from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
 from .costs import (FOLDED_DEPTH, LayerEstimate, bram_or_lutram, charge_memory, charge_ram, lut_per_product,
-                    product_luts)
+                    hold_luts, product_luts, requant_hold)
 from .offchip import STREAMED_MODES, StreamedLayer
 from .options import HlsOptions
 from .products import choose_product, kind_and_plan
@@ -246,7 +246,7 @@ class _WeightedMapping(Mapping):
             product_kind=product.kind,
             product_config=product.config + psum_config(self.psum_width(node, opts.reuse_of(layer.name),
                                                                         opts.weights_of(layer.name) in STREAMED_MODES),
-                                                        node.in_types[0]),
+                                                        node.in_types[0]) + self._overlap_config(node, opts),
             codes_data=np.asarray(layer.codes, dtype=np.int64),
             scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac,
             bias_mantissas=layer.bias, bias_frac=layer.bias_type.frac,
@@ -255,6 +255,13 @@ class _WeightedMapping(Mapping):
             # validated by convert.layer_list (folding.reuse_plan) before any attrs are asked for
             strategy=opts.kernel_strategy, reuse_factor=int(opts.reuse_of(layer.name)),
             **self.geometry(node), **self._streamed_attrs(node, opts))
+
+    def _overlap_config(self, node, opts) -> str:
+        """The config line turning vecq_fold_row on where the estimate chose it (overlap_pays)."""
+        r = int(opts.reuse_of(node.layer.name))
+        if r == 1 or opts.weights_of(node.layer.name) in STREAMED_MODES:
+            return ""  # (sliced output packs: the kernel itself keeps the pixel loop, estimate/packed.as_built)
+        return "    static const bool overlap = true;\n" if self.estimate(node, r, opts.io_type).overlap else ""
 
     def _streamed_attrs(self, node, opts) -> dict:
         mode = opts.weights_of(node.layer.name)
@@ -276,7 +283,7 @@ class _WeightedMapping(Mapping):
         return "free" if self.kind in ("dense", "conv2d", "depthwise_conv2d") else None
 
     def estimate(self, node, reuse, io_type, weights: StreamedLayer | None = None, *,
-                 adder_graph_luts: float | None = None):
+                 adder_graph_luts: float | None = None, allow_overlap: bool = True):
         """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
         requantisation units, the weights (a ROM of a folded layer; or, ``weights`` given, the
         reader of a streamed layer: :meth:`_streamed`), accumulators and cycles.
@@ -314,12 +321,31 @@ class _WeightedMapping(Mapping):
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
             charge_memory(e, "weights", p * int(layer.bits), bram18=b, luts=lut)
         requant_cycles = math.ceil(n_out / units) if r > 1 else 0
-        per_input = 1 if r == 1 and weights is None else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
-        e.cycles = per_frame * per_input
+        hold_w = sum_width(p // n_out, layer.levels, node.in_types[0])  # worst case, as select_array_luts
+        overlap = allow_overlap and weights is None and self.overlap_pays(
+            node, r, e.luts, hold_luts(n_out, units, hold_w), requant_cycles)
+        e.cycles = self.folded_cycles(node, r, requant_cycles, weights is not None, overlap)
+        if overlap:
+            requant_hold(e, n_out, units, hold_w)
         e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
         if weights is not None:
             e.latency += AXI_FIRST_WORD_CYCLES  # the first pass waits for the port's first burst
         return self.add_io(e, node, io_type)
+
+    def overlap_pays(self, node, r: int, luts: float, hold: float, requant_cycles: int) -> bool:
+        """Whether the kernel requantises an input's outputs while the next input's products run
+        (vecq_fold_row; ``hold``: the LUTs of its hold registers, costs.requant_hold), given the
+        layer's other ``luts`` (on-chip codes only)."""
+        return False
+
+    def folded_cycles(self, node, r: int, requant_cycles: int, streamed: bool, overlap: bool = False) -> int:
+        """Cycles per frame (loop trips of the kernel, not co-simulation): per input the R product
+        cycles, then its requantisation and the pipeline fill (vecq_fold_products, then
+        vecq_requant_folded); one cycle an input unfolded."""
+        per_frame = self.inputs_per_frame(node)
+        if r == 1 and not streamed:
+            return per_frame
+        return per_frame * (r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
 
     def input_group(self, node) -> int:
         """Consecutive products reading one input (TAPS::group): every output channel's."""
@@ -401,6 +427,21 @@ class _ConvMapping(_WeightedMapping):
 
     def inputs_per_frame(self, node):
         return int(node.out_shape[0]) * int(node.out_shape[1])
+
+    def overlap_pays(self, node, r, luts, hold, requant_cycles):
+        """Folded: when the hold registers cost less than the cycles they save, in LUTs per pixel
+        a cycle: (L + H) R < L (R + requant + fill), i.e. H R < L (requant + fill). Slow plans
+        (large R) keep the sequential loop, where requantisation is a small share of a pixel."""
+        return r > 1 and hold * r < luts * (requant_cycles + FOLDED_DEPTH)
+
+    def folded_cycles(self, node, r, requant_cycles, streamed, overlap=False):
+        """With ``overlap``, vecq_fold_row (nnet_vecq_fold.h): one pipelined loop per output row, R
+        cycles a pixel with the previous pixel requantised meanwhile, the last pixel drained, then
+        the fill."""
+        if not overlap:
+            return super().folded_cycles(node, r, requant_cycles, streamed)
+        rows, cols = int(node.out_shape[0]), int(node.out_shape[1])
+        return rows * (cols * r + requant_cycles + FOLDED_DEPTH)
 
     def stream_need(self, node):
         """vecq_conv_stream_lines (and the streamed kernel): output row oh leaves once input row

@@ -24,9 +24,13 @@ Per weighted layer with P products per input and reuse factor R (:mod:`vecq_hw.h
   streamed layers read per frame bounds the II (at the part's peak bandwidth) and is reported
   as a resource ('ddr': the share of the peak used at the design's frame rate).
 * memory is reported per kind (weights, line buffers, FIFOs, AXI): :meth:`Estimate.memory`.
-* FFs: accumulators, one register per product slot, and (io_parallel) every layer output.
+* FFs: accumulators (and a folded conv's hold copies), one register per product slot, and
+  (io_parallel) every layer output.
 * cycles per input: dense R (+ ceil(n_out / units) requant cycles when folded); conv: output
-  pixels x (1 unfolded | R + requant cycles + 3 folded) (+ reading the input in io_stream).
+  pixels x 1 unfolded; folded, pixels x (R + requant cycles + 3), or where the hold registers
+  pay (_ConvMapping.overlap_pays) per output row (vecq_fold_row) its pixels x R + requant
+  cycles + 3, a pixel requantised during the next one's products (+ reading the input in
+  io_stream). Loop trips, not co-simulation.
   The layers overlap as a dataflow pipeline: II = the slowest layer, latency = the sum.
 Non-weighted layers are charged a crude 0.5 LUT per bit they touch in parallel.
 The numbers are a pre-synthesis guide (how far to trust them: README, benchmarks/estimate.py),

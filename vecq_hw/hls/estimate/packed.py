@@ -24,9 +24,18 @@ from ..packs import packable_groups, resolve_packs, slices
 SLACK = 1 / 64
 
 
+def as_built(node: ir.Node, e: LayerEstimate, s_out: int) -> LayerEstimate:
+    """A folded conv whose output packs are sliced runs pixel by pixel, its requantisation not
+    overlapped (vecq_conv_lines_pixel::row): its estimate without the hold registers."""
+    if e.overlap and s_out > 1:
+        return mapping_for(node).estimate(node, e.reuse, "io_stream", allow_overlap=False)
+    return e
+
+
 def _cycles(node: ir.Node, e: LayerEstimate, s: dict) -> int:
     s_in = s[node.layer.inputs[0]] if node.layer.inputs else 1
     s_out = s[node.layer.name]
+    e = as_built(node, e, s_out)
     if (s_in, s_out) == (1, 1):
         return e.cycles
     return mapping_for(node).packed_cycles(node, e.cycles, s_in, s_out)
@@ -40,6 +49,7 @@ def packed_layers(model: ir.Model, layers: list[LayerEstimate], packs: dict | No
     s, out = slices(model, packs), []
     for node, e in zip(model.nodes(), layers):
         s_out = s[node.layer.name]
+        e = as_built(node, e, s_out)
         c, ffs = _cycles(node, e, s), (mapping_for(node).packed_ffs(node, e, s_out) if s_out > 1 else e.ffs)
         changed = c != e.cycles or ffs != e.ffs
         out.append(dataclasses.replace(e, cycles=c, latency=max(e.latency, c), ffs=ffs) if changed else e)
