@@ -37,6 +37,7 @@ from vecq_hw import ir  # noqa: E402
 
 IO = "io_stream"  # the io type fit picks for these designs (io_parallel: over the FFs unfolded)
 RUNS = ("w2", "w3", "w4", "learned_luts", "learned_bits")
+ACT_RUN = "learned_luts_act"  # --act-learn: weight AND activation widths against uniform 3 bits' LUTs
 BITS_BUDGET = 3.0  # learned_bits: uniform 3 bits' average code bits per weight
 
 
@@ -55,7 +56,7 @@ def recipe(net: str, run: str, seed: int, args, lut_budget: float | None) -> dic
     model, dataset, _ = network(net, args)
     learn = run.startswith("learned")
     srq = {"cost": "bits" if run == "learned_bits" else "luts", "io_type": IO, "fps": args.fps,
-           "lut_budget": lut_budget if run == "learned_luts" else None,
+           "lut_budget": lut_budget if run in ("learned_luts", ACT_RUN) else None, "act_learn": run == ACT_RUN,
            "bits_budget": BITS_BUDGET if run == "learned_bits" else None, "width_lr": args.width_lr}
     return {
         "format_version": 1, "name": f"srq_{net}_s{seed}_{run}", "model": model,
@@ -75,6 +76,8 @@ def run_one(name: str, rec: dict, work: Path, args) -> dict:
     from vecq_hw.ir.io import load_model
     from vecq_hw.train import train
 
+    if args.reuse_runs and (work / name / "row.json").exists():  # exported and measured before
+        return json.loads((work / name / "row.json").read_text())
     t0 = time.time()
     if args.reuse_runs and (work / name / "metrics.json").exists():  # the recipes are fixed by the arguments
         metrics = json.loads((work / name / "metrics.json").read_text())
@@ -89,29 +92,42 @@ def run_one(name: str, rec: dict, work: Path, args) -> dict:
     luts = estimate(imodel, reuse, io_type=IO).total("luts")
     fitted = fit(imodel, "xc7z020", io_type=IO)
     best = fitted.closest
-    return {"name": name, "weight_bits": [layer.bits for layer in weighted],
+    row = {"name": name, "weight_bits": [layer.bits for layer in weighted],
+            "act_bits": [int(layer.out_type.width) for layer in imodel.layers if layer.kind == "relu"],
             "avg_weight_bits": round(sum(layer.bits * int(layer.codes.size) for layer in weighted) / n_weights, 3),
             "est_luts_at_fps": round(luts, 1), "train_s": round(t_train, 1),
             "qat_acc_2000": metrics.get("test_acc"), "deployed_acc_10000": rep.deployed_accuracy,
             "agreement": rep.agreement, "fit_ok": bool(fitted.ok), "fit_luts": round(best.total("luts"), 1),
             "fit_ii": int(best.ii), "fit_over": fitted.over_budget(), "srq_cost": metrics.get("srq_cost"),
             "srq_budget": metrics.get("srq_budget")}
+    (work / name / "row.json").write_text(json.dumps(row) + "\n")
+    return row
 
 
 def run_seed(net: str, seed: int, args) -> dict[str, dict]:
     """The five runs of one network and seed; learned_luts' budget is this seed's uniform 3-bit price."""
     rows: dict[str, dict] = {}
-    for run in RUNS:
-        budget = rows["w3"]["est_luts_at_fps"] if run == "learned_luts" else None
+    for run in runs(args):
+        budget = rows["w3"]["est_luts_at_fps"] if run in ("learned_luts", ACT_RUN) else None
         rows[run] = run_one(f"{net}_s{seed}_{run}", recipe(net, run, seed, args, budget), args.work, args)
         print(json.dumps(rows[run]), flush=True)
     return rows
 
 
+def _widths(row: dict) -> str:
+    """Weight bits per layer, and the ReLU outputs' widths where activation widths were learned."""
+    w = "/".join(map(str, row["weight_bits"]))
+    return w if not row["name"].endswith(ACT_RUN) else f"{w} (activations {'/'.join(map(str, row['act_bits']))})"
+
+
+def runs(args) -> tuple[str, ...]:
+    return RUNS + ((ACT_RUN,) if args.act_learn else ())
+
+
 def summary(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
     """Mean and sample standard deviation over the seeds, per run."""
     out = {}
-    for run in RUNS:
+    for run in per_seed[min(per_seed)]:
         rows = [per_seed[s][run] for s in sorted(per_seed)]
         acc = np.array([r["deployed_acc_10000"] for r in rows])
         out[run] = {"acc_mean": float(acc.mean()), "acc_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
@@ -120,7 +136,7 @@ def summary(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
                     "avg_bits_mean": float(np.mean([r["avg_weight_bits"] for r in rows])),
                     "fit_luts_mean": float(np.mean([r["fit_luts"] for r in rows])),
                     "train_s_mean": float(np.mean([r["train_s"] for r in rows])),
-                    "widths": ["/".join(map(str, r["weight_bits"])) for r in rows]}
+                    "widths": [_widths(r) for r in rows]}
     return out
 
 
@@ -130,17 +146,15 @@ def network_lines(net: str, label: str, per_seed: dict[int, dict[str, dict]], su
              "on all 10,000 test images (min-max in brackets).", "",
              "| run | widths per seed | avg weight bits | est. LUTs @fps | deployed acc | fit xc7z020 LUTs | train s |",
              "|---|---|---|---|---|---|---|"]
-    for run in RUNS:
-        m = summ[run]
+    for run, m in summ.items():
         lines.append(f"| {run} | {', '.join(m['widths'])} | {m['avg_bits_mean']:.2f} | {m['est_luts_mean']:,.0f} | "
                      f"{100 * m['acc_mean']:.2f} ± {100 * m['acc_std']:.2f} ({100 * m['acc_min']:.2f}-"
                      f"{100 * m['acc_max']:.2f}) | {m['fit_luts_mean']:,.0f} | {m['train_s_mean']:.0f} |")
     lines += ["", "Per seed:", "", "| seed | run | widths | est. LUTs | deployed acc | agreement | fit (LUTs, II, fits) |",
               "|---|---|---|---|---|---|---|"]
     for s in seeds:
-        for run in RUNS:
-            r = per_seed[s][run]
-            lines.append(f"| {s} | {run} | {'/'.join(map(str, r['weight_bits']))} | {r['est_luts_at_fps']:,.0f} | "
+        for run, r in per_seed[s].items():
+            lines.append(f"| {s} | {run} | {_widths(r)} | {r['est_luts_at_fps']:,.0f} | "
                          f"{r['deployed_acc_10000']:.4f} | {r['agreement']:.4f} | {r['fit_luts']:,.0f}, "
                          f"{r['fit_ii']}, {'yes' if r['fit_ok'] else 'no'} |")
     return lines + [""]
@@ -167,8 +181,10 @@ def main() -> None:
     ap.add_argument("--width-lr", type=float, default=0.1, help="train.srq.width_lr of the learned runs")
     ap.add_argument("--vgg-stages", nargs="+", default=["16,16", "32,32"], help="VGG-small conv widths per stage")
     ap.add_argument("--vgg-hidden", type=int, default=64)
+    ap.add_argument("--act-learn", action="store_true", help=f"add the run '{ACT_RUN}'")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--reuse-runs", action="store_true", help="keep finished runs in --work (same arguments)")
+    ap.add_argument("--reuse-runs", action="store_true",
+                    help="keep finished runs (and their measured rows) in --work: same arguments")
     ap.add_argument("--work", type=Path, default=ROOT / "scratch" / "mixed_precision")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "mixed_precision")
     args = ap.parse_args()
@@ -179,7 +195,7 @@ def main() -> None:
         results[net] = {"label": network(net, args)[2], "per_seed": per_seed, "summary": summary(per_seed)}
     budget = {"train_limit": args.train_limit, "float_epochs": 1, "qat_epochs": args.epochs, "batch_size": 64,
               "threads": args.threads, "fps": args.fps, "io_type": IO, "width_lr": args.width_lr,
-              "bits_budget": BITS_BUDGET, "seeds": args.seeds}
+              "bits_budget": BITS_BUDGET, "seeds": args.seeds, "act_learn": args.act_learn}
     results = merged(args.out.with_suffix(".json"), budget, results)
     args.out.with_suffix(".json").write_text(json.dumps({"budget": budget, "networks": results}, indent=2) + "\n")
     lines = ["# Learned bit-widths (SRQ + DropBits, issue 25): short budget, several seeds", "",
