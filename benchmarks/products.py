@@ -35,7 +35,7 @@ from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_arra
 from vecq_hw.hls.estimate.examples import paper_lenet5
 from vecq_hw.hls.mappings import mapping_for
 from vecq_hw.hls.estimate.calibrate import kernel_product
-from vecq_hw.hls.select import find_plan, named_plan
+from vecq_hw.hls.select import SelectPlan, adder_luts, find_plan, multiple_luts, named_plan
 from vecq_hw.ir.levels import named_levels
 from vecq_hw.quant.esb import esb_levels
 
@@ -47,6 +47,59 @@ PREVIOUS_DOT = {1: 22.2, 2: 33.9, 3: 48.1, 4: 68.1}  # methods.md before issue 2
 #: the select form (estimate.md on main da8c452, the fit plan: 35,945 LUTs at 5,206 frames/s)
 ESB_PAPER_GOPS_PER_KLUT = 10.95
 BEFORE = {"luts": 35945, "fps": 5206}
+#: the select form without partial sums (products.md on main 39c8b23: plan conv1 5, conv2 40)
+BEFORE_PSUM = {"luts": 40508, "fps": 13426}
+#: partial sums on a conv-like slot array: PSUM_M inputs a cycle into PSUM_ACC-bit accumulators
+PSUM_M, PSUM_ACC = 8, 20
+
+
+class FixedSigns(SelectPlan):
+    """A plan whose zero entries never subtract (before their signs were free): a group's sign may
+    then need a LUT of two code bits."""
+
+    def negates(self, t: int) -> list[bool]:
+        return [neg for _, _, neg in self.picks(t)]
+
+
+#: ESB(5, 3) (levels p - 15 s, p the low four code bits, s the sign bit) plans measured on the array
+ESB5_PLANS = {
+    "one copy per bit (the plan before)": SelectPlan(5, ((0, 4), (1, 2), (3,)),
+                                                     ((0, 1, -15, -14), (0, 2, 4, 6), (0, 8))),
+    "sign in two groups, -15 = -16 + 1": SelectPlan(5, ((0, 4), (1, 2), (3, 4)),
+                                                    ((0, 1, 1, 2), (0, 2, 4, 6), (0, 8, -16, -8))),
+    "sign in two groups, -15 = -8 - 7, zero signs fixed": FixedSigns(5, ((0, 4), (1, 2), (3, 4)),
+                                                                    ((0, 1, -7, -6), (0, 2, 4, 6), (0, 8, -8, 0))),
+    "sign in two groups, -15 = -8 - 7, zero signs free (kernels now)": find_plan(esb_levels(5, 3), 5),
+}
+
+
+def measure_plan(name: str, args) -> dict:
+    plan, levels = ESB5_PLANS[name], esb_levels(5, 3)
+    r = array_luts(levels, 5, "select", plan, w=args.w, m=args.m, n=args.n)
+    W = ArrayWriter(levels, 5, args.w, args.m, args.n, plan).W
+    row = {"table": "esb5_plan", "bits": 5, "form": name, "mode": "run-time", "m": args.m, "n": args.n, "w": args.w,
+           "W": W, "luts": r["luts"], "carry": r["carry"], "lut_per_mac": round(r["lut_per_mac"], 2),
+           "groups": [list(g) for g in plan.groups], "entries": [list(e) for e in plan.entries],
+           "multiples": list(plan.multiples),
+           "adder_bits_per_mac": sum(W - plan.shift(t) for t in range(len(plan.groups)))}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def measure_psum(form: str, args) -> dict:
+    """VecQ 2-bit, PSUM_M inputs x n outputs into PSUM_ACC-bit accumulators: the products chained
+    into the accumulator ('select') or summed at their own width first ('select_psum')."""
+    levels, plan = named_levels("odd", 2), named_plan("odd", 2)
+    r = array_luts(levels, 2, form, plan, w=args.w, m=PSUM_M, n=args.n, acc_width=PSUM_ACC)
+    aw = ArrayWriter(levels, 2, args.w, PSUM_M, args.n, plan, acc_width=PSUM_ACC)
+    model = (args.n * PSUM_M * adder_luts(plan, aw.W if form == "select" else aw.Wn)
+             + PSUM_M * multiple_luts(plan, args.w))
+    model += args.n * aw.W if form == "select_psum" else 0
+    row = {"table": "psum", "bits": 2, "form": form, "mode": "run-time", "m": PSUM_M, "n": args.n, "w": args.w,
+           "W": aw.W, "Wn": aw.Wn, "luts": r["luts"], "carry": r["carry"], "lut_per_mac": round(r["lut_per_mac"], 2),
+           "estimator_luts": model}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def table(name: str, bits: int, ks: int | None = None):
@@ -129,6 +182,16 @@ def run(args) -> dict:
         for row in pool.map(lambda d: measure(d, args), run_time):
             rows[key(row, args)] = row
             save(path, args, rows, proofs)
+        plans = [n for n in ESB5_PLANS if key({"table": "esb5_plan", "bits": 5, "form": n, "mode": "run-time"}, args)
+                 not in rows] if not args.quick else []
+        for row in pool.map(lambda n: measure_plan(n, args), plans):
+            rows[key(row, args)] = row
+            save(path, args, rows, proofs)
+        psum = [f for f in ("select", "select_psum") if key({"table": "psum", "bits": 2, "form": f, "mode": "run-time"},
+                                                            args) not in rows] if not args.quick else []
+        for row in pool.map(lambda f: measure_psum(f, args), psum):
+            rows[key(row, args)] = row
+            save(path, args, rows, proofs)
         for (k, _), res in zip(to_prove, pool.map(lambda kd: prove(kd[1], args.prove_timeout), to_prove)):
             proofs[k] = res
             save(path, args, rows, proofs)
@@ -138,10 +201,9 @@ def run(args) -> dict:
     return save(path, args, rows, proofs)
 
 
-def whole_design(bits: int = 2, part: str = "xc7z020") -> dict:
-    """The paper-size LeNet-5 as `vecq-hw fit` plans it (headroom 80 %, 200 MHz): LUTs, frames/s
+def fitted(model, part: str) -> dict:
+    """``model`` as `vecq-hw fit` plans it on ``part`` (headroom 80 %, 200 MHz): LUTs, frames/s
     and GOPS per 1k LUTs (2 ops per MAC), pre-synthesis estimates."""
-    model = paper_lenet5(bits)
     plan = fit(model, part, headroom=0.8, clock_period=5.0).plan
     macs = 0
     for node in model.nodes():
@@ -149,14 +211,21 @@ def whole_design(bits: int = 2, part: str = "xc7z020") -> dict:
         p = m.products_per_input(node)
         macs += 0 if p is None else p * m.inputs_per_frame(node)
     luts, fps = plan.totals()["luts"], plan.fps
-
-    def gops_per_klut(luts, fps):
-        return round(2 * macs * fps / 1e9 / (luts / 1e3), 2)
-
     return {"model": model.name, "part": part, "reuse": dict(plan.reuse()), "macs_per_frame": macs,
             "luts": luts, "fps": round(fps, 1), "gops": round(2 * macs * fps / 1e9, 1),
-            "gops_per_klut": gops_per_klut(luts, fps),
+            "gops_per_klut": round(2 * macs * fps / 1e9 / (luts / 1e3), 2), "fits": plan.fits(0.8)}
+
+
+def whole_design(bits: int = 2, part: str = "xc7z020") -> dict:
+    """The paper-size LeNet-5 as `vecq-hw fit` plans it, beside the plans before."""
+    d = fitted(paper_lenet5(bits), part)
+
+    def gops_per_klut(luts, fps):
+        return round(2 * d["macs_per_frame"] * fps / 1e9 / (luts / 1e3), 2)
+
+    return {**d,
             "before": {**BEFORE, "gops_per_klut": gops_per_klut(BEFORE["luts"], BEFORE["fps"])},
+            "before_psum": {**BEFORE_PSUM, "gops_per_klut": gops_per_klut(BEFORE_PSUM["luts"], BEFORE_PSUM["fps"])},
             "esb_paper_gops_per_klut": ESB_PAPER_GOPS_PER_KLUT}
 
 
@@ -201,7 +270,7 @@ def markdown(result: dict) -> str:
            f"channel's W-bit accumulator; LUT/MAC = LUTs / {a['m'] * a['n']}. SAT: yosys proves each form equal "
            f"to acc + x * levels[c] for every input, code and accumulator (stage: one input shared by two "
            f"outputs, 6-bit x; chain: two inputs, 4-bit x; '-': not run here -- tests/test_products_array.py and "
-           f"tests/test_estimate.py prove the kernels' forms of VecQ k = 1..4 and ESB(4, 2), ESB(4, 1)).\n",
+           f"tests/test_estimate.py prove the kernels' forms of VecQ k = 1..4 and ESB(4, 2), ESB(4, 1), ESB(5, 3)).\n",
            "## VecQ (odd table d = 2c + 1), run-time codes\n",
            "| k | W | select (kernels now) | carry4 | one LUT per adder bit | previous kernels | "
            "ROM multiplier | previous, 8-term dot (methods.md) | target | SAT (select) |",
@@ -254,7 +323,9 @@ def markdown(result: dict) -> str:
             if not rows:
                 continue
             now_form = kernel_product(table("esb", b, ks)[0], b)[0]
-            now = next(r for r in rows if r["form"] == now_form)
+            now = next((r for r in rows if r["form"] == now_form), None)
+            if now is None:  # not measured yet (a run in progress)
+                continue
             before = next((r for r in rows if r["form"] != now_form), now)
             const = min((r for r in result["rows"] if r["table"] == "esb" and r["bits"] == b and r.get("ks") == ks
                          and r["mode"] == "constant"), key=lambda r: r["lut_per_mac"], default=None)
@@ -266,19 +337,64 @@ def markdown(result: dict) -> str:
             "c + [c < 0]: a select plan (vecq_hw/hls/select.py). With more exponent bits the exponent's shift "
             "multiplies the significand (the code bits interact), no plan exists, and the signed-digit columns "
             "remain.", ""]
+    out += esb5_plans_table(result) + psum_table(result)
     d = result["whole_design"]
     out += ["## Whole design: paper-size LeNet-5 (2-bit VecQ, 8-bit activations), `fit` on " + d["part"] + "\n",
             "Pre-synthesis estimates (`vecq-hw fit`, headroom 80 %); 200 MHz is an assumption; 2 ops per MAC, "
             f"{d['macs_per_frame']:,} MACs per frame. The estimator costs a folded layer's select-form slot array as "
             "one LUT per accumulator bit of each group's adder plus the shared multiples (hls/mappings.py; within "
-            "10 % of yosys on the array, tests/test_products_array.py).\n",
+            "10 % of yosys on the array, tests/test_products_array.py), with per-cycle partial sums where cheaper.\n",
             "| | LUTs | frames/s | GOPS | GOPS per 1k LUTs |", "|---|---|---|---|---|",
             f"| before (estimate.md, product model 'var') | {d['before']['luts']:,} | {d['before']['fps']:,} | "
             f"{2 * d['macs_per_frame'] * d['before']['fps'] / 1e9:.1f} | {d['before']['gops_per_klut']} |",
-            f"| now (select form), plan {d['reuse']} | {d['luts']:,.0f} | {d['fps']:,.0f} | {d['gops']} | "
-            f"**{d['gops_per_klut']}** |",
+            "| select form, chained into the accumulators (main 39c8b23), plan conv2 40 | "
+            f"{d['before_psum']['luts']:,} | "
+            f"{d['before_psum']['fps']:,} | {2 * d['macs_per_frame'] * d['before_psum']['fps'] / 1e9:.1f} | "
+            f"{d['before_psum']['gops_per_klut']} |",
+            f"| now (select form + per-cycle partial sums), plan {d['reuse']} | {d['luts']:,.0f} | {d['fps']:,.0f} | "
+            f"{d['gops']} | **{d['gops_per_klut']}** |",
             f"| ESB paper's accelerator (no DSPs, published) | | | | {d['esb_paper_gops_per_klut']} |", ""]
     return "\n".join(out) + "\n"
+
+
+def psum_table(result: dict) -> list[str]:
+    rows = {r["form"]: r for r in result["rows"] if r["table"] == "psum"}
+    if len(rows) < 2:
+        return []
+    c, p = rows["select"], rows["select_psum"]
+    return ["## Per-cycle partial sums (hls/partial_sums.py)\n",
+            f"A folded cycle gives each output several products (conv2 of LeNet-5 at R = 32: 25 a cycle). "
+            f"Measured: VecQ 2-bit, {c['m']} inputs x {c['n']} outputs a cycle, {c['W']}-bit accumulators "
+            f"(a conv layer's fan-in).\n",
+            "| form | LUTs | LUT/MAC | estimator's model | model / yosys |", "|---|---|---|---|---|",
+            f"| chained into the {c['W']}-bit accumulator (select) | {c['luts']} | {_cell(c)} | "
+            f"{c['estimator_luts']} | "
+            f"{c['estimator_luts'] / c['luts']:.3f} |",
+            f"| summed at {p['Wn']} bits, then one add into the accumulator (select_psum) | {p['luts']} | "
+            f"**{_cell(p)}** | "
+            f"{p['estimator_luts']} | {p['estimator_luts'] / p['luts']:.3f} |", "",
+            "The kernel (nnet_vecq_fold.h) turns partial sums on where the estimator's model says they are cheaper; "
+            "select_psum is SAT-proved and the kernel C-simulated in tests/test_products_array.py.", ""]
+
+
+def esb5_plans_table(result: dict) -> list[str]:
+    rows = [r for r in result["rows"] if r["table"] == "esb5_plan"]
+    if not rows:
+        return []
+    out = ["### ESB at b = 5 (k = 3): the plans tried\n",
+           "Levels p - 15 s (p: the four low code bits, s: the sign bit), a linear table: three groups of two "
+           "code bits, the fifth bit's free slot taken by a second copy of s. Each group is one LUT per "
+           "accumulator bit from its shift up; a term past +/-15 widens the accumulator W, a sign that is "
+           "a function of two code bits costs a LUT per product, each extra multiple an adder per input.\n",
+           "| plan | groups: entries | multiples | W | adder bits/MAC | LUT/MAC |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        ge = "; ".join(f"{tuple(g)}: {tuple(e)}" for g, e in zip(r["groups"], r["entries"]))
+        out.append(f"| {r['form']} | {ge} | {', '.join(map(str, r['multiples']))} | {r['W']} | "
+                   f"{r['adder_bits_per_mac']} | **{_cell(r)}** |")
+    vq = _get(result, table="vecq", bits=5, form="select", mode="run-time")
+    return out + ["", f"VecQ 5-bit (select): {_cell(vq)}. Also tried by the session before (not kept here): a hand "
+                  "plan with multiples {1, 3, 15}: 41.0. Proof and cost test of the kernels' plan: "
+                  "tests/test_products_array.py (SAT, <= VecQ 5-bit on a 1 x 16 array, C simulation).", ""]
 
 
 def main(argv=None):

@@ -40,6 +40,7 @@ struct vecq_dense_config {
     static const unsigned multiplier = vecq_mul_auto;
     static const unsigned reuse_factor = 1;
     static const bool latency = true;
+    static const bool psum = false; // issue 21: a folded cycle's per-output partial sums in psum_t
     typedef ap_int<2> weight_t;
     typedef ap_fixed<16, 6> term_t;
     typedef ap_fixed<16, 6> accum_t;

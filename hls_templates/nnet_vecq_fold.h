@@ -28,41 +28,73 @@ template <unsigned BLOCK, unsigned G> struct vecq_block_inputs {
     }
 };
 
+// The config whose accum_t is CONFIG_T::psum_t (issue 21): the product classes then compute a
+// cycle's partial sums, and the operands they share, at that narrow width.
+template <class CONFIG_T, bool PSUM> struct vecq_psum_config { typedef CONFIG_T type; };
+template <class CONFIG_T> struct vecq_psum_config<CONFIG_T, true> {
+    struct type : CONFIG_T {
+        typedef typename CONFIG_T::psum_t accum_t;
+    };
+};
+
+// sums[f] += the products of the block starting at product p0 (one cycle): each input the block
+// reads becomes its operand ONCE (vecq_operand: x in C's accum_t, or x with its multiples x, 3x,
+// ... for the select products), and every slot reading it selects and adds from that operand
+template <class x_T, class C, class TAPS, unsigned BLOCK, unsigned N_ACC, unsigned N_PROD, unsigned N_SRC>
+void vecq_fold_block(const x_T src[N_SRC], unsigned oh, unsigned ow, unsigned p0, typename C::accum_t sums[N_ACC],
+                     const typename C::weight_t weights[N_PROD]) {
+    #pragma HLS INLINE
+    typedef vecq_block_inputs<BLOCK, TAPS::group> inputs;
+    typename vecq_operand_of<x_T, C>::type ops[inputs::n];
+    #pragma HLS ARRAY_PARTITION variable=ops complete
+VecQFoldInputs:
+    for (unsigned t = 0; t < inputs::n; t++) {
+        #pragma HLS UNROLL
+        const unsigned p = (p0 / TAPS::group + t) * TAPS::group; // the input's first product
+        unsigned f, i;
+        if (p < N_PROD && TAPS::tap(p, oh, ow, f, i))
+            ops[t] = vecq_operand<x_T, C>(src[i]);
+    }
+VecQFoldBlock:
+    for (unsigned b = 0; b < BLOCK; b++) {
+        #pragma HLS UNROLL
+        const unsigned p = p0 + b;
+        unsigned f, i;
+        if (TAPS::tap(p, oh, ow, f, i))
+            vecq_mac_op<x_T, C>(sums[f], ops[inputs::of(p0, b)], weights[p]);
+    }
+}
+
 // acc[f] = the sum of the N_PROD products of one input (one output pixel (oh, ow) of a conv),
 // block = N_PROD / R of them per cycle. TAPS::tap(p, oh, ow, f, i) names product p's output f
 // and its input src[i], or is false for a tap in the zero padding (it contributes nothing).
-// The slot array shares its inputs (issue 21): each input a cycle reads becomes its operand ONCE
-// (vecq_operand: x in accum_t, or x with its multiples x, 3x, ... for the select products), and
-// every slot reading it selects and adds from that operand (vecq_mac_op).
+// The slot array shares its inputs (issue 21, vecq_fold_block). CONFIG_T::psum (set in Python,
+// hls/partial_sums.py, when every cycle gives each of the N_ACC outputs block / N_ACC >= 2
+// products): a cycle sums each output's products in the narrow psum_t (exact: it holds
+// block / N_ACC x max|x d|, and wraps like accum_t), then adds that sum into accum_t once.
 template <class x_T, class CONFIG_T, class TAPS, unsigned N_ACC, unsigned N_PROD, unsigned N_SRC>
 void vecq_fold_products(const x_T src[N_SRC], unsigned oh, unsigned ow, typename CONFIG_T::accum_t acc[N_ACC],
                         const typename CONFIG_T::weight_t weights[N_PROD]) {
     #pragma HLS INLINE
     static const unsigned block = N_PROD / CONFIG_T::reuse_factor;
-    typedef vecq_block_inputs<block, TAPS::group> inputs;
-    typedef typename vecq_operand_of<x_T, CONFIG_T>::type operand_t;
+    static const bool psum = CONFIG_T::psum && TAPS::group == N_ACC && block % N_ACC == 0;
+    typedef typename vecq_psum_config<CONFIG_T, psum>::type P;
     vecq_clear<typename CONFIG_T::accum_t, N_ACC>(acc);
 VecQFoldReuse:
     for (unsigned r = 0; r < CONFIG_T::reuse_factor; r++) {
         #pragma HLS PIPELINE II=1
-        const unsigned p0 = r * block;
-        operand_t ops[inputs::n];
-        #pragma HLS ARRAY_PARTITION variable=ops complete
-    VecQFoldInputs:
-        for (unsigned t = 0; t < inputs::n; t++) {
-            #pragma HLS UNROLL
-            const unsigned p = (p0 / TAPS::group + t) * TAPS::group; // the input's first product
-            unsigned f, i;
-            if (p < N_PROD && TAPS::tap(p, oh, ow, f, i))
-                ops[t] = vecq_operand<x_T, CONFIG_T>(src[i]);
-        }
-    VecQFoldBlock:
-        for (unsigned b = 0; b < block; b++) {
-            #pragma HLS UNROLL
-            const unsigned p = p0 + b;
-            unsigned f, i;
-            if (TAPS::tap(p, oh, ow, f, i))
-                vecq_mac_op<x_T, CONFIG_T>(acc[f], ops[inputs::of(p0, b)], weights[p]);
+        if (psum) {
+            typename P::accum_t sums[N_ACC];
+            #pragma HLS ARRAY_PARTITION variable=sums complete
+            vecq_clear<typename P::accum_t, N_ACC>(sums);
+            vecq_fold_block<x_T, P, TAPS, block, N_ACC, N_PROD, N_SRC>(src, oh, ow, r * block, sums, weights);
+        VecQFoldPartialSums:
+            for (unsigned f = 0; f < N_ACC; f++) {
+                #pragma HLS UNROLL
+                acc[f] += sums[f];
+            }
+        } else {
+            vecq_fold_block<x_T, CONFIG_T, TAPS, block, N_ACC, N_PROD, N_SRC>(src, oh, ow, r * block, acc, weights);
         }
     }
 }

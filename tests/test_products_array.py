@@ -84,6 +84,89 @@ def test_select_form_beats_the_previous_form_and_is_proven():
     assert prove_array_form(odd[4][0], 4, "select", odd[4][1])  # one stage, every accumulator value
 
 
+def test_esb5_plan_splits_the_sign_over_two_groups():
+    """ESB(5, 3), levels p - 15 s (p the four low code bits, s the sign bit): three groups with
+    shifts 3, 1, 0 need s in two of them (-15 = -8 - 7), so no term reaches past +/-15 (a -16 term
+    widens the sum: 41 LUT/MAC, benchmarks/results/products.md) and every sign is a plain code bit."""
+    from vecq_hw.hls.select import reach, sign_cost
+
+    levels = esb_levels(5, 3)
+    plan = find_plan(levels, 5)
+    assert check(plan, levels) and all(fits(g, e) for g, e in zip(plan.groups, plan.entries))
+    assert sorted(plan.shift(t) for t in range(3)) == [0, 1, 3]
+    assert sum(map(len, plan.groups)) == 6 and sum(4 in g for g in plan.groups) == 2
+    assert reach(plan) == 4 and max(sign_cost(plan, t) for t in range(3)) <= 1
+    # a zero entry's sign is free: chosen as a code bit, never changing the sum
+    for t in range(3):
+        assert all(e == 0 for e, n, (_, _, neg) in zip(plan.entries[t], plan.negates(t), plan.picks(t)) if n != neg)
+
+
+@yosys
+def test_esb5_select_costs_no_more_than_vecq5_and_is_proven():
+    """Issue 21's done-when: ESB run-time LUT/MAC <= VecQ's at b = 5 (b = 3, 4: products.md), on
+    the slot array (one input shared by 16 outputs), with the estimator's model within 10 %."""
+    from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+    from vecq_hw.hls.select import adder_luts, multiple_luts
+
+    tables = [(esb_levels(5, 3), find_plan(esb_levels(5, 3), 5)), (named_levels("odd", 5), named_plan("odd", 5))]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        esb, vecq = pool.map(lambda t: array_luts(t[0], 5, "select", t[1], m=1, n=16)["lut_per_mac"], tables)
+    assert esb <= vecq, (esb, vecq)
+    lv, plan = tables[0]
+    model = 16 * adder_luts(plan, ArrayWriter(lv, 5, 8, 1, 16, plan).W) + multiple_luts(plan, 8)
+    assert abs(model / (16 * esb) - 1) < 0.1, (model, 16 * esb)
+    assert prove_array_form(lv, 5, "select", plan, w=4)  # one stage, every accumulator value
+
+
+@yosys
+def test_partial_sums_cost_what_the_estimator_says_and_are_proven():
+    """A cycle's products of one output summed at their own width, then one add into the wide
+    accumulator (hls/partial_sums.py): fewer yosys LUTs than chaining them into the accumulator,
+    the estimator's model within 10 % of yosys, and SAT-proven equal to acc + sum x * levels[c]."""
+    from vecq_hw.hls.estimate.array_forms import ArrayWriter, array_luts, prove_array_form
+    from vecq_hw.hls.select import adder_luts, multiple_luts
+
+    lv, plan = named_levels("odd", 2), named_plan("odd", 2)
+    m, n, acc = 4, 4, 20  # 4 inputs a cycle into 20-bit accumulators (a conv layer's fan-in)
+    aw = ArrayWriter(lv, 2, 8, m, n, plan, acc_width=acc)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        chain, psum = pool.map(lambda f: array_luts(lv, 2, f, plan, m=m, n=n, acc_width=acc)["luts"],
+                               ("select", "select_psum"))
+    assert psum < chain, (psum, chain)
+    model = n * m * adder_luts(plan, aw.Wn) + n * aw.W + m * multiple_luts(plan, 8)
+    assert abs(model / psum - 1) < 0.1, (model, psum)
+    assert prove_array_form(lv, 2, "select_psum", plan, w=4, m=2, n=2, acc_width=aw.Wn + 3)
+    wrong = lv.copy()
+    wrong[1] += 2
+    assert not prove_array_form(lv, 2, "select_psum", plan, w=4, m=2, n=2, acc_width=aw.Wn + 3, gold_levels=wrong)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_folded_esb5_split_plan_and_partial_sums_csim_equals_simulator(tmp_path):
+    """The split plan through the HLS 'select' class (the sign bit read by two groups, free zero
+    signs in the negate table), fc1 with partial sums (R = 8: 8 products per output a cycle summed
+    in psum_t), fc2 without (2 a cycle: not cheaper): g++ C simulation equals the simulator."""
+    from vecq_hw.hls import HlsOptions, csim, write_project
+    from vecq_hw.hls.mappings import mapping_for
+    from vecq_hw.hls.products import choose_product
+    from vecq_hw.ir.examples import random_inputs, random_mlp
+    from vecq_hw.sim import simulate
+
+    model = random_mlp(5, seed=5, levels=esb_levels(5, 3), sizes=(64, 8, 4))
+    reuse = {"fc1": 8, "fc2": 4}
+    weighted = [n for n in model.nodes() if hasattr(n.layer, "levels")]
+    assert {choose_product(n.layer, n.in_types[0]).kind for n in weighted} == {"select"}
+    widths = [mapping_for(n).psum_width(n, reuse[n.layer.name]) for n in weighted]
+    assert widths[0] is not None and widths[0] < weighted[0].layer.accum_type.width and widths[1] is None
+    x = random_inputs(model, 300, seed=4)
+    y = simulate(model, x_mantissa=x).output
+    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type="io_parallel", reuse=reuse), expected=(x, y))
+    assert "typedef ap_fixed<%d," % widths[0] in (prj / "firmware" / "parameters.h").read_text()
+    out = csim(prj)
+    assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-2000:]
+    np.testing.assert_array_equal(out.outputs, y.reshape(len(x), -1))
+
+
 @pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 def test_folded_select_products_csim_equals_simulator(tmp_path):
     from vecq_hw.hls import HlsOptions, csim, write_project
@@ -102,3 +185,25 @@ def test_folded_select_products_csim_equals_simulator(tmp_path):
     out = csim(prj)
     assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-2000:]
     np.testing.assert_array_equal(out.outputs, simulate(model, x_mantissa=x).output.reshape(len(x), -1))
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_folded_conv_partial_sums_csim_equals_simulator(tmp_path):
+    """Partial sums in the folded conv kernels (io_stream: the line buffer; padding taps, a
+    stride-2 conv and its projection): three convs with psum_t on, bit-exact in C simulation."""
+    from vecq_hw.hls import HlsOptions, csim, write_project
+    from vecq_hw.hls.mappings import mapping_for
+    from vecq_hw.ir.examples import random_inputs, random_resnet
+    from vecq_hw.sim import simulate
+
+    model = random_resnet(2, seed=2)
+    reuse = {"b1_conv": 4, "b2_conv1": 4, "b2_conv2": 8}
+    on = [n.layer.name for n in model.nodes() if n.layer.name in reuse and mapping_for(n).psum_width(n, reuse[n.layer.name])]
+    assert on == list(reuse)
+    x = random_inputs(model, 100, seed=6)
+    y = simulate(model, x_mantissa=x).output
+    prj = write_project(model, tmp_path / "prj", HlsOptions(io_type="io_stream", reuse=reuse), expected=(x, y))
+    assert (prj / "firmware" / "parameters.h").read_text().count("static const bool psum = true;") == 3
+    out = csim(prj)
+    assert out.mismatches == 0 and out.value_mismatches == 0, out.log[-2000:]
+    np.testing.assert_array_equal(out.outputs, y.reshape(len(x), -1))

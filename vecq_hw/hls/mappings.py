@@ -31,6 +31,7 @@ from .costs import (FOLDED_DEPTH, LayerEstimate, bram_or_lutram, charge_memory, 
 from .offchip import STREAMED_MODES, StreamedLayer
 from .options import HlsOptions
 from .products import choose_product, kind_and_plan
+from .partial_sums import partial_sum_width, psum_config, sum_width
 from .select import adder_luts, block_inputs, multiple_luts
 
 #: a streamed layer's m_axi port. The read FIFO follows from the pragma the kernel is written with
@@ -207,7 +208,10 @@ class _WeightedMapping(Mapping):
         product = choose_product(layer, node.in_types[0])
         return dict(
             bits=int(layer.bits), encoding=layer.encoding, multiplier=layer.multiplier,
-            product_kind=product.kind, product_config=product.config,
+            product_kind=product.kind,
+            product_config=product.config + psum_config(self.psum_width(node, opts.reuse_of(layer.name),
+                                                                        opts.weights_of(layer.name) in STREAMED_MODES),
+                                                        node.in_types[0]),
             codes_data=np.asarray(layer.codes, dtype=np.int64),
             scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac,
             bias_mantissas=layer.bias, bias_frac=layer.bias_type.frac,
@@ -248,7 +252,7 @@ class _WeightedMapping(Mapping):
         dsp_bound = layer.multiplier == "dsp" and product.kind in ("named", "multiply") and (
             product.kind == "multiply" or layer.bits >= 5)
         acc_w, s_w = int(layer.accum_type.width), int(layer.scale_type.width)
-        array = self.select_array_luts(node, r, w) if adder_graph_luts is None else None
+        array = self.select_array_luts(node, r, w, weights is not None) if adder_graph_luts is None else None
         constants = e.slots * r * lut_per_product("const", k, w)
         if adder_graph_luts is not None:
             e.luts += adder_graph_luts
@@ -281,23 +285,36 @@ class _WeightedMapping(Mapping):
         """Consecutive products reading one input (TAPS::group): every output channel's."""
         return int(node.out_shape[-1])
 
-    def select_array_luts(self, node, r: int, w: int) -> float | None:
+    def psum_width(self, node, r: int, streamed: bool = False) -> int | None:
+        """Width of the kernel's per-cycle partial sums (:mod:`.partial_sums`; None: off; a
+        streamed layer's loop has none)."""
+        layer = node.layer
+        if streamed:
+            return None
+        plan = kind_and_plan(layer.levels, int(layer.bits), layer.multiplier)[1]
+        return partial_sum_width(plan, layer.levels, node.in_types[0], self.products_per_input(node),
+                                 self.input_group(node), int(node.out_shape[-1]), int(r))
+
+    def select_array_luts(self, node, r: int, w: int, streamed: bool = False) -> float | None:
         """LUTs of a folded layer's slot array in the select form (issue 21): per slot one adder per
-        code-bit group on the accumulator, per input a cycle reads its multiples (3x, ...) once.
-        The accumulator's width is its worst case over codes (fan-in x the largest |level| x the
-        largest |x|; the exported accum_t is at most this), so that the cost depends on the bits,
-        the level table and the input type only, as SRQ's width tables assume (hls/estimate/widths.py).
-        None: no select form (a DSP, a ROM multiplier or signed digits), or R = 1 (constant
-        weights: the 'const' model)."""
+        code-bit group on the accumulator, per input a cycle reads its multiples (3x, ...) once;
+        with partial sums (:meth:`psum_width`) the slots' adders are that narrow and each output
+        adds its cycle's sum into the accumulator once. The accumulator's width is its worst case
+        over codes (fan-in x the largest |level| x the largest |x|; the exported accum_t is at most
+        this), so that the cost depends on the bits, the level table and the input type only, as
+        SRQ's width tables assume (hls/estimate/widths.py). None: no select form (a DSP, a ROM
+        multiplier or signed digits), or R = 1 (constant weights: the 'const' model)."""
         layer = node.layer
         plan = kind_and_plan(layer.levels, int(layer.bits), layer.multiplier)[1]
         if plan is None or r == 1:
             return None
-        p, t = self.products_per_input(node), node.in_types[0]
-        bound = p // int(node.out_shape[-1]) * int(np.max(np.abs(layer.levels))) * max(-t.min_mantissa, t.max_mantissa)
+        p, n_out = self.products_per_input(node), int(node.out_shape[-1])
+        wide = sum_width(p // n_out, layer.levels, node.in_types[0])
         slots = p // r
         inputs = block_inputs(slots, self.input_group(node))
-        return float(slots * adder_luts(plan, ir.signed_width_for(-bound, bound)) + inputs * multiple_luts(plan, w))
+        narrow = self.psum_width(node, r, streamed)
+        adders = slots * adder_luts(plan, wide) if narrow is None else slots * adder_luts(plan, narrow) + n_out * wide
+        return float(adders + inputs * multiple_luts(plan, w))
 
     @staticmethod
     def _streamed(e: LayerEstimate, sl: StreamedLayer) -> None:

@@ -153,4 +153,5 @@ def select_config(plan: SelectPlan) -> str:
             + _rom("group_shift", [plan.shift(t) for t in range(n_groups)], "unsigned")
             + _rom2("pick", table(lambda o, s, n: mults.index(o) if o else len(mults)), "unsigned", 4)
             + _rom2("pick_shift", table(lambda o, s, n: s), "unsigned", 4)
-            + _rom2("negate", table(lambda o, s, n: int(n)), "int", 4))
+            + _rom2("negate", [[int(n) for n in plan.negates(t)] + [0] * (4 - len(plan.picks(t)))
+                               for t in range(n_groups)], "int", 4))

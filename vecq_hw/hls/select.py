@@ -60,6 +60,17 @@ class SelectPlan:
         sh = self.shift(t)
         return [(*_odd(abs(e) >> sh), e < 0) if e else (0, 0, False) for e in self.entries[t]]
 
+    def negates(self, t: int) -> list[bool]:
+        """Per value v: subtract? A zero entry's sign is free (adding ~0 with a carry-in adds 0):
+        chosen so that the sign is a constant or one of the group's code bits when it can be (then
+        the adder's carry-in is that bit, no LUT: :func:`sign_cost`)."""
+        fixed = [neg if o else None for o, _, neg in self.picks(t)]
+        size = len(self.groups[t])
+        for cand in ([False] * (1 << size), [True] * (1 << size), *_bit_signs(size)):
+            if all(f is None or f == c for f, c in zip(fixed, cand)):
+                return cand
+        return [bool(f) for f in fixed]
+
     @property
     def multiples(self) -> tuple:
         """The distinct odd multiples o (x, 3x, 7x, ...): o * x computed once per input; every
@@ -146,11 +157,33 @@ def _pairings(bits: list):
         yield from ([(first, other)] + rest for rest in _pairings([c for c in bits[1:] if c != other]))
 
 
-def _cost(plan: SelectPlan) -> tuple:
-    """Fewer adder bits (larger group shifts), fewer multiples to precompute, then signs that are
-    plain code bits (free carry-ins)."""
-    raw = sum(len({neg for _, _, neg in plan.picks(t)}) > 1 for t in range(len(plan.groups)))
-    return (-sum(plan.shift(t) for t in range(len(plan.groups))), sum(o > 1 for o in plan.multiples), raw,
+def _bit_signs(size: int) -> list[list[bool]]:
+    """Per value of a group's bits: its bit j, or that bit inverted."""
+    return [[bool((v >> j) & 1) != inv for v in range(1 << size)] for inv in (False, True) for j in range(size)]
+
+
+def sign_cost(plan: SelectPlan, t: int) -> int:
+    """0: group t's sign is a constant, 1: one of its code bits or its inverse (the carry-in: free
+    on yosys, VecQ's odd digits), 2: a function of two code bits (one more LUT per product)."""
+    neg = plan.negates(t)
+    if len(set(neg)) == 1:
+        return 0
+    return 1 if neg in _bit_signs(len(plan.groups[t])) else 2
+
+
+def reach(plan: SelectPlan) -> int:
+    """Bits of the largest term magnitude: a term past the table's own range widens the sum."""
+    return max(abs(e) for es in plan.entries for e in es).bit_length()
+
+
+def _cost(plan: SelectPlan, need: int) -> tuple:
+    """Fewer adders, terms within the table's range (no wider sum), fewer adder bits (larger group
+    shifts), no sign needing its own LUT, fewer multiples to precompute, no code bit read twice,
+    then constant signs."""
+    n = len(plan.groups)
+    signs = [sign_cost(plan, t) for t in range(n)]
+    return (n, reach(plan) > need, -sum(plan.shift(t) for t in range(n)), signs.count(2),
+            sum(o > 1 for o in plan.multiples), sum(map(len, plan.groups)) > plan.bits, sum(c > 0 for c in signs),
             plan.groups, plan.entries)
 
 
@@ -162,18 +195,67 @@ def _offsets(raw: list) -> list[int]:
 def _plans(lv: np.ndarray, bits: int, groups: list):
     raw = [[int(lv[sum(((v >> j) & 1) << b for j, b in enumerate(g))] - lv[0]) for v in range(1 << len(g))]
            for g in groups]
+    yield from _with_offsets(bits, groups, raw, int(lv[0]))
+
+
+def _with_offsets(bits: int, groups: list, raw: list, const: int):
+    """Plans adding ``const`` to the groups' raw entries, split over the groups every way that fits."""
     ok = [[o for o in _offsets(rs) if fits(g, [r + o for r in rs])] for g, rs in zip(groups[:-1], raw)]
     for offs in itertools.product(*ok):
-        last = int(lv[0]) - sum(offs)
+        last = const - sum(offs)
         if fits(groups[-1], [r + last for r in raw[-1]]):
-            yield SelectPlan(bits, tuple(groups), tuple(tuple(r + o for r in rs) for rs, o in zip(raw, list(offs) + [last])))
+            entries = tuple(tuple(r + o for r in rs) for rs, o in zip(raw, list(offs) + [last]))
+            yield SelectPlan(bits, tuple(groups), entries)
+
+
+def _linear_weights(lv: np.ndarray, bits: int) -> list[int] | None:
+    """w with lv[p] = lv[0] + sum_b w_b p_b for every pattern p, or None."""
+    w = [int(lv[1 << b] - lv[0]) for b in range(bits)]
+    ok = all(lv[p] == lv[0] + sum(w[b] for b in range(bits) if (p >> b) & 1) for p in range(1 << bits))
+    return w if ok else None
+
+
+def _shift_bound(raw: list) -> int:
+    """The largest shift any offset can give a group: the trailing zeros its entries' differences share."""
+    diff = [abs(a - raw[0]) for a in raw[1:] if a != raw[0]]
+    return min(_odd(d)[1] for d in diff) if diff else 64
+
+
+def _split_plans(lv: np.ndarray, bits: int, min_shift: int = 0):
+    """An odd number of code bits leaves one group with a free slot: a linear table may use it for
+    a second copy of one bit b, its weight split w_b = u + (w_b - u) over two groups (ESB's sign at
+    k = b - 2: -15 = -8 - 7, so that no group's term reaches past the table). b: a bit of the
+    largest |weight| (the one no power of two covers), u = +/- 2^e (a wider search takes minutes
+    at 7 bits and found nothing better on ESB and the named tables). Groupings whose shifts cannot
+    reach ``min_shift`` in total are skipped."""
+    w = _linear_weights(lv, bits)
+    if w is None or bits % 2 == 0 or bits < 3:
+        return
+    parts = sorted({s << e for s in (1, -1) for e in range(bits + 1)})
+    for b in [b for b in range(bits) if abs(w[b]) == max(map(abs, w))]:
+        for slots in _pairings(list(range(bits + 1))):  # slot `bits`: b's second copy
+            groups = [tuple(sorted(b if s == bits else s for s in g)) for g in slots]
+            if any(len(set(g)) < len(g) for g in groups):
+                continue
+            for first, u in itertools.product([t for t, g in enumerate(groups) if b in g], parts):
+                def weight(t, bit):  # one group holding b takes u, the other the rest
+                    return (u if t == first else w[b] - u) if bit == b else w[bit]
+
+                raw = [[sum(weight(t, bit) for j, bit in enumerate(g) if (v >> j) & 1) for v in range(1 << len(g))]
+                       for t, g in enumerate(groups)]
+                if sum(map(_shift_bound, raw)) < min_shift:
+                    continue
+                yield from _with_offsets(bits, sorted(groups), [r for _, r in sorted(zip(groups, raw))], int(lv[0]))
 
 
 @lru_cache(maxsize=256)
 def _find(levels: tuple, bits: int) -> SelectPlan | None:
     lv = _patterns(levels, bits)
+    need = int(np.max(np.abs(lv))).bit_length()
     plans = [p for groups in _groupings(lv, bits) for p in _plans(lv, bits, groups)]
-    return min(plans, key=_cost) if plans else None
+    within = [sum(p.shift(t) for t in range(len(p.groups))) for p in plans if reach(p) <= need]
+    plans += list(_split_plans(lv, bits, max(within, default=0)))
+    return min(plans, key=lambda p: _cost(p, need)) if plans else None
 
 
 def find_plan(levels, bits: int) -> SelectPlan | None:

@@ -22,6 +22,9 @@ Forms (:data:`FORMS`):
   feeds CARRY4's DI: that must be the accumulator, so that the select, the complement and the sum
   bit share ONE LUT. ``alumacc`` orders operands by width, then chunk count, then hash; the
   sign-extended term has more chunks than the accumulator, so the order is fixed.
+* ``select_psum`` -- the kernels' form with partial sums (hls/partial_sums.py): each output's m
+  products chained from 0 at the width of their sum (``Wn``), then one add into the accumulator
+  (``acc_width``: a layer's accumulator, wider than m products need).
 * ``select_naive``: ``acc + sum (n ? -s : s)`` (a negation per term), ``select_macc``:
   ``acc + (s ^ {n}) + n`` chained (merged into one macc), ``select_cat``: the re-sliced adder with
   a term of as many chunks as the accumulator (operand order left to a hash) -- tried, dropped.
@@ -37,7 +40,8 @@ import numpy as np
 from ..select import SelectPlan
 from .yosys import PROOF_PREP, yosys_equivalent, yosys_luts
 
-FORMS = ("select", "select_naive", "select_macc", "select_cat", "shift_add_bits", "digits", "addsub", "multiply")
+FORMS = ("select", "select_psum", "select_naive", "select_macc", "select_cat", "shift_add_bits", "digits", "addsub",
+         "multiply")
 
 
 def _pattern(c: int, bits: int) -> int:
@@ -57,7 +61,8 @@ def _case_function(name: str, bits: int, width: int, rows: list[tuple[int, int]]
 class ArrayWriter:
     """One slot array's Verilog: ports, shared per-input wires, one sum per output."""
 
-    def __init__(self, levels, bits: int, w: int, m: int, n: int, plan: SelectPlan | None, codes=None):
+    def __init__(self, levels, bits: int, w: int, m: int, n: int, plan: SelectPlan | None, codes=None,
+                 acc_width: int | None = None):
         self.levels = np.asarray(levels, dtype=np.int64)
         self.bits, self.w, self.m, self.n, self.plan, self.codes = int(bits), int(w), int(m), int(n), plan, codes
         mag = int(np.max(np.abs(self.levels)))
@@ -68,6 +73,9 @@ class ArrayWriter:
             self.W = max([self.W] + [self.term_width(t) + plan.shift(t) + 2 for t in range(len(plan.groups))])
         from ..products import csd_digits
 
+        self.Wn = self.W  # the exact width of the m products' sum (select_psum's partial sums)
+        if acc_width is not None:  # a layer's accumulator: the whole fan-in's width
+            self.W = max(self.W, int(acc_width))
         shift = max([e for v in self.levels for _, e in csd_digits(int(v))] + [self.bits])
         self.pw = self.w + max(self.lw, shift + 1) + 1  # one product, every partial sum of it (any form)
         self.head, self.body = [], []
@@ -115,7 +123,7 @@ class ArrayWriter:
         tw = self.term_width(t)
         opts = [f"(m{mults.index(o)}_{i} <<< {s})" if o else f"{tw}'sd0" for o, s, _ in picks]
         sel = "".join(f"{v} == {len(g)}'d{k} ? {o} : " for k, o in enumerate(opts[:-1])) + opts[-1]
-        negs = [f"{v} == {len(g)}'d{k}" for k, (_, _, ng) in enumerate(picks) if ng]
+        negs = [f"{v} == {len(g)}'d{k}" for k, ng in enumerate(self.plan.negates(t)) if ng]
         name = f"{i}_{j}_{t}"
         self.body.append(f"  wire signed [{tw - 1}:0] s{name} = {sel};")
         sign = " | ".join(negs) if negs else "1'b0"
@@ -124,6 +132,9 @@ class ArrayWriter:
 
     def select_sum(self, form: str, j: int) -> str:
         W, prev = self.W, f"acc{j}"
+        if form == "select_psum":  # the chain from 0 at the m products' width, then one add into acc
+            W, prev = self.Wn, f"z{j}"
+            self.body.append(f"  wire [{W - 1}:0] z{j} = 0;")
         terms = []
         for i in range(self.m):
             for t in range(len(self.plan.groups)):
@@ -149,6 +160,8 @@ class ArrayWriter:
                 low = f", {prev}[{sh - 1}:0]" if sh else ""
                 self.body.append(f"  wire [{W - 1}:0] a{name} = {{e{name}[{wt}:1]{low}}};")
                 prev = f"a{name}"
+        if form == "select_psum":
+            return f"acc{j} + {{{{{self.W - W}{{{prev}[{W - 1}]}}}}, {prev}}}" if self.W > W else f"acc{j} + {prev}"
         return f"acc{j} + " + " + ".join(terms) if terms else prev
 
     # -- the product-then-sum forms ---------------------------------------------------------------
@@ -194,28 +207,29 @@ class ArrayWriter:
 
 
 def array_verilog(levels, bits: int, form: str, plan: SelectPlan | None = None, *, w: int = 8, m: int = 8,
-                  n: int = 16, codes=None, top: str = "dot") -> str:
-    """The slot array in ``form`` (``plan`` for the select forms; ``codes``: m x n constants)."""
+                  n: int = 16, codes=None, top: str = "dot", acc_width: int | None = None) -> str:
+    """The slot array in ``form`` (``plan`` for the select forms; ``codes``: m x n constants;
+    ``acc_width``: the accumulators' width when wider than the m products need)."""
     if form not in FORMS:
         raise ValueError(f"unknown form {form!r}, expected one of {FORMS}")
     if form.startswith("select") and plan is None:
         raise ValueError(f"form {form!r} needs a select plan")
-    return ArrayWriter(levels, bits, w, m, n, plan, codes).module(form, top)
+    return ArrayWriter(levels, bits, w, m, n, plan, codes, acc_width).module(form, top)
 
 
 def array_luts(levels, bits: int, form: str, plan: SelectPlan | None = None, *, w: int = 8, m: int = 8,
-               n: int = 16, constant: bool = False, seed: int = 0) -> dict:
+               n: int = 16, constant: bool = False, seed: int = 0, acc_width: int | None = None) -> dict:
     """yosys counts of the array and LUTs per MAC; ``constant``: codes drawn uniformly (seeded)."""
     codes = None
     if constant:
         half = 1 << (bits - 1)
         codes = np.random.default_rng(seed).integers(-half, half, size=(m, n))
-    r = yosys_luts(array_verilog(levels, bits, form, plan, w=w, m=m, n=n, codes=codes))
+    r = yosys_luts(array_verilog(levels, bits, form, plan, w=w, m=m, n=n, codes=codes, acc_width=acc_width))
     return {**r, "macs": m * n, "lut_per_mac": r["luts"] / (m * n)}
 
 
 def prove_array_form(levels, bits: int, form: str, plan: SelectPlan | None = None, *, w: int = 6, m: int = 1,
-                     n: int = 2, gold_levels=None, timeout: float = 1800) -> bool:
+                     n: int = 2, gold_levels=None, timeout: float = 1800, acc_width: int | None = None) -> bool:
     """yosys SAT: the array in ``form`` equals acc_j + sum_i x_i * levels[c_ij] (``gold_levels``
     when given: a check that a wrong reference is caught) for every input, code and accumulator.
 
@@ -223,7 +237,7 @@ def prove_array_form(levels, bits: int, form: str, plan: SelectPlan | None = Non
     proves one stage of the array: each output's sum is that stage applied once per input, so the
     stage proof covers any m (m = 2 is proven too, on small k: SAT on longer chains of differently
     associated adders takes minutes)."""
-    writer = ArrayWriter(levels, bits, w, m, n, plan)
+    writer = ArrayWriter(levels, bits, w, m, n, plan, acc_width=acc_width)
     gold = ArrayWriter(levels if gold_levels is None else gold_levels, bits, w, m, n, None)
     gold.W = gold.pw = writer.W  # the same modulus
     return yosys_equivalent(writer.module(form, "gate"), gold.module("table", "gold"), PROOF_PREP, timeout)
