@@ -137,6 +137,11 @@ def summary(per_seed: dict[int, dict[str, dict]]) -> dict[str, dict]:
                     "fit_luts_mean": float(np.mean([r["fit_luts"] for r in rows])),
                     "train_s_mean": float(np.mean([r["train_s"] for r in rows])),
                     "widths": [_widths(r) for r in rows]}
+        if run.startswith("learned"):  # paired by seed: the same data order and initialisation
+            for ref in ("w3", "w4"):
+                d = acc - np.array([per_seed[s][ref]["deployed_acc_10000"] for s in sorted(per_seed)])
+                out[run][f"minus_{ref}"] = {"mean": float(d.mean()), "std": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                                            "wins": int((d >= 0).sum()), "seeds": len(d)}
     return out
 
 
@@ -147,9 +152,19 @@ def network_lines(net: str, label: str, per_seed: dict[int, dict[str, dict]], su
              "| run | widths per seed | avg weight bits | est. LUTs @fps | deployed acc | fit xc7z020 LUTs | train s |",
              "|---|---|---|---|---|---|---|"]
     for run, m in summ.items():
-        lines.append(f"| {run} | {', '.join(m['widths'])} | {m['avg_bits_mean']:.2f} | {m['est_luts_mean']:,.0f} | "
+        same = len(set(m["widths"])) == 1
+        lines.append(f"| {run} | {m['widths'][0] + ' (every seed)' if same else ', '.join(m['widths'])} | {m['avg_bits_mean']:.2f} | {m['est_luts_mean']:,.0f} | "
                      f"{100 * m['acc_mean']:.2f} ± {100 * m['acc_std']:.2f} ({100 * m['acc_min']:.2f}-"
                      f"{100 * m['acc_max']:.2f}) | {m['fit_luts_mean']:,.0f} | {m['train_s_mean']:.0f} |")
+    lines += ["", "Learned against uniform, paired by seed (deployed accuracy difference, points; 'ties or wins': "
+              "seeds where the learned run is at least as accurate):", ""]
+    for run, m in summ.items():
+        for ref in ("w3", "w4"):
+            if f"minus_{ref}" in m:
+                d = m[f"minus_{ref}"]
+                lines.append(f"- {run} - {ref}: {100 * d['mean']:+.2f} ± {100 * d['std']:.2f}, ties or wins "
+                             f"{d['wins']}/{d['seeds']}; est. LUTs {m['est_luts_mean']:,.0f} vs "
+                             f"{summ[ref]['est_luts_mean']:,.0f}")
     lines += ["", "Per seed:", "", "| seed | run | widths | est. LUTs | deployed acc | agreement | fit (LUTs, II, fits) |",
               "|---|---|---|---|---|---|---|"]
     for s in seeds:
