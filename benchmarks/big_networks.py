@@ -48,6 +48,8 @@ STREAMED = {"resnet18": {"xczu9eg+ddr": ("xczu9eg", {name: "offchip" for name in
     "l4b1_conv1", "l4b1_conv2", "l4b1_proj", "l4b2_conv1", "l4b2_conv2", "fc")})}}
 MODELS = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2}
 HEADROOM = 0.8
+#: variants at another headroom {network: {label: (part, headroom)}} (none now)
+HEADROOMS: dict = {}
 
 
 def macs(model: ir.Model) -> int:
@@ -60,7 +62,7 @@ def plan_row(model, e) -> dict:
     return {"fps": e.fps, "ii": e.ii, "io_type": e.io_type, "luts": t["luts"], "ffs": t["ffs"], "dsps": t["dsps"],
             "bram18": t["bram18"], "uram": t["uram"], "utilisation": u, "ddr_gbps": e.ddr_gbps,
             "ddr_mb_per_frame": e.ddr_bytes / 1e6, "gops": gops, "gops_per_klut": gops / (t["luts"] / 1e3),
-            "weights_off_chip": e.weights(), "memory": e.memory(), "reuse": e.reuse()}
+            "weights_off_chip": e.weights(), "memory": e.memory(), "reuse": e.reuse(), "packs": dict(e.packs)}
 
 
 def export_times(name: str) -> dict:
@@ -80,7 +82,8 @@ def export_times(name: str) -> dict:
                 layer.codes.size for layer in r.model.layers if isinstance(layer, ir.Weighted)))}
 
 
-def software(name: str, tmp: Path) -> tuple[ir.Model, dict]:
+def software(name: str, tmp: Path, kept_export: dict | None = None) -> tuple[ir.Model, dict]:
+    """The software timings; ``kept_export``: the export fields of an earlier run, not measured again."""
     t0 = time.perf_counter()
     model = MODELS[name]()
     t1 = time.perf_counter()
@@ -93,26 +96,60 @@ def software(name: str, tmp: Path) -> tuple[ir.Model, dict]:
     t4 = time.perf_counter()
     weights = sum(layer.codes.size for layer in model.layers if isinstance(layer, ir.Weighted))
     return model, {"weights": int(weights), "macs": macs(model), "build_s": t1 - t0, "save_s": t2 - t1,
-                   "sim_8_images_s": t4 - t3, **export_times(name), "load_average": os.getloadavg()}
+                   "sim_8_images_s": t4 - t3, **(kept_export or export_times(name)), "load_average": os.getloadavg()}
 
 
 def _targets(name: str) -> dict:
-    """{label: (part, pinned weights)}: every part, and the streamed variants of this network."""
-    return {**{p: (p, {}) for p in PARTS}, **STREAMED.get(name, {})}
+    """{label: (part, pinned weights, headroom)}: every part, and the streamed and headroom variants."""
+    return {**{p: (p, {}, HEADROOM) for p in PARTS},
+            **{k: (part, pins, HEADROOM) for k, (part, pins) in STREAMED.get(name, {}).items()},
+            **{k: (part, {}, h) for k, (part, h) in HEADROOMS.get(name, {}).items()}}
+
+
+def what_remains(model: ir.Model, e) -> dict:
+    """Of a plan: the FFs of the weighted layers' accumulators (every output channel of every conv,
+    depthwise and dense layer held in registers), and its conv line buffers as built (one bank per
+    channel) beside one bank per input the folded loop reads a cycle."""
+    from vecq_hw.hls.costs import bram_or_lutram
+    from vecq_hw.hls.mappings import mapping_for
+    from vecq_hw.hls.select import block_inputs
+    nodes = {n.layer.name: n for n in model.nodes()}
+    out = {"acc_ffs": 0, "ffs": e.total("ffs"), "lb_luts": 0.0, "lb_bram18": 0, "lb_fewer_banks_luts": 0.0,
+           "lb_fewer_banks_bram18": 0}
+    for lyr in e.layers:
+        node = nodes[lyr.name]
+        if not lyr.reuse:
+            continue
+        c_out = int(node.out_shape[-1])
+        out["acc_ffs"] += c_out * int(node.layer.accum_type.width)
+        if node.layer.kind in ("conv2d", "depthwise_conv2d"):
+            (_, w, c), kh, width = node.in_shapes[0], int(node.layer.kernel[0]), int(node.in_types[0].width)
+            b, lut = bram_or_lutram(c, (kh + 1) * w, width)
+            banks = min(c, block_inputs(lyr.slots, mapping_for(node).input_group(node)))
+            b2, lut2 = bram_or_lutram(banks, (kh + 1) * w * c // banks, width)
+            out["lb_luts"] += lut
+            out["lb_bram18"] += b
+            out["lb_fewer_banks_luts"] += lut2
+            out["lb_fewer_banks_bram18"] += b2
+    return out
 
 
 def fits(model: ir.Model) -> dict:
     folded = {n.layer.name: products_per_input(n) for n in weighted_nodes(model)}
     out = {"fully_folded": {p: plan_row(model, estimate(model, folded, part=p, io_type="io_stream"))
                             for p in ("xczu9eg",)}}
-    for label, (part, pins) in _targets(model.name).items():
+    for label, (part, pins, headroom) in _targets(model.name).items():
         t0 = time.perf_counter()
-        r = fit(model, part, headroom=HEADROOM, io_type="io_stream", weights=pins)
+        r = fit(model, part, headroom=headroom, io_type="io_stream", weights=pins)
         seconds = time.perf_counter() - t0
+        whole = fit(model, part, headroom=headroom, io_type="io_stream", weights=pins, slicing=False)
         chosen = r.plan or r.closest
         out[label] = {"ok": r.ok, "fit_s": seconds, "candidates": r.candidates, "plan": plan_row(model, chosen),
-                     "over_budget": r.over_budget() if not r.ok else {},
-                     "frontier": [plan_row(model, e) for e in r.frontier]}
+                      "over_budget": r.over_budget() if not r.ok else {}, "headroom": headroom,
+                      "what_remains": what_remains(model, chosen),
+                      "frontier": [plan_row(model, e) for e in r.frontier],
+                      "whole_pixels": {"ok": whole.ok, "plan": plan_row(model, whole.plan or whole.closest),
+                                       "over_budget": whole.over_budget() if not whole.ok else {}}}
     return out
 
 
@@ -148,12 +185,12 @@ def csim_run(model: ir.Model, label: str, images: int, jobs: int, tmp: Path) -> 
     from vecq_hw.flow.hls import write_hls_project
     from vecq_hw.hls import HlsOptions
     from vecq_hw.hls.estimate import get_part
-    part, pins = _targets(model.name)[label]
-    r = fit(model, part, headroom=HEADROOM, io_type="io_stream", weights=pins)
+    part, pins, headroom = _targets(model.name)[label]
+    r = fit(model, part, headroom=headroom, io_type="io_stream", weights=pins)
     if not r.ok:
-        return {"skipped": f"nothing fits {part} at {HEADROOM:.0%}"}
+        return {"skipped": f"nothing fits {part} at {headroom:.0%}"}
     opts = HlsOptions(io_type="io_stream", part=get_part(part).hls_part, reuse=r.plan.reuse(),
-                      weights=r.plan.weights())
+                      weights=r.plan.weights(), packs=dict(r.plan.packs))
     x = random_inputs(model, images, seed=5)
     t0 = time.perf_counter()
     prj = write_hls_project(model, tmp / f"{model.name}_{label}", opts, model.input.out_type.to_float(x))
@@ -166,7 +203,8 @@ def csim_run(model: ir.Model, label: str, images: int, jobs: int, tmp: Path) -> 
     blob = prj / "vecq_weights.bin"
     return {"write_s": write_s, "build": build, "run": run, "ok": ok == "True", "n": int(n),
             "mismatches": int(mismatches), "synthesis_cut": int(cut), "images": images, "jobs": jobs,
-            "blob_bytes": blob.stat().st_size if blob.exists() else 0, "load_average": os.getloadavg()}
+            "blob_bytes": blob.stat().st_size if blob.exists() else 0, "load_average": os.getloadavg(),
+            "sliced_tensors": len(r.plan.packs)}
 
 
 def main(argv=None) -> dict:
@@ -177,6 +215,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep-csim", action="store_true",
                     help="keep the C-simulation results of results/big_networks.json for the pairs not re-run")
+    ap.add_argument("--keep-export", action="store_true",
+                    help="keep the PyTorch export figures of results/big_networks.json instead of exporting again")
     ap.add_argument("--markdown-only", action="store_true",
                     help="rewrite results/big_networks.md from results/big_networks.json, measuring nothing")
     args = ap.parse_args(argv)
@@ -185,13 +225,17 @@ def main(argv=None) -> dict:
         (RESULTS / "big_networks.md").write_text(markdown(results))
         return results
     results = {"headroom": HEADROOM, "clock_mhz": 200, "networks": {}}
-    kept = {}
-    if args.keep_csim and (RESULTS / "big_networks.json").is_file():
-        old = json.loads((RESULTS / "big_networks.json").read_text())
-        kept = {name: net.get("csim", {}) for name, net in old["networks"].items()}
+    kept, exports = {}, {}
+    old = json.loads((RESULTS / "big_networks.json").read_text()) if (RESULTS / "big_networks.json").is_file() else None
+    if args.keep_csim and old:  # the pairs that are still targets
+        kept = {name: {k: v for k, v in net.get("csim", {}).items() if k in _targets(name)}
+                for name, net in old["networks"].items()}
+    if args.keep_export and old:
+        exports = {name: {**{k: v for k, v in net["software"].items() if k.startswith("export")}, "export_kept": True}
+                   for name, net in old["networks"].items()}
     with tempfile.TemporaryDirectory(prefix="vecq_bignet_") as tmp:
         for name in MODELS:
-            model, sw = software(name, Path(tmp))
+            model, sw = software(name, Path(tmp), exports.get(name))
             results["networks"][name] = {"software": sw, "fit": fits(model), "csim": dict(kept.get(name, {}))}
             print(f"{name}: {sw['weights']:,} weights, fit done", flush=True)
             for item in args.csim:
@@ -248,15 +292,18 @@ def _each_fit(results: dict):
 
 
 def _fit_rows(results: dict) -> list[str]:
-    rows = ["| network | part | fits 80 % | frames/s | LUTs | BRAM18 | URAM | DDR GB/s | GOPS | GOPS / 1k LUTs | "
-            "codes off chip | fit time |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| network | part | fits the headroom | frames/s | LUTs | FFs | BRAM18 | URAM | DDR GB/s | GOPS | "
+            "GOPS / 1k LUTs | sliced tensors | codes off chip | fit time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, part, f in _each_fit(results):
         p = f["plan"]
         u = p["utilisation"]
-        verdict = "yes" if f["ok"] else "no: " + ", ".join(f"{k} {v:.0%}" for k, v in f["over_budget"].items())
+        verdict = (f"{f.get('headroom', HEADROOM):.0%}: " + ("yes" if f["ok"] else "no, " + ", ".join(
+            f"{k} {v:.0%}" for k, v in f["over_budget"].items())))
         rows.append(f"| {name} | {part} | {verdict} | {p['fps']:,.1f} | {p['luts']:,.0f} ({u['luts']:.0%}) | "
+                    f"{p['ffs']:,.0f} ({u['ffs']:.0%}) | "
                     f"{p['bram18']:,.0f} ({u['bram18']:.0%}) | {p['uram']:,.0f} | {p['ddr_gbps']:.2f} | "
-                    f"{p['gops']:,.1f} | {p['gops_per_klut']:.2f} | "
+                    f"{p['gops']:,.1f} | {p['gops_per_klut']:.2f} | {len(p.get('packs', {}))} | "
                     f"{', '.join(f'{k}={v}' for k, v in p['weights_off_chip'].items()) or '-'} | "
                     f"{f['fit_s']:.1f} s |")
     return rows
@@ -272,19 +319,44 @@ def _frontier_rows(results: dict) -> list[str]:
 
 
 def _csim_rows(results: dict) -> list[str]:
-    rows = ["| network | part | write project | g++ build (cold): wall / CPU / peak memory | C simulation: wall / "
-            "CPU / peak memory | images | result | load average |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| network | part | streams | write project | g++ build (cold): wall / CPU / peak memory | C simulation: "
+            "wall / CPU / peak memory | images | result | load average |", "|---|---|---|---|---|---|---|---|---|"]
     for name, net in results["networks"].items():
         for part, c in net["csim"].items():
             if "skipped" in c:
-                rows.append(f"| {name} | {part} | {c['skipped']} | | | | | |")
+                rows.append(f"| {name} | {part} | | {c['skipped']} | | | | | |")
                 continue
             b, r = c["build"], c["run"]
-            rows.append(f"| {name} | {part} | {c['write_s']:.0f} s | {b['wall_s']:.0f} s / {b['cpu_s']:.0f} s / "
+            streams = f"{c['sliced_tensors']} tensors sliced" if "sliced_tensors" in c else "whole pixels (earlier run)"
+            rows.append(f"| {name} | {part} | {streams} | {c['write_s']:.0f} s | {b['wall_s']:.0f} s / {b['cpu_s']:.0f} s / "
                         f"{b['max_rss_mb']:,.0f} MB | {r['wall_s']:.0f} s / {r['cpu_s']:.0f} s / "
                         f"{r['max_rss_mb']:,.0f} MB | {c['images']} | "
                         f"{'bit-exact' if c['ok'] else 'MISMATCH'} ({c['mismatches']} of {c['n']} differ) | "
                         f"{', '.join(f'{v:.1f}' for v in c['load_average'])} |")
+    return rows
+
+
+def _lut_split(p: dict) -> str:
+    fifo, lb = p["memory"]["fifos"]["luts"], p["memory"]["line_buffers"]["luts"]
+    return f"{p['luts'] / 1e3:,.0f}k = {fifo / 1e3:,.0f}k + {lb / 1e3:,.0f}k + {(p['luts'] - fifo - lb) / 1e3:,.0f}k"
+
+
+def _sliced_rows(results: dict) -> list[str]:
+    """Each fit with whole-pixel tokens (before) and with the packs fit chose (after)."""
+    rows = ["| network | part | whole pixels: fits, frames/s | LUTs = FIFOs + line buffers + logic | FFs | "
+            "sliced: fits, frames/s | LUTs = FIFOs + line buffers + logic | FFs | FIFO Mbit before / after |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name, part, f in _each_fit(results):
+        if "whole_pixels" not in f:
+            continue
+        w, p = f["whole_pixels"], f
+
+        def verdict(r):
+            return ("yes" if r["ok"] else "no") + f", {r['plan']['fps']:,.1f}"
+        rows.append(f"| {name} | {part} | {verdict(w)} | {_lut_split(w['plan'])} | {w['plan']['ffs'] / 1e3:,.0f}k "
+                    f"({w['plan']['utilisation']['ffs']:.0%}) | {verdict(p)} | {_lut_split(p['plan'])} | "
+                    f"{p['plan']['ffs'] / 1e3:,.0f}k ({p['plan']['utilisation']['ffs']:.0%}) | "
+                    f"{w['plan']['memory']['fifos']['bits'] / 1e6:.2f} / {p['plan']['memory']['fifos']['bits'] / 1e6:.2f} |")
     return rows
 
 
@@ -333,6 +405,8 @@ def markdown(results: dict) -> str:
                  else "NOT equal to") + " the direct builders'). The rest of this page uses the integer models "
               "`vecq_hw.ir.imagenet` builds directly (random codes, the same shapes). Wall times on a "
               "shared machine (the load average beside them); CPU = user + system of the process."]
+    if any(net["software"].get("export_kept") for net in nets.values()):
+        lines += ["", "The export figures are an earlier run's (`--keep-export`): not measured again in this run."]
     ff = r18["fit"]["fully_folded"]["xczu9eg"]
     lines += ["", "## 2. Memory: before and after (ResNet-18, fully folded, xczu9eg)", "",
               f"Before (main at 9e41df5, as issue 28 reports it): {BEFORE['bram18']:,} BRAM18 "
@@ -342,8 +416,8 @@ def markdown(results: dict) -> str:
               f"After: {ff['bram18']:,.0f} BRAM18 ({ff['utilisation']['bram18']:.0%}), by kind:", ""]
     lines += _memory_table(ff["memory"])
     lines += ["", "The skip FIFOs are as deep as the schedule needs (hls/fifos.py), every other FIFO 2 deep "
-              "(1 for a vector); a token is a whole pixel (every channel), so the shallow FIFOs cost LUTs "
-              "(shift registers), not BRAM. The weight ROMs are packed at the best BRAM18/BRAM36 aspect ratio.", "",
+              "(1 for a vector); in this fully folded estimate a token is a whole pixel (every channel), so the "
+              "shallow FIFOs cost LUTs (shift registers), not BRAM; `fit` slices them (section 3a). The weight ROMs are packed at the best BRAM18/BRAM36 aspect ratio.", "",
               "## 3. `fit` on each part", ""]
     lines += _fit_rows(results)
     lines += ["", "Where a network does not fit, the row is the closest plan (the most folded) and what it exceeds. "
@@ -353,13 +427,40 @@ def markdown(results: dict) -> str:
               "Where the LUTs of the plans that do not fit go (the most folded plan; codes moved off chip "
               "free BRAM, not LUTs):", ""]
     lines += _why_not_rows(results)
-    lines += ["", "Folding narrows the multipliers, not the streams: an io_stream token is a whole pixel (every "
-              "channel: up to 1,280 in MobileNetV2), so each 2-deep FIFO costs a shift register per bit of its "
-              "width, and MobileNetV2 has about twice ResNet-18's FIFOs, nearly all shallow (its expand, "
-              "depthwise and project layers and their ReLUs are each a dataflow process). Its weights are not "
-              "the problem (25 % of the ZCU102's BRAM). Fitting MobileNetV2 on a ZCU102 needs streams that "
-              "carry a few channels a token (FINN's SIMD/PE folding of the stream width), which this project "
-              "does not build.", "", "## 4. The plans `fit` offers, one per halving of frames/s", ""]
+    lines += ["", "## 3a. Channel-sliced streams: before and after", "",
+              "Folding narrows the multipliers, not the streams: with whole-pixel tokens (every channel: up to "
+              "1,280 in MobileNetV2) each 2-deep FIFO costs a shift register per bit of its width. `fit` now "
+              "gives every io_stream tensor the narrowest pack (k of its C channels a token, k dividing C; "
+              "hls/packs.py, `--pack LAYER=K` to set one) that keeps each layer within the plan's II (+ 1/64, "
+              "hls/estimate/packed.py SLACK): a pixel of C / k tokens takes C / k cycles to pass, so a layer "
+              "slower than that per pixel loses nothing (our line-buffer convs read their input between pixels, "
+              "h x w x (C / k - 1) cycles more: the slack). A ReLU or add shares one pack on its inputs and "
+              "output (hls4ml's kernels read one pack and write one); hls4ml's own pool (ResNet-18's stem pool) "
+              "and vectors keep whole pixels. A plan (reuse factors) keeps its frames/s within 1/64; where the "
+              "LUTs saved let `fit` take a faster plan, it does. 'whole pixels' is `fit --no-slicing`:", ""]
+    lines += _sliced_rows(results)
+    lines += ["", "What remains, after slicing: the line buffers (LUTRAM: each conv's buffer is partitioned into "
+              "one bank per channel, hls_templates/nnet_vecq_conv.h, so that an unfolded pixel reads every "
+              "channel at once; a bank of (k + 1) x width values of 8 bits is too small for a BRAM18, "
+              "hls/costs.py bram_or_lutram; a 1x1 conv keeps two rows too) and the FFs: every folded conv, "
+              "depthwise and dense layer holds all its output channels' accumulators (vecq_fold_products). "
+              "(The level-table line-buffer convs requantise each output pack as it leaves, "
+              "vecq_requant_out, so that a sliced layer holds one pack, not a whole output pixel, in "
+              "registers: in MobileNetV2's most folded plan that is 136k FFs fewer, what takes it from 84 % "
+              "to 59 % of the ZCU102's FFs (461k to 325k).) What the accumulators and line buffers cost in "
+              "the plans above, "
+              "and the line buffers with one bank per input the folded loop reads a cycle (the slots' reads, "
+              "not the channels'; estimated here, not built):", "",
+              "| network | part | FFs | of them accumulators | line buffers as built | with one bank per "
+              "input read a cycle |", "|---|---|---|---|---|---|"]
+    for name, part, f in _each_fit(results):
+        w = f.get("what_remains")
+        if w:
+            lines.append(f"| {name} | {part} | {w['ffs'] / 1e3:,.0f}k | {w['acc_ffs'] / 1e3:,.0f}k | "
+                         f"{w['lb_luts'] / 1e3:,.0f}k LUTs + {w['lb_bram18']} BRAM18 | "
+                         f"{w['lb_fewer_banks_luts'] / 1e3:,.0f}k LUTs + {w['lb_fewer_banks_bram18']} BRAM18 |")
+    lines += ["", "Output-channel groups (FINN's PE) would keep only a group's accumulators; not built.", "",
+              "## 4. The plans `fit` offers, one per halving of frames/s", ""]
     lines += _frontier_rows(results)
     lines += ["", "## 5. C simulation of an ImageNet-size network", ""]
     lines += _csim_rows(results)

@@ -131,6 +131,13 @@ def markdown(result: dict) -> str:
     for d in result["designs"]:
         out.append(f"| {d['what']} | {d['part']} | {d['reuse']} | {'yes' if d['fits'] else 'no'} | {d['luts']:,.0f} | "
                    f"{d['fps']:,.0f} | {d['macs_per_frame']:,} | {d['gops']} | **{d['gops_per_klut']}** |")
+    lenet = result["designs"][0]
+    b = lenet["before_overlap"]
+    out += ["", f"LeNet-5 before each conv pixel's requantisation overlapped the next pixel's products "
+            f"(main ca90dc3, plan conv1 5, conv2 32, fc1 12544, fc2 5120): {b['luts']:,} LUTs, {b['fps']:,} frames/s, "
+            f"{b['gops_per_klut']} GOPS per 1k LUTs (conv2 then took 196 pixels x (32 product + 32 requantisation + "
+            "3 fill cycles) + 196 input cycles = 13,328 cycles a frame). Cycle counts are the kernels' loop trips "
+            "(nnet_vecq_fold.h, vecq_fold_row), not co-simulation."]
     out += ["", "The whole design spends LUTs beyond the product array: weight ROMs in LUTRAM, requantisation, "
             "pooling, line buffers, FIFOs and control; its GOPS per 1k LUTs is therefore below the array's.\n",
             "## Published figures (cited, not measured here)\n", "| what | platform | figure | source |",

@@ -41,6 +41,7 @@ struct vecq_dense_config {
     static const unsigned reuse_factor = 1;
     static const bool latency = true;
     static const bool psum = false; // issue 21: a folded cycle's per-output partial sums in psum_t
+    static const bool overlap = false; // issue 21: a folded conv requantises during the next pixel (vecq_fold_row)
     typedef ap_int<2> weight_t;
     typedef ap_fixed<16, 6> term_t;
     typedef ap_fixed<16, 6> accum_t;

@@ -107,8 +107,10 @@ void vecq_conv2d_unfolded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_w
     vecq_conv_pixels<data_T, res_T, CONFIG_T, false, CONFIG_T::n_filt>(data, res, weights, scale, bias);
 }
 
-// Conv2D / depthwise, folded (nnet_vecq_fold.h): one output pixel every R cycles (plus the
-// pipeline depth).
+// Conv2D / depthwise, folded (nnet_vecq_fold.h): CONFIG_T::overlap (set in Python where the hold
+// registers pay for themselves, _ConvMapping.overlap_pays): one output row per vecq_fold_row, a
+// pixel every R cycles, its requantisation during the next pixel's products; else per pixel the
+// R product cycles, then its requantisation (ceil(N_FILT / R) units).
 template <class data_T, class res_T, typename CONFIG_T, bool DW, unsigned N_FILT>
 void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T::n_chan],
                       res_T res[CONFIG_T::out_height * CONFIG_T::out_width * N_FILT],
@@ -126,6 +128,12 @@ void vecq_conv_folded(const data_T data[CONFIG_T::in_height * CONFIG_T::in_width
     #pragma HLS ARRAY_PARTITION variable=acc complete
 VecQFoldRows:
     for (unsigned oh = 0; oh < CONFIG_T::out_height; oh++) {
+        if (CONFIG_T::overlap) {
+            vecq_array_sink<res_T, N_FILT> sink = {res, oh * CONFIG_T::out_width * N_FILT};
+            vecq_fold_row<data_T, res_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
+                data, oh, CONFIG_T::out_width, weights, scale, bias, sink);
+            continue;
+        }
     VecQFoldCols:
         for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
             vecq_fold_products<data_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, 0>, N_FILT, n_prod, n_in>(
@@ -160,50 +168,84 @@ void vecq_conv2d(data_T data[CONFIG_T::in_height * CONFIG_T::in_width * CONFIG_T
 // overwriting a row still needed (a pack is at most one row: static_assert). Products are
 // folded as in vecq_conv_folded (R = reuse_factor; R = 1: all P products of a pixel at once).
 // ---------------------------------------------------------------------------------------------
-// one output pixel from the line buffer: acc, then its N_FILT outputs in px
-template <class x_T, class y_T, typename CONFIG_T, bool DW, unsigned N_FILT>
-void vecq_conv_pixel_lines(const x_T lines[(CONFIG_T::filt_height + 1) * CONFIG_T::in_width * CONFIG_T::n_chan],
-                           unsigned oh, unsigned ow, y_T px[N_FILT],
-                           const typename CONFIG_T::weight_t
-                               weights[CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT)],
-                           const typename CONFIG_T::scale_t scale[N_FILT], const typename CONFIG_T::bias_t bias[N_FILT]) {
-    #pragma HLS INLINE
-    static const unsigned rows = CONFIG_T::filt_height + 1;
-    static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
-    typename CONFIG_T::accum_t acc[N_FILT];
-    #pragma HLS ARRAY_PARTITION variable=acc complete
-    vecq_fold_products<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT, n_prod,
-                       rows * CONFIG_T::in_width * CONFIG_T::n_chan>(lines, oh, ow, acc, weights);
-    vecq_requant_all<y_T, CONFIG_T, N_FILT, N_FILT>(acc, px, 0, scale, bias);
-}
-
-// one output pixel of the level-table kernels, as the line-buffer loop calls it
-template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel {
-    template <class x_T, class y_T, typename CONFIG_T, class W_T>
-    static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T weights,
-                      const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+// the pixels of an output row into the output stream, packed (vecq_stream_out)
+template <class res_T, unsigned N> struct vecq_stream_sink {
+    typedef typename res_T::value_type value_type;
+    hls::stream<res_T> &out;
+    res_T &pack;
+    unsigned &fill;
+    void pixel(const value_type px[]) {
         #pragma HLS INLINE
-        vecq_conv_pixel_lines<x_T, y_T, CONFIG_T, DW, N_FILT>(lines, oh, ow, px, weights, scale, bias);
+        vecq_stream_out<res_T, N>(px, pack, fill, out);
     }
 };
 
-// the line-buffer loop: PIXEL::pixel(lines, oh, ow, px, weights, scale, bias) computes the N_FILT
-// outputs of pixel (oh, ow) from the rows in `lines` (the level-table kernels above; the adder
-// graphs of nnet_vecq_da.h, which pass no weights)
+// an output row as the line-buffer loop calls it, pixel by pixel: PIXEL::emit(lines, oh, ow, pack,
+// fill, res_stream, weights, scale, bias) computes the N_FILT outputs of pixel (oh, ow) from the
+// rows in `lines` and appends them to the output packs (CRTP base of the pixel kinds)
+template <class PIXEL> struct vecq_row_by_pixels {
+    template <class x_T, class res_T, typename CONFIG_T, unsigned N_FILT, class W_T>
+    static void row(const x_T *lines, unsigned oh, res_T &pack, unsigned &fill, hls::stream<res_T> &res_stream,
+                    W_T weights, const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+        #pragma HLS INLINE
+    VecQLineCols:
+        for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
+            PIXEL::template emit<x_T, res_T, CONFIG_T>(lines, oh, ow, pack, fill, res_stream, weights, scale, bias);
+        }
+    }
+};
+
+// one output pixel from the line buffer, written out pack by pack (vecq_requant_out); a row of
+// them folded with CONFIG_T::overlap and whole-pixel packs: vecq_fold_row (requantisation during
+// the next pixel's products; sliced packs keep the pixel-by-pixel loop, as their estimate does)
+template <bool DW, unsigned N_FILT> struct vecq_conv_lines_pixel : vecq_row_by_pixels<vecq_conv_lines_pixel<DW, N_FILT>> {
+    template <class x_T, class res_T, typename CONFIG_T, class W_T>
+    static void emit(const x_T *lines, unsigned oh, unsigned ow, res_T &pack, unsigned &fill,
+                     hls::stream<res_T> &res_stream, W_T weights, const typename CONFIG_T::scale_t *scale,
+                     const typename CONFIG_T::bias_t *bias) {
+        #pragma HLS INLINE
+        static const unsigned rows = CONFIG_T::filt_height + 1;
+        static const unsigned n_prod =
+            CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
+        typename CONFIG_T::accum_t acc[N_FILT];
+        #pragma HLS ARRAY_PARTITION variable=acc complete
+        vecq_fold_products<x_T, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>, N_FILT, n_prod,
+                           rows * CONFIG_T::in_width * CONFIG_T::n_chan>(lines, oh, ow, acc, weights);
+        vecq_requant_out<res_T, CONFIG_T, N_FILT>(acc, pack, fill, res_stream, scale, bias);
+    }
+    template <class x_T, class res_T, typename CONFIG_T, unsigned N, class W_T>
+    static void row(const x_T *lines, unsigned oh, res_T &pack, unsigned &fill, hls::stream<res_T> &res_stream,
+                    W_T weights, const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+        #pragma HLS INLINE
+        static const unsigned rows = CONFIG_T::filt_height + 1;
+        static const unsigned n_src = rows * CONFIG_T::in_width * CONFIG_T::n_chan;
+        static const unsigned n_prod = CONFIG_T::filt_height * CONFIG_T::filt_width * CONFIG_T::n_chan * (DW ? 1 : N_FILT);
+        if (CONFIG_T::reuse_factor > 1 && CONFIG_T::overlap && res_T::size == N_FILT) {
+            vecq_stream_sink<res_T, N_FILT> sink = {res_stream, pack, fill};
+            vecq_fold_row<x_T, typename res_T::value_type, CONFIG_T, vecq_conv_taps<CONFIG_T, DW, N_FILT, rows>,
+                          N_FILT, n_prod, n_src>(lines, oh, CONFIG_T::out_width, weights, scale, bias, sink);
+        } else {
+            vecq_row_by_pixels<vecq_conv_lines_pixel<DW, N_FILT>>::template row<x_T, res_T, CONFIG_T, N_FILT>(
+                lines, oh, pack, fill, res_stream, weights, scale, bias);
+        }
+    }
+};
+
+// the line-buffer loop: PIXEL::row<x_T, res_T, CONFIG_T, N_FILT>(lines, oh, pack, fill, res_stream,
+// weights, scale, bias) computes output row oh from the rows in `lines` and appends its pixels to
+// the output packs (the level-table kernels above; the adder graphs of nnet_vecq_da.h, which pass
+// no weights)
 template <class data_T, class res_T, typename CONFIG_T, unsigned N_FILT, class PIXEL, class W_T>
 void vecq_conv_lines_loop(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream, W_T weights,
                           const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
     #pragma HLS INLINE
     typedef typename data_T::value_type x_T;
-    typedef typename res_T::value_type y_T;
     static const unsigned rows = CONFIG_T::filt_height + 1;
     static const unsigned row_len = CONFIG_T::in_width * CONFIG_T::n_chan;
     static const unsigned n_data = CONFIG_T::in_height * row_len;
     static_assert(data_T::size <= row_len, "vecq line buffer: a stream pack must not exceed one input row");
     x_T lines[rows * row_len];
     #pragma HLS ARRAY_PARTITION variable=lines cyclic factor=CONFIG_T::n_chan
-    y_T px[N_FILT];
-    #pragma HLS ARRAY_PARTITION variable=px complete
     res_T pack;
     PRAGMA_DATA_PACK(pack)
     unsigned fill = 0, oh = 0;
@@ -214,11 +256,7 @@ VecQLineRead:
         // every output row whose last needed input row has arrived (clipped to the input: bottom padding)
     VecQLineEmit:
         while (oh < CONFIG_T::out_height && vecq_last_input_row<CONFIG_T>(oh) < rows_done) {
-        VecQLineCols:
-            for (unsigned ow = 0; ow < CONFIG_T::out_width; ow++) {
-                PIXEL::template pixel<x_T, y_T, CONFIG_T>(lines, oh, ow, px, weights, scale, bias);
-                vecq_stream_out<res_T, N_FILT>(px, pack, fill, res_stream);
-            }
+            PIXEL::template row<x_T, res_T, CONFIG_T, N_FILT>(lines, oh, pack, fill, res_stream, weights, scale, bias);
             oh++;
         }
     }

@@ -65,14 +65,19 @@ VecQDaRows:
     }
 }
 
-// the adder-graph pixel for the line-buffer loop of nnet_vecq_conv.h (no weights)
-struct vecq_da_lines_pixel {
-    template <class x_T, class y_T, typename CONFIG_T, class W_T>
-    static void pixel(const x_T *lines, unsigned oh, unsigned ow, y_T *px, W_T,
-                      const typename CONFIG_T::scale_t *scale, const typename CONFIG_T::bias_t *bias) {
+// the adder-graph pixel for the line-buffer loop of nnet_vecq_conv.h (no weights): the whole
+// output pixel, then its packs
+struct vecq_da_lines_pixel : vecq_row_by_pixels<vecq_da_lines_pixel> {
+    template <class x_T, class res_T, typename CONFIG_T, class W_T>
+    static void emit(const x_T *lines, unsigned oh, unsigned ow, res_T &pack, unsigned &fill,
+                     hls::stream<res_T> &res_stream, W_T, const typename CONFIG_T::scale_t *scale,
+                     const typename CONFIG_T::bias_t *bias) {
         #pragma HLS INLINE
-        vecq_da_pixel<x_T, y_T, CONFIG_T, CONFIG_T::filt_height + 1, CONFIG_T::n_filt>(lines, oh, ow, px, 0, scale,
-                                                                                      bias);
+        typename res_T::value_type px[CONFIG_T::n_filt];
+        #pragma HLS ARRAY_PARTITION variable=px complete
+        vecq_da_pixel<x_T, typename res_T::value_type, CONFIG_T, CONFIG_T::filt_height + 1, CONFIG_T::n_filt>(
+            lines, oh, ow, px, 0, scale, bias);
+        vecq_stream_out<res_T, CONFIG_T::n_filt>(px, pack, fill, res_stream);
     }
 };
 

@@ -36,6 +36,24 @@ void vecq_stream_out(const typename res_T::value_type px[N], res_T &pack, unsign
     }
 }
 
+// append the N requantised outputs of one pixel (vecq_requant of acc[j]) to the pack being filled,
+// writing every pack that becomes full: each value is requantised as its pack leaves, so no whole
+// output pixel is held when the packs are narrower than the pixel (the same values as
+// vecq_requant_all then vecq_stream_out)
+template <class res_T, class CONFIG_T, unsigned N>
+void vecq_requant_out(const typename CONFIG_T::accum_t acc[N], res_T &pack, unsigned &fill,
+                      hls::stream<res_T> &res_stream, const typename CONFIG_T::scale_t *scale,
+                      const typename CONFIG_T::bias_t *bias) {
+    #pragma HLS INLINE
+    for (unsigned j = 0; j < N; j++) {
+        pack[fill++] = vecq_requant<typename res_T::value_type, CONFIG_T>(acc[j], scale[j], bias[j]);
+        if (fill == res_T::size) {
+            res_stream.write(pack);
+            fill = 0;
+        }
+    }
+}
+
 // the value itself (vecq_write_packs' conversion for values already of the output type)
 struct vecq_as_is {
     template <class y_T, class v_T> static y_T out(const v_T &v) {

@@ -22,6 +22,7 @@ from vecq_hw.errors import VecQError
 from vecq_hw.fixed import FixedType
 from vecq_hw.hls import HlsOptions, build_graph, csim, write_project
 from vecq_hw.hls.folding import check_reuse, parse_reuse, products_per_input, weighted_nodes
+from vecq_hw.hls.mappings import mapping_for
 from vecq_hw.ir.examples import (random_codes, relu_type, weighted_layer, random_inputs, random_mlp, random_mobilenet_block,
                                  random_resnet)
 from vecq_hw.sim import simulate
@@ -81,11 +82,11 @@ def built(request, tmp_path_factory):
     y = simulate(model, x_mantissa=x).output
     opts = HlsOptions(io_type=io_type, reuse=reuse)
     prj = write_project(model, tmp_path_factory.mktemp(request.param) / "prj", opts, expected=(x, y))
-    return model, reuse, x, prj, csim(prj)
+    return model, reuse, x, prj, csim(prj), io_type
 
 
 def test_folded_csim_equals_simulator(built):
-    model, reuse, x, prj, res = built
+    model, reuse, x, prj, res, io_type = built
     p = {n.layer.name: products_per_input(n) for n in weighted_nodes(model)}
     # the case really covers unfolded, intermediate and fully folded layers
     folds = {reuse.get(name, 1) for name in p}
@@ -98,6 +99,10 @@ def test_folded_csim_equals_simulator(built):
     emitted = [int(v) for v in re.findall(r"reuse_factor = (\d+);", params)]
     for name, r in reuse.items():
         assert r in emitted, name
+    # the folded convs whose estimate overlaps the requantisation (vecq_fold_row) get the kernel's flag
+    overlap = [n.layer.name for n in weighted_nodes(model) if reuse.get(n.layer.name, 1) > 1 and
+               mapping_for(n).estimate(n, reuse[n.layer.name], io_type).overlap]
+    assert params.count("static const bool overlap = true;") == len(overlap)
     # the kernel headers the project received (every registered one, named in its vecq_project.json)
     names = json.loads((prj / "vecq_project.json").read_text())["kernel_headers"]
     assert "nnet_vecq_fold.h" in names

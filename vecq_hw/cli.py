@@ -219,6 +219,9 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
 @click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
               help="where a weighted layer keeps its codes: onchip (a ROM, default), offchip (read from DDR over "
                    "AXI every pass), uram (loaded once from DDR into UltraRAM); io_stream, repeatable")
+@click.option("--pack", "packs", multiple=True, metavar="LAYER=K",
+              help="io_stream: LAYER's output stream carries K of its channels a token (K divides them; default: "
+                   "whole pixels); an activation or add shares its input's pack; repeatable")
 @_strategy_options
 @click.option("--part", default=hls_options.DEFAULTS.part, show_default=True)
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
@@ -228,14 +231,14 @@ def sim(model_dir, input_path, output_path, mantissas, trace_dir):
               help="top function and file names: a C identifier, not a C++ keyword")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_clean_errors
-def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, strategy, da_max_products, part,
+def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, packs, strategy, da_max_products, part,
         clock_period, test_inputs, project_name, overwrite):
     """Generate the HLS project (hls4ml + our low-bit kernels) with an exact testbench."""
     from .flow import generate_hls
     click.echo(generate_hls(model_dir, out_dir, backend=backend, io_type=io_type, reuse_factor=reuse_factor,
                             strategy=strategy, part=part, clock_period=clock_period, test_inputs=test_inputs,
                             project_name=project_name, overwrite=overwrite, reuse=reuse, weights=weights,
-                            da_max_products=da_max_products))
+                            da_max_products=da_max_products, packs=packs))
 
 
 @cli.command()
@@ -245,17 +248,21 @@ def hls(model_dir, out_dir, backend, io_type, reuse_factor, reuse, weights, stra
 @click.option("--reuse", "reuse", multiple=True, metavar="LAYER=R", help="one layer's reuse factor (repeatable)")
 @click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
               help="onchip | offchip | uram: where a layer keeps its codes (repeatable; see `vecq-hw hls --help`)")
+@click.option("--pack", "packs", multiple=True, metavar="LAYER=K",
+              help="io_stream: LAYER's output stream carries K of its channels a token (K divides them; default: "
+                   "whole pixels); an activation or add shares its input's pack; repeatable")
 @click.option("--part", default=None, help="FPGA part (configs/hardware/parts.yaml; default: its 'default')")
 @click.option("--clock-period", default=hls_options.DEFAULTS.clock_period, show_default=True, type=FINITE_POSITIVE)
 @click.option("--io-type", type=click.Choice(list(hls_options.IO_TYPES)), default=hls_options.DEFAULTS.io_type,
               show_default=True)
 @_strategy_options
 @_clean_errors
-def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_type, strategy, da_max_products):
+def estimate(model_dir, reuse_factor, reuse, weights, packs, part, clock_period, io_type, strategy, da_max_products):
     """Estimate LUTs, FFs, DSPs, BRAM, II, latency and frames/s of the HLS design, per layer, before synthesis."""
     from .flow import estimate_hls
     click.echo(estimate_hls(model_dir, reuse=reuse, reuse_factor=reuse_factor, part=part, clock_period=clock_period,
-                            io_type=io_type, weights=weights, strategy=strategy, da_max_products=da_max_products))
+                            io_type=io_type, weights=weights, strategy=strategy, da_max_products=da_max_products,
+                            packs=packs))
 
 
 @cli.command()
@@ -273,18 +280,24 @@ def estimate(model_dir, reuse_factor, reuse, weights, part, clock_period, io_typ
               help=".npy inputs for the written project's testbench (default: 100 random inputs of the input type)")
 @click.option("--weights", "weights", multiple=True, metavar="LAYER=MODE",
               help="keep this layer's codes where given (onchip | offchip | uram); the others fit chooses")
+@click.option("--pack", "packs", multiple=True, metavar="LAYER=K",
+              help="io_stream: LAYER's output stream carries K of its channels a token (K divides them; default: "
+                   "whole pixels); an activation or add shares its input's pack; repeatable")
+@click.option("--no-slicing", is_flag=True,
+              help="io_stream: keep whole pixels a token where --pack gives none (default: the narrowest pack "
+                   "that keeps each plan's II)")
 @click.option("--overwrite", is_flag=True, help="replace an existing HLS project folder (only one we wrote)")
 @_strategy_options
 @_clean_errors
-def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, weights, overwrite, strategy,
-        da_max_products):
+def fit(model_dir, part, out_dir, clock_period, target, headroom, io_type, test_inputs, weights, packs, no_slicing,
+        overwrite, strategy, da_max_products):
     """Choose the per-layer folding that fits PART at the best balanced throughput; write the project.
 
     Exits 1 when nothing fits (the closest plan is printed)."""
     from .flow import fit_hls
     text, ok = fit_hls(model_dir, out_dir, part=part, clock_period=clock_period, target=target, headroom=headroom,
                        io_type=io_type, overwrite=overwrite, test_inputs=test_inputs, weights=weights,
-                       strategy=strategy, da_max_products=da_max_products)
+                       strategy=strategy, da_max_products=da_max_products, packs=packs, slicing=not no_slicing)
     click.echo(text)
     if not ok:
         sys.exit(1)

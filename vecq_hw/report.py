@@ -134,6 +134,10 @@ def format_estimate(est, *, per_layer: bool = True) -> str:
                  f"BRAM18 {tot['bram18']:,.0f} ({_share(use['bram18'])})  URAM {tot['uram']:,.0f}"
                  + (f" ({_share(use['uram'])})" if part.uram else ""))
     lines.append(format_memory(est))
+    if getattr(est, "packs", None):
+        sliced = sorted(est.packs.items(), key=lambda kv: kv[1])
+        lines.append(f"sliced streams ({len(sliced)} tensors, values a token): "
+                     + ", ".join(f"{k}={v}" for k, v in sliced[:12]) + (", ..." if len(sliced) > 12 else ""))
     if est.ddr_bytes:
         lines.append(f"DDR: {est.ddr_bytes / 1e6:,.2f} MB a frame for {len(est.weights())} layers' streamed codes, "
                      f"{est.ddr_gbps:,.2f} GB/s at this frame rate ({_share(use['ddr'])} of the part's "

@@ -32,21 +32,29 @@ def weights_map(weights) -> dict:
     return parse_weights(weights)
 
 
+def packs_map(packs) -> dict:
+    """io_stream packs: a mapping {layer: values per token}, or the CLI's ``LAYER=K`` items."""
+    if isinstance(packs, dict):
+        return dict(packs)
+    from ..hls.packs import parse_packs
+    return parse_packs(packs)
+
+
 def generate_hls(model_dir, out_dir, *, backend=HLS_DEFAULTS.backend, io_type=HLS_DEFAULTS.io_type,
                  reuse_factor=HLS_DEFAULTS.reuse_factor, strategy=HLS_DEFAULTS.strategy, part=HLS_DEFAULTS.part,
                  clock_period=HLS_DEFAULTS.clock_period, test_inputs=None,
                  project_name=HLS_DEFAULTS.project_name, overwrite=False, reuse=None, weights=None,
-                 da_max_products=HLS_DEFAULTS.da_max_products) -> str:
+                 da_max_products=HLS_DEFAULTS.da_max_products, packs=None) -> str:
     """``vecq-hw hls``: the project with the simulator's outputs on ``test_inputs`` (default:
     100 random inputs) as its testbench's expectation. ``reuse``: see :func:`reuse_map`;
-    ``weights``: :func:`weights_map`."""
+    ``weights``: :func:`weights_map`; ``packs``: :func:`packs_map`."""
     from ..hls import HlsOptions
     from ..hls.project import check_out_dir
     from ..ir.io import load_model
     reuse, weights = reuse_map(reuse or {}), weights_map(weights or {})
     options = HlsOptions(backend=backend, io_type=io_type, reuse_factor=reuse_factor, strategy=strategy, part=part,
                          clock_period=clock_period, project_name=project_name, reuse=reuse, weights=weights,
-                         da_max_products=da_max_products)
+                         da_max_products=da_max_products, packs=packs_map(packs or {}))
     check_out_dir(Path(out_dir), overwrite)  # before any work
     model = load_model(model_dir)
     x, warning = _test_inputs(model, test_inputs)
@@ -68,14 +76,14 @@ def _test_inputs(model: ir.Model, path):
 
 def estimate_hls(model_dir, *, reuse=None, reuse_factor=1, part=None, clock_period=HLS_DEFAULTS.clock_period,
                  io_type=HLS_DEFAULTS.io_type, weights=None, strategy=HLS_DEFAULTS.strategy,
-                 da_max_products=HLS_DEFAULTS.da_max_products) -> str:
+                 da_max_products=HLS_DEFAULTS.da_max_products, packs=None) -> str:
     """``vecq-hw estimate``: the pre-synthesis estimate of the HLS design with this folding."""
     from ..hls.estimate import estimate
     from ..ir.io import load_model
     from ..report import format_estimate
     est = estimate(load_model(model_dir), reuse_map(reuse or {}), default_reuse=reuse_factor, part=part,
                    clock_period=clock_period, io_type=io_type, weights=weights_map(weights or {}), strategy=strategy,
-                   da_max_products=da_max_products)
+                   da_max_products=da_max_products, packs=packs_map(packs or {}))
     return format_estimate(est)
 
 
@@ -101,10 +109,12 @@ def resolve_part(part=None):
 
 def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clock_period, target="throughput",
             headroom=0.8, io_type=None, backend=HLS_DEFAULTS.backend, overwrite=False, test_inputs=None,
-            weights=None, strategy=HLS_DEFAULTS.strategy, da_max_products=HLS_DEFAULTS.da_max_products):
+            weights=None, strategy=HLS_DEFAULTS.strategy, da_max_products=HLS_DEFAULTS.da_max_products, packs=None,
+            slicing=True):
     """``vecq-hw fit``: choose the folding for ``part``, print it, write the HLS project with it
     (its testbench checks ``test_inputs``, a .npy, as ``hls`` does; default: 100 random inputs).
-    ``weights``: placements the search keeps (:func:`weights_map`).
+    ``weights``: placements the search keeps (:func:`weights_map`); ``packs``: io_stream packs it
+    keeps (:func:`packs_map`), the others chosen unless ``slicing`` is False.
 
     Returns (text, ok); nothing is written when nothing fits."""
     from ..hls.estimate import fit
@@ -121,7 +131,8 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
     model = load_model(model_dir)
     x, warning = _test_inputs(model, test_inputs)
     result = fit(model, p, headroom=headroom, target=target, clock_period=clock_period, io_type=io_type,
-                 weights=weights_map(weights or {}), strategy=strategy, da_max_products=da_max_products)
+                 weights=weights_map(weights or {}), strategy=strategy, da_max_products=da_max_products,
+                 packs=packs_map(packs or {}), slicing=slicing)
     text = (f"{warning}\n" if warning else "") + format_fit(result)
     if result.ok and strategy == DISTRIBUTED_ARITHMETIC:
         text += "\n" + da_summary(model, HlsOptions(strategy=strategy, reuse=result.plan.reuse(),
@@ -130,7 +141,7 @@ def fit_hls(model_dir, out_dir=None, *, part=None, clock_period=HLS_DEFAULTS.clo
         io_type = result.plan.io_type
         opts = HlsOptions(backend=backend, io_type=io_type, part=hls_part, clock_period=clock_period,
                           reuse=result.plan.reuse(), weights=result.plan.weights(), strategy=strategy,
-                          da_max_products=da_max_products)
+                          da_max_products=da_max_products, packs=dict(result.plan.packs))
         path = write_hls_project(model, out_dir, opts, x, overwrite=overwrite)
         from ..hls.estimate.plot import write_fit_plot  # matplotlib only when a plot is written
         plot = write_fit_plot(result, path)  # LUTs vs fps of the candidates, inside the project folder

@@ -48,6 +48,7 @@ class LayerEstimate:
     cycles: int = 1  # per frame (this layer's II in the dataflow pipeline)
     latency: int = 1
     adder_graph: bool = False  # products from da4ml's adder graph (strategy distributed_arithmetic)
+    overlap: bool = False  # a folded conv requantises during the next pixel's products (requant_hold)
     #: where the weights live: 'onchip' (ROM), 'offchip' (read from DDR every pass), 'uram' (loaded once)
     weights: str = "onchip"
     #: bytes read from DDR per frame (off-chip weights)
@@ -100,6 +101,29 @@ def requant_and_cycles(e: LayerEstimate, n_out: int, r: int, per_frame: int, acc
     e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
 
 
+def mux_luts(n: int) -> float:
+    """LUTs per bit of an n:1 read multiplexer: 1.6 per 4 inputs (a LUT6 is a 4:1 multiplexer),
+    fitted on yosys ``synth_xilinx`` counts of the folded convs' hold registers
+    (estimate/hold_form.py): n = 8, 32, 64 within 10 % (tests/test_requant_overlap.py checks the
+    LeNet-5 points), n = 16 20 % above, n = 5 from 2 % above (7 units) to 20 % below (2 units)."""
+    return 0.0 if n <= 1 else 1.6 * math.ceil(n / 4)
+
+
+def hold_luts(n_out: int, units: int, acc_w: int) -> float:
+    """LUTs of a folded conv's hold registers (:func:`requant_hold`): per requantisation unit a
+    ceil(n_out / units):1 read multiplexer per accumulator bit (the copies themselves are FFs)."""
+    return units * acc_w * mux_luts(math.ceil(n_out / units))
+
+
+def requant_hold(e: LayerEstimate, n_out: int, units: int, acc_w: int) -> None:
+    """The hold registers of a folded conv whose requantisation overlaps the next pixel's products
+    (nnet_vecq_fold.h, vecq_fold_row): n_out accumulator copies (loaded by clock enable: FFs
+    only) and their read multiplexers (:func:`hold_luts`)."""
+    e.overlap = True
+    e.ffs += n_out * acc_w
+    e.luts += hold_luts(n_out, units, acc_w)
+
+
 def bram_or_lutram(banks: int, depth: int, width: int) -> tuple[int, float]:
     """(BRAM18, LUTs) for ``banks`` memories of depth x width bits (LUTRAM when small or shallow)."""
     if depth < 64 or depth * width < 4096:
@@ -140,5 +164,5 @@ def charge_ram(e: LayerEstimate, kind: str, banks: int, depth: int, width: int, 
 
 
 __all__ = ["FOLDED_DEPTH", "LayerEstimate", "MEMORY_KINDS", "bram18_blocks", "bram_or_lutram", "calibration",
-           "charge_memory", "charge_ram", "lut_per_product", "prefers_uram", "product_luts", "requant_and_cycles",
-           "uram_blocks"]
+           "charge_memory", "charge_ram", "hold_luts", "lut_per_product", "mux_luts", "prefers_uram", "product_luts",
+           "requant_and_cycles", "requant_hold", "uram_blocks"]

@@ -1,7 +1,7 @@
 """io_stream FIFO depths sized from the dataflow schedule, not guessed (issue 28).
 
 Every tensor of an io_stream design is a FIFO of *tokens* (one token = one pixel, all its
-channels; a vector is one token). A tensor read by several layers goes through hls4ml's Clone,
+channels, or a slice of them: :mod:`.packs`; a vector is one token). A tensor read by several layers goes through hls4ml's Clone,
 which writes each token to its outputs in order (``clone_stream``: res1, then res2, ...). Along
 a chain, any depth >= 1 keeps the dataflow alive; where two paths from one fork meet again (a
 residual ``add``, which reads one token of each input per output, the first input first), the
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import ir
-from .mappings import mapping_for, stream_tokens as tokens
+from .mappings import mapping_for, stream_tokens
+from .packs import slices
 
 #: the depth of every FIFO the schedule does not ask more of (Vitis HLS's default for a dataflow channel);
 #: a tensor of one token (a vector) gets 1, as hls4ml gives it
@@ -64,11 +65,17 @@ class Fifo:
         return self.depth * self.width
 
 
-def _fifos(model: ir.Model, readers: dict) -> dict[tuple, Fifo]:
+def tokens(shape, s: int = 1) -> int:
+    """Tokens per frame of an io_stream tensor whose pixels are ``s`` tokens each (:mod:`.packs`)."""
+    return stream_tokens(shape) * int(s)
+
+
+def _fifos(model: ir.Model, readers: dict, s: dict) -> dict[tuple, Fifo]:
     shapes, out = model.shapes(), {}
     for layer in model.layers:
         rs = readers.get(layer.name) or []
-        t, width = tokens(shapes[layer.name]), int(shapes[layer.name][-1]) * int(layer.out_type.width)
+        t = tokens(shapes[layer.name], s[layer.name])
+        width = int(shapes[layer.name][-1]) // s[layer.name] * int(layer.out_type.width)
         if len(rs) > 1 and not isinstance(layer, ir.Input):
             out[(layer.name, None)] = Fifo(layer.name, None, t, width)
         if len(rs) == 1 and isinstance(layer, ir.Input):
@@ -91,15 +98,23 @@ def _path(model: ir.Model, readers: dict, start: str):
     return cur, chain[::-1]
 
 
-def _needs(model: ir.Model, chain: list[str]):
-    """(need array, input tokens per frame) of the chain's kernels (None if one kind has none)."""
-    nodes = {n.layer.name: n for n in model.nodes()}
+def _needs(nodes: dict, chain: list[str], s: dict):
+    """(need array, input tokens per frame) of the chain's kernels (None if one kind has none).
+    With sliced packs (s: tokens per pixel of each tensor) a kernel's need in pixels becomes one
+    in tokens: output pixel j's s_out tokens all leave once its need[j] input pixels (s_in tokens
+    each) are in; a tied kernel (one pack in, one out) needs one token per token."""
     out = []
     for name in chain:
-        need = mapping_for(nodes[name]).stream_need(nodes[name])
+        node = nodes[name]
+        mapping, s_in, s_out = mapping_for(node), s[node.layer.inputs[0]], s[name]
+        need = mapping.stream_need(node)
         if need is None:
             return None
-        out.append((np.asarray(need, dtype=np.int64), tokens(nodes[name].in_shapes[0])))
+        if mapping.pack_rule(node) == "tied":
+            need = np.arange(1, tokens(node.out_shape, s_out) + 1, dtype=np.int64)
+        else:
+            need = np.repeat(np.asarray(need, dtype=np.int64), s_out) * s_in
+        out.append((need, tokens(node.in_shapes[0], s_in)))
     return out
 
 
@@ -154,16 +169,16 @@ class _Join:
     join_tokens: int
 
 
-def _join(model, readers, fifos, add):
+def _join(model, nodes, readers, fifos, add, s):
     """The add's two chains to one fork with known needs, or None."""
     a, b = add.inputs
     pa, pb = _path(model, readers, a), _path(model, readers, b)
     if pa is None or pb is None or pa[0] != pb[0]:
         return None
-    needs = {a: _needs(model, pa[1]), b: _needs(model, pb[1])}
+    needs = {a: _needs(nodes, pa[1], s), b: _needs(nodes, pb[1], s)}
     if needs[a] is None or needs[b] is None:
         return None
-    return _Join(add.name, pa[0], {a: pa[1], b: pb[1]}, needs, tokens(model.shapes()[pa[0]]),
+    return _Join(add.name, pa[0], {a: pa[1], b: pb[1]}, needs, tokens(nodes[pa[0]].out_shape, s[pa[0]]),
                  fifos[(a, add.name)].tokens)
 
 
@@ -194,8 +209,33 @@ def _widen_short_path(j: _Join, order, fifos, long_in: str, short_in: str, first
     fs[i].depth, fs[i].reason = d, f"{j.add}: the path from '{j.fork}' through '{long_in}' needs it"
 
 
-def _size_join(model, readers, order, fifos, add) -> None:
-    j = _join(model, readers, fifos, add)
+def _join_key(model, readers, order, fifos, add, s):
+    """Everything _size_join reads, for the memo (None: the add is not two chains from one fork)."""
+    paths = [_path(model, readers, src) for src in add.inputs]
+    if any(p is None for p in paths) or paths[0][0] != paths[1][0]:
+        return None
+    fork = paths[0][0]
+    edges = [e for _, chain in paths for e in zip([fork] + chain, chain + [add.name])]
+    return (add.name, tuple(order[fork]), tuple((n, s[n]) for n in [fork] + paths[0][1] + paths[1][1]),
+            tuple(fifos[e].depth for e in edges))
+
+
+def _size_join(model, nodes, readers, order, fifos, add, s, memo: dict | None = None) -> None:
+    """Size the FIFOs of one add's two paths; ``memo``: {key: the depths set} shared by calls on
+    one model (``fit`` plans the FIFOs of many pack choices that share most joins)."""
+    key = _join_key(model, readers, order, fifos, add, s) if memo is not None else None
+    if key is not None and key in memo:
+        for e, depth, reason in memo[key]:
+            fifos[e].depth, fifos[e].reason = depth, reason
+        return
+    before = {e: (f.depth, f.reason) for e, f in fifos.items()}
+    _size_join_now(model, nodes, readers, order, fifos, add, s)
+    if key is not None:
+        memo[key] = [(e, f.depth, f.reason) for e, f in fifos.items() if (f.depth, f.reason) != before[e]]
+
+
+def _size_join_now(model, nodes, readers, order, fifos, add, s) -> None:
+    j = _join(model, nodes, readers, fifos, add, s)
     if j is None:
         for src in add.inputs:  # frame-deep inputs cannot deadlock
             f = fifos[(src, add.name)]
@@ -206,18 +246,23 @@ def _size_join(model, readers, order, fifos, add) -> None:
     _widen_short_path(j, order, fifos, b, a, a)
 
 
-def plan_fifos(model: ir.Model, *, default_depth: int = DEFAULT_DEPTH, clone_order: dict | None = None) -> list[Fifo]:
+def plan_fifos(model: ir.Model, *, default_depth: int = DEFAULT_DEPTH, clone_order: dict | None = None,
+               packs: dict | None = None, memo: dict | None = None) -> list[Fifo]:
     """Every io_stream FIFO of the design with its depth. ``clone_order``: {source: its readers in
-    the clone's output order} (default: the order of ``model.consumers()``, which is hls4ml's)."""
-    readers = model.consumers()
+    the clone's output order} (default: the order of ``model.consumers()``, which is hls4ml's);
+    ``packs``: {layer: values per token} of sliced streams (:mod:`.packs`; default whole pixels);
+    ``memo``: a dict kept between calls on the same model (and default depth), to reuse the joins
+    whose packs and depths did not change."""
+    readers, s = model.consumers(), slices(model, packs)
     order = {k: list(v) for k, v in readers.items()}
     order.update(clone_order or {})
-    fifos = _fifos(model, readers)
+    fifos = _fifos(model, readers, s)
+    nodes = {n.layer.name: n for n in model.nodes()}
     for f in fifos.values():
         f.depth = min(int(default_depth), f.tokens)
     for layer in model.layers:
         if isinstance(layer, ir.Add) and len(layer.inputs) == 2:
-            _size_join(model, readers, order, fifos, layer)
+            _size_join(model, nodes, readers, order, fifos, layer, s, memo)
     return list(fifos.values())
 
 

@@ -27,7 +27,7 @@ from .. import ir
 from ..errors import VecQError
 from ..fixed import FixedType
 from .costs import (FOLDED_DEPTH, LayerEstimate, bram_or_lutram, charge_memory, charge_ram, lut_per_product,
-                    product_luts)
+                    hold_luts, product_luts, requant_hold)
 from .offchip import STREAMED_MODES, StreamedLayer
 from .options import HlsOptions
 from .products import choose_product, kind_and_plan
@@ -90,6 +90,23 @@ class Mapping:
         known (the FIFOs around it fall back to whole frames where it matters)."""
         return None
 
+    def pack_rule(self, node: ir.Node) -> str | None:
+        """How its io_stream kernel takes packs narrower than a pixel (:mod:`.packs`): 'free' (any
+        divisor of the channels on each side), 'tied' (one pack size on its inputs and output),
+        None (whole pixels only)."""
+        return None
+
+    def packed_cycles(self, node: ir.Node, cycles: int, s_in: int, s_out: int) -> int:
+        """Cycles per frame when its input and output pixels are s_in and s_out tokens (its
+        estimate's ``cycles`` are for whole-pixel tokens): at most one token a cycle each way."""
+        return max(int(cycles), stream_tokens(node.in_shapes[0]) * s_in if node.in_shapes else 0,
+                   stream_tokens(node.out_shape) * s_out)
+
+    def packed_ffs(self, node: ir.Node, e: LayerEstimate, s_out: int) -> float:
+        """FFs when its output pixels leave as s_out packs (:meth:`add_io` charged a whole output
+        pixel in flight; a kernel that holds one pack instead overrides this)."""
+        return e.ffs
+
     def estimate(self, node: ir.Node, reuse: int, io_type: str) -> LayerEstimate | None:
         """Resources and cycles of this layer; ``reuse`` is its validated reuse factor (0 where
         :meth:`products_per_input` is None). None: no estimate (the estimator refuses the kind)."""
@@ -146,6 +163,12 @@ def row_need(rows_needed: np.ndarray, out_width: int, in_width: int) -> np.ndarr
     return np.repeat(np.asarray(rows_needed, dtype=np.int64) * int(in_width), int(out_width))
 
 
+def one_pack_in_flight(node: ir.Node, e: LayerEstimate, s_out: int) -> float:
+    """e's FFs with one output pack of 1/s_out pixel in flight instead of the pixel add_io charged."""
+    channels = int(node.out_shape[-1])
+    return e.ffs - (channels - channels // s_out) * int(node.layer.out_type.width)
+
+
 def add_buffer(e: LayerEstimate, banks: int, depth: int, width: int, kind: str = "line_buffers") -> None:
     """Charge ``banks`` buffers of depth x width bits (BRAM18 or LUTRAM) to ``kind``; the layer's
     latency covers its cycles."""
@@ -174,9 +197,21 @@ class _Elementwise:
         """One token in, one token out (hls4ml's activation and merge stream kernels)."""
         return np.arange(1, stream_tokens(node.out_shape) + 1, dtype=np.int64)
 
+    def pack_rule(self, node):
+        return "tied"  # hls4ml's kernels write one pack per pack read, of the same size
+
+    def packed_cycles(self, node, cycles, s_in, s_out):
+        return int(cycles) * s_out  # one token a cycle
+
+    def packed_ffs(self, node, e, s_out):
+        return one_pack_in_flight(node, e, s_out)
+
 
 class InputMapping(_NoLogic, Mapping):
     kind = "input"
+
+    def pack_rule(self, node):
+        return "free"  # the top function's port: the testbench writes any pack size
 
     def class_name(self, node, opts):
         return "InputLayer"
@@ -211,7 +246,7 @@ class _WeightedMapping(Mapping):
             product_kind=product.kind,
             product_config=product.config + psum_config(self.psum_width(node, opts.reuse_of(layer.name),
                                                                         opts.weights_of(layer.name) in STREAMED_MODES),
-                                                        node.in_types[0]),
+                                                        node.in_types[0]) + self._overlap_config(node, opts),
             codes_data=np.asarray(layer.codes, dtype=np.int64),
             scale_mantissas=layer.scale, scale_frac=layer.scale_type.frac,
             bias_mantissas=layer.bias, bias_frac=layer.bias_type.frac,
@@ -220,6 +255,13 @@ class _WeightedMapping(Mapping):
             # validated by convert.layer_list (folding.reuse_plan) before any attrs are asked for
             strategy=opts.kernel_strategy, reuse_factor=int(opts.reuse_of(layer.name)),
             **self.geometry(node), **self._streamed_attrs(node, opts))
+
+    def _overlap_config(self, node, opts) -> str:
+        """The config line turning vecq_fold_row on where the estimate chose it (overlap_pays)."""
+        r = int(opts.reuse_of(node.layer.name))
+        if r == 1 or opts.weights_of(node.layer.name) in STREAMED_MODES:
+            return ""  # (sliced output packs: the kernel itself keeps the pixel loop, estimate/packed.as_built)
+        return "    static const bool overlap = true;\n" if self.estimate(node, r, opts.io_type).overlap else ""
 
     def _streamed_attrs(self, node, opts) -> dict:
         mode = opts.weights_of(node.layer.name)
@@ -235,8 +277,13 @@ class _WeightedMapping(Mapping):
     def streams_weights(self, node) -> bool:
         return True
 
+    def pack_rule(self, node):
+        # our dense and line-buffer conv kernels (on chip or streamed) index packs of any size;
+        # kinds built on these classes elsewhere keep whole pixels until their kernels are checked
+        return "free" if self.kind in ("dense", "conv2d", "depthwise_conv2d") else None
+
     def estimate(self, node, reuse, io_type, weights: StreamedLayer | None = None, *,
-                 adder_graph_luts: float | None = None):
+                 adder_graph_luts: float | None = None, allow_overlap: bool = True):
         """The P / R product slots (LUTs, or DSPs for wide named/multiplier products), the
         requantisation units, the weights (a ROM of a folded layer; or, ``weights`` given, the
         reader of a streamed layer: :meth:`_streamed`), accumulators and cycles.
@@ -274,12 +321,31 @@ class _WeightedMapping(Mapping):
             b, lut = bram_or_lutram(1, r, e.slots * int(layer.bits))
             charge_memory(e, "weights", p * int(layer.bits), bram18=b, luts=lut)
         requant_cycles = math.ceil(n_out / units) if r > 1 else 0
-        per_input = 1 if r == 1 and weights is None else r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0)
-        e.cycles = per_frame * per_input
+        hold_w = sum_width(p // n_out, layer.levels, node.in_types[0])  # worst case, as select_array_luts
+        overlap = allow_overlap and weights is None and self.overlap_pays(
+            node, r, e.luts, hold_luts(n_out, units, hold_w), requant_cycles)
+        e.cycles = self.folded_cycles(node, r, requant_cycles, weights is not None, overlap)
+        if overlap:
+            requant_hold(e, n_out, units, hold_w)
         e.latency = e.cycles + math.ceil(math.log2(max(e.slots, 2))) + 2
         if weights is not None:
             e.latency += AXI_FIRST_WORD_CYCLES  # the first pass waits for the port's first burst
         return self.add_io(e, node, io_type)
+
+    def overlap_pays(self, node, r: int, luts: float, hold: float, requant_cycles: int) -> bool:
+        """Whether the kernel requantises an input's outputs while the next input's products run
+        (vecq_fold_row; ``hold``: the LUTs of its hold registers, costs.requant_hold), given the
+        layer's other ``luts`` (on-chip codes only)."""
+        return False
+
+    def folded_cycles(self, node, r: int, requant_cycles: int, streamed: bool, overlap: bool = False) -> int:
+        """Cycles per frame (loop trips of the kernel, not co-simulation): per input the R product
+        cycles, then its requantisation and the pipeline fill (vecq_fold_products, then
+        vecq_requant_folded); one cycle an input unfolded."""
+        per_frame = self.inputs_per_frame(node)
+        if r == 1 and not streamed:
+            return per_frame
+        return per_frame * (r + requant_cycles + (FOLDED_DEPTH if per_frame > 1 else 0))
 
     def input_group(self, node) -> int:
         """Consecutive products reading one input (TAPS::group): every output channel's."""
@@ -362,6 +428,21 @@ class _ConvMapping(_WeightedMapping):
     def inputs_per_frame(self, node):
         return int(node.out_shape[0]) * int(node.out_shape[1])
 
+    def overlap_pays(self, node, r, luts, hold, requant_cycles):
+        """Folded: when the hold registers cost less than the cycles they save, in LUTs per pixel
+        a cycle: (L + H) R < L (R + requant + fill), i.e. H R < L (requant + fill). Slow plans
+        (large R) keep the sequential loop, where requantisation is a small share of a pixel."""
+        return r > 1 and hold * r < luts * (requant_cycles + FOLDED_DEPTH)
+
+    def folded_cycles(self, node, r, requant_cycles, streamed, overlap=False):
+        """With ``overlap``, vecq_fold_row (nnet_vecq_fold.h): one pipelined loop per output row, R
+        cycles a pixel with the previous pixel requantised meanwhile, the last pixel drained, then
+        the fill."""
+        if not overlap:
+            return super().folded_cycles(node, r, requant_cycles, streamed)
+        rows, cols = int(node.out_shape[0]), int(node.out_shape[1])
+        return rows * (cols * r + requant_cycles + FOLDED_DEPTH)
+
     def stream_need(self, node):
         """vecq_conv_stream_lines (and the streamed kernel): output row oh leaves once input row
         min(oh * stride + kh - 1 - pad_top, in_height - 1) is complete."""
@@ -369,6 +450,18 @@ class _ConvMapping(_WeightedMapping):
         layer = node.layer
         last = np.arange(int(oh)) * int(layer.stride[0]) + int(layer.kernel[0]) - 1 - int(layer.padding[0])
         return row_need(np.minimum(last, int(h) - 1) + 1, ow, w)
+
+    def packed_cycles(self, node, cycles, s_in, s_out):
+        """vecq_conv_stream_lines reads one input pack a cycle (not overlapped with the pixels)
+        and writes a pixel's s_out packs in its II: an II below s_out waits for them."""
+        (h, w, _), per_frame = node.in_shapes[0], self.inputs_per_frame(node)
+        per_input = (int(cycles) - int(h * w)) // per_frame
+        return per_frame * max(per_input, s_out) + int(h * w) * s_in
+
+    def packed_ffs(self, node, e, s_out):
+        """The level-table line-buffer kernel requantises each output pack as it leaves
+        (vecq_requant_out); the adder graphs and the streamed kernel hold the whole pixel."""
+        return e.ffs if e.adder_graph or e.weights != "onchip" else one_pack_in_flight(node, e, s_out)
 
     def stream_buffers(self, e, node):
         # vecq_conv_stream_lines: filt_height + 1 rows, n_chan banks; reading overlaps nothing
@@ -438,6 +531,9 @@ class _PoolMapping(Mapping):
         if self.ours(node):
             return "VecQPool2D"
         return "AveragePooling2D" if self.average else "MaxPooling2D"
+
+    def pack_rule(self, node):
+        return "free" if self.ours(node) else None  # vecq_pool2d indexes packs; hls4ml's pool reads pixels
 
     def _accum(self, node):
         layer, in_type = node.layer, node.in_types[0]
@@ -514,6 +610,9 @@ class GlobalAvgPoolMapping(Mapping):
 
     def stream_need(self, node):
         return np.array([stream_tokens(node.in_shapes[0])], dtype=np.int64)  # the whole frame, then the vector
+
+    def pack_rule(self, node):
+        return "free"  # vecq_global_avg_pool counts the channel of each value across packs
 
     def estimate(self, node, reuse, io_type):
         """One channel per cycle; 0.5 LUT per input bit of a pixel."""

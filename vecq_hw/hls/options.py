@@ -39,6 +39,8 @@ class HlsOptions:
     ``weights``: per-layer weight memory ``{layer name: 'onchip' | 'offchip' | 'uram'}`` (default
     'onchip'; :mod:`.offchip`); ``axi_bits``: the width of a streamed layer's AXI port (None: the
     part's, from configs/hardware/parts.yaml).
+    ``packs``: per-tensor io_stream pack widths ``{layer name: k}``: the layer's output stream
+    carries k of its channels a token (k divides them; default: whole pixels), :mod:`.packs`.
     ``trace``: the top function also hands every layer's output to hls4ml's tracing hook (code
     under ``#ifndef __SYNTHESIS__``, off unless a testbench turns it on), so that
     ``hls.predict(..., trace=True)`` reads each layer's C-simulated values; synthesis sees the
@@ -57,6 +59,7 @@ class HlsOptions:
     weights: dict = field(default_factory=dict)
     axi_bits: int | None = None
     trace: bool = False
+    packs: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -80,24 +83,22 @@ class HlsOptions:
         if (isinstance(self.da_max_products, bool) or not isinstance(self.da_max_products, int)
                 or self.da_max_products < 1):
             bad("da_max_products", "a positive integer", self.da_max_products)
-        if not isinstance(self.reuse, dict):
-            bad("reuse", "a mapping {layer name: reuse factor}", self.reuse)
-        for name, r in self.reuse.items():
-            if not isinstance(name, str) or not name:
-                bad("reuse", "layer names as keys", name)
-            if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-                bad(f"reuse.{name}", "a positive integer", r)
-        if not isinstance(self.weights, dict):
-            bad("weights", "a mapping {layer name: " + " | ".join(WEIGHT_MODES) + "}", self.weights)
-        for name, mode in self.weights.items():
-            if not isinstance(name, str) or not name:
-                bad("weights", "layer names as keys", name)
-            if mode not in WEIGHT_MODES:
-                bad(f"weights.{name}", " or ".join(WEIGHT_MODES), mode)
+        def positive(v):
+            return not isinstance(v, bool) and isinstance(v, int) and v >= 1
+
+        _check_layer_map("reuse", self.reuse, "reuse factor", "a positive integer", positive)
+        _check_layer_map("weights", self.weights, " | ".join(WEIGHT_MODES), " or ".join(WEIGHT_MODES),
+                         lambda mode: mode in WEIGHT_MODES)
         if self.axi_bits is not None and (isinstance(self.axi_bits, bool) or not isinstance(self.axi_bits, int)
                                           or self.axi_bits < 8 or self.axi_bits & (self.axi_bits - 1)
                                           or self.axi_bits > 1024):
             bad("axi_bits", "a power of two from 8 to 1024", self.axi_bits)
+        _check_layer_map("packs", self.packs, "values per token", "a positive integer", positive)
+        if self.packs and self.io_type != "io_stream":
+            bad("packs", "none in io_parallel (packs are io_stream tokens)", self.packs)
+        if self.packs and self.strategy == DISTRIBUTED_ARITHMETIC:
+            bad("packs", f"none with strategy {DISTRIBUTED_ARITHMETIC} (its kernels are not checked with sliced "
+                "packs)", self.packs)
         check_part(self.part)  # written into build_prj.tcl and hls_config.cfg
         check_clock_period(self.clock_period)
         if not isinstance(self.trace, bool):
@@ -133,6 +134,17 @@ class HlsOptions:
 
     def clock_uncertainty(self) -> str:
         return "27%" if self.backend == "Vitis" else "12.5%"
+
+
+def _check_layer_map(fld: str, value, what: str, want: str, ok) -> None:
+    """A per-layer option {layer name: value}: a mapping, names as keys, every value ok(value)."""
+    if not isinstance(value, dict):
+        raise VecQError(f"expected a mapping {{layer name: {what}}}, got {value!r}", field=fld)
+    for name, v in value.items():
+        if not isinstance(name, str) or not name:
+            raise VecQError(f"expected layer names as keys, got {name!r}", field=fld)
+        if not ok(v):
+            raise VecQError(f"expected {want}, got {v!r}", field=f"{fld}.{name}")
 
 
 DEFAULTS = HlsOptions()

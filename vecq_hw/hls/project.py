@@ -36,7 +36,7 @@ from .mappings_da import da_layers
 from .offchip import BLOB_NAME, layout, write_blob
 from .options import DEFAULTS, DISTRIBUTED_ARITHMETIC, HlsOptions
 from .registration import registered_headers
-from .stream_depths import apply_fifo_plan
+from .stream_depths import apply_fifo_plan, apply_packs
 from .top_patch import add_weight_ports, bind_fifos_to_uram
 
 GENERATOR = "vecq_hw.hls"
@@ -294,7 +294,10 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         graph, names = build_graph(model, opts, output_dir=str(tmp), trace=opts.trace, check=check)
-        fifos = apply_fifo_plan(graph, model, names, uram=_part_has_uram(opts.part)) if io_type == "io_stream" else []
+        fifos, packs = [], {}
+        if io_type == "io_stream":
+            packs = apply_packs(graph, model, names, opts.packs)
+            fifos = apply_fifo_plan(graph, model, names, uram=_part_has_uram(opts.part), packs=packs)
         graph.write()
         bind_fifos_to_uram(tmp / "firmware", project_name, [f["stream"] for f in fifos if f["uram"]])
         streamed = _write_streamed(graph, model, names, opts, tmp)
@@ -305,6 +308,7 @@ def write_project(model: ir.Model, out_dir, options: HlsOptions | None = None, *
                                        backend=backend), tmp)
         meta = dict(info, backend=backend, io_type=io_type, strategy=strategy, reuse_factor=reuse_factor,
                     reuse=dict(opts.reuse), weights=dict(opts.weights), fifos=fifos, trace=opts.trace,
+                    packs=packs,
                     n_tests=n, model=model.name, layer_names=names,
                     kernel_headers=[p.name for p in registered_headers()],
                     layer_types={names[layer.name]: str(layer.out_type) for layer in model.layers})

@@ -13,6 +13,7 @@ from .. import ir
 from ..errors import VecQError
 from .costs import prefers_uram
 from .fifos import plan_fifos
+from .packs import resolve_packs
 
 
 def _clone_outputs(graph, names: dict) -> dict[str, dict[str, str]]:
@@ -30,14 +31,32 @@ def _clone_outputs(graph, names: dict) -> dict[str, dict[str, str]]:
     return out
 
 
-def apply_fifo_plan(graph, model: ir.Model, names: dict[str, str], *, uram: bool = False) -> list[dict]:
+def apply_packs(graph, model: ir.Model, names: dict[str, str], packs: dict | None) -> dict[str, int]:
+    """Declare each sliced tensor's stream as ``nnet::array<T, k>`` (:mod:`.packs`): the type of
+    the layer's output variable and of its clone's copies, which share its type name (one typedef
+    in defines.h). Returns the resolved {layer: k}."""
+    resolved = resolve_packs(model, packs)
+    variables = [v for node in graph.get_layers() for v in node.variables.values()]
+    for layer, k in resolved.items():
+        name = graph.graph[names[layer]].get_output_variable().type.name
+        for var in variables:
+            if var.type.name == name:
+                if not hasattr(var.type, "n_pack"):
+                    raise VecQError(f"internal: the stream of '{layer}' has no packed type ({var.type!r})")
+                var.type.n_elem, var.type.n_pack, var.type.unpack = int(k), 1, False
+    return resolved
+
+
+def apply_fifo_plan(graph, model: ir.Model, names: dict[str, str], *, uram: bool = False,
+                    packs: dict | None = None) -> list[dict]:
     """Set the depth of every stream between layers; ``uram``: the part has UltraRAM (deep wide
-    FIFOs are bound to it where that takes less silicon). Returns the FIFO records."""
+    FIFOs are bound to it where that takes less silicon); ``packs``: sliced streams (their types
+    set by :func:`apply_packs`). Returns the FIFO records."""
     clones = _clone_outputs(graph, names)
     order = {src: sorted(readers, key=lambda r: int(readers[r].rsplit("_cpy", 1)[1]))
              for src, readers in clones.items()}
     records = []
-    for f in plan_fifos(model, clone_order=order):
+    for f in plan_fifos(model, clone_order=order, packs=packs):
         if f.dst is None or f.src not in clones:
             var = graph.graph[names[f.src]].get_output_variable()
         else:
@@ -51,4 +70,4 @@ def apply_fifo_plan(graph, model: ir.Model, names: dict[str, str], *, uram: bool
     return records
 
 
-__all__ = ["apply_fifo_plan"]
+__all__ = ["apply_fifo_plan", "apply_packs"]

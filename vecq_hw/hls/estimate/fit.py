@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from ... import ir
 from ...errors import VecQError
 from ..options import DEFAULTS as HLS_DEFAULTS
+from ..options import DISTRIBUTED_ARITHMETIC
 from .model import Estimate, estimate
 from .parts import RESOURCES, get_part
 from .search import Costs
@@ -76,8 +77,8 @@ def _check_args(target, headroom) -> None:
 
 
 def _search(model: ir.Model, part, headroom: float, target: str, clock_period: float, io_type: str, da: dict,
-            weights: dict | None = None) -> FitResult:
-    costs = Costs(model, part, io_type, clock_period, weights, da)
+            weights: dict | None = None, packs: dict | None = None, slicing: bool = True) -> FitResult:
+    costs = Costs(model, part, io_type, clock_period, weights, da, packs=packs, slicing=slicing)
     budget = part.budget(headroom)
     fastest = {n: min([*lyr.onchip.values(), *lyr.streamed.values()], key=lambda e: e.cycles)
                for n, lyr in costs.layers.items()}
@@ -96,7 +97,7 @@ def _search(model: ir.Model, part, headroom: float, target: str, clock_period: f
         pick = (lambda e: (e.ii, e.latency)) if target == "throughput" else (lambda e: (e.latency, e.ii))
         best = min(fitting, key=pick)
         best = estimate(model, best.reuse(), part=part, clock_period=clock_period, io_type=io_type, **da,
-                        weights=best.weights(), fifos=costs.fifos)
+                        weights=best.weights(), fifos=best.fifos, packs=best.packs)
         assert best.fits(headroom)  # the guarantee: never a plan above the budget
     return FitResult(plan=best, closest=best or most_folded, headroom=float(headroom), target=target,
                      candidates=len(seen), tried=tried, frontier=frontier(fitting))
@@ -104,10 +105,13 @@ def _search(model: ir.Model, part, headroom: float, target: str, clock_period: f
 
 def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "throughput", clock_period: float = 5.0,
         io_type: str | None = None, weights: dict | None = None, strategy: str = HLS_DEFAULTS.strategy,
-        da_max_products: int = HLS_DEFAULTS.da_max_products) -> FitResult:
+        da_max_products: int = HLS_DEFAULTS.da_max_products, packs: dict | None = None,
+        slicing: bool = True) -> FitResult:
     """The best fitting plan; ``io_type`` None tries io_parallel and io_stream and keeps the better
     (only io_stream when ``weights`` pins a layer off chip). ``weights``: {layer: mode} placements
-    the search keeps as given (the other layers' it chooses).
+    the search keeps as given (the other layers' it chooses). io_stream: ``packs`` {layer: k} fixes
+    those tensors' packs (:mod:`vecq_hw.hls.packs`); with ``slicing`` every other tensor's pack is
+    the narrowest that keeps the plan's II (:mod:`.packed`), else whole pixels.
 
     ``strategy='distributed_arithmetic'``: a layer left at R = 1 with its codes on chip is
     estimated (and built) as da4ml's adder graph where that strategy applies to it
@@ -115,11 +119,14 @@ def fit(model: ir.Model, part=None, *, headroom: float = 0.8, target: str = "thr
     da = dict(strategy=strategy, da_max_products=da_max_products)
     _check_args(target, headroom)
     p = get_part(part)
-    if io_type is None and any(m != "onchip" for m in (weights or {}).values()):
-        io_type = "io_stream"  # streamed weights need it
+    if io_type is None and (packs or any(m != "onchip" for m in (weights or {}).values())):
+        io_type = "io_stream"  # streamed weights and packs need it
+    # the distributed-arithmetic kernels are not checked with sliced packs (HlsOptions refuses them)
+    stream = dict(packs=packs, slicing=slicing and strategy != DISTRIBUTED_ARITHMETIC)
     if io_type is not None:
-        return _search(model, p, headroom, target, clock_period, io_type, da, weights)
-    results = [_search(model, p, headroom, target, clock_period, io, da, weights) for io in ("io_parallel", "io_stream")]
+        return _search(model, p, headroom, target, clock_period, io_type, da, weights, **stream)
+    results = [_search(model, p, headroom, target, clock_period, io, da, weights, **stream)
+               for io in ("io_parallel", "io_stream")]
     ok = [r for r in results if r.ok]
     tried = [e for r in results for e in r.tried]
     if not ok:  # closest: the one exceeding the budget least

@@ -24,9 +24,13 @@ Per weighted layer with P products per input and reuse factor R (:mod:`vecq_hw.h
   streamed layers read per frame bounds the II (at the part's peak bandwidth) and is reported
   as a resource ('ddr': the share of the peak used at the design's frame rate).
 * memory is reported per kind (weights, line buffers, FIFOs, AXI): :meth:`Estimate.memory`.
-* FFs: accumulators, one register per product slot, and (io_parallel) every layer output.
+* FFs: accumulators (and a folded conv's hold copies), one register per product slot, and
+  (io_parallel) every layer output.
 * cycles per input: dense R (+ ceil(n_out / units) requant cycles when folded); conv: output
-  pixels x (1 unfolded | R + requant cycles + 3 folded) (+ reading the input in io_stream).
+  pixels x 1 unfolded; folded, pixels x (R + requant cycles + 3), or where the hold registers
+  pay (_ConvMapping.overlap_pays) per output row (vecq_fold_row) its pixels x R + requant
+  cycles + 3, a pixel requantised during the next one's products (+ reading the input in
+  io_stream). Loop trips, not co-simulation.
   The layers overlap as a dataflow pipeline: II = the slowest layer, latency = the sum.
 Non-weighted layers are charged a crude 0.5 LUT per bit they touch in parallel.
 The numbers are a pre-synthesis guide (how far to trust them: README, benchmarks/estimate.py),
@@ -48,6 +52,8 @@ from ..mappings import Mapping
 from ..mappings_da import mapping_for
 from ..options import DEFAULTS as HLS_DEFAULTS
 from ..options import HlsOptions
+from ..packs import resolve_packs
+from .packed import packed_layers
 from .parts import RESOURCES, Part, get_part
 
 
@@ -60,6 +66,8 @@ class Estimate:
     layers: list[LayerEstimate] = field(default_factory=list)  # one per layer of the model, in order
     #: the io_stream FIFOs between the layers (a row of their own; None in io_parallel)
     fifos: LayerEstimate | None = None
+    #: {layer: values per token} of the io_stream tensors sliced narrower than a pixel (:mod:`.packed`)
+    packs: dict = field(default_factory=dict)
 
     def rows(self) -> list[LayerEstimate]:
         """The layers, then the FIFO row: everything the totals sum."""
@@ -143,6 +151,7 @@ class Estimate:
                 "clock_period_ns": self.clock_period, "ii_cycles": self.ii, "latency_cycles": self.latency,
                 "fps": self.fps, "totals": self.totals(), "utilisation": self.utilisation(),
                 "ddr_bytes_per_frame": self.ddr_bytes, "ddr_gbps": self.ddr_gbps, "weights": self.weights(),
+                "packs": dict(self.packs),
                 "memory": self.memory(), "layers": [asdict(lyr) for lyr in self.rows()]}
 
 
@@ -155,14 +164,15 @@ def layer_estimate(mapping: Mapping, node: ir.Node, reuse: int, io_type: str, st
     return e
 
 
-def fifo_estimate(model: ir.Model, part: Part) -> LayerEstimate:
+def fifo_estimate(model: ir.Model, part: Part, packs: dict | None = None, memo: dict | None = None) -> LayerEstimate:
     """The io_stream FIFOs between the layers at their scheduled depths, as one row '(fifos)': a
     register when 1 deep, a shift register (one SRL32 LUT per bit, an output register) up to 32
     deep, else a RAM (UltraRAM where the part has it and that takes less silicon, as the project
     writer binds it). A token is a whole pixel (hls4ml's io_stream packs every channel; a vector is
-    one token), so wide layers have wide FIFOs."""
+    one token), so wide layers have wide FIFOs, unless ``packs`` slices it (:mod:`vecq_hw.hls.packs`).
+    ``memo``: :func:`~vecq_hw.hls.fifos.plan_fifos`'s, kept by a caller that plans many packs."""
     e = LayerEstimate("(fifos)", "fifos", cycles=1, latency=0)
-    for f in plan_fifos(model):
+    for f in plan_fifos(model, packs=packs, memo=memo):
         if f.depth <= 32:
             charge_memory(e, "fifos", f.bits, luts=f.width if f.depth > 1 else 0)
             e.ffs += f.width
@@ -174,10 +184,11 @@ def fifo_estimate(model: ir.Model, part: Part) -> LayerEstimate:
 def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_reuse: int = 1, part=None,
              clock_period: float = 5.0, io_type: str = "io_parallel", weights: dict[str, str] | None = None,
              fifos: LayerEstimate | None = None, strategy: str = HLS_DEFAULTS.strategy,
-             da_max_products: int = HLS_DEFAULTS.da_max_products) -> Estimate:
+             da_max_products: int = HLS_DEFAULTS.da_max_products, packs: dict | None = None) -> Estimate:
     """Per-layer and total resources, II and latency of the HLS design with this folding and
     weight placement (``weights`` {layer: 'onchip' | 'offchip' | 'uram'}). ``fifos``: the FIFO
-    row, when the caller has it already (it depends on the model only).
+    row, when the caller has it already (it depends on the model and the packs only).
+    ``packs`` {layer: k}: io_stream tensors sliced to k channels a token (:mod:`vecq_hw.hls.packs`).
 
     ``strategy='distributed_arithmetic'``: the layers it builds from da4ml's adder graph
     (R = 1, codes on chip, :mod:`vecq_hw.hls.da`) are charged da4ml's own LUT estimate of that graph."""
@@ -198,8 +209,12 @@ def estimate(model: ir.Model, reuse: dict[str, int] | None = None, *, default_re
         name = node.layer.name
         mapping = mapping_for(node, opts) if name in plan and name not in streamed else mapping
         est.layers.append(layer_estimate(mapping, node, plan.get(name, 0), io_type, streamed.get(name)))
+    if packs and io_type != "io_stream":
+        raise VecQError("expected no packs in io_parallel (packs are io_stream tokens)", field="packs")
     if io_type == "io_stream":
-        est.fifos = fifos if fifos is not None else fifo_estimate(model, p)
+        est.packs = resolve_packs(model, packs)
+        est.layers = packed_layers(model, est.layers, est.packs)
+        est.fifos = fifos if fifos is not None else fifo_estimate(model, p, est.packs)
     return est
 
 

@@ -24,7 +24,9 @@ from ..folding import divisors, products_per_input, weighted_nodes
 from ..mappings_da import mapping_for
 from ..options import HlsOptions
 from ..offchip import legal_streamed_reuse
+from ..packs import resolve_packs
 from .model import Estimate, layer_estimate, fifo_estimate
+from .packed import choose_packs, packed_layers
 from .parts import Part
 
 
@@ -39,15 +41,20 @@ class Costs:
     """Cached layer estimates of one model, part, io type and clock; plans assembled from them."""
 
     def __init__(self, model: ir.Model, part: Part, io_type: str, clock_period: float, pinned: dict | None = None,
-                 da: dict | None = None):
+                 da: dict | None = None, packs: dict | None = None, slicing: bool = False):
         self.model, self.part, self.io_type, self.clock_period = model, part, io_type, float(clock_period)
+        # io_stream: the packs the caller fixed ({layer: k}); ``slicing``: the others chosen per plan
+        self.packs = resolve_packs(model, packs) if io_type == "io_stream" else {}
+        self.slicing = bool(slicing) and io_type == "io_stream"
+        self._fifo_rows: dict = {}
+        self._fifo_memo: dict = {}
         self.da = da or {}  # strategy, da_max_products: an on-chip layer at R = 1 may be da4ml's adder graph
         self.nodes = model.nodes()
         weighted = {n.layer.name for n in weighted_nodes(model)}
         self.pinned = _checked_pins(model, pinned or {}, part, io_type)
         self.fixed = {n.layer.name: layer_estimate(mapping_for(n), n, 0, io_type) for n in self.nodes
                       if n.layer.name not in weighted}
-        self.fifos = fifo_estimate(model, part) if io_type == "io_stream" else None
+        self.fifos = self.fifo_row(self.packs) if io_type == "io_stream" else None
         self.layers = {name: self._options(n) for n in self.nodes if (name := n.layer.name) in weighted}
 
     def _modes(self, node) -> tuple[str, ...]:
@@ -77,13 +84,34 @@ class Costs:
         return sorted({e.cycles for lyr in self.layers.values()
                        for e in [*lyr.onchip.values(), *lyr.streamed.values()]})
 
+    def fifo_row(self, packs: dict):
+        """The FIFO row for these resolved packs (computed once per distinct packs)."""
+        key = tuple(sorted(packs.items()))
+        if key not in self._fifo_rows:
+            self._fifo_rows[key] = fifo_estimate(self.model, self.part, packs, self._fifo_memo)
+        return self._fifo_rows[key]
+
     def assemble(self, choice: dict) -> Estimate:
-        """The Estimate of a plan {layer: LayerEstimate option} (what estimate() computes for it)."""
+        """The Estimate of a plan {layer: LayerEstimate option} (what estimate() computes for it),
+        with the caller's packs; ``sliced`` chooses the rest."""
         est = Estimate(self.model.name, self.part, self.io_type, self.clock_period)
         for n in self.nodes:
             est.layers.append(choice.get(n.layer.name) or self.fixed[n.layer.name])
-        est.fifos = self.fifos
+        return self._with_packs(est, self.packs)
+
+    def _with_packs(self, est: Estimate, packs: dict) -> Estimate:
+        whole = est.layers
+        est.packs = dict(packs)
+        est.layers = packed_layers(self.model, whole, est.packs)
+        est.fifos = self.fifo_row(est.packs) if self.io_type == "io_stream" else None
         return est
+
+    def sliced(self, est: Estimate, whole: list) -> Estimate:
+        """``est`` (layers' whole-pixel cycles ``whole``) with every pack not fixed by the caller
+        the narrowest that keeps its II (:func:`.packed.choose_packs`)."""
+        if not self.slicing:
+            return est
+        return self._with_packs(est, choose_packs(self.model, whole, est.ii, self.packs))
 
     def plan_for(self, t: int, budget: dict) -> Estimate:
         """The balanced plan for target II ``t``, with codes moved off chip while the on-chip
@@ -106,7 +134,8 @@ class Costs:
         for name in reversed(moved):  # a layer moved early may not have been needed off chip
             if used["bram18"] + onchip[name].bram18 - choice[name].bram18 <= budget["bram18"]:
                 self._swap(choice, used, name, onchip[name])
-        return self.assemble(choice)
+        est = self.assemble(choice)
+        return self.sliced(est, [choice.get(n.layer.name) or self.fixed[n.layer.name] for n in self.nodes])
 
     @staticmethod
     def _swap(choice: dict, used: dict, name: str, option) -> None:
