@@ -17,7 +17,12 @@ simulator on all 10,000 test images. The LUT price is the HLS estimator's at one
 by a frame rate (--fps: every layer's largest reuse that keeps up with it, the same for every
 run, io_stream). Each design is also fitted to xc7z020 (``fit``: its own folding search).
 
-Writes benchmarks/results/mixed_precision.md and .json (per-seed rows and mean/std per run).
+Writes benchmarks/results/mixed_precision.md and .json (per-seed rows and mean/std per run). The
+pages on main were made by
+
+    python benchmarks/mixed_precision.py --act-learn            # both networks, seeds 0-2, short budget
+    python benchmarks/mixed_precision.py --networks lenet5 --seeds 0 1 2 3 4 --train-limit 20000 \
+        --epochs 3 --act-learn --out benchmarks/results/mixed_precision_long
 """
 
 from __future__ import annotations
