@@ -25,6 +25,7 @@ import copy
 import itertools
 import json
 import math
+from dataclasses import replace as dc_replace
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,19 @@ import yaml
 from vecq_hw import ir
 from vecq_hw.errors import RecipeError, VecQError
 from vecq_hw.export.torch_export import ExportOptions, export
+from vecq_hw.fixed import FixedType
 from vecq_hw.hls.estimate import estimate
+from vecq_hw.hls.estimate.model import fifo_estimate
+from vecq_hw.hls.estimate.parts import get_part
+from vecq_hw.hls.estimate.widths import total, width_tables
+from vecq_hw.ir.examples import random_resnet
+from vecq_hw.nn import SRQActivation
 from vecq_hw.quant.srq_grid import BitWidths, SRQRound, bin_probs, width_probs
 from vecq_hw.sim import simulate
 from vecq_hw.train import CHECKPOINT, load_run, train
 from vecq_hw.train.recipe import build_recipe_model, load_recipe
 from vecq_hw.train.srq_cost import price_model
+from vecq_hw.train.srq_schedule import SRQProcedure
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((ROOT / "configs" / "tiny_test.yaml").read_text())
@@ -160,6 +168,58 @@ def test_price_of_an_assignment_is_the_estimate_of_its_export(priced):
     est = estimate(imodel, cost.reuse, io_type="io_parallel")
     assert cost.at(widths) == pytest.approx(est.total("luts"), rel=1e-9)
 
+
+
+def test_io_stream_price_includes_the_fifos_at_their_widths():
+    """In io_stream the estimate has a FIFO row whose width follows each producer's activation
+    type: the price of an assignment of weight AND activation widths is still the estimate of
+    its export (without the FIFO terms the price was short by the whole row: 600 LUTs on the
+    benchmark's LeNet-5, so a learned design could exceed the budget it was trained for)."""
+
+    rec = copy.deepcopy(SRQ_RECIPE)
+    rec["train"]["srq"] = dict(SRQ_OPTS, io_type="io_stream", act_learn=True)
+    rec, _ = load_recipe(rec)
+    model = build_recipe_model(rec)
+    SRQProcedure.prepare_model(model, rec)
+    model.eval()
+    cost = price_model(model, model.input_shape, rec["train"]["srq"])
+    acts = [v for v in cost.low if isinstance(model.get_submodule(v), SRQActivation)]
+    assert len(acts) >= 2, "the activation quantisers are width variables"
+    fifo_luts = []
+    for shift in (0, 2):
+        widths = {v: cost.low[v] + (i + shift) % 3 for i, v in enumerate(sorted(cost.low))}
+        net = copy.deepcopy(model)
+        for path, k in widths.items():
+            q = net.get_submodule(path)
+            (q.widths if isinstance(q, SRQActivation) else q.weight_quant.widths).freeze(k)
+        x = torch.rand(16, *net.input_shape)
+        imodel = export(net, net.input_shape, ExportOptions(name="priced"), samples=x).model
+        est = estimate(imodel, cost.reuse, io_type="io_stream", part=rec["train"]["srq"]["part"])
+        fifo_luts.append(est.fifos.luts)
+        assert cost.at(widths) == pytest.approx(est.total("luts"), rel=1e-9)
+    assert fifo_luts[0] != fifo_luts[1], "the two assignments' FIFO rows differ (the check covers them)"
+
+
+def test_fifo_prices_where_paths_meet_are_the_row_of_every_combination():
+    """A residual add: FIFO depths may depend on the widths, so the row is one table over the
+    activation variables, each entry the estimator's row for that combination."""
+
+    model = random_resnet(2, size=8, channels=(4, 8))
+    assert any(len(layer.inputs) > 1 for layer in model.layers)
+    convs = [layer.name for layer in model.layers if layer.kind == "conv2d"][:2]
+    choices = [FixedType.parse(f"ap_fixed<{w},3,AP_RND,AP_SAT>") for w in (4, 6, 8)]
+    types = {name: (f"act{i}", choices) for i, name in enumerate(convs)}
+    reuse = {n.layer.name: 1 for n in model.nodes() if isinstance(n.layer, ir.Weighted)}
+    terms = width_tables(model, reuse, "io_stream", {}, types, part="xc7z020")
+    fifo = [t for t in terms if t.layer == "(fifos)"]
+    assert len(fifo) == 1 and fifo[0].variables == ("act0", "act1")
+    for a, b in itertools.product(range(3), repeat=2):
+        pick = {convs[0]: choices[a], convs[1]: choices[b]}
+        variant = dc_replace(model, layers=[dc_replace(layer, out_type=pick[layer.name]) if layer.name in pick
+                                            else layer for layer in model.layers])
+        assert fifo[0].table[a, b] == fifo_estimate(variant, get_part("xc7z020")).luts
+    assert len({float(v) for v in fifo[0].table.ravel()}) > 1
+    assert total(terms, {"act0": 0, "act1": 0}) < total(terms, {"act0": 2, "act1": 2})
 
 # ----------------------------------------------------------------------------- training
 

@@ -142,7 +142,7 @@ def price_model(model: nn.Module, input_shape, opts: dict) -> WidthCost:
                         field="train.srq")
     reuse = _folding(imodel, opts)
     metric = "weight_bits" if opts["cost"] == "bits" else "luts"
-    terms = width_tables(imodel, reuse, opts["io_type"], weights, types, metric)
+    terms = width_tables(imodel, reuse, opts["io_type"], weights, types, metric, part=opts["part"])
     scale = 1.0
     if opts["cost"] == "bits":  # average code bits per weight
         scale = 1.0 / sum(int(layer.codes.size) for layer in imodel.layers if hasattr(layer, "codes"))

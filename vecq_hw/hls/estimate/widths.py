@@ -9,7 +9,10 @@ its inputs (a layer whose out_type is its input's type, a max pool or a flatten,
 input's variable). :func:`width_tables` enumerates, per layer, every combination of the
 variables it sees (at most three: a few hundred estimates) and returns one table per layer;
 the cost of any assignment is the sum of the tables' entries, equal to ``estimate(model at
-those widths).total('luts')`` (tests/test_srq.py checks it against a real export).
+those widths).total('luts')`` (tests/test_srq.py checks it against a real export). In io_stream
+that total has a row of its own, the FIFOs between the layers (a token is a whole pixel, so a
+FIFO's width follows its producer's type): more tables over the activation variables, from the
+very :func:`.model.fifo_estimate` (:func:`_fifo_terms`).
 
 The folding does not depend on the widths (cycles are set by the geometry and R), so a frame
 rate fixes it once: :func:`rate_folding` is fit's rule for one target II (every weighted
@@ -29,8 +32,12 @@ from ...errors import VecQError
 from ...fixed import FixedType
 from ..folding import divisors, is_weighted, products_per_input, weighted_nodes
 from ..mappings import mapping_for
+from .model import fifo_estimate
+from .parts import Part, get_part
 
 METRICS = ("luts", "weight_bits")
+#: where paths meet, the FIFO row is priced whole per combination of the activation variables: at most
+FIFO_COMBINATIONS = 4096
 
 
 @dataclass
@@ -85,12 +92,13 @@ def _propagate(nodes, types: dict) -> dict:
 
 def width_tables(model: ir.Model, reuse: dict[str, int], io_type: str,
                  weights: dict[str, tuple[str, list[int]]], types: dict[str, tuple[str, list[FixedType]]],
-                 metric: str = "luts") -> list[Term]:
+                 metric: str = "luts", part=None) -> list[Term]:
     """One :class:`Term` per layer: its cost (``metric``: estimated LUTs at the folding
     ``reuse``, or the bits of its weight codes) for every combination of the width variables
     it sees. ``weights``: weighted layer -> (variable, [k per choice]); ``types``: layer ->
     (variable, [out_type per choice]); one variable may type several layers (a requantisation
-    and its ReLU), with the same number of choices everywhere."""
+    and its ReLU), with the same number of choices everywhere. In io_stream, ``metric`` 'luts'
+    adds the FIFO row's term (``part``: the estimator's, for where deep FIFOs go)."""
     if metric not in METRICS:
         raise VecQError(f"expected one of {', '.join(METRICS)}, got {metric!r}", field="metric")
     nodes = model.nodes()
@@ -108,7 +116,38 @@ def width_tables(model: ir.Model, reuse: dict[str, int], io_type: str,
             pick = dict(zip(variables, combo))
             table[combo] = _cost(_variant(node, pick, weights, types), r, io_type, metric)
         terms.append(Term(layer.name, variables, table))
+    if metric == "luts" and io_type == "io_stream":
+        terms += _fifo_terms(model, types, sizes, part)
     return terms
+
+
+def _fifo_terms(model: ir.Model, types: dict, sizes: dict, part) -> list[Term]:
+    """The io_stream FIFO row's LUTs over the activation variables. A chain (no layer reads two
+    tensors) keeps every FIFO at its default depth whatever the widths and each FIFO's width
+    follows its one producer's type, so the row is a sum of one table per variable (exact); where
+    paths meet, a FIFO's depth may depend on the widths and the row is priced whole per
+    combination."""
+    p = part if isinstance(part, Part) else get_part(part)
+    variables = tuple(dict.fromkeys(v for v, _ in types.values()))
+
+    def luts(pick: dict[str, int]) -> float:
+        layers = [replace(layer, out_type=types[layer.name][1][pick.get(types[layer.name][0], 0)])
+                  if layer.name in types else layer for layer in model.layers]
+        return fifo_estimate(replace(model, layers=layers), p).luts
+
+    base = luts({})
+    if not any(len(layer.inputs) > 1 for layer in model.layers):
+        return [Term("(fifos)", (), np.array(base))] + [
+            Term(f"(fifos) {v}", (v,), np.array([luts({v: i}) - base for i in range(sizes[v])])) for v in variables]
+    shape = [sizes[v] for v in variables]
+    if math.prod(shape) > FIFO_COMBINATIONS:
+        raise VecQError(f"cannot price the FIFOs of {len(variables)} learned activation widths where paths meet "
+                        f"({math.prod(shape):,} combinations, at most {FIFO_COMBINATIONS:,}): learn fewer",
+                        field="train.srq.act_learn")
+    table = np.zeros(shape)
+    for combo in itertools.product(*(range(n) for n in shape)):
+        table[combo] = luts(dict(zip(variables, combo)))
+    return [Term("(fifos)", variables, table)]
 
 
 def _variant(node: ir.Node, pick: dict[str, int], weights: dict, types: dict) -> ir.Node:
